@@ -1,0 +1,59 @@
+//! `taxon data ...`: the data stage. Each group of subcommands lives in its own file.
+
+pub mod crypto;
+pub mod io;
+pub mod store;
+pub mod validate;
+
+use clap::Subcommand;
+
+use crate::ctx::{Ctx, Outcome};
+
+#[derive(Debug, Subcommand)]
+pub enum DataCmd {
+    /// Track a file or folder: hash it (md5, as DVC 3), store it in the cache, write PATH.dvc.
+    Add(store::AddArgs),
+    /// Upload cached objects of tracked paths to a remote.
+    Push(store::PushArgs),
+    /// Download tracked objects from a remote (hash-verified) and check them out.
+    Pull(store::PullArgs),
+    /// Show which tracked paths changed in the workspace, and (with --remote) what is not pushed.
+    Status(store::StatusArgs),
+    /// Restore tracked paths in the workspace from the cache (optionally an older version).
+    Checkout(store::CheckoutArgs),
+    /// List the recorded versions of a tracked path with their statistics.
+    Versions(store::VersionsArgs),
+    /// Content-level diff of two versions: rows added, removed, relabelled; label shift.
+    Diff(store::DiffArgs),
+    /// Check a dataset against expectations (YAML); exit code 1 when any fails.
+    Validate(validate::ValidateArgs),
+    /// Print statistics of a dataset file (rows, labels, lengths, vocabulary, duplicates).
+    Stats(io::StatsArgs),
+    /// Build train/test JSONL from a folder with one sub-folder of text files per label,
+    /// with a seeded, stratified split.
+    Import(io::ImportArgs),
+    /// Generate a new Fernet key.
+    Keygen(crypto::KeygenArgs),
+    /// Encrypt a file into Fernet tokens (one per line, one per chunk).
+    Encrypt(crypto::EncryptArgs),
+    /// Decrypt a file of Fernet tokens.
+    Decrypt(crypto::DecryptArgs),
+}
+
+pub fn run(cmd: DataCmd, ctx: &Ctx) -> anyhow::Result<Outcome> {
+    match cmd {
+        DataCmd::Add(a) => store::add(a, ctx),
+        DataCmd::Push(a) => store::push(a, ctx),
+        DataCmd::Pull(a) => store::pull(a, ctx),
+        DataCmd::Status(a) => store::status(a, ctx),
+        DataCmd::Checkout(a) => store::checkout(a, ctx),
+        DataCmd::Versions(a) => store::versions(a, ctx),
+        DataCmd::Diff(a) => store::diff(a, ctx),
+        DataCmd::Validate(a) => validate::run(a, ctx),
+        DataCmd::Stats(a) => io::stats(a, ctx),
+        DataCmd::Import(a) => io::import(a, ctx),
+        DataCmd::Keygen(a) => crypto::keygen(a, ctx),
+        DataCmd::Encrypt(a) => crypto::encrypt(a, ctx),
+        DataCmd::Decrypt(a) => crypto::decrypt(a, ctx),
+    }
+}
