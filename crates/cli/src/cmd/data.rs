@@ -2,7 +2,9 @@
 
 pub mod crypto;
 pub mod io;
+pub mod remote;
 pub mod store;
+pub mod sync;
 pub mod validate;
 
 use clap::Subcommand;
@@ -11,12 +13,17 @@ use crate::ctx::{Ctx, Outcome};
 
 #[derive(Debug, Subcommand)]
 pub enum DataCmd {
+    /// Create `.dvc/` (as `dvc init --no-scm` does) and `.taxon/` in the current folder.
+    Init(store::InitArgs),
     /// Track a file or folder: hash it (md5, as DVC 3), store it in the cache, write PATH.dvc.
     Add(store::AddArgs),
     /// Upload cached objects of tracked paths to a remote.
-    Push(store::PushArgs),
+    Push(sync::PushArgs),
     /// Download tracked objects from a remote (hash-verified) and check them out.
-    Pull(store::PullArgs),
+    Pull(sync::PullArgs),
+    /// Manage remotes (stored in DVC's own `.dvc/config` and `.dvc/config.local`).
+    #[command(subcommand)]
+    Remote(remote::RemoteCmd),
     /// Show which tracked paths changed in the workspace, and (with --remote) what is not pushed.
     Status(store::StatusArgs),
     /// Restore tracked paths in the workspace from the cache (optionally an older version).
@@ -43,8 +50,10 @@ pub enum DataCmd {
 pub fn run(cmd: DataCmd, ctx: &Ctx) -> anyhow::Result<Outcome> {
     match cmd {
         DataCmd::Add(a) => store::add(a, ctx),
-        DataCmd::Push(a) => store::push(a, ctx),
-        DataCmd::Pull(a) => store::pull(a, ctx),
+        DataCmd::Init(a) => store::init(a, ctx),
+        DataCmd::Push(a) => sync::push(a, ctx),
+        DataCmd::Pull(a) => sync::pull(a, ctx),
+        DataCmd::Remote(c) => remote::run(c, ctx),
         DataCmd::Status(a) => store::status(a, ctx),
         DataCmd::Checkout(a) => store::checkout(a, ctx),
         DataCmd::Versions(a) => store::versions(a, ctx),

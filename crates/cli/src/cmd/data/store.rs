@@ -11,20 +11,6 @@ pub fn add(_args: AddArgs, _ctx: &Ctx) -> anyhow::Result<Outcome> {
 }
 
 #[derive(Debug, Args)]
-pub struct PushArgs {}
-
-pub fn push(_args: PushArgs, _ctx: &Ctx) -> anyhow::Result<Outcome> {
-    anyhow::bail!("not built yet")
-}
-
-#[derive(Debug, Args)]
-pub struct PullArgs {}
-
-pub fn pull(_args: PullArgs, _ctx: &Ctx) -> anyhow::Result<Outcome> {
-    anyhow::bail!("not built yet")
-}
-
-#[derive(Debug, Args)]
 pub struct StatusArgs {}
 
 pub fn status(_args: StatusArgs, _ctx: &Ctx) -> anyhow::Result<Outcome> {
@@ -49,5 +35,11 @@ pub fn versions(_args: VersionsArgs, _ctx: &Ctx) -> anyhow::Result<Outcome> {
 pub struct DiffArgs {}
 
 pub fn diff(_args: DiffArgs, _ctx: &Ctx) -> anyhow::Result<Outcome> {
+    anyhow::bail!("not built yet")
+}
+#[derive(Debug, Args)]
+pub struct InitArgs {}
+
+pub fn init(_args: InitArgs, _ctx: &Ctx) -> anyhow::Result<Outcome> {
     anyhow::bail!("not built yet")
 }
