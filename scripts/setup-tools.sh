@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the real peers the tests talk to, idempotently, into a virtual environment outside
+# the clone (so CI on a warm machine reuses it; it still installs from empty):
+#   dvc + dvc-s3   the real DVC CLI, for the interoperability tests
+#   moto[server]   an S3-compatible server (moto_server) started by the tests on 127.0.0.1
+#   cryptography   Python's Fernet, for the encryption interoperability tests
+# Packages come from PyPI through pip's own client; nothing else is downloaded.
+set -euo pipefail
+
+VENV="${TAXON_VENV:-$HOME/.cache/taxon/venv}"
+PY="${TAXON_PYTHON:-python3}"
+
+PINS=(
+  "dvc==3.67.1"
+  "dvc-s3==3.3.0"
+  "moto[server]==5.2.5"
+  "cryptography"
+)
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup-tools: creating virtual environment $VENV"
+  mkdir -p "$(dirname "$VENV")"
+  "$PY" -m venv "$VENV"
+fi
+
+if "$VENV/bin/python" - <<'PY' 2>/dev/null
+import importlib.metadata as m
+assert m.version("dvc") == "3.67.1"
+assert m.version("dvc-s3") == "3.3.0"
+assert m.version("moto") == "5.2.5"
+import cryptography.fernet, flask  # moto[server] needs flask
+PY
+then
+  echo "setup-tools: dvc, dvc-s3, moto[server], cryptography already in $VENV"
+else
+  echo "setup-tools: installing ${PINS[*]} into $VENV (about 2 minutes)"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PINS[@]}"
+fi
+
+for tool in dvc moto_server; do
+  [ -x "$VENV/bin/$tool" ] || { echo "setup-tools: $tool missing from $VENV/bin" >&2; exit 1; }
+done
+echo "setup-tools: $("$VENV/bin/dvc" --version | head -1) (dvc), moto_server ready"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: installs the tools the tests use, then runs formatting, lint and every test.
+# Tests that need dvc, moto_server or Python's cryptography find them in $TAXON_VENV, and with
+# TAXON_REQUIRE_TOOLS=1 (set here) they fail instead of skipping when a tool is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/taxon/target}"
+export TAXON_VENV="${TAXON_VENV:-$HOME/.cache/taxon/venv}"
+export TAXON_REQUIRE_TOOLS=1
+
+command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; exit 1; }
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+scripts/setup-tools.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== all checks passed"
