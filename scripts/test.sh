@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/taxon/target}"
 export TAXON_VENV="${TAXON_VENV:-$HOME/.cache/taxon/venv}"
 export TAXON_REQUIRE_TOOLS=1
+export TAXON_CORPUS_CACHE="${TAXON_CORPUS_CACHE:-$HOME/.cache/taxon/corpus}"
 
 command -v cargo >/dev/null || { echo "cargo is required (rustup)" >&2; exit 1; }
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
