@@ -1,1 +1,206 @@
-//! (being built)
+//! `taxon data add`: hash a file or folder into the cache, write `PATH.dvc` (and the
+//! `.gitignore` entry), and record a version with the data's statistics.
+
+use std::fs;
+use std::path::Path;
+
+use rayon::prelude::*;
+use taxon_core::{DatasetStats, Md5Hex, VersionRecord};
+
+use crate::cache::{Cache, DirEntry, manifest_bytes};
+use crate::dvcfile::{self, DvcFile, Out};
+use crate::error::{IoContext, Result, StoreError};
+use crate::hashing::{self, HashState};
+use crate::repo::Repo;
+use crate::versions;
+
+/// The content hash of a file or folder as DVC 3 computes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hashed {
+    /// md5 of the file, or `<md5 of manifest>.dir` for a folder.
+    pub md5: Md5Hex,
+    pub size: u64,
+    /// Number of files (folders only).
+    pub nfiles: Option<u64>,
+}
+
+/// `.taxon/state.json`.
+pub fn state_for(repo: &Repo) -> HashState {
+    HashState::load(repo.taxon_dir().join("state.json"))
+}
+
+/// Total bytes under `path` (a file or a folder), for progress bars.
+pub fn data_size(path: &Path) -> Result<u64> {
+    let meta = fs::metadata(path).at(path)?;
+    if meta.is_dir() {
+        Ok(hashing::walk_files(path)?.iter().map(|f| f.size).sum())
+    } else {
+        Ok(meta.len())
+    }
+}
+
+fn hash_one_file(
+    cache: Option<&Cache>,
+    state: &HashState,
+    path: &Path,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(Md5Hex, u64)> {
+    let meta = fs::metadata(path).at(path)?;
+    if let Some(h) = state.get(path, &meta) {
+        if cache.is_none_or(|c| c.contains(&h)) {
+            on_bytes(meta.len());
+            return Ok((h, meta.len()));
+        }
+    }
+    let (h, size) = match cache {
+        Some(c) => hashing::hash_into_cache_with(c, path, on_bytes)?,
+        None => hashing::md5_file_with(path, on_bytes)?,
+    };
+    state.set(path, &h);
+    Ok((h, size))
+}
+
+/// Hashes a file or folder. With a cache, every file (and a folder's manifest) is stored in
+/// it; without, only hashes are computed (for `status`). Folder files are hashed in parallel.
+pub fn hash_path(
+    cache: Option<&Cache>,
+    state: &HashState,
+    path: &Path,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<Hashed> {
+    let meta = fs::metadata(path).at(path)?;
+    if !meta.is_dir() {
+        let (md5, size) = hash_one_file(cache, state, path, on_bytes)?;
+        return Ok(Hashed {
+            md5,
+            size,
+            nfiles: None,
+        });
+    }
+    let files = hashing::walk_files(path)?;
+    let entries: Vec<(DirEntry, u64)> = files
+        .par_iter()
+        .map(|f| {
+            let (md5, size) = hash_one_file(cache, state, &f.path, on_bytes)?;
+            Ok((
+                DirEntry {
+                    md5,
+                    relpath: f.relpath.clone(),
+                },
+                size,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let size = entries.iter().map(|(_, s)| s).sum();
+    let entries: Vec<DirEntry> = entries.into_iter().map(|(e, _)| e).collect();
+    let md5 = match cache {
+        Some(c) => c.insert_manifest(&entries)?,
+        None => format!("{}.dir", Md5Hex::of_bytes(&manifest_bytes(&entries)))
+            .parse()
+            .map_err(|e: taxon_core::hash::InvalidHash| StoreError::Other(e.to_string()))?,
+    };
+    Ok(Hashed {
+        md5,
+        size,
+        nfiles: Some(entries.len() as u64),
+    })
+}
+
+/// Tracks `path`: see [`add_with_progress`].
+pub fn add(repo: &Repo, path: &Path, message: Option<&str>) -> Result<VersionRecord> {
+    add_with_progress(repo, path, message, &|_| {})
+}
+
+/// Hashes `path` (a file or folder) into the cache, writes `PATH.dvc` and the `.gitignore`
+/// entry, and appends a version record with statistics of every data file taxon can read.
+/// Re-adding unchanged data returns the existing record and records nothing new.
+pub fn add_with_progress(
+    repo: &Repo,
+    path: &Path,
+    message: Option<&str>,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<VersionRecord> {
+    let abs = dvcfile::strip_trailing_slash(&std::path::absolute(path).at(path)?);
+    let rel = versions::rel_path(repo, &abs)?;
+    if rel == ".dvc" || rel.starts_with(".dvc/") || rel == ".taxon" || rel.starts_with(".taxon/") {
+        return Err(StoreError::InvalidFile {
+            path: abs,
+            message: "is taxon/DVC metadata and cannot be tracked".into(),
+        });
+    }
+    if abs.extension().is_some_and(|e| e == "dvc") {
+        return Err(StoreError::InvalidFile {
+            path: abs,
+            message: "is a .dvc pointer file; add the data it points to instead".into(),
+        });
+    }
+    let name = abs
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| StoreError::InvalidFile {
+            path: abs.clone(),
+            message: "name is not valid UTF-8".into(),
+        })?
+        .to_string();
+
+    let cache = Cache::new(repo);
+    let state = state_for(repo);
+    let hashed = hash_path(Some(&cache), &state, &abs, on_bytes)?;
+    state.save()?;
+
+    let dvc_path = dvcfile::dvc_path_for(&abs);
+    let new = DvcFile {
+        outs: vec![Out {
+            md5: hashed.md5.clone(),
+            size: hashed.size,
+            nfiles: hashed.nfiles,
+            hash: "md5".into(),
+            path: name,
+        }],
+    };
+    let unchanged_pointer = DvcFile::load(&dvc_path).is_ok_and(|old| old == new);
+    if !unchanged_pointer {
+        new.save(&dvc_path)?;
+    }
+    dvcfile::ensure_gitignored(repo, &abs)?;
+
+    let history = versions::list_versions(repo, &abs)?;
+    if let Some(last) = history.last() {
+        if last.id == hashed.md5 {
+            return Ok(last.clone());
+        }
+    }
+    let (features, stats) = data_stats(&cache, &hashed.md5, &abs)?;
+    let record = VersionRecord {
+        id: hashed.md5,
+        path: rel,
+        created_at: chrono::Utc::now(),
+        size: hashed.size,
+        nfiles: hashed.nfiles.unwrap_or(1),
+        features,
+        stats,
+        message: message.map(str::to_string),
+    };
+    versions::append(repo, &record)?;
+    Ok(record)
+}
+
+/// Columns and statistics of the data files of a version that taxon can read (none for other
+/// formats). Bad rows are skipped and counted; labels are optional.
+fn data_stats(
+    cache: &Cache,
+    id: &Md5Hex,
+    abs: &Path,
+) -> Result<(Vec<String>, Option<DatasetStats>)> {
+    let files = crate::checkout::data_files_of(cache, id, abs)?;
+    if files.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let opts = taxon_dataset::ReadOptions {
+        on_error: taxon_dataset::OnError::Skip,
+        label_required: false,
+        ..Default::default()
+    };
+    let (stats, features) = taxon_dataset::compute_stats(&files, &opts)?;
+    Ok((features, Some(stats)))
+}

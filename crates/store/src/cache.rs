@@ -1,1 +1,320 @@
-//! (being built)
+//! The content-addressed cache in DVC 3's layout: `.dvc/cache/files/md5/xx/yyyy[.dir]`, objects
+//! read-only (0444), folder manifests as Python-`json.dumps`-compatible bytes.
+//!
+//! Every object enters the cache through a temp file in `.dvc/tmp` and a rename, so a process
+//! killed half-way never leaves a partial object under its final name.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+use taxon_core::Md5Hex;
+
+use crate::dvcfile::DvcFile;
+use crate::error::{IoContext, Result, StoreError};
+use crate::hashing;
+use crate::repo::Repo;
+
+/// One file of a folder version, as listed in its `.dir` manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct DirEntry {
+    pub md5: Md5Hex,
+    /// Path inside the folder, `/`-separated, never absolute and never with `..`.
+    pub relpath: String,
+}
+
+/// The cache of one repository.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    /// `.dvc/cache`.
+    pub root: PathBuf,
+    /// `.dvc/tmp`: where temp files live before they are renamed into place (same filesystem).
+    pub tmp: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl Cache {
+    pub fn new(repo: &Repo) -> Self {
+        Self {
+            root: repo.cache_dir(),
+            tmp: repo.dvc_dir().join("tmp"),
+        }
+    }
+
+    /// Where the object named `hash` lives (whether or not it is there).
+    pub fn object_path(&self, hash: &Md5Hex) -> PathBuf {
+        self.root.join(hash.cache_rel_path())
+    }
+
+    /// True when the object is in the cache.
+    pub fn contains(&self, hash: &Md5Hex) -> bool {
+        self.object_path(hash).is_file()
+    }
+
+    /// A fresh, unique temp path under `.dvc/tmp` (the folder is created).
+    pub fn temp_path(&self, tag: &str) -> Result<PathBuf> {
+        fs::create_dir_all(&self.tmp).at(&self.tmp)?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        Ok(self
+            .tmp
+            .join(format!("taxon-{tag}-{}-{nanos}-{n}", std::process::id())))
+    }
+
+    /// Moves a finished temp file (whose content hashes to `hash`) into place, read-only.
+    /// When the object already exists the temp file is simply removed.
+    pub fn commit_temp(&self, tmp: &Path, hash: &Md5Hex) -> Result<()> {
+        let dest = self.object_path(hash);
+        if dest.is_file() {
+            fs::remove_file(tmp).at(tmp)?;
+            return Ok(());
+        }
+        set_read_only(tmp)?;
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).at(parent)?;
+        }
+        fs::rename(tmp, &dest).at(&dest)
+    }
+
+    /// Hash-checks a downloaded temp file and moves it into the cache (0444). On a mismatch the
+    /// temp file is deleted and the error names the expected and actual hashes.
+    pub fn insert_file_verified(&self, tmp: &Path, expected: &Md5Hex) -> Result<()> {
+        let (actual, _) = hashing::md5_file(tmp)?;
+        let expected_content = content_hash(expected);
+        if actual.as_str() != expected_content {
+            let _ = fs::remove_file(tmp);
+            return Err(StoreError::HashMismatch {
+                path: tmp.to_path_buf(),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+        if expected.is_dir() {
+            // A manifest must also parse and be safe before it is trusted.
+            let bytes = fs::read(tmp).at(tmp)?;
+            if let Err(e) = parse_manifest(&bytes, tmp) {
+                let _ = fs::remove_file(tmp);
+                return Err(e);
+            }
+        }
+        self.commit_temp(tmp, expected)
+    }
+
+    /// Stores manifest bytes under `<md5>.dir` and returns that hash.
+    pub fn insert_manifest(&self, entries: &[DirEntry]) -> Result<Md5Hex> {
+        let bytes = manifest_bytes(entries);
+        let hash: Md5Hex = format!("{}.dir", Md5Hex::of_bytes(&bytes))
+            .parse()
+            .map_err(|e: taxon_core::hash::InvalidHash| StoreError::Other(e.to_string()))?;
+        if !self.contains(&hash) {
+            let tmp = self.temp_path("dir")?;
+            fs::write(&tmp, &bytes).at(&tmp)?;
+            self.commit_temp(&tmp, &hash)?;
+        }
+        Ok(hash)
+    }
+
+    /// Reads and checks a folder manifest: its bytes must hash to its name, and every relpath
+    /// must stay inside the folder.
+    pub fn read_dir_manifest(&self, hash: &Md5Hex) -> Result<Vec<DirEntry>> {
+        let path = self.object_path(hash);
+        let bytes = fs::read(&path).at(&path)?;
+        let actual = Md5Hex::of_bytes(&bytes);
+        if actual.as_str() != content_hash(hash) {
+            return Err(StoreError::HashMismatch {
+                path,
+                expected: hash.clone(),
+                actual,
+            });
+        }
+        parse_manifest(&bytes, &path)
+    }
+}
+
+/// The md5 hex of an object's bytes (a `.dir` hash without its suffix).
+pub(crate) fn content_hash(hash: &Md5Hex) -> &str {
+    hash.as_str().strip_suffix(".dir").unwrap_or(hash.as_str())
+}
+
+/// Sets mode 0444, as DVC does for cache objects.
+pub(crate) fn set_read_only(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o444)).at(path)
+    }
+    #[cfg(not(unix))]
+    {
+        let mut perms = fs::metadata(path).at(path)?.permissions();
+        perms.set_readonly(true);
+        fs::set_permissions(path, perms).at(path)
+    }
+}
+
+fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Vec<DirEntry>> {
+    let entries: Vec<DirEntry> =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Malformed {
+            path: path.to_path_buf(),
+            field: "manifest".into(),
+            message: format!("not a DVC folder manifest: {e}"),
+        })?;
+    for e in &entries {
+        if !is_safe_relpath(&e.relpath) {
+            return Err(StoreError::UnsafeRelpath {
+                manifest: path.to_path_buf(),
+                relpath: e.relpath.clone(),
+            });
+        }
+        if e.md5.is_dir() {
+            return Err(StoreError::Malformed {
+                path: path.to_path_buf(),
+                field: format!("{}.md5", e.relpath),
+                message: "a manifest entry cannot be a folder hash".into(),
+            });
+        }
+    }
+    Ok(entries)
+}
+
+/// True for a relative, `/`-separated path with only normal components.
+pub fn is_safe_relpath(relpath: &str) -> bool {
+    if relpath.is_empty() || relpath.starts_with('/') || relpath.contains('\\') {
+        return false;
+    }
+    relpath
+        .split('/')
+        .all(|c| !c.is_empty() && c != "." && c != "..")
+        && Path::new(relpath)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// The manifest bytes exactly as DVC writes them: Python's
+/// `json.dumps(sorted(entries, key=relpath), sort_keys=True)` (ASCII-escaped, `", "` and `": "`
+/// separators, no trailing newline). Entries are sorted here.
+pub fn manifest_bytes(entries: &[DirEntry]) -> Vec<u8> {
+    let mut sorted: Vec<&DirEntry> = entries.iter().collect();
+    sorted.sort_by(|a, b| a.relpath.as_bytes().cmp(b.relpath.as_bytes()));
+    let mut out = String::with_capacity(entries.len() * 80 + 2);
+    out.push('[');
+    for (i, e) in sorted.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str("{\"md5\": ");
+        push_py_json_str(&mut out, e.md5.as_str());
+        out.push_str(", \"relpath\": ");
+        push_py_json_str(&mut out, &e.relpath);
+        out.push('}');
+    }
+    out.push(']');
+    out.into_bytes()
+}
+
+/// A string as Python's `json.dumps` (with `ensure_ascii=True`) writes it.
+fn push_py_json_str(out: &mut String, s: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e && (c as u32) != 0x7f => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Every object that a set of `.dvc` files needs: each output's hash, and for folders the
+/// entries of the manifest when the manifest is in the cache. Sorted, without duplicates.
+pub fn objects_for(repo: &Repo, dvc_files: &[PathBuf]) -> Result<Vec<Md5Hex>> {
+    let cache = Cache::new(repo);
+    let mut all = std::collections::BTreeSet::new();
+    for f in dvc_files {
+        let dvc = DvcFile::load(f)?;
+        for out in dvc.outs {
+            if out.md5.is_dir() && cache.contains(&out.md5) {
+                for e in cache.read_dir_manifest(&out.md5)? {
+                    all.insert(e.md5);
+                }
+            }
+            all.insert(out.md5);
+        }
+    }
+    Ok(all.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(s: &str) -> Md5Hex {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn manifest_matches_python_json_dumps() {
+        // Bytes produced by dvc 3.67 for b.txt, sub/c.txt and "é ü.txt".
+        let entries = vec![
+            DirEntry {
+                md5: h("fbade9e36a3f36d3d676c1b808451dd7"),
+                relpath: "é ü.txt".into(),
+            },
+            DirEntry {
+                md5: h("009520053b00386d1173f3988c55d192"),
+                relpath: "sub/c.txt".into(),
+            },
+            DirEntry {
+                md5: h("9dd4e461268c8034f5c8564e155c67a6"),
+                relpath: "b.txt".into(),
+            },
+        ];
+        let bytes = manifest_bytes(&entries);
+        let expected = r#"[{"md5": "9dd4e461268c8034f5c8564e155c67a6", "relpath": "b.txt"}, {"md5": "009520053b00386d1173f3988c55d192", "relpath": "sub/c.txt"}, {"md5": "fbade9e36a3f36d3d676c1b808451dd7", "relpath": "\u00e9 \u00fc.txt"}]"#;
+        assert_eq!(String::from_utf8(bytes.clone()).unwrap(), expected);
+        assert_eq!(
+            Md5Hex::of_bytes(&bytes).as_str(),
+            "554cfe362180436ef7906f9cf144fcf5"
+        );
+    }
+
+    #[test]
+    fn escapes_like_python() {
+        let mut s = String::new();
+        push_py_json_str(&mut s, "a\"b\\c\n\u{1}😀\u{7f}");
+        assert_eq!(s, "\"a\\\"b\\\\c\\n\\u0001\\ud83d\\ude00\u{7f}\"");
+    }
+
+    #[test]
+    fn hostile_relpaths_are_rejected() {
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "a/../../b",
+            "",
+            "a//b",
+            "./a",
+            "a\\..\\b",
+        ] {
+            assert!(!is_safe_relpath(bad), "{bad:?} accepted");
+        }
+        assert!(is_safe_relpath("sub/c.txt"));
+        assert!(is_safe_relpath("..hidden"));
+    }
+}

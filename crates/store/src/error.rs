@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use taxon_core::Md5Hex;
+
 /// Everything that can go wrong while versioning data or talking to a remote.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -17,6 +19,54 @@ pub enum StoreError {
     NotARepo(PathBuf),
     #[error("{path}: {message}")]
     InvalidFile { path: PathBuf, message: String },
+    /// A `.dvc` file, manifest or record with a bad or missing field.
+    #[error("{path}: field `{field}`: {message}")]
+    Malformed {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+    /// Content whose md5 is not the one it is stored under (corrupt, truncated or tampered).
+    #[error(
+        "{path}: content hash mismatch: expected {expected}, got {actual} (corrupt, truncated or tampered object; refused)"
+    )]
+    HashMismatch {
+        path: PathBuf,
+        expected: Md5Hex,
+        actual: Md5Hex,
+    },
+    /// Objects a checkout needs that the cache does not hold; nothing was changed.
+    #[error(
+        "{} object(s) missing from the cache {cache}: {}; nothing in the workspace was changed (run `taxon data pull` first)",
+        missing.len(),
+        missing.join(", ")
+    )]
+    MissingObjects {
+        cache: PathBuf,
+        missing: Vec<String>,
+    },
+    /// A path given to a command has no `.dvc` file.
+    #[error("{path} is not tracked (no {path}.dvc file); run `taxon data add {path}` first")]
+    NotTracked { path: PathBuf },
+    /// A folder manifest entry that would write outside its folder.
+    #[error(
+        "{manifest}: unsafe relpath {relpath:?} (absolute, empty or containing ..); refusing to write outside the folder"
+    )]
+    UnsafeRelpath { manifest: PathBuf, relpath: String },
+    #[error(
+        "{path}: output uses hash {hash:?}; taxon reads DVC 3 outputs (`hash: md5`); run `dvc cache migrate` and re-add"
+    )]
+    UnsupportedHash { path: PathBuf, hash: String },
+    #[error(
+        "no recorded version of {path} matches {id:?}; list them with `taxon data versions {path}`"
+    )]
+    UnknownVersion { path: String, id: String },
+    #[error("version {id:?} of {path} is ambiguous: it is a prefix of {}; give more digits", candidates.join(", "))]
+    AmbiguousVersion {
+        path: String,
+        id: String,
+        candidates: Vec<String>,
+    },
     #[error(transparent)]
     Remote(#[from] crate::remote::RemoteError),
     #[error(transparent)]

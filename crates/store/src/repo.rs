@@ -30,6 +30,34 @@ impl Repo {
         Err(StoreError::NotARepo(start))
     }
 
+    /// Makes `dir` a repository, as `dvc init --no-scm` does (`.dvc/config` with
+    /// `no_scm = True`, `.dvc/.gitignore`, `.dvcignore`), plus taxon's `.taxon/`. An existing
+    /// `.dvc/` is kept as it is. Returns the repository and whether `.dvc/` was created.
+    pub fn init(dir: &Path) -> Result<(Self, bool)> {
+        use crate::error::IoContext;
+        let root = std::path::absolute(dir).at(dir)?;
+        let dvc = root.join(".dvc");
+        let created = !dvc.is_dir();
+        if created {
+            std::fs::create_dir_all(dvc.join("tmp")).at(&dvc)?;
+            let write = |p: PathBuf, text: &str| std::fs::write(&p, text).at(&p);
+            write(dvc.join("config"), "[core]\n    no_scm = True\n")?;
+            write(dvc.join(".gitignore"), "/config.local\n/tmp\n/cache\n")?;
+            let ignore = root.join(".dvcignore");
+            if !ignore.exists() {
+                write(
+                    ignore,
+                    "# Add patterns of files dvc should ignore, which could improve\n\
+                     # the performance. Learn more at\n\
+                     # https://dvc.org/doc/user-guide/dvcignore\n",
+                )?;
+            }
+        }
+        let taxon = root.join(".taxon");
+        std::fs::create_dir_all(&taxon).at(&taxon)?;
+        Ok((Self { root }, created))
+    }
+
     /// `.dvc/` itself.
     pub fn dvc_dir(&self) -> PathBuf {
         self.root.join(".dvc")
