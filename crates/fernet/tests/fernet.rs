@@ -370,9 +370,7 @@ import sys
 from cryptography.fernet import Fernet
 key = Fernet.generate_key()
 with open(sys.argv[1], "wb") as out:
-    out.write(Fernet(key).encrypt("héllo from python
-".encode()) + b"
-")
+    out.write(Fernet(key).encrypt("héllo from python\n".encode()) + b"\n")
 print(key.decode())
 "#;
         let out = run_py(py, script, &[enc.to_str().unwrap()]);
