@@ -1,8 +1,21 @@
-//! (being built)
+//! taxon-dataset: streaming dataset readers (JSONL, CSV/TSV, Parquet) in bounded memory, and the
+//! data-level analyses built on them: statistics, content diff, and the seeded stratified import
+//! of label folders.
+//!
+//! Every reader yields [`taxon_core::Record`]s in batches; every error names where it happened
+//! (`path:line` or `path: row N`) and what was expected.
 
-/// Errors reading a dataset.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("{0}")]
-    Other(String),
-}
+pub mod diff;
+mod error;
+mod options;
+mod reader;
+pub mod split;
+pub mod stats;
+pub mod text;
+
+pub use diff::ContentDiff;
+pub use error::ReadError;
+pub use options::{Format, OnError, ReadOptions};
+pub use reader::{DatasetReader, MAX_LINE_BYTES, SKIPPED_SAMPLE_LIMIT};
+pub use split::{SplitSummary, import_label_folders};
+pub use stats::{StatsBuilder, compute_stats};
