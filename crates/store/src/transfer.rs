@@ -334,7 +334,8 @@ pub async fn fetch_async(
         PullSummary {
             remote: remote.name().to_string(),
             downloaded,
-            already_cached: present.len() as u64,
+            // The manifests fetched above are in `present` now; they were not cached before.
+            already_cached: (present.len() as u64).saturating_sub(downloaded - n),
             bytes,
             seconds: started.elapsed().as_secs_f64(),
         },

@@ -117,7 +117,7 @@ impl Drop for Moto {
 pub fn taxon(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("taxon").expect("taxon binary");
     c.current_dir(dir)
-        .env("TAXON_QUIET", "1")
+        .env("TAXON_QUIET", "true")
         .env_remove("TAXON_JSON")
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
@@ -128,7 +128,11 @@ pub fn taxon(dir: &Path) -> Command {
 
 /// Runs `taxon --json ARGS` in `dir`, asserts success, returns the parsed JSON.
 pub fn taxon_json(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let out = taxon(dir).arg("--json").args(args).output().expect("run taxon");
+    let out = taxon(dir)
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("run taxon");
     assert!(
         out.status.success(),
         "taxon {args:?} failed: {}",
@@ -144,11 +148,15 @@ pub fn taxon_json(dir: &Path, args: &[&str]) -> serde_json::Value {
 
 /// A small deterministic file tree: `n` files of 100..2100 bytes under `dir`.
 pub fn write_tree(dir: &Path, n: usize, seed: u64) {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     for i in 0..n {
         let sub = dir.join(format!("part{}", i % 3));
         std::fs::create_dir_all(&sub).unwrap();
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let len = 100 + (x >> 33) as usize % 2000;
         let body: String = (0..len)
             .map(|j| (b'a' + ((x as usize >> 7) + j * 31 + i) as u8 % 26) as char)
@@ -166,7 +174,11 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 out.push((rel, std::fs::read(&p).unwrap()));
             }
         }
