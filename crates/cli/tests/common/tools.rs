@@ -66,6 +66,19 @@ pub fn http_status(port: u16, method: &str, path: &str) -> std::io::Result<u16> 
         .ok_or_else(|| std::io::Error::other(format!("no HTTP status in {head:?}")))
 }
 
+/// The raw response (head and body) of one HTTP/1.1 request without a body.
+pub fn http_raw(port: u16, method: &str, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
 /// A moto S3 server on a free port, killed on drop. moto accepts any credentials, so tests
 /// against it check the S3 protocol (listing, multipart, atomicity), not authentication.
 pub struct Moto {
@@ -100,6 +113,25 @@ impl Moto {
     }
 
     /// Creates a bucket (moto needs no signature).
+    /// The keys in `bucket` (first 1000), by an unsigned ListObjectsV2.
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        let body =
+            http_raw(self.port, "GET", &format!("/{bucket}?list-type=2")).unwrap_or_default();
+        body.split("<Key>")
+            .skip(1)
+            .filter_map(|s| s.split("</Key>").next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The ETag of an object (a multipart upload's ETag ends in `-<parts>`).
+    pub fn etag(&self, bucket: &str, key: &str) -> Option<String> {
+        let head = http_raw(self.port, "HEAD", &format!("/{bucket}/{key}")).ok()?;
+        head.lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("etag:"))
+            .map(|l| l[5..].trim().trim_matches('"').to_string())
+    }
+
     pub fn create_bucket(&self, name: &str) {
         let code = http_status(self.port, "PUT", &format!("/{name}")).expect("create bucket");
         assert!(code == 200, "create bucket {name}: HTTP {code}");
