@@ -63,9 +63,9 @@ fn quickstart_versions_validates_and_describes_the_bbc_split() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "quickstart failed:\n{stderr}");
 
-    // The documented split: 1,780 train and 445 test rows.
-    assert_eq!(lines(dir.join("data/bbc/train.jsonl")), 1780);
-    assert_eq!(lines(dir.join("data/bbc/test.jsonl")), 445);
+    // The documented split: 1,781 train and 444 test rows.
+    assert_eq!(lines(dir.join("data/bbc/train.jsonl")), 1781);
+    assert_eq!(lines(dir.join("data/bbc/test.jsonl")), 444);
     // Versioned as DVC would: a pointer file naming a folder manifest in the cache.
     let dvc = std::fs::read_to_string(dir.join("data/bbc.dvc")).unwrap();
     assert!(dvc.contains(".dir"), "{dvc}");
