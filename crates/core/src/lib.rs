@@ -4,6 +4,7 @@
 //! types here stay small, serde-friendly and free of I/O.
 
 pub mod hash;
+pub mod model;
 pub mod record;
 pub mod stats;
 pub mod version;

@@ -1,7 +1,9 @@
 //! One variant per stage; each stage's subcommands live in their own module.
 
 pub mod data;
+pub mod eval;
 pub mod quickstart;
+pub mod train;
 
 use clap::Subcommand;
 
@@ -16,11 +18,19 @@ pub enum Command {
     /// Run the main job end to end on the BBC News benchmark (fetch, split, version,
     /// validate, statistics).
     Quickstart(quickstart::QuickstartArgs),
+    /// Train a model (`linear`) from a YAML config and/or flags; writes model.json, weights and
+    /// metrics.json to the output folder.
+    Train(train::TrainArgs),
+    /// Evaluate a model folder on labelled data: accuracy, macro-F1, per-class P/R/F1,
+    /// confusion matrix.
+    Eval(eval::EvalArgs),
 }
 
 pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
     match cmd {
         Command::Data(c) => data::run(c, ctx),
         Command::Quickstart(a) => quickstart::run(a, ctx),
+        Command::Train(a) => train::run(a, ctx),
+        Command::Eval(a) => eval::run(a, ctx),
     }
 }

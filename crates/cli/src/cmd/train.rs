@@ -1,0 +1,127 @@
+//! `taxon train`: train a model from a YAML config and/or flags; writes the model folder
+//! (model.json, weights) and metrics.json.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::ProgressBar;
+use taxon_models::linear::{EpochReport, TrainObserver};
+use taxon_train::{Overrides, TrainConfig};
+
+use crate::ctx::{Ctx, Outcome};
+use crate::output::print_json;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training config (YAML); flags below override its keys.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Model type to train (`linear`).
+    #[arg(long)]
+    pub model_type: Option<String>,
+    /// Training data (JSONL with `text` and `label`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Validation data; default: a seeded, stratified 10% of --data.
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    /// Output folder for the model.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub learning_rate: Option<f32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Worker threads (default: every core). `--threads 1` is bit-reproducible.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Drives the progress bar from the training threads.
+struct BarObserver {
+    bar: ProgressBar,
+    ctx: Ctx,
+}
+
+impl TrainObserver for BarObserver {
+    fn on_docs(&self, docs: u64, mean_loss: f32) {
+        self.bar.inc(docs);
+        self.bar.set_message(format!("train loss {mean_loss:.4}"));
+    }
+
+    fn on_epoch(&self, r: &EpochReport) {
+        if self.ctx.quiet {
+            return;
+        }
+        let val = match (r.validation_accuracy, r.validation_loss) {
+            (Some(a), Some(l)) => format!("  val acc {:.2}%  val loss {l:.4}", a * 100.0),
+            _ => String::new(),
+        };
+        let line = format!(
+            "epoch {:>3}/{}  loss {:.4}{val}  lr {:.4}  {:.0} tokens/s",
+            r.epoch, r.epochs, r.train_loss, r.learning_rate, r.tokens_per_sec
+        );
+        self.bar.suspend(|| eprintln!("{line}"));
+    }
+}
+
+pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let base = match &args.config {
+        Some(p) => TrainConfig::from_file(p)?,
+        None => TrainConfig::default(),
+    };
+    let cfg = base.with_overrides(Overrides {
+        model_type: args.model_type,
+        learning_rate: args.learning_rate,
+        epochs: args.epochs,
+        seed: args.seed,
+        data: args.data,
+        validation: args.validation,
+        output: args.output,
+        threads: args.threads,
+    });
+    cfg.check()?;
+    // Total for the bar: examples x epochs, estimated from the data's line count.
+    let data = cfg.data.clone().unwrap_or_default();
+    let lines = std::fs::read(&data)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
+        .unwrap_or(0);
+    let holdout = if cfg.validation.is_some() { 1.0 } else { 0.9 };
+    let epochs = cfg.epochs.unwrap_or(taxon_train::driver::LINEAR_EPOCHS) as u64;
+    let total = (lines as f64 * holdout) as u64 * epochs;
+    let observer = BarObserver {
+        bar: ctx.items_bar(total, "training"),
+        ctx: ctx.clone(),
+    };
+    let summary = taxon_train::train(&cfg, &observer)
+        .with_context(|| format!("training on {}", data.display()))?;
+    observer.bar.finish_and_clear();
+    if ctx.json {
+        print_json(&summary)?;
+    } else {
+        let acc = summary
+            .validation
+            .as_ref()
+            .map(|m| {
+                format!(
+                    ", validation accuracy {:.2}% macro-F1 {:.4}",
+                    m.accuracy * 100.0,
+                    m.macro_f1
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "trained {} on {} examples in {:.2}s{acc} ({} examples, {})",
+            summary.model_type,
+            summary.train_examples,
+            summary.train_seconds,
+            summary.validation_examples,
+            summary.validation_source
+        );
+        println!("model written to {}", summary.output.display());
+    }
+    Ok(Outcome::Ok)
+}

@@ -1,0 +1,203 @@
+//! The model contract: what every model type (linear, lstm, bert) offers to training,
+//! evaluation, the registry and the server, and the `model.json` that describes a model folder.
+//!
+//! A model folder holds `model.json` (a [`ModelDescription`]) next to the weight files it
+//! lists. Loading reads `model.json` first and dispatches on `model_type`; the model crate then
+//! checks that every listed file exists, has the recorded md5, and that tensor shapes agree with
+//! the description. Any disagreement is a [`ModelError`] naming the file and the field.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::Md5Hex;
+
+/// Name of the description file in every model folder.
+pub const MODEL_JSON: &str = "model.json";
+
+/// Version of the `model.json` layout this build writes and reads.
+pub const MODEL_FORMAT_VERSION: u32 = 1;
+
+/// A trained text classifier. Object-safe: consumers hold a `Box<dyn TextClassifier>` and never
+/// depend on a concrete model type. Training is a separate function per model type.
+pub trait TextClassifier: Send + Sync {
+    /// The class labels, in the order of the probabilities that `predict_batch` returns.
+    fn labels(&self) -> &[String];
+
+    /// One probability vector (summing to 1, one entry per label) per input text.
+    fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>>;
+
+    /// Writes the weights and `model.json` into `dir` (created if missing).
+    fn save(&self, dir: &Path) -> Result<(), ModelError>;
+
+    /// What `model.json` records about this model.
+    fn describe(&self) -> ModelDescription;
+}
+
+/// The contents of `model.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelDescription {
+    /// Layout version of this file ([`MODEL_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Which implementation loads the folder: `linear`, `lstm`, ...
+    pub model_type: String,
+    /// Class labels in output order.
+    pub labels: Vec<String>,
+    /// The model's hyper-parameters (its `model_config`), as the model type defines them.
+    pub params: serde_json::Value,
+    /// What inputs the model accepts.
+    pub input: InputLimits,
+    /// The weight files of the folder, with their sizes and md5 hashes.
+    pub files: Vec<ModelFile>,
+    /// The program that wrote the folder (`taxon 0.1.0`).
+    pub created_by: String,
+}
+
+/// Limits on the inputs a model accepts; `None` means unbounded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputLimits {
+    /// Tokens beyond this many are ignored.
+    pub max_tokens: Option<u64>,
+    /// Whether the model lower-cases text before tokenizing.
+    pub lowercase: bool,
+}
+
+/// One file of a model folder, as recorded in `model.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    /// File name relative to the folder.
+    pub name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// md5 of the contents.
+    pub md5: Md5Hex,
+}
+
+impl ModelDescription {
+    /// Reads and parses `dir/model.json`, checking its format version.
+    pub fn read(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join(MODEL_JSON);
+        let text = std::fs::read_to_string(&path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let desc: Self = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        if desc.format_version != MODEL_FORMAT_VERSION {
+            return Err(ModelError::Mismatch {
+                path,
+                field: "format_version".into(),
+                expected: MODEL_FORMAT_VERSION.to_string(),
+                found: desc.format_version.to_string(),
+            });
+        }
+        Ok(desc)
+    }
+
+    /// Writes `dir/model.json` (pretty JSON).
+    pub fn write(&self, dir: &Path) -> Result<(), ModelError> {
+        let path = dir.join(MODEL_JSON);
+        let text = serde_json::to_string_pretty(self).map_err(|source| ModelError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::write(&path, text + "\n").map_err(|source| ModelError::Io { path, source })
+    }
+
+    /// The recorded entry for `name`, or a mismatch error naming `model.json` and `files`.
+    pub fn file(&self, dir: &Path, name: &str) -> Result<&ModelFile, ModelError> {
+        self.files
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| ModelError::Mismatch {
+                path: dir.join(MODEL_JSON),
+                field: "files".into(),
+                expected: format!("an entry for {name}"),
+                found: format!(
+                    "[{}]",
+                    self.files
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    /// Reads `dir/name` and checks its size and md5 against the entry in `files`.
+    pub fn read_checked(&self, dir: &Path, name: &str) -> Result<Vec<u8>, ModelError> {
+        let entry = self.file(dir, name)?;
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        if bytes.len() as u64 != entry.bytes {
+            return Err(ModelError::Mismatch {
+                path,
+                field: format!("{MODEL_JSON} files[{name}].bytes"),
+                expected: entry.bytes.to_string(),
+                found: bytes.len().to_string(),
+            });
+        }
+        let md5 = Md5Hex::of_bytes(&bytes);
+        if md5 != entry.md5 {
+            return Err(ModelError::Mismatch {
+                path,
+                field: format!("{MODEL_JSON} files[{name}].md5"),
+                expected: entry.md5.to_string(),
+                found: md5.to_string(),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes `params` into a model type's configuration.
+    pub fn params_as<T: serde::de::DeserializeOwned>(&self, dir: &Path) -> Result<T, ModelError> {
+        serde_json::from_value(self.params.clone()).map_err(|source| ModelError::Json {
+            path: dir.join(MODEL_JSON),
+            source,
+        })
+    }
+}
+
+/// Errors saving, loading, training or describing a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: field `model_type`: unknown model type {found:?} (known: {known})", path.display())]
+    UnknownModelType {
+        path: PathBuf,
+        found: String,
+        known: String,
+    },
+    #[error("{}: field `{field}` does not match: expected {expected}, found {found}", path.display())]
+    Mismatch {
+        path: PathBuf,
+        field: String,
+        expected: String,
+        found: String,
+    },
+    #[error("{}: bad weights file: {message}", path.display())]
+    Weights { path: PathBuf, message: String },
+    #[error("model config: `{field}` {message}")]
+    InvalidConfig { field: String, message: String },
+    #[error("training data: {message}")]
+    TrainingData { message: String },
+}

@@ -1,0 +1,34 @@
+//! The model factory: every model type taxon can train, and [`load`], which opens any model
+//! folder by dispatching on the `model_type` of its `model.json`.
+//!
+//! Models implement [`taxon_core::model::TextClassifier`]; training is a separate function per
+//! model type (`linear::train`), so consumers never depend on a concrete model.
+
+pub mod linear;
+pub mod rng;
+
+use std::path::Path;
+
+use taxon_core::model::{MODEL_JSON, ModelDescription, ModelError, TextClassifier};
+
+/// The model types this build can load and train.
+pub const MODEL_TYPES: &[&str] = &[linear::MODEL_TYPE];
+
+/// Opens the model folder `dir`: reads `model.json`, then loads the weights with the
+/// implementation its `model_type` names, checking that the files match the description.
+pub fn load(dir: &Path) -> Result<Box<dyn TextClassifier>, ModelError> {
+    let desc = ModelDescription::read(dir)?;
+    match desc.model_type.as_str() {
+        linear::MODEL_TYPE => Ok(Box::new(linear::LinearModel::load_described(dir, &desc)?)),
+        other => Err(unknown_type(dir, other)),
+    }
+}
+
+/// The error for a `model_type` this build does not know, naming `dir/model.json`.
+pub fn unknown_type(dir: &Path, found: &str) -> ModelError {
+    ModelError::UnknownModelType {
+        path: dir.join(MODEL_JSON),
+        found: found.to_string(),
+        known: MODEL_TYPES.join(", "),
+    }
+}

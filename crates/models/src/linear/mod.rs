@@ -1,0 +1,238 @@
+//! `linear`: the fastText supervised classifier (Joulin, Grave, Bojanowski, Mikolov, 2016,
+//! "Bag of Tricks for Efficient Text Classification", arXiv:1607.01759).
+//!
+//! A text becomes a bag of features (lower-cased words, hashed word n-grams, optional hashed
+//! character n-grams; see [`features`]); their embeddings are averaged into a hidden vector of
+//! `dim` values, optionally weighted by inverse document frequency; a linear layer and a softmax
+//! give one probability per label. Training is SGD on the log loss with a learning rate that
+//! decays linearly to zero over all tokens, Hogwild-style over threads ([`train`]).
+//!
+//! On disk: `model.json` (hyper-parameters in `params`) and `model.safetensors` with `keys`
+//! (U64, one feature key per row), `input` (F32, rows x dim), `output` (F32, labels x dim) and,
+//! with IDF weighting, `idf` (F32, rows). Only features seen in training get a row, so the file
+//! holds no untouched buckets; unseen features are skipped at prediction.
+
+pub mod features;
+mod io;
+mod train;
+
+use serde::{Deserialize, Serialize};
+use taxon_core::model::{
+    InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile, TextClassifier,
+};
+
+pub use features::Featurizer;
+pub use train::{EpochReport, SgdOptions, TrainObserver, train};
+
+use features::{KeyMap, Scratch};
+
+/// The `model_type` of this model.
+pub const MODEL_TYPE: &str = "linear";
+
+/// How feature embeddings are weighted in the average.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weighting {
+    /// Plain mean, as fastText.
+    None,
+    /// Each occurrence weighted by the feature's smoothed IDF, `ln((1+N)/(1+df)) + 1`.
+    Idf,
+}
+
+/// The `model_config` of a linear model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinearConfig {
+    /// Width of the embeddings and hidden vector.
+    pub dim: usize,
+    /// Longest word n-gram (1 = words only).
+    pub word_ngrams: usize,
+    /// Shortest character n-gram (with `maxn`; 0 = none).
+    pub minn: usize,
+    /// Longest character n-gram (0 = no character n-grams).
+    pub maxn: usize,
+    /// Hash buckets shared by word and character n-grams.
+    pub buckets: u64,
+    /// Lower-case text before splitting it into words.
+    pub lowercase: bool,
+    /// Words beyond this many per text are ignored.
+    pub max_tokens: Option<u64>,
+    /// Weighting of features in the average.
+    pub weighting: Weighting,
+}
+
+impl Default for LinearConfig {
+    fn default() -> Self {
+        Self {
+            dim: 100,
+            word_ngrams: 2,
+            minn: 0,
+            maxn: 0,
+            buckets: 2_000_000,
+            lowercase: true,
+            max_tokens: None,
+            weighting: Weighting::None,
+        }
+    }
+}
+
+impl LinearConfig {
+    /// Checks ranges; the error names the field.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |field: &str, message: String| {
+            Err(ModelError::InvalidConfig {
+                field: field.into(),
+                message,
+            })
+        };
+        if self.dim == 0 || self.dim > 4096 {
+            return bad("dim", format!("must be in 1..=4096, got {}", self.dim));
+        }
+        if self.word_ngrams == 0 || self.word_ngrams > 8 {
+            return bad(
+                "word_ngrams",
+                format!("must be in 1..=8, got {}", self.word_ngrams),
+            );
+        }
+        if self.buckets == 0 || self.buckets > (1 << 40) {
+            return bad(
+                "buckets",
+                format!("must be in 1..=2^40, got {}", self.buckets),
+            );
+        }
+        if self.maxn > 0 && (self.minn == 0 || self.minn > self.maxn) {
+            return bad(
+                "minn",
+                format!(
+                    "must be in 1..=maxn ({}) when maxn > 0, got {}",
+                    self.maxn, self.minn
+                ),
+            );
+        }
+        if self.max_tokens == Some(0) {
+            return bad("max_tokens", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn featurizer(&self) -> Featurizer {
+        Featurizer {
+            word_ngrams: self.word_ngrams,
+            minn: self.minn,
+            maxn: self.maxn,
+            buckets: self.buckets,
+            lowercase: self.lowercase,
+            max_tokens: self.max_tokens,
+        }
+    }
+}
+
+/// A trained linear model, ready to predict.
+#[derive(Clone, Debug)]
+pub struct LinearModel {
+    pub(crate) config: LinearConfig,
+    pub(crate) labels: Vec<String>,
+    /// Feature key of each row, in row order.
+    pub(crate) keys: Vec<u64>,
+    pub(crate) index: KeyMap,
+    /// rows x dim.
+    pub(crate) input: Vec<f32>,
+    /// labels x dim.
+    pub(crate) output: Vec<f32>,
+    /// Per-row weight (IDF weighting only).
+    pub(crate) idf: Option<Vec<f32>>,
+    pub(crate) featurizer: Featurizer,
+    /// The files of the folder this model was loaded from (empty until saved or loaded).
+    pub(crate) files: Vec<ModelFile>,
+}
+
+impl LinearModel {
+    pub fn config(&self) -> &LinearConfig {
+        &self.config
+    }
+
+    /// Number of feature rows (distinct features seen in training).
+    pub fn rows(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Probabilities for one text, with reusable buffers.
+    fn predict_one(&self, text: &str, s: &mut Scratch, hidden: &mut [f32], out: &mut Vec<f32>) {
+        let dim = self.config.dim;
+        hidden.iter_mut().for_each(|h| *h = 0.0);
+        let mut wsum = 0.0f32;
+        self.featurizer.features(text, s, |key| {
+            if let Some(&row) = self.index.get(&key) {
+                let row = row as usize;
+                let w = self.idf.as_ref().map_or(1.0, |idf| idf[row]);
+                let v = &self.input[row * dim..(row + 1) * dim];
+                for (h, x) in hidden.iter_mut().zip(v) {
+                    *h += w * x;
+                }
+                wsum += w;
+            }
+        });
+        if wsum > 0.0 {
+            let inv = 1.0 / wsum;
+            hidden.iter_mut().for_each(|h| *h *= inv);
+        }
+        out.clear();
+        out.extend(
+            self.output
+                .chunks_exact(dim)
+                .map(|w| w.iter().zip(hidden.iter()).map(|(a, b)| a * b).sum::<f32>()),
+        );
+        softmax(out);
+    }
+}
+
+/// In-place softmax, stable against large logits.
+pub(crate) fn softmax(v: &mut [f32]) {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in v.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    if sum > 0.0 {
+        v.iter_mut().for_each(|x| *x /= sum);
+    }
+}
+
+impl TextClassifier for LinearModel {
+    fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+        let mut s = Scratch::default();
+        let mut hidden = vec![0.0; self.config.dim];
+        texts
+            .iter()
+            .map(|t| {
+                let mut out = Vec::with_capacity(self.labels.len());
+                self.predict_one(t, &mut s, &mut hidden, &mut out);
+                out
+            })
+            .collect()
+    }
+
+    fn save(&self, dir: &std::path::Path) -> Result<(), ModelError> {
+        io::save(self, dir)
+    }
+
+    fn describe(&self) -> ModelDescription {
+        ModelDescription {
+            format_version: MODEL_FORMAT_VERSION,
+            model_type: MODEL_TYPE.into(),
+            labels: self.labels.clone(),
+            params: serde_json::to_value(&self.config).unwrap_or(serde_json::Value::Null),
+            input: InputLimits {
+                max_tokens: self.config.max_tokens,
+                lowercase: self.config.lowercase,
+            },
+            files: self.files.clone(),
+            created_by: format!("taxon {}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}

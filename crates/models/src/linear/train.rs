@@ -1,0 +1,458 @@
+//! Training a linear model: fastText's supervised SGD (softmax loss, learning rate decaying
+//! linearly to zero over `epochs x tokens`), Hogwild-style over threads (Recht et al. 2011).
+//!
+//! Shared weights are `AtomicU32` holding `f32` bits, read and written with `Relaxed` ordering:
+//! on x86-64 and AArch64 these compile to plain loads and stores, so this is exactly Hogwild's
+//! racy update (a concurrent add may be lost, which SGD tolerates) without `unsafe` code, which
+//! the workspace denies. The cost is that the compiler does not vectorise loops over atomics;
+//! the per-row loops stay scalar, and the output layer and hidden vector are copied to plain
+//! `f32` buffers. A per-thread-gradient scheme (private copies summed after each epoch) was the
+//! alternative: it would be reproducible with any thread count, but its memory grows with
+//! threads x rows x dim and averaging per epoch converges much more slowly than Hogwild on
+//! sparse features, so Hogwild it is.
+//!
+//! Reproducibility: with `threads = 1` training is deterministic for a seed (same data, same
+//! config, same machine give bit-identical weights). With more threads the interleaving of
+//! updates, and so the weights, differ from run to run (as in fastText); metrics vary slightly.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use taxon_core::model::ModelError;
+
+use super::features::{KeyMap, Scratch};
+use super::{LinearConfig, LinearModel, Weighting, softmax};
+use crate::rng::SplitMix64;
+
+/// Options of the SGD run (the training config's top-level keys).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SgdOptions {
+    /// Initial learning rate; decays linearly to 0.
+    pub learning_rate: f32,
+    pub epochs: usize,
+    pub seed: u64,
+    /// Worker threads (1 = deterministic).
+    pub threads: usize,
+}
+
+/// What one epoch measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    pub epochs: usize,
+    /// Mean log loss over the epoch's training examples.
+    pub train_loss: f64,
+    pub validation_loss: Option<f64>,
+    pub validation_accuracy: Option<f64>,
+    /// Learning rate at the end of the epoch.
+    pub learning_rate: f64,
+    pub seconds: f64,
+    pub tokens_per_sec: f64,
+}
+
+/// Receives progress from the training threads.
+pub trait TrainObserver: Sync {
+    /// `docs` more training examples were processed, with this mean loss.
+    fn on_docs(&self, _docs: u64, _mean_loss: f32) {}
+    /// An epoch ended.
+    fn on_epoch(&self, _report: &EpochReport) {}
+}
+
+impl TrainObserver for () {}
+
+/// Documents as deduplicated feature rows with normalised weights (sum 1 per document).
+#[derive(Default)]
+struct Docs {
+    rows: Vec<u32>,
+    weights: Vec<f32>,
+    offsets: Vec<usize>,
+    labels: Vec<u32>,
+    tokens: Vec<u64>,
+}
+
+impl Docs {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+    fn doc(&self, i: usize) -> (&[u32], &[f32]) {
+        let (a, b) = (self.offsets[i], self.offsets[i + 1]);
+        (&self.rows[a..b], &self.weights[a..b])
+    }
+}
+
+/// Trains a linear model on `train` (text, label index into `labels`), reporting accuracy on
+/// `validation` after each epoch when it is not empty.
+pub fn train(
+    config: &LinearConfig,
+    opts: &SgdOptions,
+    labels: &[String],
+    train: &[(&str, usize)],
+    validation: &[(&str, usize)],
+    observer: &dyn TrainObserver,
+) -> Result<(LinearModel, Vec<EpochReport>), ModelError> {
+    config.validate()?;
+    check_options(opts)?;
+    if labels.len() < 2 {
+        return Err(ModelError::TrainingData {
+            message: format!("need at least 2 labels, found {}", labels.len()),
+        });
+    }
+    if let Some(&(_, bad)) = train
+        .iter()
+        .chain(validation)
+        .find(|(_, l)| *l >= labels.len())
+    {
+        return Err(ModelError::TrainingData {
+            message: format!("label index {bad} out of range for {} labels", labels.len()),
+        });
+    }
+
+    // Featurize: assign a row to every feature key seen in training, in order of appearance.
+    let featurizer = config.featurizer();
+    let mut index = KeyMap::default();
+    let mut keys: Vec<u64> = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut docs = Docs::default();
+    docs.offsets.push(0);
+    let mut df: Vec<u32> = Vec::new();
+    let mut counts: Vec<(u32, f32)> = Vec::new();
+    let mut tmp: Vec<u32> = Vec::new();
+    for &(text, label) in train {
+        tmp.clear();
+        let n = featurizer.features(text, &mut scratch, |k| {
+            let next = keys.len() as u32;
+            let row = *index.entry(k).or_insert_with(|| {
+                keys.push(k);
+                next
+            });
+            tmp.push(row);
+        });
+        dedup_counts(&mut tmp, &mut counts);
+        df.resize(keys.len(), 0);
+        for &(r, _) in &counts {
+            df[r as usize] += 1;
+        }
+        push_doc(&mut docs, &counts, label, n);
+    }
+    if keys.is_empty() {
+        return Err(ModelError::TrainingData {
+            message: format!("no features in {} training texts (all empty?)", train.len()),
+        });
+    }
+    let rows = keys.len();
+    let idf: Option<Vec<f32>> = match config.weighting {
+        Weighting::None => None,
+        Weighting::Idf => {
+            let n = train.len() as f32;
+            Some(
+                df.iter()
+                    .map(|&d| ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0)
+                    .collect(),
+            )
+        }
+    };
+    if let Some(idf) = &idf {
+        apply_idf(&mut docs, idf);
+    }
+    let mut val = Docs::default();
+    val.offsets.push(0);
+    for &(text, label) in validation {
+        tmp.clear();
+        let n = featurizer.features(text, &mut scratch, |k| {
+            if let Some(&r) = index.get(&k) {
+                tmp.push(r);
+            }
+        });
+        dedup_counts(&mut tmp, &mut counts);
+        push_doc(&mut val, &counts, label, n);
+    }
+    if let Some(idf) = &idf {
+        apply_idf(&mut val, idf);
+    }
+    normalise(&mut docs);
+    normalise(&mut val);
+
+    // Parameters: input uniform in [-1/dim, 1/dim] and output zero, as fastText.
+    let dim = config.dim;
+    let mut rng = SplitMix64::new(opts.seed);
+    let bound = 1.0 / dim as f32;
+    let input: Vec<AtomicU32> = (0..rows * dim)
+        .map(|_| AtomicU32::new(((rng.next_f32() * 2.0 - 1.0) * bound).to_bits()))
+        .collect();
+    let output: Vec<AtomicU32> = (0..labels.len() * dim)
+        .map(|_| AtomicU32::new(0f32.to_bits()))
+        .collect();
+    let shared = Shared {
+        input: &input,
+        output: &output,
+        dim,
+        n_labels: labels.len(),
+        lr0: opts.learning_rate,
+        tokens_done: AtomicU64::new(0),
+        total_tokens: (docs.tokens.iter().sum::<u64>() * opts.epochs as u64).max(1),
+    };
+
+    let mut order: Vec<u32> = (0..docs.len() as u32).collect();
+    let mut reports = Vec::with_capacity(opts.epochs);
+    let threads = opts.threads.min(docs.len()).max(1);
+    for epoch in 1..=opts.epochs {
+        let start = Instant::now();
+        let tokens_before = shared.tokens_done.load(Relaxed);
+        rng.shuffle(&mut order);
+        let chunk = order.len().div_ceil(threads);
+        let loss_sum: f64 = if threads == 1 {
+            shared.run(&docs, &order, observer)
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = order
+                    .chunks(chunk)
+                    .map(|part| {
+                        let (shared, docs) = (&shared, &docs);
+                        s.spawn(move || shared.run(docs, part, observer))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or(f64::NAN))
+                    .sum()
+            })
+        };
+        let seconds = start.elapsed().as_secs_f64();
+        let (validation_loss, validation_accuracy) = if val.len() > 0 {
+            let (l, a) = shared.evaluate(&val);
+            (Some(l), Some(a))
+        } else {
+            (None, None)
+        };
+        let report = EpochReport {
+            epoch,
+            epochs: opts.epochs,
+            train_loss: loss_sum / docs.len().max(1) as f64,
+            validation_loss,
+            validation_accuracy,
+            learning_rate: f64::from(shared.lr()),
+            seconds,
+            tokens_per_sec: (shared.tokens_done.load(Relaxed) - tokens_before) as f64
+                / seconds.max(1e-9),
+        };
+        observer.on_epoch(&report);
+        reports.push(report);
+    }
+
+    let to_f32 = |v: Vec<AtomicU32>| -> Vec<f32> {
+        v.into_iter()
+            .map(|a| f32::from_bits(a.into_inner()))
+            .collect()
+    };
+    let model = LinearModel {
+        featurizer,
+        config: config.clone(),
+        labels: labels.to_vec(),
+        keys,
+        index,
+        input: to_f32(input),
+        output: to_f32(output),
+        idf,
+        files: Vec::new(),
+    };
+    Ok((model, reports))
+}
+
+fn check_options(o: &SgdOptions) -> Result<(), ModelError> {
+    let bad = |field: &str, message: String| {
+        Err(ModelError::InvalidConfig {
+            field: field.into(),
+            message,
+        })
+    };
+    if !(o.learning_rate.is_finite() && o.learning_rate > 0.0 && o.learning_rate <= 100.0) {
+        return bad(
+            "learning_rate",
+            format!("must be in (0, 100], got {}", o.learning_rate),
+        );
+    }
+    if o.epochs == 0 || o.epochs > 100_000 {
+        return bad("epochs", format!("must be in 1..=100000, got {}", o.epochs));
+    }
+    if o.threads == 0 || o.threads > 1024 {
+        return bad("threads", format!("must be in 1..=1024, got {}", o.threads));
+    }
+    Ok(())
+}
+
+/// Sorts `rows` and collapses repeats into (row, count).
+fn dedup_counts(rows: &mut [u32], out: &mut Vec<(u32, f32)>) {
+    out.clear();
+    rows.sort_unstable();
+    for &r in rows.iter() {
+        match out.last_mut() {
+            Some((last, c)) if *last == r => *c += 1.0,
+            _ => out.push((r, 1.0)),
+        }
+    }
+}
+
+fn push_doc(docs: &mut Docs, counts: &[(u32, f32)], label: usize, tokens: usize) {
+    for &(r, c) in counts {
+        docs.rows.push(r);
+        docs.weights.push(c);
+    }
+    docs.offsets.push(docs.rows.len());
+    docs.labels.push(label as u32);
+    docs.tokens.push(tokens as u64);
+}
+
+fn apply_idf(docs: &mut Docs, idf: &[f32]) {
+    for (w, &r) in docs.weights.iter_mut().zip(&docs.rows) {
+        *w *= idf[r as usize];
+    }
+}
+
+fn normalise(docs: &mut Docs) {
+    for i in 0..docs.len() {
+        let (a, b) = (docs.offsets[i], docs.offsets[i + 1]);
+        let sum: f32 = docs.weights[a..b].iter().sum();
+        if sum > 0.0 {
+            docs.weights[a..b].iter_mut().for_each(|w| *w /= sum);
+        }
+    }
+}
+
+/// State shared by the Hogwild workers.
+struct Shared<'a> {
+    input: &'a [AtomicU32],
+    output: &'a [AtomicU32],
+    dim: usize,
+    n_labels: usize,
+    lr0: f32,
+    tokens_done: AtomicU64,
+    total_tokens: u64,
+}
+
+#[inline]
+fn ld(a: &AtomicU32) -> f32 {
+    f32::from_bits(a.load(Relaxed))
+}
+
+#[inline]
+fn st(a: &AtomicU32, v: f32) {
+    a.store(v.to_bits(), Relaxed)
+}
+
+/// How many examples a worker processes between progress reports.
+const REPORT_EVERY: u64 = 32;
+
+impl Shared<'_> {
+    fn lr(&self) -> f32 {
+        let progress = self.tokens_done.load(Relaxed) as f64 / self.total_tokens as f64;
+        self.lr0 * (1.0 - progress).max(0.0) as f32
+    }
+
+    /// Hidden vector of a document into `hidden`.
+    fn hidden(&self, rows: &[u32], weights: &[f32], hidden: &mut [f32]) {
+        hidden.iter_mut().for_each(|h| *h = 0.0);
+        for (&r, &w) in rows.iter().zip(weights) {
+            let base = r as usize * self.dim;
+            for (h, a) in hidden.iter_mut().zip(&self.input[base..base + self.dim]) {
+                *h += w * ld(a);
+            }
+        }
+    }
+
+    /// Output layer copied to plain floats, then logits into probabilities.
+    fn probs(&self, hidden: &[f32], out_local: &mut [f32], probs: &mut [f32]) {
+        for (o, a) in out_local.iter_mut().zip(self.output) {
+            *o = ld(a);
+        }
+        for (p, w) in probs.iter_mut().zip(out_local.chunks_exact(self.dim)) {
+            *p = w.iter().zip(hidden).map(|(a, b)| a * b).sum();
+        }
+        softmax(probs);
+    }
+
+    /// Runs SGD over the documents `order`; returns the summed loss.
+    fn run(&self, docs: &Docs, order: &[u32], observer: &dyn TrainObserver) -> f64 {
+        let dim = self.dim;
+        let mut hidden = vec![0f32; dim];
+        let mut grad = vec![0f32; dim];
+        let mut out_local = vec![0f32; self.n_labels * dim];
+        let mut probs = vec![0f32; self.n_labels];
+        let mut loss_sum = 0f64;
+        let (mut pending, mut pending_loss) = (0u64, 0f64);
+        for &d in order {
+            let d = d as usize;
+            let lr = self.lr();
+            let (rows, weights) = docs.doc(d);
+            let y = docs.labels[d] as usize;
+            self.hidden(rows, weights, &mut hidden);
+            self.probs(&hidden, &mut out_local, &mut probs);
+            let loss = -f64::from(probs[y].max(1e-10)).ln();
+            grad.iter_mut().for_each(|g| *g = 0.0);
+            for (k, &p) in probs.iter().enumerate() {
+                let alpha = lr * (if k == y { 1.0 } else { 0.0 } - p);
+                let w = &out_local[k * dim..(k + 1) * dim];
+                for (g, o) in grad.iter_mut().zip(w) {
+                    *g += alpha * o;
+                }
+                for ((a, o), h) in self.output[k * dim..(k + 1) * dim]
+                    .iter()
+                    .zip(w)
+                    .zip(&hidden)
+                {
+                    st(a, o + alpha * h);
+                }
+            }
+            for (&r, &w) in rows.iter().zip(weights) {
+                let base = r as usize * dim;
+                for (a, g) in self.input[base..base + dim].iter().zip(&grad) {
+                    st(a, ld(a) + w * g);
+                }
+            }
+            self.tokens_done.fetch_add(docs.tokens[d], Relaxed);
+            loss_sum += loss;
+            pending += 1;
+            pending_loss += loss;
+            if pending == REPORT_EVERY {
+                observer.on_docs(pending, (pending_loss / pending as f64) as f32);
+                (pending, pending_loss) = (0, 0.0);
+            }
+        }
+        if pending > 0 {
+            observer.on_docs(pending, (pending_loss / pending as f64) as f32);
+        }
+        loss_sum
+    }
+
+    /// Mean log loss and accuracy on `docs`.
+    fn evaluate(&self, docs: &Docs) -> (f64, f64) {
+        let mut hidden = vec![0f32; self.dim];
+        let mut out_local = vec![0f32; self.n_labels * self.dim];
+        let mut probs = vec![0f32; self.n_labels];
+        let (mut loss, mut correct) = (0f64, 0usize);
+        for d in 0..docs.len() {
+            let (rows, weights) = docs.doc(d);
+            let y = docs.labels[d] as usize;
+            self.hidden(rows, weights, &mut hidden);
+            self.probs(&hidden, &mut out_local, &mut probs);
+            loss -= f64::from(probs[y].max(1e-10)).ln();
+            if argmax(&probs) == y {
+                correct += 1;
+            }
+        }
+        let n = docs.len().max(1) as f64;
+        (loss / n, correct as f64 / n)
+    }
+}
+
+/// Index of the largest value (first on ties).
+pub(crate) fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}

@@ -1,0 +1,15 @@
+//! The train and evaluate stages: a YAML training config with flag overrides, the driver that
+//! reads data, takes a validation split, trains the configured model type and writes its folder
+//! and `metrics.json`, and the evaluation metrics (accuracy, macro-F1, per-class P/R/F1,
+//! confusion matrix).
+
+pub mod config;
+pub mod data;
+pub mod driver;
+pub mod error;
+pub mod metrics;
+
+pub use config::{Overrides, TrainConfig};
+pub use driver::{EvalReport, METRICS_JSON, TrainSummary, evaluate, train};
+pub use error::TrainError;
+pub use metrics::{ClassMetrics, Metrics};
