@@ -51,7 +51,7 @@ impl StatsBuilder {
         *self.lengths.entry(chars).or_insert(0) += 1;
         self.total_chars += u128::from(chars);
         let vocabulary = &mut self.vocabulary;
-        for_each_word_hash(&record.text, &mut self.scratch, |h| {
+        for_each_word_hash(&record.text, |h| {
             vocabulary.insert(h);
         });
         if !self
@@ -199,6 +199,40 @@ mod tests {
         assert_eq!(s.rows, 0);
         assert_eq!(s.text_length_chars, LengthQuantiles::default());
         assert_eq!(s.duplicate_rate, 0.0);
+    }
+
+    #[test]
+    fn compute_stats_spans_files_of_different_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        std::fs::write(
+            &a,
+            "{\"text\":\"one two\",\"label\":\"x\",\"id\":1}\nnot json\n{\"text\":\"three\",\"label\":\"y\"}\n",
+        )
+        .unwrap();
+        let b = dir.path().join("b.data");
+        std::fs::write(&b, "label,text,source\nx,one  two,web\n").unwrap();
+        let opts = ReadOptions {
+            on_error: crate::OnError::Skip,
+            ..ReadOptions::default()
+        };
+        let (s, cols) =
+            compute_stats(&[(a.clone(), Format::Jsonl), (b, Format::Csv)], &opts).unwrap();
+        assert_eq!(s.rows, 3);
+        assert_eq!(s.skipped_rows, 1);
+        assert_eq!(s.label_counts.get("x"), Some(&2));
+        assert_eq!(s.vocabulary_size, 3);
+        // "one  two" normalizes to the first file's "one two".
+        assert!((s.duplicate_rate - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(cols, ["text", "label", "id", "source"]);
+        // Under Fail the bad line stops the computation with its location.
+        let err = compute_stats(&[(a.clone(), Format::Jsonl)], &ReadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("{}:2: malformed JSON", a.display())),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,14 +3,40 @@
 //!
 //! - Normalized text: trimmed, every run of whitespace collapsed to one space (case kept).
 //! - Words: maximal runs of alphanumeric characters, lower-cased.
-//! - Hashes: XXH3 (64-bit for sets of words and texts, 128-bit to key diff rows), seed 0,
-//!   stable across runs and machines.
+//! - Hashes: XXH3 of the normalized text (64-bit for duplicate sets, 128-bit to key diff rows,
+//!   seed 0); words get a cheap incremental 64-bit hash ([`word_hash`]). All are stable across
+//!   runs and machines.
 
 use twox_hash::{XxHash3_64, XxHash3_128};
 
 /// Writes the normalized form of `text` into `out` (cleared first).
 pub fn normalize_into(text: &str, out: &mut String) {
     out.clear();
+    if text.is_ascii() {
+        // Fast path: same result as the `split_whitespace` loop below for ASCII text.
+        let mut pending_space = false;
+        let mut start = 0;
+        let bytes = text.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            if b.is_ascii_whitespace() || b == 0x0B {
+                if start < i {
+                    if pending_space {
+                        out.push(' ');
+                    }
+                    out.push_str(&text[start..i]);
+                    pending_space = true;
+                }
+                start = i + 1;
+            }
+        }
+        if start < bytes.len() {
+            if pending_space {
+                out.push(' ');
+            }
+            out.push_str(&text[start..]);
+        }
+        return;
+    }
     for word in text.split_whitespace() {
         if !out.is_empty() {
             out.push(' ');
@@ -26,38 +52,104 @@ pub fn normalize(text: &str) -> String {
     out
 }
 
+/// The normalized text: `text` itself (trimmed) when it is already normal, else built in `out`.
+fn normalized<'a>(text: &'a str, out: &'a mut String) -> &'a str {
+    if text.is_ascii() {
+        let trimmed = text.trim_ascii();
+        let bytes = trimmed.as_bytes();
+        // Normal iff the only whitespace is single spaces (vectorized scans).
+        let clean = memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_none()
+            && memchr::memchr2(0x0B, 0x0C, bytes).is_none()
+            && memchr::memmem::find(bytes, b"  ").is_none();
+        if clean {
+            return trimmed;
+        }
+    }
+    normalize_into(text, out);
+    out
+}
+
 /// 64-bit hash of the normalized text; `scratch` is a reusable buffer.
 pub fn text_hash64(text: &str, scratch: &mut String) -> u64 {
-    normalize_into(text, scratch);
-    XxHash3_64::oneshot(scratch.as_bytes())
+    XxHash3_64::oneshot(normalized(text, scratch).as_bytes())
 }
 
 /// 128-bit hash of the normalized text; `scratch` is a reusable buffer.
 pub fn text_hash128(text: &str, scratch: &mut String) -> u128 {
-    normalize_into(text, scratch);
-    XxHash3_128::oneshot(scratch.as_bytes())
+    XxHash3_128::oneshot(normalized(text, scratch).as_bytes())
 }
 
-/// Calls `f` with the 64-bit hash of each lower-cased alphanumeric word of `text`;
-/// `scratch` is a reusable buffer.
-pub fn for_each_word_hash(text: &str, scratch: &mut String, mut f: impl FnMut(u64)) {
-    scratch.clear();
-    for c in text.chars() {
-        if c.is_alphanumeric() {
-            if c.is_ascii() {
-                scratch.push(c.to_ascii_lowercase());
-            } else {
-                scratch.extend(c.to_lowercase());
+/// Incremental word hash: FxHash-style byte mixing, finished with murmur3's `fmix64`.
+#[derive(Clone, Copy)]
+struct WordHash {
+    h: u64,
+    len: u64,
+}
+
+impl WordHash {
+    const SEED: u64 = 0x243F_6A88_85A3_08D3;
+    const NEW: WordHash = WordHash {
+        h: Self::SEED,
+        len: 0,
+    };
+
+    #[inline]
+    fn push(&mut self, b: u8) {
+        self.h = (self.h.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.len += 1;
+    }
+
+    #[inline]
+    fn finish(self) -> u64 {
+        let mut k = self.h ^ self.len;
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+        k ^ (k >> 33)
+    }
+}
+
+/// Calls `f` with a 64-bit hash of each lower-cased alphanumeric word of `text` (the hash of
+/// the word's lower-cased UTF-8 bytes; no allocation).
+pub fn for_each_word_hash(text: &str, mut f: impl FnMut(u64)) {
+    let mut word = WordHash::NEW;
+    if text.is_ascii() {
+        for &b in text.as_bytes() {
+            if b.is_ascii_alphanumeric() {
+                word.push(b.to_ascii_lowercase());
+            } else if word.len > 0 {
+                f(word.finish());
+                word = WordHash::NEW;
             }
-        } else if !scratch.is_empty() {
-            f(XxHash3_64::oneshot(scratch.as_bytes()));
-            scratch.clear();
+        }
+    } else {
+        let mut utf8 = [0u8; 4];
+        for c in text.chars() {
+            if c.is_alphanumeric() {
+                for lower in c.to_lowercase() {
+                    for &b in lower.encode_utf8(&mut utf8).as_bytes() {
+                        word.push(b);
+                    }
+                }
+            } else if word.len > 0 {
+                f(word.finish());
+                word = WordHash::NEW;
+            }
         }
     }
-    if !scratch.is_empty() {
-        f(XxHash3_64::oneshot(scratch.as_bytes()));
-        scratch.clear();
+    if word.len > 0 {
+        f(word.finish());
     }
+}
+
+/// The hash [`for_each_word_hash`] gives a word that is already lower-cased.
+pub fn word_hash(word: &str) -> u64 {
+    let mut h = WordHash::NEW;
+    for &b in word.as_bytes() {
+        h.push(b);
+    }
+    h.finish()
 }
 
 /// The lower-cased alphanumeric words of `text`.
@@ -118,11 +210,21 @@ mod tests {
 
     #[test]
     fn normalization_trims_and_collapses_whitespace() {
+        // The ASCII fast path agrees with the Unicode path.
+        for t in ["", "  ", "a", " a\tb\r\n c ", "a\x0b\x0cb", "x  y z  "] {
+            let slow: Vec<&str> = t.split_whitespace().collect();
+            assert_eq!(normalize(t), slow.join(" "), "{t:?}");
+        }
+        assert_eq!(normalize("\u{a0}é\u{2003} b "), "é b");
         assert_eq!(normalize("  Hello \t\n  World  "), "Hello World");
         let mut s = String::new();
         assert_eq!(text_hash64(" a  b", &mut s), text_hash64("a b\n", &mut s));
         assert_ne!(text_hash64("a b", &mut s), text_hash64("A b", &mut s));
         assert_eq!(text_hash128("x\ty", &mut s), text_hash128("x y", &mut s));
+        // Already-normal text is hashed in place; others through the buffer: same hashes.
+        for t in [" a b", "a  b", "a\tb", "a b", "a b ", "\u{a0}a b"] {
+            assert_eq!(text_hash64(t, &mut s), XxHash3_64::oneshot(b"a b"), "{t:?}");
+        }
     }
 
     #[test]
@@ -132,8 +234,21 @@ mod tests {
             ["it", "s", "2024", "ünïcode", "ok"]
         );
         let mut seen = Vec::new();
-        let mut s = String::new();
-        for_each_word_hash("It's IT it", &mut s, |h| seen.push(h));
+        for_each_word_hash("It's IT it", |h| seen.push(h));
+        assert_eq!(seen.len(), 4);
+        // Non-ASCII text takes the other path and must hash ASCII words the same way.
+        let mut other = Vec::new();
+        for_each_word_hash("ÉTÉ it's", |h| other.push(h));
+        assert_eq!(other.len(), 3);
+        assert_eq!(other[1], seen[3]);
+        assert_eq!(other[0], word_hash("été"));
+        assert_eq!(seen[1], word_hash("s"));
+        // Distinct words, distinct hashes (and no prefix/length confusion).
+        let hs: std::collections::HashSet<u64> = ["a", "aa", "aaa", "ab", "ba", "b", "0", "00"]
+            .iter()
+            .map(|w| word_hash(w))
+            .collect();
+        assert_eq!(hs.len(), 8);
         assert_eq!(seen.len(), 4);
         assert_eq!(seen[0], seen[2]);
         assert_eq!(seen[2], seen[3]);
