@@ -26,7 +26,8 @@ pub struct TrainConfig {
     pub seed: Option<u64>,
     /// Training data: a JSONL file of `{"text", "label"}` objects.
     pub data: Option<PathBuf>,
-    /// Validation data; when absent, `validation_ratio` of `data` is held out (stratified).
+    /// Validation data; when absent, `validation_ratio` of `data` is held out (stratified;
+    /// 0 trains on all of `data` without validation).
     pub validation: Option<PathBuf>,
     pub validation_ratio: Option<f64>,
     /// Folder the model, its description and metrics are written to.
@@ -44,6 +45,7 @@ pub struct Overrides {
     pub seed: Option<u64>,
     pub data: Option<PathBuf>,
     pub validation: Option<PathBuf>,
+    pub validation_ratio: Option<f64>,
     pub output: Option<PathBuf>,
     pub threads: Option<usize>,
 }
@@ -102,11 +104,11 @@ impl TrainConfig {
             });
         }
         if let Some(r) = self.validation_ratio
-            && !(r > 0.0 && r < 0.5)
+            && !(0.0..0.5).contains(&r)
         {
             return Err(TrainError::Invalid {
                 field: "validation_ratio",
-                message: format!("must be in (0, 0.5), got {r}"),
+                message: format!("must be in [0, 0.5) (0: no validation), got {r}"),
             });
         }
         Ok(())

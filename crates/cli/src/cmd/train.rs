@@ -26,6 +26,9 @@ pub struct TrainArgs {
     /// Validation data; default: a seeded, stratified 10% of --data.
     #[arg(long)]
     pub validation: Option<PathBuf>,
+    /// Share of --data held out for validation when --validation is absent (0: none).
+    #[arg(long)]
+    pub validation_ratio: Option<f64>,
     /// Output folder for the model.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -80,6 +83,7 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         seed: args.seed,
         data: args.data,
         validation: args.validation,
+        validation_ratio: args.validation_ratio,
         output: args.output,
         threads: args.threads,
     });
@@ -89,7 +93,10 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let lines = std::fs::read(&data)
         .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
         .unwrap_or(0);
-    let holdout = if cfg.validation.is_some() { 1.0 } else { 0.9 };
+    let holdout = match (&cfg.validation, cfg.validation_ratio) {
+        (Some(_), _) => 1.0,
+        (None, r) => 1.0 - r.unwrap_or(taxon_train::config::DEFAULT_VALIDATION_RATIO),
+    };
     let epochs = cfg.epochs.unwrap_or(taxon_train::driver::LINEAR_EPOCHS) as u64;
     let total = (lines as f64 * holdout) as u64 * epochs;
     let observer = BarObserver {

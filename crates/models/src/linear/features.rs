@@ -81,38 +81,24 @@ impl Featurizer {
         s.hashes.clear();
         let limit = self.max_tokens.map_or(usize::MAX, |m| m as usize);
         let mut n_tokens = 0usize;
-        for raw in text.split(|c: char| !c.is_alphanumeric()) {
-            if raw.is_empty() {
-                continue;
-            }
+        let mut word = std::mem::take(&mut s.word);
+        let mut chars = std::mem::take(&mut s.chars);
+        for_each_word(text, self.lowercase, &mut word, |w| {
             if n_tokens >= limit {
-                break;
+                return false;
             }
             n_tokens += 1;
-            let word: &str = if self.lowercase && raw.chars().any(char::is_uppercase) {
-                s.word.clear();
-                for c in raw.chars() {
-                    s.word.extend(c.to_lowercase());
-                }
-                &s.word
-            } else {
-                raw
-            };
-            emit(fnv1a_64(word.as_bytes()) & !NGRAM_TAG);
+            emit(fnv1a_64(w.as_bytes()) & !NGRAM_TAG);
             if self.word_ngrams > 1 {
-                s.hashes.push(fasttext_hash(word.as_bytes()));
+                s.hashes.push(fasttext_hash(w.as_bytes()));
             }
             if self.maxn > 0 {
-                char_ngrams(
-                    word,
-                    self.minn,
-                    self.maxn,
-                    self.buckets,
-                    &mut s.chars,
-                    &mut emit,
-                );
+                char_ngrams(w, self.minn, self.maxn, self.buckets, &mut chars, &mut emit);
             }
-        }
+            true
+        });
+        s.word = word;
+        s.chars = chars;
         // Word n-grams, chained as fastText's Dictionary::addWordNgrams does.
         let h = &s.hashes;
         for i in 0..h.len() {
@@ -129,6 +115,46 @@ impl Featurizer {
             }
         }
         n_tokens
+    }
+}
+
+/// Calls `f` with each word of `text` (maximal runs of alphanumeric characters), lower-cased
+/// when asked, until `f` returns false. ASCII is handled byte by byte, without Unicode tables.
+fn for_each_word(text: &str, lowercase: bool, buf: &mut String, mut f: impl FnMut(&str) -> bool) {
+    buf.clear();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (alnum, len) = if b < 0x80 {
+            if b.is_ascii_alphanumeric() {
+                buf.push(if lowercase { b.to_ascii_lowercase() } else { b } as char);
+            }
+            (b.is_ascii_alphanumeric(), 1)
+        } else {
+            let c = text[i..].chars().next().unwrap_or(' ');
+            let alnum = c.is_alphanumeric();
+            if alnum {
+                if lowercase {
+                    buf.extend(c.to_lowercase());
+                } else {
+                    buf.push(c);
+                }
+            }
+            (alnum, c.len_utf8())
+        };
+        if !alnum && !buf.is_empty() {
+            if !f(buf) {
+                buf.clear();
+                return;
+            }
+            buf.clear();
+        }
+        i += len;
+    }
+    if !buf.is_empty() {
+        f(buf);
+        buf.clear();
     }
 }
 

@@ -39,6 +39,17 @@ pub enum Weighting {
     Idf,
 }
 
+/// How a text's feature weights are normalised before averaging embeddings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// Weights sum to 1: a weighted mean (fastText).
+    L1,
+    /// Weights have unit Euclidean norm, as a TF-IDF vector: long texts get a larger hidden
+    /// vector than under L1.
+    L2,
+}
+
 /// The `model_config` of a linear model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -59,6 +70,8 @@ pub struct LinearConfig {
     pub max_tokens: Option<u64>,
     /// Weighting of features in the average.
     pub weighting: Weighting,
+    /// Normalisation of the weights of one text.
+    pub norm: Norm,
 }
 
 impl Default for LinearConfig {
@@ -71,7 +84,8 @@ impl Default for LinearConfig {
             buckets: 2_000_000,
             lowercase: true,
             max_tokens: None,
-            weighting: Weighting::None,
+            weighting: Weighting::Idf,
+            norm: Norm::L1,
         }
     }
 }
@@ -157,24 +171,30 @@ impl LinearModel {
     }
 
     /// Probabilities for one text, with reusable buffers.
-    fn predict_one(&self, text: &str, s: &mut Scratch, hidden: &mut [f32], out: &mut Vec<f32>) {
+    fn predict_one(&self, text: &str, s: &mut PredictScratch, out: &mut Vec<f32>) {
         let dim = self.config.dim;
-        hidden.iter_mut().for_each(|h| *h = 0.0);
-        let mut wsum = 0.0f32;
-        self.featurizer.features(text, s, |key| {
+        s.rows.clear();
+        self.featurizer.features(text, &mut s.text, |key| {
             if let Some(&row) = self.index.get(&key) {
-                let row = row as usize;
-                let w = self.idf.as_ref().map_or(1.0, |idf| idf[row]);
-                let v = &self.input[row * dim..(row + 1) * dim];
-                for (h, x) in hidden.iter_mut().zip(v) {
-                    *h += w * x;
-                }
-                wsum += w;
+                s.rows.push(row);
             }
         });
-        if wsum > 0.0 {
-            let inv = 1.0 / wsum;
-            hidden.iter_mut().for_each(|h| *h *= inv);
+        train::dedup_counts(&mut s.rows, &mut s.counts);
+        if let Some(idf) = &self.idf {
+            s.counts
+                .iter_mut()
+                .for_each(|(r, c)| *c *= idf[*r as usize]);
+        }
+        train::normalise_weights(&mut s.counts, self.config.norm);
+        let hidden = &mut s.hidden;
+        hidden.clear();
+        hidden.resize(dim, 0.0);
+        for &(row, w) in &s.counts {
+            let row = row as usize;
+            let v = &self.input[row * dim..(row + 1) * dim];
+            for (h, x) in hidden.iter_mut().zip(v) {
+                *h += w * x;
+            }
         }
         out.clear();
         out.extend(
@@ -184,6 +204,15 @@ impl LinearModel {
         );
         softmax(out);
     }
+}
+
+/// Buffers reused across the texts of a batch.
+#[derive(Default)]
+struct PredictScratch {
+    text: Scratch,
+    rows: Vec<u32>,
+    counts: Vec<(u32, f32)>,
+    hidden: Vec<f32>,
 }
 
 /// In-place softmax, stable against large logits.
@@ -205,13 +234,12 @@ impl TextClassifier for LinearModel {
     }
 
     fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
-        let mut s = Scratch::default();
-        let mut hidden = vec![0.0; self.config.dim];
+        let mut s = PredictScratch::default();
         texts
             .iter()
             .map(|t| {
                 let mut out = Vec::with_capacity(self.labels.len());
-                self.predict_one(t, &mut s, &mut hidden, &mut out);
+                self.predict_one(t, &mut s, &mut out);
                 out
             })
             .collect()

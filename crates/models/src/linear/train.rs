@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use taxon_core::model::ModelError;
 
 use super::features::{KeyMap, Scratch};
-use super::{LinearConfig, LinearModel, Weighting, softmax};
+use super::{LinearConfig, LinearModel, Norm, Weighting, softmax};
 use crate::rng::SplitMix64;
 
 /// Options of the SGD run (the training config's top-level keys).
@@ -171,8 +171,8 @@ pub fn train(
     if let Some(idf) = &idf {
         apply_idf(&mut val, idf);
     }
-    normalise(&mut docs);
-    normalise(&mut val);
+    normalise(&mut docs, config.norm);
+    normalise(&mut val, config.norm);
 
     // Parameters: input uniform in [-1/dim, 1/dim] and output zero, as fastText.
     let dim = config.dim;
@@ -283,7 +283,7 @@ fn check_options(o: &SgdOptions) -> Result<(), ModelError> {
 }
 
 /// Sorts `rows` and collapses repeats into (row, count).
-fn dedup_counts(rows: &mut [u32], out: &mut Vec<(u32, f32)>) {
+pub(crate) fn dedup_counts(rows: &mut [u32], out: &mut Vec<(u32, f32)>) {
     out.clear();
     rows.sort_unstable();
     for &r in rows.iter() {
@@ -310,13 +310,28 @@ fn apply_idf(docs: &mut Docs, idf: &[f32]) {
     }
 }
 
-fn normalise(docs: &mut Docs) {
+fn normalise(docs: &mut Docs, norm: Norm) {
     for i in 0..docs.len() {
         let (a, b) = (docs.offsets[i], docs.offsets[i + 1]);
-        let sum: f32 = docs.weights[a..b].iter().sum();
-        if sum > 0.0 {
-            docs.weights[a..b].iter_mut().for_each(|w| *w /= sum);
+        let w = &mut docs.weights[a..b];
+        let total = match norm {
+            Norm::L1 => w.iter().sum::<f32>(),
+            Norm::L2 => w.iter().map(|x| x * x).sum::<f32>().sqrt(),
+        };
+        if total > 0.0 {
+            w.iter_mut().for_each(|x| *x /= total);
         }
+    }
+}
+
+/// Normalises (row, weight) pairs in place, as training does.
+pub(crate) fn normalise_weights(pairs: &mut [(u32, f32)], norm: Norm) {
+    let total = match norm {
+        Norm::L1 => pairs.iter().map(|p| p.1).sum::<f32>(),
+        Norm::L2 => pairs.iter().map(|p| p.1 * p.1).sum::<f32>().sqrt(),
+    };
+    if total > 0.0 {
+        pairs.iter_mut().for_each(|p| p.1 /= total);
     }
 }
 
