@@ -162,7 +162,8 @@ fn step(ctx: &Ctx, num: &str, what: &str) {
 /// Runs `taxon ARGV` in `dir` with the same binary, printing the command first.
 fn run_self(dir: &Path, argv: &[String], ctx: &Ctx) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the taxon binary")?;
-    ctx.info(format!("    $ taxon {}", argv.join(" ")));
+    let shown: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
+    ctx.info(format!("    $ taxon {}", shown.join(" ")));
     let mut cmd = Command::new(exe);
     cmd.current_dir(dir).args(argv);
     if ctx.quiet {
@@ -178,6 +179,19 @@ fn run_self(dir: &Path, argv: &[String], ctx: &Ctx) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Quotes an argument for display when a shell would split it.
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
 }
 
 /// Finds the wheel in the cache or downloads it with `python -m pip download`.
