@@ -29,7 +29,11 @@ pub struct StatsBuilder {
     texts: HashSet<u64, PrehashedState>,
     duplicates: u64,
     scratch: String,
+    recent_words: Option<Vec<u64>>,
 }
+
+/// Slots of the recent-words cache (a power of two; 32 KiB).
+const RECENT_WORDS: usize = 4096;
 
 impl StatsBuilder {
     pub fn new() -> Self {
@@ -51,8 +55,17 @@ impl StatsBuilder {
         *self.lengths.entry(chars).or_insert(0) += 1;
         self.total_chars += u128::from(chars);
         let vocabulary = &mut self.vocabulary;
+        let recent = self
+            .recent_words
+            .get_or_insert_with(|| vec![0; RECENT_WORDS]);
         for_each_word_hash(&record.text, |h| {
-            vocabulary.insert(h);
+            // A direct-mapped cache of words already in the set saves most set probes on
+            // natural text (a hash enters the cache only after it entered the set).
+            let slot = &mut recent[(h as usize) & (RECENT_WORDS - 1)];
+            if *slot != h || h == 0 {
+                vocabulary.insert(h);
+                *slot = h;
+            }
         });
         if !self
             .texts
