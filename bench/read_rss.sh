@@ -78,19 +78,21 @@ echo "file: $BYTES bytes; running: $TAXON_BIN -q --json data stats FILE" >&2
 }
 RSS_KB=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/time.txt")
 WALL=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$WORK/time.txt")
+CPU=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$WORK/time.txt")
 SECS=$(python3 -c 'import sys
 p=sys.argv[1].split(":"); s=0.0
 for x in p: s=s*60+float(x)
 print(s)' "$WALL")
 ROWS=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rows"])' "$WORK/stats.json")
 DUP=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["duplicate_rate"], 4))' "$WORK/stats.json")
-python3 - "$BYTES" "$SECS" "$RSS_KB" "$ROWS" "$DUP" <<'PY'
+python3 - "$BYTES" "$SECS" "$RSS_KB" "$ROWS" "$DUP" "$CPU" <<'PY'
 import sys
 size, secs, rss_kb, rows, dup = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+cpu = max(float(sys.argv[6]), 0.01)
 mb = size / 1e6
 rss_mb = rss_kb / 1024
 print(f"file            {mb:,.0f} MB, {rows:,} rows, duplicate rate {dup}")
 print(f"wall time       {secs:.2f} s")
-print(f"throughput      {mb / secs:,.0f} MB/s")
+print(f"throughput      {mb / secs:,.0f} MB/s (wall); {mb / cpu:,.0f} MB/s per CPU second ({cpu:.2f} s user+sys)")
 print(f"peak RSS        {rss_mb:,.1f} MiB  (budget 200 MB: {'OK' if rss_kb * 1024 < 200e6 else 'OVER'})")
 PY
