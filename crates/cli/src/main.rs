@@ -33,6 +33,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // `taxon ... | head` must end quietly like other Unix tools, not panic in println!.
+    sigpipe::reset();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("TAXON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
