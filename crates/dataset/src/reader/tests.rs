@@ -370,6 +370,54 @@ fn parquet_reads_string_and_integer_labels() {
 }
 
 #[test]
+fn parquet_reads_large_view_and_dictionary_strings() {
+    use arrow_array::types::Int32Type;
+    use arrow_array::{DictionaryArray, LargeStringArray, StringViewArray};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("v.parquet");
+    let labels: DictionaryArray<Int32Type> = vec![Some("sport"), None, Some("tech")]
+        .into_iter()
+        .collect();
+    write_parquet(
+        &p,
+        vec![
+            (
+                "text",
+                Arc::new(LargeStringArray::from(vec!["a", "b", "c"])) as ArrayRef,
+            ),
+            ("label", Arc::new(labels) as ArrayRef),
+            (
+                "alt",
+                Arc::new(StringViewArray::from(vec!["x", "y", "z"])) as ArrayRef,
+            ),
+        ],
+    );
+    let opts = ReadOptions {
+        label_required: false,
+        ..ReadOptions::default()
+    };
+    let rows = read_all(&p, &opts).unwrap();
+    assert_eq!(rows[0], rec("a", "sport"));
+    assert_eq!(rows[1].label, None);
+    assert_eq!(rows[2], rec("c", "tech"));
+    // A null label is a missing field when labels are required.
+    assert_eq!(
+        first_error(&p, &ReadOptions::default()),
+        format!(
+            "{}: row 2: missing field \"label\": expected a string or an integer (found null)",
+            p.display()
+        )
+    );
+    let opts = ReadOptions {
+        text_field: "alt".into(),
+        label_field: "text".into(),
+        ..ReadOptions::default()
+    };
+    let rows = read_all(&p, &opts).unwrap();
+    assert_eq!(rows, [rec("x", "a"), rec("y", "b"), rec("z", "c")]);
+}
+
+#[test]
 fn parquet_null_text_is_a_missing_field_at_its_row() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("n.parquet");
