@@ -60,6 +60,13 @@ pub struct SplitSummary {
     pub empty_files: u64,
 }
 
+/// One output line: `{"text":..,"label":..}`, in that key order.
+#[derive(Serialize)]
+struct Line<'a> {
+    text: &'a str,
+    label: &'a str,
+}
+
 struct Row {
     label: String,
     file: OsString,
@@ -197,10 +204,11 @@ fn write_rows(path: &Path, mut rows: Vec<Row>) -> Result<u64, ReadError> {
     let write = || -> std::io::Result<()> {
         let mut out = BufWriter::new(File::create(&tmp)?);
         for row in &rows {
-            serde_json::to_writer(
-                &mut out,
-                &serde_json::json!({"text": row.text, "label": row.label}),
-            )?;
+            let line = Line {
+                text: &row.text,
+                label: &row.label,
+            };
+            serde_json::to_writer(&mut out, &line)?;
             out.write_all(b"\n")?;
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
