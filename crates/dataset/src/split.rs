@@ -287,6 +287,8 @@ mod tests {
             test.iter()
                 .all(|r| !r["text"].as_str().unwrap().ends_with('\n'))
         );
+        let raw = fs::read_to_string(&s1.test_path).unwrap();
+        assert!(raw.starts_with("{\"text\":\"business story "), "{raw}");
 
         // Another seed picks other test files.
         let out3 = tempfile::tempdir().unwrap();
