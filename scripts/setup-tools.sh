@@ -8,6 +8,14 @@
 # Packages come from PyPI through pip's own client; nothing else is downloaded.
 set -euo pipefail
 
+# System libraries the build links: OpenSSL's libcrypto (the fast md5 of `taxon data add`).
+if ! pkg-config --exists libcrypto 2>/dev/null; then
+  echo "setup-tools: installing libssl-dev and pkg-config with apt"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y --no-install-recommends libssl-dev pkg-config >/dev/null \
+    || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends libssl-dev pkg-config >/dev/null; }
+fi
+
 VENV="${TAXON_VENV:-$HOME/.cache/taxon/venv}"
 PY="${TAXON_PYTHON:-python3}"
 

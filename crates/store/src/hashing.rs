@@ -2,32 +2,87 @@
 //! buffer; hashing a file into the cache in one read; folder walks; and the state file that
 //! lets unchanged files skip re-hashing (like DVC's state DB: inode, mtime, size -> md5).
 //!
-//! md5 is the bottleneck of `taxon data add`. We use RustCrypto's `md-5` (0.11, pure Rust; 0.11
-//! has no `asm` feature): measured on the 2-core dev VM, hashing 1 GiB (`taxon data status` with
-//! no state file) took 2.64 s against 2.81 s for `md5sum`, so no assembly backend is needed. The
-//! copy into the cache is pipelined on a second thread, so a file is read once and hashing
-//! does not wait for the write; what remains is the kernel's cost of filling the page cache
-//! with the copy (1-2.7 s/GiB on that VM), which overlaps with hashing only when a second core
-//! is free (see `bench/add.sh`).
+//! md5 is the floor of `taxon data add`: it is serial within a file, so [`Md5Hasher`] uses the
+//! fastest backend available (OpenSSL's assembly MD5 by default, pure-Rust `md-5` otherwise),
+//! and the copy into the cache runs beside it as an in-kernel copy on a second thread
+//! ([`copy_hashing`]). `bench/add.sh` measures the result against `md5sum` and `dvc add`.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::mpsc::sync_channel;
 
-use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use taxon_core::Md5Hex;
 
 use crate::cache::Cache;
 use crate::error::{IoContext, Result, StoreError};
 
+/// An md5 hasher with the fastest backend this build has.
+///
+/// With the default `openssl` feature it is OpenSSL's libcrypto MD5 (hand-scheduled assembly):
+/// measured on the 2-core dev VM, 1 GiB from the page cache in 1.51 s, against 1.78-2.0 s for
+/// RustCrypto's pure-Rust `md-5` (0.10 with its `asm` feature was no faster) and 1.58 s for
+/// `md5sum`. md5 is serial within a file, so this is the floor of `taxon data add` on one big
+/// file. Without the feature, or where libcrypto refuses MD5 (a FIPS-only configuration), the
+/// pure-Rust `md-5` is used.
+pub struct Md5Hasher(Backend);
+
+enum Backend {
+    #[cfg(feature = "openssl")]
+    OpenSsl(openssl::hash::Hasher),
+    #[cfg(feature = "openssl")]
+    Failed,
+    Rust(md5::Md5),
+}
+
+impl Md5Hasher {
+    pub fn new() -> Self {
+        #[cfg(feature = "openssl")]
+        if let Ok(h) = openssl::hash::Hasher::new(openssl::hash::MessageDigest::md5()) {
+            return Self(Backend::OpenSsl(h));
+        }
+        Self(Backend::Rust(<md5::Md5 as md5::Digest>::new()))
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        match &mut self.0 {
+            #[cfg(feature = "openssl")]
+            Backend::OpenSsl(h) => {
+                if h.update(bytes).is_err() {
+                    // libcrypto only fails here on internal errors; finish() reports it.
+                    self.0 = Backend::Failed;
+                }
+            }
+            Backend::Rust(h) => md5::Digest::update(h, bytes),
+            #[cfg(feature = "openssl")]
+            Backend::Failed => {}
+        }
+    }
+
+    pub fn finish(self) -> io::Result<Md5Hex> {
+        match self.0 {
+            #[cfg(feature = "openssl")]
+            Backend::OpenSsl(mut h) => h
+                .finish()
+                .map(|d| Md5Hex::from_digest(&d))
+                .map_err(|e| io::Error::other(format!("OpenSSL MD5 failed: {e}"))),
+            Backend::Rust(h) => Ok(Md5Hex::from_digest(&md5::Digest::finalize(h))),
+            #[cfg(feature = "openssl")]
+            Backend::Failed => Err(io::Error::other("OpenSSL MD5 failed while hashing")),
+        }
+    }
+}
+
+impl Default for Md5Hasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Read buffer size: large enough that syscalls and channel hops are noise next to md5.
 pub const BUF_SIZE: usize = 1 << 20;
-/// Buffers in flight between the reader/hasher and the writer thread.
-const PIPELINE_DEPTH: usize = 4;
 /// Files up to this size are read whole (no writer thread).
 const SMALL_FILE: u64 = 4 << 20;
 
@@ -37,37 +92,27 @@ pub fn md5_file(path: &Path) -> Result<(Md5Hex, u64)> {
 }
 
 /// [`md5_file`], calling `on_bytes(n)` as bytes are hashed.
-pub fn md5_file_with(path: &Path, on_bytes: &dyn Fn(u64)) -> Result<(Md5Hex, u64)> {
+pub fn md5_file_with(path: &Path, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<(Md5Hex, u64)> {
     let mut f = File::open(path).at(path)?;
-    let mut hasher = Md5::new();
-    let mut buf = vec![0u8; BUF_SIZE];
-    let mut total = 0u64;
-    loop {
-        let n = match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).at(path),
-        };
-        hasher.update(&buf[..n]);
-        total += n as u64;
-        on_bytes(n as u64);
-    }
-    Ok((Md5Hex::from_digest(&hasher.finalize()), total))
+    md5_reader(&mut f, on_bytes).at(path)
 }
 
-/// Reads `src` once, hashing it and writing the same bytes to `dst` (created, truncated) on a
-/// second thread. Returns the md5 and size of what was copied.
+/// Hashes `src` and copies it to `dst` (created, truncated) at the same time: the copy runs on
+/// a second thread as an in-kernel `copy_file_range` (what `std::io::copy` does between two
+/// files on Linux), so it needs no user-space buffer and never waits for the hasher; the
+/// hasher streams `src` from the page cache. Both see the same bytes unless `src` changes
+/// while it is being added: its size and mtime are compared before and after, and a change is
+/// an error (the caller drops the copy). Returns the md5 and size of what was copied.
 pub fn copy_hashing(
     src: &Path,
     dst: &Path,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<(Md5Hex, u64)> {
     let mut input = File::open(src).at(src)?;
-    let len = input.metadata().at(src)?.len();
+    let before = input.metadata().at(src)?;
     let mut output = File::create(dst).at(dst)?;
-    if len <= SMALL_FILE {
-        let mut bytes = Vec::with_capacity(len as usize);
+    if before.len() <= SMALL_FILE {
+        let mut bytes = Vec::with_capacity(before.len() as usize);
         input.read_to_end(&mut bytes).at(src)?;
         let hash = Md5Hex::of_bytes(&bytes);
         output.write_all(&bytes).at(dst)?;
@@ -75,55 +120,53 @@ pub fn copy_hashing(
         return Ok((hash, bytes.len() as u64));
     }
 
-    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(PIPELINE_DEPTH);
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(PIPELINE_DEPTH + 1);
-    for _ in 0..PIPELINE_DEPTH {
-        // Capacity is PIPELINE_DEPTH + 1 and the receiver is alive: this cannot fail.
-        let _ = free_tx.send(vec![0u8; BUF_SIZE]);
-    }
-    std::thread::scope(|s| {
-        let writer = s.spawn(move || -> io::Result<()> {
-            for (buf, n) in full_rx {
-                output.write_all(&buf[..n])?;
-                // The reader may already be gone after an error; then the buffer is dropped.
-                let _ = free_tx.send(buf);
-            }
-            output.flush()
+    let (hashed, copied) = std::thread::scope(|s| {
+        let copier = s.spawn(move || -> io::Result<u64> {
+            let mut from = File::open(src)?;
+            let n = io::copy(&mut from, &mut output)?;
+            output.flush()?;
+            Ok(n)
         });
-        let mut hasher = Md5::new();
-        let mut total = 0u64;
-        let mut read_err = None;
-        // Ends when the file ends, a read fails, or the writer died (its error is reported).
-        while let Ok(mut buf) = free_rx.recv() {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    let _ = full_tx.send((buf, 0));
-                    continue;
-                }
-                Err(e) => {
-                    read_err = Some(e);
-                    break;
-                }
-            };
-            hasher.update(&buf[..n]);
-            total += n as u64;
-            on_bytes(n as u64);
-            if full_tx.send((buf, n)).is_err() {
-                break;
-            }
-        }
-        drop(full_tx);
-        let write_res = writer
+        let hashed = md5_reader(&mut input, on_bytes);
+        let copied = copier
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("writer thread panicked")));
-        if let Some(e) = read_err {
-            return Err(e).at(src);
-        }
-        write_res.at(dst)?;
-        Ok((Md5Hex::from_digest(&hasher.finalize()), total))
-    })
+            .unwrap_or_else(|_| Err(io::Error::other("copy thread panicked")));
+        (hashed, copied)
+    });
+    let (hash, total) = hashed.at(src)?;
+    let copied = copied.at(dst)?;
+    let after = fs::metadata(src).at(src)?;
+    if copied != total
+        || after.len() != before.len()
+        || after.modified().ok() != before.modified().ok()
+    {
+        return Err(StoreError::Other(format!(
+            "{} changed while it was being added ({} bytes hashed, {} copied); add it again",
+            src.display(),
+            total,
+            copied
+        )));
+    }
+    Ok((hash, total))
+}
+
+/// Streams `input` through md5 with a large buffer.
+fn md5_reader(input: &mut File, on_bytes: &(dyn Fn(u64) + Sync)) -> io::Result<(Md5Hex, u64)> {
+    let mut hasher = Md5Hasher::new();
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        on_bytes(n as u64);
+    }
+    Ok((hasher.finish()?, total))
 }
 
 /// Hashes `path` into the cache: one read that both hashes and writes a temp copy, then a

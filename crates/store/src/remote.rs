@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use md5::{Digest, Md5};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
@@ -20,6 +19,7 @@ use taxon_core::Md5Hex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{RemoteConfig, RemoteUrl};
+use crate::hashing::Md5Hasher;
 
 /// The env variable that holds the Fernet key of encrypted remotes (unless `key_file` is set).
 pub const KEY_ENV: &str = "TAXON_FERNET_KEY";
@@ -416,7 +416,7 @@ impl Remote {
         match &self.key {
             None => {
                 let mut file = tokio::fs::File::create(dest).await.map_err(io_at(dest))?;
-                let mut hasher = Md5::new();
+                let mut hasher = Md5Hasher::new();
                 let mut size = 0u64;
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk.map_err(self.store_err("download", hash))?;
@@ -427,7 +427,7 @@ impl Remote {
                 // No fsync per object (DVC does none either): the hash is checked before the
                 // rename into the cache, and 10,000 fsyncs would dominate a small-file pull.
                 file.flush().await.map_err(io_at(dest))?;
-                Ok((Md5Hex::from_digest(&hasher.finalize()), size))
+                Ok((hasher.finish().map_err(io_at(dest))?, size))
             }
             Some(key) => {
                 // Ciphertext to a temp file, then decrypt it into `dest` while hashing.
@@ -450,7 +450,7 @@ impl Remote {
                     let out = std::fs::File::create(&dest_owned).map_err(io_at(&dest_owned))?;
                     let mut w = HashingWriter {
                         inner: std::io::BufWriter::new(out),
-                        hasher: Md5::new(),
+                        hasher: Md5Hasher::new(),
                         size: 0,
                     };
                     taxon_fernet::decrypt_stream(&key, std::io::BufReader::new(input), &mut w)
@@ -460,7 +460,7 @@ impl Remote {
                             message: e.to_string(),
                         })?;
                     std::io::Write::flush(&mut w.inner).map_err(io_at(&dest_owned))?;
-                    Ok((Md5Hex::from_digest(&w.hasher.finalize()), w.size))
+                    Ok((w.hasher.finish().map_err(io_at(&dest_owned))?, w.size))
                 })
                 .await
                 .map_err(|e| self.task_err(e))?
@@ -503,7 +503,7 @@ impl Remote {
 /// A writer that hashes and counts what passes through it.
 struct HashingWriter<W> {
     inner: W,
-    hasher: Md5,
+    hasher: Md5Hasher,
     size: u64,
 }
 
