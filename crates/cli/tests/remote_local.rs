@@ -247,3 +247,37 @@ fn remote_commands_write_dvc_config_and_hide_credentials() {
     let listed = taxon_json(&repo, &["data", "remote", "list"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn status_cloud_reports_what_push_and_pull_would_move() {
+    let (_tmp, repo, _remote) = repo_with_data();
+    let before = taxon_json(&repo, &["data", "status", "-c"]);
+    assert_eq!(before["remote"]["remote"], "store", "{before}");
+    // 30 files + 1 manifest + labels.tsv, none pushed yet.
+    assert_eq!(
+        before["remote"]["missing_on_remote"]
+            .as_array()
+            .map(Vec::len),
+        Some(32),
+        "{before}"
+    );
+    assert_eq!(before["workspace"][0]["status"], "up_to_date", "{before}");
+
+    taxon_json(&repo, &["data", "push"]);
+    let after = taxon_json(&repo, &["data", "status", "--remote", "store"]);
+    assert_eq!(
+        after["remote"]["missing_on_remote"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "{after}"
+    );
+
+    forget_local(&repo);
+    let gone = taxon_json(&repo, &["data", "status", "-c"]);
+    assert_eq!(
+        gone["remote"]["missing_locally"].as_array().map(Vec::len),
+        Some(2),
+        "only the manifest and labels.tsv are known without the manifest in cache: {gone}"
+    );
+}

@@ -119,15 +119,58 @@ pub fn add(args: AddArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
 pub struct StatusArgs {
     /// Tracked paths or .dvc files (default: every .dvc file in the repository).
     pub targets: Vec<PathBuf>,
+    /// Also compare the cache with the default remote: what a push would upload and what a
+    /// pull would download (as `dvc status -c`).
+    #[arg(short = 'c', long)]
+    pub cloud: bool,
+    /// Compare with this remote instead of the default one (implies --cloud).
+    #[arg(short = 'r', long, value_name = "NAME")]
+    pub remote: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct StatusWithRemote<'a, T: serde::Serialize> {
+    workspace: &'a T,
+    remote: &'a taxon_store::transfer::RemoteStatus,
 }
 
 pub fn status(args: StatusArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let repo = discover()?;
     let files = find_dvc_files(&repo, &args.targets)?;
     let statuses = taxon_store::status::status(&repo, &files)?;
+    let remote_status = if args.cloud || args.remote.is_some() {
+        let (repo, remote) = super::sync::open(args.remote.as_deref())?;
+        Some(taxon_store::transfer::remote_status(
+            &repo,
+            &remote,
+            &args.targets,
+        )?)
+    } else {
+        None
+    };
     if ctx.json {
-        print_json(&statuses)?;
-    } else if statuses.is_empty() {
+        match &remote_status {
+            Some(remote) => print_json(&StatusWithRemote {
+                workspace: &statuses,
+                remote,
+            })?,
+            None => print_json(&statuses)?,
+        }
+        return Ok(Outcome::Ok);
+    }
+    if let Some(r) = &remote_status {
+        if r.in_sync() {
+            println!("remote {:?}: in sync with the cache", r.remote);
+        } else {
+            println!(
+                "remote {:?}: {} object(s) to push, {} object(s) to pull",
+                r.remote,
+                r.missing_on_remote.len(),
+                r.missing_locally.len()
+            );
+        }
+    }
+    if statuses.is_empty() {
         println!("no tracked data (add some with `taxon data add PATH`)");
     } else {
         let mut t = table(["path", "status", "dvc file"]);

@@ -78,7 +78,8 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-fn open(remote: Option<&str>) -> anyhow::Result<(Repo, Remote)> {
+/// The repository around the current folder and the named (or default) remote.
+pub(crate) fn open(remote: Option<&str>) -> anyhow::Result<(Repo, Remote)> {
     let repo = Repo::discover(Path::new("."))?;
     let cfg = resolve_remote(&repo, remote)?;
     let remote = Remote::open(&cfg)?;
