@@ -1,43 +1,26 @@
-//! Reading labelled texts for training and evaluation.
-//!
-//! Reads JSONL (`{"text": ..., "label": ...}` per line) directly; switch to taxon-dataset's
-//! streaming readers (CSV, Parquet) once that crate's API settles.
+//! Reading labelled texts for training and evaluation, through taxon-dataset's streaming
+//! readers: JSONL, CSV/TSV and Parquet, with the same `path:line` errors as every other command.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use taxon_core::Record;
+use taxon_dataset::{DatasetReader, ReadOptions};
 
 use crate::error::TrainError;
 
-/// All labelled records of `path`. A record without a label is an error at its line.
+/// All labelled records of `path` (format from its extension, fields `text` and `label`).
+/// A bad row, or a row without a label, is an error at its line: training never silently
+/// drops data.
 pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>, TrainError> {
-    let file = std::fs::File::open(path).map_err(|source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let opts = ReadOptions {
+        label_required: true,
+        ..ReadOptions::default()
+    };
+    let reader = DatasetReader::open(path, &opts)?;
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line.map_err(|source| TrainError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let rec: Record = serde_json::from_str(&line).map_err(|e| TrainError::Data {
-            path: path.to_path_buf(),
-            line: line_no,
-            message: format!("not a {{\"text\", \"label\"}} JSON object: {e}"),
-        })?;
-        let Some(label) = rec.label else {
-            return Err(TrainError::Data {
-                path: path.to_path_buf(),
-                line: line_no,
-                message: "field `label` is missing; training and evaluation need labels".into(),
-            });
-        };
+    for rec in reader {
+        let rec = rec?;
+        // label_required guarantees a label; an absent one would have been a ReadError.
+        let label = rec.label.unwrap_or_default();
         out.push((rec.text, label));
     }
     if out.is_empty() {

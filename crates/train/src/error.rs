@@ -28,12 +28,8 @@ pub enum TrainError {
         field: &'static str,
         message: String,
     },
-    #[error("{}:{line}: {message}", path.display())]
-    Data {
-        path: PathBuf,
-        line: u64,
-        message: String,
-    },
+    #[error(transparent)]
+    Read(#[from] taxon_dataset::ReadError),
     #[error("{}: {message}", path.display())]
     Dataset { path: PathBuf, message: String },
     #[error(transparent)]
