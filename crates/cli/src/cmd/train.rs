@@ -20,7 +20,7 @@ pub struct TrainArgs {
     /// Model type to train (`linear`).
     #[arg(long)]
     pub model_type: Option<String>,
-    /// Training data (JSONL with `text` and `label`).
+    /// Training data: JSONL, CSV/TSV or Parquet with `text` and `label` fields.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Validation data; default: a seeded, stratified 10% of --data.
@@ -32,10 +32,13 @@ pub struct TrainArgs {
     /// Output folder for the model.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Passes over the training data (linear default: 25).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Initial learning rate (linear: SGD, decayed linearly to 0; default 1.0).
     #[arg(long)]
     pub learning_rate: Option<f32>,
+    /// Seed of the validation split, initialisation and shuffling.
     #[arg(long)]
     pub seed: Option<u64>,
     /// Worker threads (default: every core). `--threads 1` is bit-reproducible.
