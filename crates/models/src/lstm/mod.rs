@@ -28,7 +28,9 @@ use taxon_core::model::{
 };
 
 pub use io::WEIGHTS;
-pub use train::{AdamWOptions, gradients_of_one_step, learning_rate_at, train};
+pub use train::{
+    AdamWOptions, LstmState, LstmTrainer, gradients_of_one_step, learning_rate_at, train,
+};
 pub use vocab::Vocab;
 
 use net::{Batch, Net};

@@ -3,14 +3,15 @@
 //! last step, gradient clipping by global norm, and length-bucketed mini-batches padded to their
 //! longest sequence.
 //!
-//! Reproducible: initialisation, shuffling and dropout masks come from one seeded generator, and
-//! candle's CPU kernels are deterministic for a given thread count, so the same config, data and
+//! Reproducible: initialisation comes from a generator seeded with `seed`, each epoch's shuffling
+//! and dropout masks from one seeded with (`seed`, epoch), and candle's CPU kernels are deterministic for a given thread count, so the same config, data and
 //! `threads` give the same weights and metrics on the same machine.
 
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
 use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use serde::{Deserialize, Serialize};
 use taxon_core::model::ModelError;
 
 use super::net::{Batch, Dropout, Net, argmax_rows};
@@ -123,73 +124,50 @@ pub fn train(
     validation: &[(&str, usize)],
     observer: &dyn TrainObserver,
 ) -> Result<(LstmModel, Vec<EpochReport>), ModelError> {
-    config.validate()?;
-    opts.validate()?;
-    if labels.len() < 2 {
-        return Err(ModelError::TrainingData {
-            message: format!("need at least 2 labels, found {}", labels.len()),
-        });
+    let mut trainer = LstmTrainer::new(config, opts, labels, train, validation)?;
+    let mut reports = Vec::with_capacity(opts.epochs);
+    while trainer.epochs_done() < opts.epochs {
+        reports.push(trainer.run_epoch(observer)?);
     }
-    if train.is_empty() {
-        return Err(ModelError::TrainingData {
-            message: "no training examples".into(),
-        });
-    }
-    if let Some(&(_, bad)) = train
-        .iter()
-        .chain(validation)
-        .find(|(_, l)| *l >= labels.len())
-    {
-        return Err(ModelError::TrainingData {
-            message: format!("label index {bad} out of range for {} labels", labels.len()),
-        });
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads)
-        .build()
-        .map_err(|e| ModelError::TrainingData {
-            message: format!("cannot start {} threads: {e}", opts.threads),
-        })?;
-    pool.install(|| run(config, opts, labels, train, validation, observer))
+    Ok((trainer.model(), reports))
 }
 
-fn run(
-    config: &LstmConfig,
-    opts: &AdamWOptions,
-    labels: &[String],
-    train: &[(&str, usize)],
-    validation: &[(&str, usize)],
-    observer: &dyn TrainObserver,
-) -> Result<(LstmModel, Vec<EpochReport>), ModelError> {
-    let vocab = Vocab::build(
-        train.iter().map(|(t, _)| *t),
-        config.lowercase,
-        config.min_count,
-        config.max_vocab,
-    );
-    let mut buf = String::new();
-    let mut encode = |rows: &[(&str, usize)]| -> (Vec<Vec<u32>>, Vec<u32>) {
-        rows.iter()
-            .map(|(t, l)| (vocab.encode(t, config.max_len, &mut buf), *l as u32))
-            .unzip()
-    };
-    let (train_ids, train_labels) = encode(train);
-    let (val_ids, val_labels) = encode(validation);
+/// Where a run stands at an epoch boundary, for checkpoints. Shuffling and dropout of epoch N
+/// are drawn from a generator seeded by (seed, N), so no generator state needs saving. AdamW's
+/// moment estimates are not part of it (candle's `AdamW` keeps them private): a resumed run
+/// restarts them from zero, with bias correction from step 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LstmState {
+    /// Epochs finished.
+    pub epochs_done: usize,
+    /// Optimizer steps taken: the position in the learning-rate schedule.
+    pub step: usize,
+}
 
-    let mut rng = SplitMix64::new(opts.seed);
-    let init = Net::init(vocab.len(), config, labels.len(), &mut rng).map_err(compute("init"))?;
-    let vars: Vec<Var> = init
-        .tensors
-        .iter()
-        .map(Var::from_tensor)
-        .collect::<candle_core::Result<_>>()
-        .map_err(compute("init"))?;
-    let net = Net {
-        tensors: vars.iter().map(|v| v.as_tensor().clone()).collect(),
-        ..init
-    };
-    let mut opt = AdamW::new(
-        vars.clone(),
+/// An lstm model in training, one epoch at a time.
+pub struct LstmTrainer {
+    config: LstmConfig,
+    opts: AdamWOptions,
+    labels: Vec<String>,
+    vocab: Vocab,
+    train_ids: Vec<Vec<u32>>,
+    train_labels: Vec<u32>,
+    val_ids: Vec<Vec<u32>>,
+    val_labels: Vec<u32>,
+    vars: Vec<Var>,
+    net: Net,
+    opt: AdamW,
+    total: usize,
+    warmup: usize,
+    step: usize,
+    epochs_done: usize,
+    val_pred: Vec<usize>,
+    pool: std::sync::Arc<rayon::ThreadPool>,
+}
+
+fn adamw(vars: &[Var], opts: &AdamWOptions) -> Result<AdamW, ModelError> {
+    AdamW::new(
+        vars.to_vec(),
         ParamsAdamW {
             lr: opts.learning_rate,
             beta1: opts.beta1,
@@ -198,75 +176,263 @@ fn run(
             weight_decay: opts.weight_decay,
         },
     )
-    .map_err(compute("optimizer"))?;
+    .map_err(compute("optimizer"))
+}
 
-    let steps_per_epoch = train_ids.len().div_ceil(opts.batch_size);
-    let total = steps_per_epoch * opts.epochs;
-    let warmup = opts.warmup_steps.unwrap_or(total / 10).min(total);
-    let mut step = 0;
-    let mut model = LstmModel {
-        config: config.clone(),
-        labels: labels.to_vec(),
-        vocab: vocab.clone(),
-        net: net.clone(),
-        files: Vec::new(),
-    };
-    let mut reports = Vec::with_capacity(opts.epochs);
-    for epoch in 1..=opts.epochs {
+impl LstmTrainer {
+    /// Checks the inputs, builds the vocabulary, encodes the data and initialises the weights
+    /// from `opts.seed`.
+    pub fn new(
+        config: &LstmConfig,
+        opts: &AdamWOptions,
+        labels: &[String],
+        train: &[(&str, usize)],
+        validation: &[(&str, usize)],
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        opts.validate()?;
+        if labels.len() < 2 {
+            return Err(ModelError::TrainingData {
+                message: format!("need at least 2 labels, found {}", labels.len()),
+            });
+        }
+        if train.is_empty() {
+            return Err(ModelError::TrainingData {
+                message: "no training examples".into(),
+            });
+        }
+        if let Some(&(_, bad)) = train
+            .iter()
+            .chain(validation)
+            .find(|(_, l)| *l >= labels.len())
+        {
+            return Err(ModelError::TrainingData {
+                message: format!("label index {bad} out of range for {} labels", labels.len()),
+            });
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.threads)
+            .build()
+            .map_err(|e| ModelError::TrainingData {
+                message: format!("cannot start {} threads: {e}", opts.threads),
+            })?;
+        let vocab = Vocab::build(
+            train.iter().map(|(t, _)| *t),
+            config.lowercase,
+            config.min_count,
+            config.max_vocab,
+        );
+        let mut buf = String::new();
+        let mut encode = |rows: &[(&str, usize)]| -> (Vec<Vec<u32>>, Vec<u32>) {
+            rows.iter()
+                .map(|(t, l)| (vocab.encode(t, config.max_len, &mut buf), *l as u32))
+                .unzip()
+        };
+        let (train_ids, train_labels) = encode(train);
+        let (val_ids, val_labels) = encode(validation);
+        let mut rng = SplitMix64::new(opts.seed);
+        let init =
+            Net::init(vocab.len(), config, labels.len(), &mut rng).map_err(compute("init"))?;
+        let vars: Vec<Var> = init
+            .tensors
+            .iter()
+            .map(Var::from_tensor)
+            .collect::<candle_core::Result<_>>()
+            .map_err(compute("init"))?;
+        let net = Net {
+            tensors: vars.iter().map(|v| v.as_tensor().clone()).collect(),
+            ..init
+        };
+        let opt = adamw(&vars, opts)?;
+        let total = train_ids.len().div_ceil(opts.batch_size) * opts.epochs;
+        let warmup = opts.warmup_steps.unwrap_or(total / 10).min(total);
+        Ok(Self {
+            config: config.clone(),
+            opts: opts.clone(),
+            labels: labels.to_vec(),
+            vocab,
+            train_ids,
+            train_labels,
+            val_ids,
+            val_labels,
+            vars,
+            net,
+            opt,
+            total,
+            warmup,
+            step: 0,
+            epochs_done: 0,
+            val_pred: Vec::new(),
+            pool: std::sync::Arc::new(pool),
+        })
+    }
+
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// Arg-max label index of every validation example after the last epoch, in order.
+    pub fn validation_predictions(&self) -> &[usize] {
+        &self.val_pred
+    }
+
+    /// Runs one more epoch (in the trainer's thread pool) and reports it (also to `observer`).
+    pub fn run_epoch(&mut self, observer: &dyn TrainObserver) -> Result<EpochReport, ModelError> {
+        let pool = std::sync::Arc::clone(&self.pool);
+        pool.install(|| self.epoch(observer))
+    }
+
+    fn epoch(&mut self, observer: &dyn TrainObserver) -> Result<EpochReport, ModelError> {
+        let epoch = self.epochs_done + 1;
+        let mut rng = SplitMix64::new(
+            self.opts
+                .seed
+                .wrapping_add((epoch as u64).wrapping_mul(0xA076_1D64_78BD_642F)),
+        );
         let start = Instant::now();
         let (mut loss_sum, mut tokens) = (0.0f64, 0.0f64);
-        for batch_idx in bucketed_batches(&train_ids, opts.batch_size, &mut rng) {
-            let seqs: Vec<&[u32]> = batch_idx.iter().map(|&i| train_ids[i].as_slice()).collect();
-            let targets: Vec<u32> = batch_idx.iter().map(|&i| train_labels[i]).collect();
+        for batch_idx in bucketed_batches(&self.train_ids, self.opts.batch_size, &mut rng) {
+            let seqs: Vec<&[u32]> = batch_idx
+                .iter()
+                .map(|&i| self.train_ids[i].as_slice())
+                .collect();
+            let targets: Vec<u32> = batch_idx.iter().map(|&i| self.train_labels[i]).collect();
             let batch = Batch::new(&seqs).map_err(compute("batch"))?;
             let dropout = Dropout {
-                p: config.dropout,
+                p: self.config.dropout,
                 rng: &mut rng,
             };
-            let logits = net
+            let logits = self
+                .net
                 .forward(&batch, Some(dropout))
                 .map_err(compute("forward"))?;
             let loss = Net::loss(&logits, &targets).map_err(compute("loss"))?;
             let mut grads = loss.backward().map_err(compute("backward"))?;
-            if let Some(max) = opts.clip_norm {
-                clip_global_norm(&mut grads, &vars, max).map_err(compute("clip"))?;
+            if let Some(max) = self.opts.clip_norm {
+                clip_global_norm(&mut grads, &self.vars, max).map_err(compute("clip"))?;
             }
-            opt.set_learning_rate(learning_rate_at(step, total, warmup, opts.learning_rate));
-            opt.step(&grads).map_err(compute("optimizer step"))?;
-            step += 1;
+            self.opt.set_learning_rate(learning_rate_at(
+                self.step,
+                self.total,
+                self.warmup,
+                self.opts.learning_rate,
+            ));
+            self.opt.step(&grads).map_err(compute("optimizer step"))?;
+            self.step += 1;
             let l = loss.to_scalar::<f32>().map_err(compute("loss"))?;
             loss_sum += l as f64 * targets.len() as f64;
             tokens += batch.tokens().map_err(compute("batch"))? as f64;
             observer.on_docs(targets.len() as u64, l);
         }
         let seconds = start.elapsed().as_secs_f64();
-        let (validation_loss, validation_accuracy) = if val_ids.is_empty() {
-            (None, None)
-        } else {
-            model.net = net.clone();
-            let probs = model.predict_ids(&val_ids).map_err(compute("validation"))?;
-            let (loss, acc) = loss_and_accuracy(&probs, &val_labels);
-            (Some(loss), Some(acc))
-        };
+        self.epochs_done = epoch;
+        let (validation_loss, validation_accuracy) = self.validate()?;
         let report = EpochReport {
             epoch,
-            epochs: opts.epochs,
-            train_loss: loss_sum / train_ids.len() as f64,
+            epochs: self.opts.epochs,
+            train_loss: loss_sum / self.train_ids.len() as f64,
             validation_loss,
             validation_accuracy,
-            learning_rate: opt.learning_rate(),
+            learning_rate: self.opt.learning_rate(),
             seconds,
             tokens_per_sec: tokens / seconds.max(1e-9),
         };
         observer.on_epoch(&report);
-        reports.push(report);
+        Ok(report)
     }
-    // Detach: the returned model holds plain tensors, so prediction builds no autograd graph.
-    model.net = Net {
-        tensors: vars.iter().map(|v| v.as_tensor().detach()).collect(),
-        ..net
-    };
-    Ok((model, reports))
+
+    /// Scores the validation set with the current weights; `(loss, accuracy)` when it is not
+    /// empty.
+    fn validate(&mut self) -> Result<(Option<f64>, Option<f64>), ModelError> {
+        if self.val_ids.is_empty() {
+            self.val_pred.clear();
+            return Ok((None, None));
+        }
+        let probs = self
+            .model()
+            .predict_ids(&self.val_ids)
+            .map_err(compute("validation"))?;
+        self.val_pred = argmax_rows(&probs);
+        let (loss, acc) = loss_and_accuracy(&probs, &self.val_labels);
+        Ok((Some(loss), Some(acc)))
+    }
+
+    /// The state at this epoch boundary.
+    pub fn state(&self) -> LstmState {
+        LstmState {
+            epochs_done: self.epochs_done,
+            step: self.step,
+        }
+    }
+
+    /// The model as it stands (plain tensors: prediction builds no autograd graph).
+    pub fn model(&self) -> LstmModel {
+        LstmModel {
+            config: self.config.clone(),
+            labels: self.labels.clone(),
+            vocab: self.vocab.clone(),
+            net: Net {
+                tensors: self
+                    .vars
+                    .iter()
+                    .map(|v| v.as_tensor().detach().copy())
+                    .collect::<candle_core::Result<_>>()
+                    .unwrap_or_else(|_| self.net.tensors.clone()),
+                ..self.net.clone()
+            },
+            files: Vec::new(),
+        }
+    }
+
+    /// Continues from a checkpoint: `model`'s weights (which must come from the same config,
+    /// labels and training data) and `state`.
+    pub fn restore(&mut self, model: &LstmModel, state: &LstmState) -> Result<(), ModelError> {
+        let mismatch = |field: &str, expected: String, found: String| ModelError::Mismatch {
+            path: Default::default(),
+            field: field.into(),
+            expected,
+            found,
+        };
+        if model.config != self.config {
+            return Err(mismatch(
+                "params",
+                format!("{:?}", self.config),
+                format!("{:?}", model.config),
+            ));
+        }
+        if model.labels != self.labels {
+            return Err(mismatch(
+                "labels",
+                format!("{:?}", self.labels),
+                format!("{:?}", model.labels),
+            ));
+        }
+        if model.vocab != self.vocab {
+            return Err(mismatch(
+                "vocab.txt",
+                format!(
+                    "the vocabulary of this training data ({} words)",
+                    self.vocab.len()
+                ),
+                format!("{} words", model.vocab.len()),
+            ));
+        }
+        if state.epochs_done > self.opts.epochs {
+            return Err(mismatch(
+                "epochs_done",
+                format!("at most {}", self.opts.epochs),
+                state.epochs_done.to_string(),
+            ));
+        }
+        for (var, t) in self.vars.iter().zip(&model.net.tensors) {
+            var.set(t).map_err(compute("restore"))?;
+        }
+        self.opt = adamw(&self.vars, &self.opts)?;
+        self.step = state.step;
+        self.epochs_done = state.epochs_done;
+        self.validate()?;
+        Ok(())
+    }
 }
 
 /// Mean log loss and accuracy of probability rows against label ids.
