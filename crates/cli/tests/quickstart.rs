@@ -71,12 +71,41 @@ fn quickstart_versions_validates_and_describes_the_bbc_split() {
     assert!(dvc.contains(".dir"), "{dvc}");
     assert!(dvc.contains("nfiles: 2"), "{dvc}");
     // Every step printed the command it ran.
-    for step in ["data import", "data add", "data validate", "data stats"] {
+    for step in [
+        "data import",
+        "data add",
+        "data validate",
+        "data stats",
+        "train --model-type linear",
+        "eval models/linear",
+        "predict models/linear",
+    ] {
         assert!(
             stderr.contains(&format!("$ taxon {step}")),
             "missing {step}:\n{stderr}"
         );
     }
+
+    // The trained model, evaluated here on the test split: at least 95% accuracy.
+    let eval = Command::cargo_bin("taxon")
+        .unwrap()
+        .args(["--json", "eval", "models/linear", "data/bbc/test.jsonl"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    let eval: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    let accuracy = eval["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.95, "test accuracy {accuracy} < 0.95");
+    assert_eq!(eval["examples"], 444);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("models/linear/metrics.json")).unwrap())
+            .unwrap();
+    assert!(metrics["data_version"].as_str().is_some(), "{metrics}");
 
     // A second run reuses everything and records no new version.
     let out = run();

@@ -191,3 +191,290 @@ fn missing_label_is_an_error_at_its_line() {
         .code(2)
         .stderr(contains("train.jsonl:2").and(contains("label")));
 }
+
+// ---- checkpoints, resume, early stopping, expectations, reproducibility ----
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&read(path)).unwrap()
+}
+
+/// `taxon -q train` on `data` into `out` with one thread, seed 5, `epochs` epochs, small model.
+fn train_cmd(data: &Path, out: &Path, epochs: usize) -> Command {
+    let mut c = taxon();
+    c.args(["-q", "train", "--data"])
+        .arg(data)
+        .arg("--output")
+        .arg(out)
+        .args(["--threads", "1", "--seed", "5", "--epochs"])
+        .arg(epochs.to_string())
+        .args(["--learning-rate", "0.5"]);
+    c
+}
+
+#[test]
+fn resume_after_a_stop_ends_with_the_same_model_as_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    write_data(&data, 40, 0);
+    let out = dir.path().join("m");
+
+    train_cmd(&data, &out, 4).assert().success();
+    let metrics = read(&out.join("metrics.json"));
+    let weights = read(&out.join("model.safetensors"));
+    std::fs::remove_dir_all(&out).unwrap();
+
+    train_cmd(&data, &out, 4)
+        .args(["--stop-after-epochs", "2"])
+        .assert()
+        .success();
+    assert!(
+        !out.join("model.json").exists(),
+        "a stopped run writes no model"
+    );
+    assert!(!out.join("metrics.json").exists());
+    let latest = std::fs::read_to_string(out.join("checkpoints/LATEST")).unwrap();
+    assert_eq!(latest.trim(), "epoch-0002");
+    let state = json(&out.join("checkpoints/epoch-0002/state.json"));
+    assert_eq!(state["epoch"], 2);
+    assert_eq!(state["epochs"].as_array().unwrap().len(), 2);
+    assert!(state["trainer"]["tokens_done"].as_u64().unwrap() > 0);
+
+    taxon()
+        .args(["train", "--data"])
+        .arg(&data)
+        .arg("--output")
+        .arg(&out)
+        .args(["--threads", "1", "--seed", "5", "--epochs", "4"])
+        .args(["--learning-rate", "0.5", "--resume"])
+        .assert()
+        .success()
+        .stderr(contains("resumed from the checkpoint of epoch 2"));
+    assert_eq!(read(&out.join("model.safetensors")), weights);
+    assert_eq!(
+        String::from_utf8(read(&out.join("metrics.json"))).unwrap(),
+        String::from_utf8(metrics).unwrap()
+    );
+}
+
+#[test]
+fn resume_with_a_different_config_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    write_data(&data, 20, 0);
+    let out = dir.path().join("m");
+    // Nothing to resume from yet.
+    train_cmd(&data, &out, 3)
+        .arg("--resume")
+        .assert()
+        .code(2)
+        .stderr(contains("no checkpoint"));
+    train_cmd(&data, &out, 3)
+        .args(["--stop-after-epochs", "1"])
+        .assert()
+        .success();
+    taxon()
+        .args(["train", "--data"])
+        .arg(&data)
+        .arg("--output")
+        .arg(&out)
+        .args(["--threads", "1", "--seed", "5", "--epochs", "3"])
+        .args(["--learning-rate", "0.25", "--resume"])
+        .assert()
+        .code(2)
+        .stderr(
+            contains("`learning_rate`")
+                .and(contains("0.5"))
+                .and(contains("0.25"))
+                .and(contains("state.json")),
+        );
+    // Changed data is refused too.
+    write_data(&data, 21, 0);
+    train_cmd(&data, &out, 3)
+        .arg("--resume")
+        .assert()
+        .code(2)
+        .stderr(contains("`data`"));
+}
+
+#[test]
+fn same_config_and_data_with_one_thread_give_identical_metrics_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    write_data(&data, 30, 0);
+    let out = dir.path().join("m");
+    train_cmd(&data, &out, 3).assert().success();
+    let first = read(&out.join("metrics.json"));
+    let weights = read(&out.join("model.safetensors"));
+    std::fs::remove_dir_all(&out).unwrap();
+    train_cmd(&data, &out, 3).assert().success();
+    assert_eq!(read(&out.join("metrics.json")), first);
+    assert_eq!(read(&out.join("model.safetensors")), weights);
+    let m = json(&out.join("metrics.json"));
+    assert!(m.get("train_seconds").is_none(), "timings stay out: {m}");
+    assert!(m["epochs"][0].get("seconds").is_none());
+}
+
+#[test]
+fn early_stopping_keeps_the_best_epochs_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, val) = (dir.path().join("train.jsonl"), dir.path().join("val.jsonl"));
+    write_data(&data, 40, 0);
+    write_data(&val, 10, 5);
+    let out = dir.path().join("m");
+    train_cmd(&data, &out, 30)
+        .arg("--validation")
+        .arg(&val)
+        .args(["--patience", "2", "--monitor", "accuracy"])
+        .assert()
+        .success();
+    let m = json(&out.join("metrics.json"));
+    let accs: Vec<f64> = m["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["validation_accuracy"].as_f64().unwrap())
+        .collect();
+    let best = m["best_epoch"].as_u64().unwrap() as usize;
+    let max = accs.iter().cloned().fold(f64::MIN, f64::max);
+    // The best epoch is the first to reach the maximum, and training stopped 2 epochs later.
+    assert_eq!(
+        accs.iter().position(|&a| a == max).unwrap() + 1,
+        best,
+        "{accs:?}"
+    );
+    assert_eq!(m["stopped_early"], true);
+    assert_eq!(accs.len(), best + 2, "{accs:?}");
+    assert_eq!(m["model_epoch"].as_u64().unwrap() as usize, best);
+    assert_eq!(m["config"]["monitor"], "accuracy");
+    // The model folder holds the best epoch's weights, not the last epoch's.
+    let ck = out.join("checkpoints");
+    let best_w = read(&ck.join(format!("epoch-{best:04}/model.safetensors")));
+    let last_w = read(&ck.join(format!("epoch-{:04}/model.safetensors", best + 2)));
+    assert_eq!(read(&out.join("model.safetensors")), best_w);
+    assert_ne!(best_w, last_w);
+    // And it scores the validation file as the best epoch did.
+    let out_json = taxon()
+        .args(["--json", "eval"])
+        .arg(&out)
+        .arg(&val)
+        .output()
+        .unwrap();
+    let e: serde_json::Value = serde_json::from_slice(&out_json.stdout).unwrap();
+    assert!((e["accuracy"].as_f64().unwrap() - max).abs() < 1e-12, "{e}");
+}
+
+#[test]
+fn training_refuses_data_that_fails_its_expectations() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    write_data(&data, 20, 0);
+    let suite = dir.path().join("suite.yaml");
+    std::fs::write(
+        &suite,
+        "expectations:\n\
+         - expectation_type: expect_column_values_to_be_in_set\n  \
+           kwargs: {column: label, value_set: [sport, politics]}\n\
+         - expectation_type: expect_table_row_count_to_be_between\n  \
+           kwargs: {min_value: 10, max_value: 1000}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("m");
+    train_cmd(&data, &out, 2)
+        .arg("--expectations")
+        .arg(&suite)
+        .assert()
+        .code(2)
+        .stderr(
+            contains("expect_column_values_to_be_in_set")
+                .and(contains("1 of 2 expectations"))
+                .and(contains("suite.yaml"))
+                .and(contains("expect_table_row_count_to_be_between").not()),
+        );
+    assert!(!out.join("model.json").exists());
+    // The same suite with the right label set lets training go on.
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("politics", "business");
+    std::fs::write(&suite, text).unwrap();
+    train_cmd(&data, &out, 2)
+        .arg("--expectations")
+        .arg(&suite)
+        .assert()
+        .success();
+}
+
+#[test]
+fn bad_training_options_are_errors_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    write_data(&data, 10, 0);
+    let out = dir.path().join("m");
+    train_cmd(&data, &out, 2)
+        .args(["--monitor", "f2"])
+        .assert()
+        .code(2)
+        .stderr(contains("f2"));
+    train_cmd(&data, &out, 2)
+        .args(["--patience", "2", "--validation-ratio", "0"])
+        .assert()
+        .code(2)
+        .stderr(contains("early_stopping_patience"));
+    train_cmd(&data, &out, 2)
+        .args(["--batch-size", "0"])
+        .assert()
+        .code(2)
+        .stderr(contains("batch_size"));
+    // A key linear does not use is a warning, not an error.
+    let o = taxon()
+        .args(["train", "--data"])
+        .arg(&data)
+        .arg("--output")
+        .arg(&out)
+        .args(["--epochs", "1", "--warmup-steps", "100"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("`warmup_steps` ignored"));
+    let m = json(&out.join("metrics.json"));
+    assert!(m["warnings"][0].as_str().unwrap().contains("warmup_steps"));
+}
+
+#[test]
+fn a_versioned_dataset_records_its_version_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("train.jsonl");
+    write_data(&data, 20, 0);
+    taxon()
+        .args(["-q", "data", "init"])
+        .current_dir(dir.path())
+        .assert()
+        .success();
+    taxon()
+        .args(["-q", "data", "add", "train.jsonl"])
+        .current_dir(dir.path())
+        .assert()
+        .success();
+    let pointer = std::fs::read_to_string(dir.path().join("train.jsonl.dvc")).unwrap();
+    taxon()
+        .args([
+            "-q",
+            "train",
+            "--data",
+            "train.jsonl",
+            "--output",
+            "m",
+            "--epochs",
+            "1",
+        ])
+        .current_dir(dir.path())
+        .assert()
+        .success();
+    let m = json(&dir.path().join("m/metrics.json"));
+    let id = m["data_version"].as_str().unwrap();
+    assert_eq!(id.len(), 32, "{id}");
+    assert!(pointer.contains(&format!("md5: {id}")), "{pointer}");
+}

@@ -12,7 +12,7 @@ use crate::error::TrainError;
 /// Share of the training data held out for validation when no validation file is given.
 pub const DEFAULT_VALIDATION_RATIO: f64 = 0.1;
 
-/// Keys of a training config file.
+/// Keys of a training config file. Every key is optional; defaults are filled per model type.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
@@ -22,18 +22,75 @@ pub struct TrainConfig {
     /// buckets, lowercase, max_tokens, weighting).
     pub model_config: Option<serde_json::Value>,
     pub learning_rate: Option<f32>,
+    /// Linear warmup steps of AdamW-trained models (`linear` uses SGD and ignores it).
+    pub warmup_steps: Option<u64>,
     pub epochs: Option<usize>,
+    /// Examples per optimizer step for mini-batch models (`linear` updates per example).
+    pub batch_size: Option<usize>,
+    /// Tokens per text kept by the model (`linear`: its `max_tokens`).
+    pub max_len: Option<u64>,
     pub seed: Option<u64>,
-    /// Training data: a JSONL file of `{"text", "label"}` objects.
+    /// Training data: JSONL, CSV/TSV or Parquet with `text` and `label` fields. A path tracked
+    /// by taxon (`PATH.dvc` next to it or a parent folder) records its version id.
     pub data: Option<PathBuf>,
     /// Validation data; when absent, `validation_ratio` of `data` is held out (stratified;
     /// 0 trains on all of `data` without validation).
     pub validation: Option<PathBuf>,
     pub validation_ratio: Option<f64>,
+    /// Stop after this many epochs without improvement of `monitor` on validation data, and
+    /// keep the best epoch's weights as the model.
+    pub early_stopping_patience: Option<usize>,
+    /// The validation metric early stopping watches: `macro_f1` (default) or `accuracy`.
+    pub monitor: Option<Monitor>,
+    /// Write a checkpoint every this many epochs (default 1; 0: only the best epoch's, when
+    /// early stopping needs it).
+    pub checkpoint_every: Option<usize>,
+    /// An expectation suite (YAML) the training data must pass; training refuses data that
+    /// fails it.
+    pub expectations: Option<PathBuf>,
     /// Folder the model, its description and metrics are written to.
     pub output: Option<PathBuf>,
     /// Worker threads (default: every core).
     pub threads: Option<usize>,
+}
+
+/// The validation metric that early stopping and the best checkpoint follow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monitor {
+    #[default]
+    MacroF1,
+    Accuracy,
+}
+
+impl Monitor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Monitor::MacroF1 => "macro_f1",
+            Monitor::Accuracy => "accuracy",
+        }
+    }
+
+    /// The monitored value of `m`.
+    pub fn value(self, m: &crate::metrics::Metrics) -> f64 {
+        match self {
+            Monitor::MacroF1 => m.macro_f1,
+            Monitor::Accuracy => m.accuracy,
+        }
+    }
+}
+
+impl std::str::FromStr for Monitor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "macro_f1" | "macro-f1" => Ok(Monitor::MacroF1),
+            "accuracy" => Ok(Monitor::Accuracy),
+            other => Err(format!(
+                "unknown metric {other:?} (known: macro_f1, accuracy)"
+            )),
+        }
+    }
 }
 
 /// Values given on the command line; each one set replaces the config key of the same name.
@@ -41,11 +98,18 @@ pub struct TrainConfig {
 pub struct Overrides {
     pub model_type: Option<String>,
     pub learning_rate: Option<f32>,
+    pub warmup_steps: Option<u64>,
     pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub max_len: Option<u64>,
     pub seed: Option<u64>,
     pub data: Option<PathBuf>,
     pub validation: Option<PathBuf>,
     pub validation_ratio: Option<f64>,
+    pub early_stopping_patience: Option<usize>,
+    pub monitor: Option<Monitor>,
+    pub checkpoint_every: Option<usize>,
+    pub expectations: Option<PathBuf>,
     pub output: Option<PathBuf>,
     pub threads: Option<usize>,
 }
@@ -79,10 +143,18 @@ impl TrainConfig {
         over!(
             model_type,
             learning_rate,
+            warmup_steps,
             epochs,
+            batch_size,
+            max_len,
             seed,
             data,
             validation,
+            validation_ratio,
+            early_stopping_patience,
+            monitor,
+            checkpoint_every,
+            expectations,
             output,
             threads
         );
@@ -109,6 +181,33 @@ impl TrainConfig {
             return Err(TrainError::Invalid {
                 field: "validation_ratio",
                 message: format!("must be in [0, 0.5) (0: no validation), got {r}"),
+            });
+        }
+        let positive = |field: &'static str, v: Option<usize>| match v {
+            Some(0) => Err(TrainError::Invalid {
+                field,
+                message: "must be at least 1".into(),
+            }),
+            _ => Ok(()),
+        };
+        positive("epochs", self.epochs)?;
+        positive("batch_size", self.batch_size)?;
+        positive("threads", self.threads)?;
+        positive("early_stopping_patience", self.early_stopping_patience)?;
+        if self.max_len == Some(0) {
+            return Err(TrainError::Invalid {
+                field: "max_len",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.early_stopping_patience.is_some()
+            && self.validation.is_none()
+            && self.validation_ratio == Some(0.0)
+        {
+            return Err(TrainError::Invalid {
+                field: "early_stopping_patience",
+                message: "needs validation data: set `validation` or a `validation_ratio` above 0"
+                    .into(),
             });
         }
         Ok(())
@@ -149,5 +248,37 @@ mod tests {
     fn missing_data_is_reported() {
         let err = TrainConfig::default().check().unwrap_err().to_string();
         assert!(err.contains("`data`"), "{err}");
+    }
+
+    #[test]
+    fn every_issue_key_parses_and_monitor_names_are_checked() {
+        let cfg = TrainConfig::from_yaml(
+            "model_type: linear\nlearning_rate: 0.5\nwarmup_steps: 10\nepochs: 3\n\
+             batch_size: 32\nmax_len: 256\nseed: 1\ndata: a.jsonl\nvalidation_ratio: 0.2\n\
+             early_stopping_patience: 2\nmonitor: accuracy\ncheckpoint_every: 1\n\
+             expectations: s.yaml\noutput: out\nthreads: 1\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.monitor, Some(Monitor::Accuracy));
+        assert_eq!(cfg.max_len, Some(256));
+        cfg.check().unwrap();
+        let err = TrainConfig::from_yaml("monitor: f2\n", Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("f2") && err.contains("macro_f1"), "{err}");
+    }
+
+    #[test]
+    fn patience_without_validation_data_is_refused() {
+        let cfg = TrainConfig {
+            data: Some("a".into()),
+            output: Some("o".into()),
+            validation_ratio: Some(0.0),
+            early_stopping_patience: Some(2),
+            ..Default::default()
+        };
+        let err = cfg.check().unwrap_err().to_string();
+        assert!(err.contains("early_stopping_patience"), "{err}");
     }
 }

@@ -34,4 +34,44 @@ pub enum TrainError {
     Dataset { path: PathBuf, message: String },
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Validate(#[from] taxon_validate::ValidateError),
+    #[error(transparent)]
+    Store(Box<taxon_store::StoreError>),
+    /// The training data failed its expectation suite: training refuses it.
+    #[error(
+        "{}: fails {} of {total} expectations of {} (training refuses it):\n  {}",
+        data.display(),
+        failed.len(),
+        suite.display(),
+        failed.join("\n  ")
+    )]
+    Expectations {
+        data: PathBuf,
+        suite: PathBuf,
+        total: usize,
+        /// One line per failed expectation: its type, column and what was observed.
+        failed: Vec<String>,
+    },
+    /// A checkpoint could not be written or read back.
+    #[error("{}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    /// `--resume` with a config that differs from the checkpoint's.
+    #[error(
+        "{}: cannot resume: config key `{key}` is {checkpoint} in the checkpoint but {now} now \
+         (resume with the same config, or train from scratch without --resume)",
+        path.display()
+    )]
+    ResumeConfig {
+        path: PathBuf,
+        key: String,
+        checkpoint: String,
+        now: String,
+    },
+}
+
+impl From<taxon_store::StoreError> for TrainError {
+    fn from(e: taxon_store::StoreError) -> Self {
+        TrainError::Store(Box::new(e))
+    }
 }

