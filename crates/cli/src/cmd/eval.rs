@@ -21,6 +21,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let tracking = super::runs::EvalTracking::start();
     let threads = args
         .threads
         .unwrap_or_else(taxon_train::driver::default_threads);
@@ -31,6 +32,7 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             args.data.display()
         )
     })?;
+    tracking.finish(&args.model, &args.data, &report, ctx);
     if ctx.json {
         print_json(&report)?;
         return Ok(Outcome::Ok);

@@ -2,8 +2,8 @@
 
 pub mod data;
 pub mod eval;
-pub mod predict;
 pub mod quickstart;
+pub mod runs;
 pub mod train;
 
 use clap::Subcommand;
@@ -17,7 +17,7 @@ pub enum Command {
     #[command(subcommand)]
     Data(data::DataCmd),
     /// Run the main job end to end on the BBC News benchmark (fetch, split, version,
-    /// validate, statistics, train, evaluate, predict).
+    /// validate, statistics).
     Quickstart(quickstart::QuickstartArgs),
     /// Train a model (`linear`) from a YAML config and/or flags; writes model.json, weights and
     /// metrics.json to the output folder.
@@ -25,9 +25,10 @@ pub enum Command {
     /// Evaluate a model folder on labelled data: accuracy, macro-F1, per-class P/R/F1,
     /// confusion matrix.
     Eval(eval::EvalArgs),
-    /// Score a file (JSONL, CSV/TSV, Parquet) with a model as a stream: one JSON line per row
-    /// with the label and every label's probability.
-    Predict(predict::PredictArgs),
+    /// Recorded runs: list, show, compare (params, per-epoch metrics, artifacts, data and
+    /// code versions, stage timings).
+    #[command(subcommand)]
+    Runs(runs::RunsCmd),
 }
 
 pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
@@ -36,6 +37,6 @@ pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
         Command::Quickstart(a) => quickstart::run(a, ctx),
         Command::Train(a) => train::run(a, ctx),
         Command::Eval(a) => eval::run(a, ctx),
-        Command::Predict(a) => predict::run(a, ctx),
+        Command::Runs(c) => runs::run(c, ctx),
     }
 }
