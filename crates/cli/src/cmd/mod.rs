@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod predict;
 pub mod quickstart;
 pub mod runs;
 pub mod train;
@@ -17,7 +18,7 @@ pub enum Command {
     #[command(subcommand)]
     Data(data::DataCmd),
     /// Run the main job end to end on the BBC News benchmark (fetch, split, version,
-    /// validate, statistics).
+    /// validate, statistics, train, evaluate, predict).
     Quickstart(quickstart::QuickstartArgs),
     /// Train a model (`linear`) from a YAML config and/or flags; writes model.json, weights and
     /// metrics.json to the output folder.
@@ -29,6 +30,9 @@ pub enum Command {
     /// code versions, stage timings).
     #[command(subcommand)]
     Runs(runs::RunsCmd),
+    /// Score a file (JSONL, CSV/TSV, Parquet) with a model as a stream: one JSON line per row
+    /// with the label and every label's probability.
+    Predict(predict::PredictArgs),
 }
 
 pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
@@ -38,5 +42,6 @@ pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
         Command::Train(a) => train::run(a, ctx),
         Command::Eval(a) => eval::run(a, ctx),
         Command::Runs(c) => runs::run(c, ctx),
+        Command::Predict(a) => predict::run(a, ctx),
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
 use taxon_models::linear::{EpochReport, TrainObserver};
-use taxon_train::{Overrides, TrainConfig};
+use taxon_train::{Overrides, RunOptions, TrainConfig};
 
 use crate::ctx::{Ctx, Outcome};
 use crate::output::print_json;
@@ -46,6 +46,35 @@ pub struct TrainArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub track: super::runs::TrackArgs,
+    /// Linear warmup steps for models trained with AdamW (linear ignores it).
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    /// Examples per optimizer step for mini-batch models (linear ignores it).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Tokens kept per text (linear: model_config.max_tokens).
+    #[arg(long)]
+    pub max_len: Option<u64>,
+    /// Early stopping: stop after N epochs without improvement of --monitor on validation
+    /// data, and keep the best epoch's weights.
+    #[arg(long, value_name = "N")]
+    pub patience: Option<usize>,
+    /// Validation metric for early stopping and the best epoch: macro_f1 or accuracy.
+    #[arg(long)]
+    pub monitor: Option<taxon_train::Monitor>,
+    /// Write a checkpoint every N epochs in OUTPUT/checkpoints (default 1; 0: only the best
+    /// epoch's under early stopping).
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every: Option<usize>,
+    /// Expectation suite (YAML) the training data must pass; failing data is refused.
+    #[arg(long)]
+    pub expectations: Option<PathBuf>,
+    /// Continue a stopped run from the latest checkpoint in the output folder (same config).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after N epochs in total as if killed, leaving only checkpoints (for tests).
+    #[arg(long, hide = true, value_name = "N")]
+    pub stop_after_epochs: Option<usize>,
 }
 
 /// Drives the progress bar from the training threads.
@@ -91,9 +120,20 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         validation_ratio: args.validation_ratio,
         output: args.output,
         threads: args.threads,
+        warmup_steps: args.warmup_steps,
+        batch_size: args.batch_size,
+        max_len: args.max_len,
+        early_stopping_patience: args.patience,
+        monitor: args.monitor,
+        checkpoint_every: args.checkpoint_every,
+        expectations: args.expectations,
     });
     cfg.check()?;
     let tracking = super::runs::TrainTracking::start(&cfg, &args.track, ctx);
+    let run = RunOptions {
+        resume: args.resume,
+        stop_after_epochs: args.stop_after_epochs,
+    };
     // Total for the bar: examples x epochs, estimated from the data's line count.
     let data = cfg.data.clone().unwrap_or_default();
     let lines = std::fs::read(&data)
@@ -103,17 +143,43 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         (Some(_), _) => 1.0,
         (None, r) => 1.0 - r.unwrap_or(taxon_train::config::DEFAULT_VALIDATION_RATIO),
     };
-    let epochs = cfg.epochs.unwrap_or(taxon_train::driver::LINEAR_EPOCHS) as u64;
+    let mut epochs = cfg.epochs.unwrap_or(taxon_train::driver::LINEAR_EPOCHS) as u64;
+    if run.resume {
+        let output = cfg.output.clone().unwrap_or_default();
+        if let Ok(Some((_, state))) = taxon_train::checkpoint::read_latest(&output) {
+            epochs = epochs.saturating_sub(state.epoch as u64);
+        }
+    }
     let total = (lines as f64 * holdout) as u64 * epochs;
     let observer = tracking.observe(BarObserver {
         bar: ctx.items_bar(total, "training"),
         ctx: ctx.clone(),
     });
-    let summary = taxon_train::train(&cfg, &observer)
+    let summary = taxon_train::train_with(&cfg, &run, &observer)
         .with_context(|| format!("training on {}", data.display()))
         .inspect_err(|e| tracking.fail(e))?;
     observer.bar.finish_and_clear();
     tracking.finish(&summary);
+    for w in &summary.warnings {
+        ctx.info(format!("warning: {w}"));
+    }
+    if !summary.complete {
+        ctx.info(format!(
+            "stopped after epoch {} as asked; continue with --resume (checkpoints in {})",
+            summary.epochs.len(),
+            taxon_train::checkpoint::checkpoints_dir(&summary.output).display()
+        ));
+    }
+    if let Some(from) = summary.resumed_from_epoch {
+        ctx.info(format!("resumed from the checkpoint of epoch {from}"));
+    }
+    if summary.stopped_early {
+        ctx.info(format!(
+            "early stopping after epoch {}: keeping epoch {}",
+            summary.epochs.len(),
+            summary.model_epoch
+        ));
+    }
     if ctx.json {
         print_json(&summary)?;
     } else {
@@ -136,7 +202,9 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             summary.validation_examples,
             summary.validation_source
         );
-        println!("model written to {}", summary.output.display());
+        if summary.complete {
+            println!("model written to {}", summary.output.display());
+        }
     }
     Ok(Outcome::Ok)
 }
