@@ -9,6 +9,13 @@ fn taxon() -> Command {
     Command::cargo_bin("taxon").unwrap()
 }
 
+/// `taxon` run inside `dir`, so nothing a run records lands in the source tree.
+fn taxon_in(dir: &Path) -> Command {
+    let mut c = taxon();
+    c.current_dir(dir);
+    c
+}
+
 const SPORT: &str = "the striker scored a goal in the league match";
 const BUSINESS: &str = "the bank said shares and profit rose on the market";
 
@@ -24,7 +31,7 @@ fn trained_model(dir: &Path) -> std::path::PathBuf {
     }
     std::fs::write(&data, text).unwrap();
     let model = dir.join("model");
-    taxon()
+    taxon_in(dir)
         .args(["-q", "train", "--data"])
         .arg(&data)
         .arg("--output")
@@ -96,7 +103,7 @@ fn jsonl_in_batches_keeps_order_and_row_count() {
         .collect();
     std::fs::write(&file, text).unwrap();
 
-    let small = taxon()
+    let small = taxon_in(dir.path())
         .args(["predict", "--batch-size", "4", "--threads", "2"])
         .arg(&model)
         .arg(&file)
@@ -109,7 +116,7 @@ fn jsonl_in_batches_keeps_order_and_row_count() {
     );
     check_predictions(&lines(&small.stdout), &rows, false);
     // The batch size and thread count do not change the output.
-    let big = taxon()
+    let big = taxon_in(dir.path())
         .args(["predict", "--threads", "1"])
         .arg(&model)
         .arg(&file)
@@ -118,7 +125,7 @@ fn jsonl_in_batches_keeps_order_and_row_count() {
     assert_eq!(big.stdout, small.stdout);
 
     let out = dir.path().join("pred.jsonl");
-    taxon()
+    taxon_in(dir.path())
         .args(["predict", "--include-text", "-o"])
         .arg(&out)
         .arg(&model)
@@ -140,7 +147,7 @@ fn csv_input_without_labels() {
         text.push_str(&format!("{i},\"{t}\"\n"));
     }
     std::fs::write(&file, text).unwrap();
-    let o = taxon()
+    let o = taxon_in(dir.path())
         .args(["predict", "--text-field", "body", "--include-text"])
         .arg(&model)
         .arg(&file)
@@ -157,7 +164,7 @@ fn a_bad_row_is_an_error_at_its_line_and_leaves_no_output() {
     let file = dir.path().join("in.jsonl");
     std::fs::write(&file, format!("{{\"text\":\"{SPORT}\"}}\n{{\"txt\":1}}\n")).unwrap();
     let out = dir.path().join("pred.jsonl");
-    taxon()
+    taxon_in(dir.path())
         .args(["predict", "-o"])
         .arg(&out)
         .arg(&model)

@@ -9,6 +9,13 @@ fn taxon() -> Command {
     Command::cargo_bin("taxon").unwrap()
 }
 
+/// `taxon` run inside `dir`, so nothing a run records lands in the source tree.
+fn taxon_in(dir: &Path) -> Command {
+    let mut c = taxon();
+    c.current_dir(dir);
+    c
+}
+
 /// Two topics with disjoint keywords and shared filler, deterministic.
 fn write_data(path: &Path, n_per_class: usize, offset: usize) {
     let topics = [
@@ -45,7 +52,7 @@ fn train_then_eval_reports_metrics() {
     );
     write_data(&train, 60, 0);
     write_data(&test, 20, 7);
-    taxon()
+    taxon_in(dir.path())
         .args(["-q", "train", "--model-type", "linear", "--data"])
         .arg(&train)
         .arg("--output")
@@ -63,7 +70,7 @@ fn train_then_eval_reports_metrics() {
     assert_eq!(metrics["validation_examples"], 12);
     assert_eq!(metrics["config"]["seed"], 3);
 
-    let out = taxon()
+    let out = taxon_in(dir.path())
         .args(["--json", "eval"])
         .arg(&model)
         .arg(&test)
@@ -84,7 +91,7 @@ fn train_then_eval_reports_metrics() {
         .sum();
     assert_eq!(total, 40);
 
-    taxon()
+    taxon_in(dir.path())
         .arg("eval")
         .arg(&model)
         .arg(&test)
@@ -100,7 +107,7 @@ fn config_file_with_unknown_key_fails_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("train.yaml");
     std::fs::write(&cfg, "model_type: linear\nepochs: 2\nlearnig_rate: 0.1\n").unwrap();
-    taxon()
+    taxon_in(dir.path())
         .args(["train", "--config"])
         .arg(&cfg)
         .assert()
@@ -124,7 +131,7 @@ fn config_keys_are_used_and_flags_override_them() {
         ),
     )
     .unwrap();
-    taxon()
+    taxon_in(dir.path())
         .args(["-q", "train", "--config"])
         .arg(&cfg)
         .args(["--epochs", "3"])
@@ -141,7 +148,7 @@ fn unknown_model_type_and_tampered_folder_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let train = dir.path().join("train.jsonl");
     write_data(&train, 20, 0);
-    taxon()
+    taxon_in(dir.path())
         .args(["train", "--model-type", "transformer9", "--data"])
         .arg(&train)
         .args(["--output", "x"])
@@ -150,7 +157,7 @@ fn unknown_model_type_and_tampered_folder_are_errors() {
         .stderr(contains("model_type").and(contains("transformer9")));
 
     let model = dir.path().join("m");
-    taxon()
+    taxon_in(dir.path())
         .args(["-q", "train", "--epochs", "1", "--data"])
         .arg(&train)
         .arg("--output")
@@ -160,7 +167,7 @@ fn unknown_model_type_and_tampered_folder_are_errors() {
     let json = model.join("model.json");
     let text = std::fs::read_to_string(&json).unwrap();
     std::fs::write(&json, text.replace("\"linear\"", "\"lstm2\"")).unwrap();
-    taxon()
+    taxon_in(dir.path())
         .arg("eval")
         .arg(&model)
         .arg(&train)
@@ -182,7 +189,7 @@ fn missing_label_is_an_error_at_its_line() {
         "{\"text\":\"a\",\"label\":\"x\"}\n{\"text\":\"b\"}\n",
     )
     .unwrap();
-    taxon()
+    taxon_in(dir.path())
         .args(["train", "--data"])
         .arg(&train)
         .args(["--output"])
@@ -204,7 +211,7 @@ fn json(path: &Path) -> serde_json::Value {
 
 /// `taxon -q train` on `data` into `out` with one thread, seed 5, `epochs` epochs, small model.
 fn train_cmd(data: &Path, out: &Path, epochs: usize) -> Command {
-    let mut c = taxon();
+    let mut c = taxon_in(out.parent().unwrap_or(Path::new(".")));
     c.args(["-q", "train", "--data"])
         .arg(data)
         .arg("--output")
@@ -243,7 +250,7 @@ fn resume_after_a_stop_ends_with_the_same_model_as_an_uninterrupted_run() {
     assert_eq!(state["epochs"].as_array().unwrap().len(), 2);
     assert!(state["trainer"]["tokens_done"].as_u64().unwrap() > 0);
 
-    taxon()
+    taxon_in(dir.path())
         .args(["train", "--data"])
         .arg(&data)
         .arg("--output")
@@ -276,7 +283,7 @@ fn resume_with_a_different_config_names_the_key() {
         .args(["--stop-after-epochs", "1"])
         .assert()
         .success();
-    taxon()
+    taxon_in(dir.path())
         .args(["train", "--data"])
         .arg(&data)
         .arg("--output")
@@ -357,7 +364,7 @@ fn early_stopping_keeps_the_best_epochs_weights() {
     assert_eq!(read(&out.join("model.safetensors")), best_w);
     assert_ne!(best_w, last_w);
     // And it scores the validation file as the best epoch did.
-    let out_json = taxon()
+    let out_json = taxon_in(dir.path())
         .args(["--json", "eval"])
         .arg(&out)
         .arg(&val)
@@ -429,7 +436,7 @@ fn bad_training_options_are_errors_naming_the_key() {
         .code(2)
         .stderr(contains("batch_size"));
     // A key linear does not use is a warning, not an error.
-    let o = taxon()
+    let o = taxon_in(dir.path())
         .args(["train", "--data"])
         .arg(&data)
         .arg("--output")
@@ -448,18 +455,18 @@ fn a_versioned_dataset_records_its_version_id() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("train.jsonl");
     write_data(&data, 20, 0);
-    taxon()
+    taxon_in(dir.path())
         .args(["-q", "data", "init"])
         .current_dir(dir.path())
         .assert()
         .success();
-    taxon()
+    taxon_in(dir.path())
         .args(["-q", "data", "add", "train.jsonl"])
         .current_dir(dir.path())
         .assert()
         .success();
     let pointer = std::fs::read_to_string(dir.path().join("train.jsonl.dvc")).unwrap();
-    taxon()
+    taxon_in(dir.path())
         .args([
             "-q",
             "train",

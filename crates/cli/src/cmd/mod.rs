@@ -22,7 +22,7 @@ pub enum Command {
     Quickstart(quickstart::QuickstartArgs),
     /// Train a model (`linear`) from a YAML config and/or flags; writes model.json, weights and
     /// metrics.json to the output folder.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a model folder on labelled data: accuracy, macro-F1, per-class P/R/F1,
     /// confusion matrix.
     Eval(eval::EvalArgs),
@@ -39,7 +39,7 @@ pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
     match cmd {
         Command::Data(c) => data::run(c, ctx),
         Command::Quickstart(a) => quickstart::run(a, ctx),
-        Command::Train(a) => train::run(a, ctx),
+        Command::Train(a) => train::run(*a, ctx),
         Command::Eval(a) => eval::run(a, ctx),
         Command::Runs(c) => runs::run(c, ctx),
         Command::Predict(a) => predict::run(a, ctx),
