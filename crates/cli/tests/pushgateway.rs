@@ -57,7 +57,7 @@ fn start() -> Option<Gateway> {
     let gw = Gateway { child, port };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if http_status(port, "GET", "/-/ready") == Ok(200) {
+        if http_status(port, "GET", "/-/ready").is_ok_and(|c| c == 200) {
             return Some(gw);
         }
         std::thread::sleep(Duration::from_millis(100));
