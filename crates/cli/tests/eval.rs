@@ -7,8 +7,11 @@ use assert_cmd::Command;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 
-fn taxon() -> Command {
-    Command::cargo_bin("taxon").unwrap()
+/// The binary, recording runs in `root`'s own store rather than the working directory's.
+fn taxon_in(root: &Path) -> Command {
+    let mut c = Command::cargo_bin("taxon").unwrap();
+    c.env("TAXON_RUNS_DB", root.join("runs.db"));
+    c
 }
 
 /// Three topics with mostly disjoint keywords, one label that needs escaping, and a share of
@@ -67,7 +70,7 @@ fn trained() -> Fixture {
     write_data(&train, 60, 0);
     write_data(&val, 20, 100);
     write_data(&test, 20, 7);
-    taxon()
+    taxon_in(&root)
         .args(["-q", "train", "--model-type", "linear", "--data"])
         .arg(&train)
         .arg("--output")
@@ -84,8 +87,8 @@ fn trained() -> Fixture {
     }
 }
 
-fn eval_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
-    let out = taxon()
+fn eval_json(f: &Fixture, args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = taxon_in(&f.root)
         .args(["--json", "eval"])
         .args(args)
         .assert()
@@ -99,7 +102,7 @@ fn eval_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
 #[test]
 fn eval_json_has_metrics_and_calibration_keys() {
     let f = trained();
-    let v = eval_json(&[f.model.as_os_str(), f.test.as_os_str()]);
+    let v = eval_json(&f, &[f.model.as_os_str(), f.test.as_os_str()]);
     for key in [
         "accuracy",
         "macro_f1",
@@ -134,13 +137,16 @@ fn eval_json_has_metrics_and_calibration_keys() {
 #[test]
 fn calibrate_on_fits_a_temperature_and_saves_it() {
     let f = trained();
-    let v = eval_json(&[
-        f.model.as_os_str(),
-        f.test.as_os_str(),
-        "--calibrate-on".as_ref(),
-        f.val.as_os_str(),
-        "--save-temperature".as_ref(),
-    ]);
+    let v = eval_json(
+        &f,
+        &[
+            f.model.as_os_str(),
+            f.test.as_os_str(),
+            "--calibrate-on".as_ref(),
+            f.val.as_os_str(),
+            "--save-temperature".as_ref(),
+        ],
+    );
     let t = v["temperature"].as_f64().expect("temperature");
     assert!(t > 0.0 && t.is_finite());
     let cal = &v["calibrated"];
@@ -154,7 +160,7 @@ fn calibrate_on_fits_a_temperature_and_saves_it() {
     assert!(saved["fitted_on"].as_str().unwrap().ends_with("val.jsonl"));
 
     // The saved temperature is applied on the next evaluation, and the model still loads.
-    let again = eval_json(&[f.model.as_os_str(), f.test.as_os_str()]);
+    let again = eval_json(&f, &[f.model.as_os_str(), f.test.as_os_str()]);
     assert!((again["temperature"].as_f64().unwrap() - t).abs() < 1e-12);
     assert!(
         again["calibrated"]["source"]
@@ -169,14 +175,17 @@ fn calibrate_on_fits_a_temperature_and_saves_it() {
 fn report_is_written_with_plots_counts_and_escaped_labels() {
     let f = trained();
     let report = f.root.join("report.html");
-    let v = eval_json(&[
-        f.model.as_os_str(),
-        f.test.as_os_str(),
-        "--report".as_ref(),
-        report.as_os_str(),
-        "--calibrate-on".as_ref(),
-        f.val.as_os_str(),
-    ]);
+    let v = eval_json(
+        &f,
+        &[
+            f.model.as_os_str(),
+            f.test.as_os_str(),
+            "--report".as_ref(),
+            report.as_os_str(),
+            "--calibrate-on".as_ref(),
+            f.val.as_os_str(),
+        ],
+    );
     let html = std::fs::read_to_string(&report).unwrap();
     // heatmap, loss curve, validation curve, reliability before and after temperature
     assert_eq!(html.matches("<svg").count(), 5);
@@ -196,7 +205,7 @@ fn report_is_written_with_plots_counts_and_escaped_labels() {
 #[test]
 fn human_output_shows_calibration() {
     let f = trained();
-    taxon()
+    taxon_in(&f.root)
         .arg("eval")
         .arg(&f.model)
         .arg(&f.test)
@@ -214,7 +223,7 @@ fn human_output_shows_calibration() {
 #[test]
 fn save_temperature_needs_calibration_data() {
     let f = trained();
-    taxon()
+    taxon_in(&f.root)
         .arg("eval")
         .arg(&f.model)
         .arg(&f.test)
@@ -234,7 +243,7 @@ fn bad_calibration_file_is_an_error_at_its_line() {
         "{\"text\":\"goal\",\"label\":\"sport\"}\n{\"text\":\n",
     )
     .unwrap();
-    taxon()
+    taxon_in(&f.root)
         .arg("eval")
         .arg(&f.model)
         .arg(&f.test)
@@ -245,7 +254,7 @@ fn bad_calibration_file_is_an_error_at_its_line() {
         .stderr(contains("bad.jsonl:2"));
     let unknown = f.root.join("unknown.jsonl");
     std::fs::write(&unknown, "{\"text\":\"goal\",\"label\":\"weather\"}\n").unwrap();
-    taxon()
+    taxon_in(&f.root)
         .arg("eval")
         .arg(&f.model)
         .arg(&f.test)
@@ -259,7 +268,7 @@ fn bad_calibration_file_is_an_error_at_its_line() {
 #[test]
 fn report_into_missing_folder_is_an_error_naming_it() {
     let f = trained();
-    taxon()
+    taxon_in(&f.root)
         .arg("eval")
         .arg(&f.model)
         .arg(&f.test)
