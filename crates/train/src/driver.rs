@@ -282,7 +282,9 @@ pub fn train_with(
             resolved.batch_size.get_or_insert(LSTM_BATCH_SIZE);
             let opts = lstm::AdamWOptions {
                 learning_rate: f64::from(resolved.learning_rate.unwrap_or(LSTM_LEARNING_RATE)),
-                warmup_steps: cfg.warmup_steps.map(|w| usize::try_from(w).unwrap_or(usize::MAX)),
+                warmup_steps: cfg
+                    .warmup_steps
+                    .map(|w| usize::try_from(w).unwrap_or(usize::MAX)),
                 epochs: resolved.epochs.unwrap_or(LSTM_EPOCHS),
                 batch_size: resolved.batch_size.unwrap_or(LSTM_BATCH_SIZE),
                 seed,
