@@ -20,7 +20,7 @@ section { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; paddi
   margin: 0 0 18px; }
 .cards { display: flex; flex-wrap: wrap; gap: 12px; background: none; border: none; padding: 0; }
 .card { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 10px 16px;
-  min-width: 130px; }
+  flex: 1 1 110px; }
 .card .v { font-size: 22px; font-weight: 600; font-variant-numeric: tabular-nums; }
 .card .k { font-size: 12px; color: #57606a; text-transform: uppercase; letter-spacing: .04em; }
 .plots { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }

@@ -244,7 +244,7 @@ pub fn line_chart(
         .flat_map(|s| s.points.iter().copied())
         .filter(|(x, y)| x.is_finite() && y.is_finite())
         .collect();
-    let (w, h) = (460.0, 300.0);
+    let (w, h) = (460.0, 320.0);
     let mut s = String::new();
     let _ = write!(
         s,
@@ -275,9 +275,9 @@ pub fn line_chart(
     });
     let frame = Frame {
         left: 58.0,
-        top: 28.0,
+        top: 50.0,
         width: w - 58.0 - 14.0,
-        height: h - 28.0 - 52.0,
+        height: h - 50.0 - 52.0,
         x: (x0, x1),
         y: (y0, y1),
     };
@@ -286,7 +286,8 @@ pub fn line_chart(
         .filter(|t| (t - t.round()).abs() < 1e-9)
         .collect();
     frame.axes(&mut s, x_title, y_title, &x_ticks, &nice_ticks(y0, y1, 5));
-    for (n, line) in series.iter().filter(|l| !l.points.is_empty()).enumerate() {
+    let mut legend_x = frame.left;
+    for line in series.iter().filter(|l| !l.points.is_empty()) {
         let pts: Vec<String> = line
             .points
             .iter()
@@ -319,8 +320,9 @@ pub fn line_chart(
                 );
             }
         }
-        let ly = frame.top + 12.0 + n as f64 * 16.0;
-        let lx = frame.left + frame.width - 150.0;
+        // Legend entries in a row between the title and the plot.
+        let (lx, ly) = (legend_x, 34.0);
+        legend_x += 34.0 + 6.5 * line.name.chars().count() as f64;
         let _ = write!(
             s,
             r##"<line x1="{lx:.1}" x2="{lx2:.1}" y1="{ly:.1}" y2="{ly:.1}" stroke="{c}" stroke-width="2"{dash}/><text x="{tx:.1}" y="{ly:.1}" font-size="11" dominant-baseline="central" fill="#1b1f24">{name}</text>"##,
@@ -338,7 +340,7 @@ pub fn line_chart(
 /// bin's accuracy, the gap to its mean confidence shaded, and the diagonal of perfect
 /// calibration; below it, the share of predictions per bin.
 pub fn reliability_diagram(title: &str, bins: &[ReliabilityBin], ece: f64) -> String {
-    let (w, h) = (380.0, 430.0);
+    let (w, h) = (380.0, 452.0);
     let mut s = String::new();
     let _ = write!(
         s,
@@ -348,13 +350,15 @@ pub fn reliability_diagram(title: &str, bins: &[ReliabilityBin], ece: f64) -> St
     );
     let frame = Frame {
         left: 52.0,
-        top: 28.0,
+        top: 50.0,
         width: w - 52.0 - 14.0,
         height: 270.0,
         x: (0.0, 1.0),
         y: (0.0, 1.0),
     };
     let ticks = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0];
+    // Grid first, so the bars cover it.
+    frame.axes(&mut s, "", "accuracy", &ticks, &ticks);
     for b in bins.iter().filter(|b| b.count > 0) {
         let (x, x2) = (frame.px(b.lower), frame.px(b.upper));
         let (ya, yc) = (frame.py(b.accuracy), frame.py(b.confidence));
@@ -380,20 +384,16 @@ pub fn reliability_diagram(title: &str, bins: &[ReliabilityBin], ece: f64) -> St
         frame.px(1.0),
         frame.py(1.0)
     );
-    frame.axes(&mut s, "", "accuracy", &ticks, &ticks);
     let _ = write!(
         s,
-        r##"<rect x="{x:.1}" y="{y:.1}" width="118" height="44" fill="#fff" fill-opacity="0.9" stroke="#d0d7de"/><rect x="{x2:.1}" y="{y2:.1}" width="12" height="10" fill="#2f6fb3"/><text x="{tx:.1}" y="{ty1:.1}" font-size="11" dominant-baseline="central">accuracy</text><rect x="{x2:.1}" y="{y3:.1}" width="12" height="10" fill="#e5534b" fill-opacity="0.35" stroke="#c93c37"/><text x="{tx:.1}" y="{ty2:.1}" font-size="11" dominant-baseline="central">gap to confidence</text><text x="{ex:.1}" y="{ey:.1}" font-size="12" text-anchor="end" font-weight="600">ECE {ece:.4}</text>"##,
-        x = frame.left + 8.0,
-        y = frame.top + 8.0,
-        x2 = frame.left + 14.0,
-        y2 = frame.top + 14.0,
-        y3 = frame.top + 30.0,
-        tx = frame.left + 32.0,
-        ty1 = frame.top + 19.0,
-        ty2 = frame.top + 35.0,
-        ex = frame.left + frame.width - 8.0,
-        ey = frame.top + frame.height - 10.0,
+        r##"<rect x="{x:.1}" y="{y:.1}" width="12" height="10" fill="#2f6fb3"/><text x="{tx1:.1}" y="{ty:.1}" font-size="11" dominant-baseline="central">accuracy</text><rect x="{x2:.1}" y="{y:.1}" width="12" height="10" fill="#e5534b" fill-opacity="0.35" stroke="#c93c37"/><text x="{tx2:.1}" y="{ty:.1}" font-size="11" dominant-baseline="central">gap to confidence</text><text x="{ex:.1}" y="{ty:.1}" font-size="12" text-anchor="end" font-weight="600">ECE {ece:.4}</text>"##,
+        x = frame.left,
+        y = 29.0,
+        tx1 = frame.left + 17.0,
+        x2 = frame.left + 80.0,
+        tx2 = frame.left + 97.0,
+        ty = 34.0,
+        ex = frame.left + frame.width,
     );
     // Count histogram below the diagram.
     let total: u64 = bins.iter().map(|b| b.count).sum();
