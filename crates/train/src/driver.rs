@@ -72,7 +72,8 @@ pub struct TrainSummary {
     pub warnings: Vec<String>,
     /// Seconds in training epochs (excluding checkpoint writes), this process only.
     pub train_seconds: f64,
-    /// Seconds spent writing checkpoints.
+    /// Seconds the epoch loop spent on checkpoints: copying the weights, and waiting for a
+    /// checkpoint still being written by the background writer.
     pub checkpoint_seconds: f64,
     /// The checkpoint epoch this run resumed from.
     pub resumed_from_epoch: Option<usize>,
@@ -436,6 +437,7 @@ impl EpochLoop<'_> {
 
         let (mut train_seconds, mut checkpoint_seconds) = (0.0, 0.0);
         let mut interrupted = false;
+        let mut writer: Option<CheckpointWriter> = None;
         let out_of_patience =
             |s: &RunState| patience.is_some_and(|p| s.best.is_some() && s.epochs_since_best >= p);
         while state.epoch < epochs_total && !out_of_patience(&state) {
@@ -466,14 +468,17 @@ impl EpochLoop<'_> {
             state.last_validation = metrics;
             let periodic = every > 0 && state.epoch % every == 0;
             if periodic || (patience.is_some() && improved) {
+                // The state and a copy of the weights are taken now; the files are written by
+                // a background thread while the next epoch trains (one write at a time, so
+                // `LATEST` only moves forward).
                 let start = Instant::now();
                 state.trainer = trainer.state()?;
-                checkpoint::write(self.output, &state, &|d| trainer.save_model(d))?;
-                let mut keep = vec![checkpoint::epoch_dir_name(state.epoch)];
-                if let Some(b) = &state.best {
-                    keep.push(checkpoint::epoch_dir_name(b.epoch));
-                }
-                checkpoint::prune(self.output, &keep)?;
+                let snapshot = trainer.snapshot();
+                join_writer(&mut writer)?;
+                let (output, ck_state) = (self.output.to_path_buf(), state.clone());
+                writer = Some(std::thread::spawn(move || {
+                    write_checkpoint(&output, &ck_state, snapshot.as_ref())
+                }));
                 checkpoint_seconds += start.elapsed().as_secs_f64();
             }
             if self.run.stop_after_epochs == Some(state.epoch) && state.epoch < epochs_total {
@@ -481,6 +486,9 @@ impl EpochLoop<'_> {
                 break;
             }
         }
+        let start = Instant::now();
+        join_writer(&mut writer)?;
+        checkpoint_seconds += start.elapsed().as_secs_f64();
         let stopped_early = !interrupted && state.epoch < epochs_total;
 
         // The final model: the best epoch's under early stopping, else the last epoch's.
@@ -511,6 +519,36 @@ impl EpochLoop<'_> {
             checkpoint_seconds,
         })
     }
+}
+
+/// The background thread writing a checkpoint.
+type CheckpointWriter = std::thread::JoinHandle<Result<(), TrainError>>;
+
+/// Waits for the checkpoint being written, if any, and passes on its error.
+fn join_writer(writer: &mut Option<CheckpointWriter>) -> Result<(), TrainError> {
+    match writer.take().map(|w| w.join()) {
+        None | Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(_)) => Err(TrainError::Checkpoint {
+            path: PathBuf::from(checkpoint::CHECKPOINTS_DIR),
+            message: "the checkpoint writer thread panicked".into(),
+        }),
+    }
+}
+
+/// Writes the checkpoint of `state.epoch` with the weights of `model`, then removes older
+/// checkpoints except the best epoch's.
+fn write_checkpoint(
+    output: &Path,
+    state: &RunState,
+    model: &dyn TextClassifier,
+) -> Result<(), TrainError> {
+    checkpoint::write(output, state, &|d| Ok(model.save(d)?))?;
+    let mut keep = vec![checkpoint::epoch_dir_name(state.epoch)];
+    if let Some(b) = &state.best {
+        keep.push(checkpoint::epoch_dir_name(b.epoch));
+    }
+    checkpoint::prune(output, &keep)
 }
 
 /// Runs the expectation suite on the training data; a failure is an error listing each failed

@@ -21,6 +21,9 @@ pub trait EpochTrainer {
     fn validation_predictions(&self) -> Vec<usize>;
     /// Writes the model as it stands into `dir` (a model folder `taxon_models::load` opens).
     fn save_model(&self, dir: &Path) -> Result<(), TrainError>;
+    /// A copy of the model as it stands, to be saved by a checkpoint writer thread while
+    /// training goes on.
+    fn snapshot(&self) -> Box<dyn TextClassifier>;
     /// The optimizer state at this epoch boundary (schedule position, RNG, order, moments).
     fn state(&self) -> Result<serde_json::Value, TrainError>;
     /// Continues from a checkpoint: the model folder `dir` (written by `save_model`) and the
@@ -43,6 +46,10 @@ impl EpochTrainer for LinearTrainer {
 
     fn save_model(&self, dir: &Path) -> Result<(), TrainError> {
         Ok(self.model().save(dir)?)
+    }
+
+    fn snapshot(&self) -> Box<dyn TextClassifier> {
+        Box::new(self.model())
     }
 
     fn state(&self) -> Result<serde_json::Value, TrainError> {
@@ -78,6 +85,10 @@ impl EpochTrainer for LstmTrainer {
 
     fn save_model(&self, dir: &Path) -> Result<(), TrainError> {
         Ok(self.model().save(dir)?)
+    }
+
+    fn snapshot(&self) -> Box<dyn TextClassifier> {
+        Box::new(self.model())
     }
 
     fn state(&self) -> Result<serde_json::Value, TrainError> {
