@@ -139,14 +139,23 @@ pub fn render(eval: &Evaluation) -> String {
                 .flat_map(|s| s.points.iter())
                 .fold((1.0f64, 0.0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
             let y_lo = ((lo - 0.05) * 10.0).floor() / 10.0;
+            // Mark the kept epoch when it is not the last one (early stopping kept the best).
+            let last = hist.epochs.last().map(|e| e.epoch);
+            let marker = hist
+                .model_epoch
+                .filter(|m| Some(*m) != last)
+                .map(|m| (m, "model epoch"));
             h.push_str("<div class=\"plots\">\n");
-            h.push_str(&svg::line_chart("Loss", "epoch", "loss", &loss, None));
+            h.push_str(&svg::line_chart(
+                "Loss", "epoch", "loss", &loss, None, marker,
+            ));
             h.push_str(&svg::line_chart(
                 "Validation",
                 "epoch",
                 "score",
                 &quality,
                 Some((y_lo.clamp(0.0, 0.9), 1.0)),
+                marker,
             ));
             let _ = write!(
                 h,
@@ -389,6 +398,7 @@ mod tests {
                     validation_macro_f1: None,
                 })
                 .collect(),
+            model_epoch: Some(3.0),
         });
         e
     }
@@ -414,6 +424,8 @@ mod tests {
             assert!(html.contains(n), "{n}");
         }
         assert!(html.contains("train loss") && html.contains("validation accuracy"));
+        // Epoch 3 of 4 was kept: both charts mark it.
+        assert_eq!(html.matches("class=\"marker\"").count(), 2);
         // A temperature adds the second reliability diagram.
         e.apply_temperature(1.7, "val.jsonl".into(), None, 15)
             .unwrap();

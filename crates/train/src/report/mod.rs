@@ -137,6 +137,8 @@ pub struct Calibrated {
 pub struct TrainingHistory {
     pub source: PathBuf,
     pub epochs: Vec<EpochPoint>,
+    /// The epoch whose weights the folder holds (`model_epoch`), when the driver recorded it.
+    pub model_epoch: Option<f64>,
 }
 
 /// One epoch of training history; absent values stay `None`.
@@ -444,6 +446,7 @@ pub fn read_history(dir: &Path) -> Result<Option<TrainingHistory>, String> {
     Ok(Some(TrainingHistory {
         source: path,
         epochs: points,
+        model_epoch: num(&value, "model_epoch"),
     }))
 }
 
@@ -603,6 +606,7 @@ mod tests {
         .unwrap();
         let h = read_history(dir.path()).unwrap().unwrap();
         assert_eq!(h.epochs.len(), 2);
+        assert_eq!(h.model_epoch, None);
         assert_eq!(h.epochs[0].train_loss, Some(1.5));
         assert_eq!(h.epochs[0].validation_macro_f1, None);
         assert_eq!(h.epochs[1].validation_macro_f1, Some(0.75));

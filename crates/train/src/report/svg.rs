@@ -231,13 +231,15 @@ impl Frame {
 }
 
 /// A line chart of `series` against a shared x axis; `y_range` fixes the y axis (otherwise it
-/// fits the data). Series without points are left out of the legend.
+/// fits the data); `marker` draws a labelled vertical line at an x value (the epoch the model
+/// kept). Series without points are left out of the legend.
 pub fn line_chart(
     title: &str,
     x_title: &str,
     y_title: &str,
     series: &[Series<'_>],
     y_range: Option<(f64, f64)>,
+    marker: Option<(f64, &str)>,
 ) -> String {
     let all: Vec<(f64, f64)> = series
         .iter()
@@ -286,6 +288,18 @@ pub fn line_chart(
         .filter(|t| (t - t.round()).abs() < 1e-9)
         .collect();
     frame.axes(&mut s, x_title, y_title, &x_ticks, &nice_ticks(y0, y1, 5));
+    if let Some((x, label)) = marker.filter(|(x, _)| (x0..=x1).contains(x)) {
+        let px = frame.px(x);
+        let _ = write!(
+            s,
+            r##"<line class="marker" x1="{px:.1}" x2="{px:.1}" y1="{t:.1}" y2="{b:.1}" stroke="#8c959f" stroke-dasharray="2 3"/><text x="{tx:.1}" y="{ty:.1}" font-size="10" text-anchor="end" fill="#57606a">{l}</text>"##,
+            t = frame.top,
+            b = frame.top + frame.height,
+            tx = px - 3.0,
+            ty = frame.top + frame.height - 6.0,
+            l = escape(label),
+        );
+    }
     let mut legend_x = frame.left;
     for line in series.iter().filter(|l| !l.points.is_empty()) {
         let pts: Vec<String> = line
