@@ -540,6 +540,18 @@ mod tests {
         assert!(json.get("scored").is_none());
     }
 
+    /// `taxon eval` and the training driver's validation must agree on the same predictions,
+    /// ties included (both take the first maximum).
+    #[test]
+    fn metrics_agree_with_the_driver_evaluation() {
+        let mut m = model();
+        m.answers.insert("tie".into(), vec![0.5, 0.5]);
+        let data = rows(&[("x", "a"), ("y", "a"), ("z", "b"), ("tie", "b"), ("y", "c")]);
+        let ours = evaluate_model(&m, Path::new("m"), &data, &EvalOptions::default()).unwrap();
+        let driver = crate::driver::evaluate_model(&m, &data, 3);
+        assert_eq!(ours.metrics, driver.metrics);
+    }
+
     #[test]
     fn unknown_labels_count_as_errors_and_are_left_out_of_the_fit() {
         let m = model();
