@@ -53,10 +53,11 @@ fn hash_one_file(
         }
     }
     let (h, size) = match cache {
-        Some(c) => hashing::hash_into_cache_with(c, path, on_bytes)?,
+        Some(c) => hashing::hash_into_cache_sized(c, path, Some(meta.len()), on_bytes)?,
         None => hashing::md5_file_with(path, on_bytes)?,
     };
-    state.set(path, &h);
+    // The metadata from before hashing: if the file changed since, the next add re-hashes it.
+    state.set_meta(path, &meta, &h);
     Ok((h, size))
 }
 
@@ -78,19 +79,21 @@ pub fn hash_path(
         });
     }
     let files = hashing::walk_files(path)?;
-    let entries: Vec<(DirEntry, u64)> = files
-        .par_iter()
-        .map(|f| {
-            let (md5, size) = hash_one_file(cache, state, &f.path, on_bytes)?;
-            Ok((
-                DirEntry {
-                    md5,
-                    relpath: f.relpath.clone(),
-                },
-                size,
-            ))
-        })
-        .collect::<Result<_>>()?;
+    let entries: Vec<(DirEntry, u64)> = crate::cache::in_fs_pool(|| {
+        files
+            .par_iter()
+            .map(|f| {
+                let (md5, size) = hash_one_file(cache, state, &f.path, on_bytes)?;
+                Ok((
+                    DirEntry {
+                        md5,
+                        relpath: f.relpath.clone(),
+                    },
+                    size,
+                ))
+            })
+            .collect::<Result<_>>()
+    })?;
     let size = entries.iter().map(|(_, s)| s).sum();
     let entries: Vec<DirEntry> = entries.into_iter().map(|(e, _)| e).collect();
     let md5 = match cache {

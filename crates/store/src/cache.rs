@@ -1,11 +1,17 @@
 //! The content-addressed cache in DVC 3's layout: `.dvc/cache/files/md5/xx/yyyy[.dir]`, objects
 //! read-only (0444), folder manifests as Python-`json.dumps`-compatible bytes.
 //!
-//! Every object enters the cache through a temp file in `.dvc/tmp` and a rename, so a process
-//! killed half-way never leaves a partial object under its final name.
+//! Every object enters the cache through a temp file and a rename, so a process killed
+//! half-way never leaves a partial object under its final name. Small objects (whose bytes are
+//! in memory and already hashed) are written to a temp file next to their destination, in the
+//! object's `xx/` folder, created read-only at open: one create, one write and one rename in
+//! one directory, spread over 256 folders (DVC's own cache writes `<name>.<uuid>.tmp` there
+//! too). Large objects are streamed through `.dvc/tmp`.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
@@ -64,6 +70,17 @@ impl Cache {
         Ok(self
             .tmp
             .join(format!("taxon-{tag}-{}-{nanos}-{n}", std::process::id())))
+    }
+
+    /// Stores `bytes`, already checked to hash to `hash`, as that object: a read-only temp file
+    /// next to the destination, then a rename. Nothing is written when the object exists.
+    pub fn write_object(&self, hash: &Md5Hex, bytes: &[u8]) -> Result<()> {
+        let dest = self.object_path(hash);
+        if dest.is_file() {
+            return Ok(());
+        }
+        write_new_file(&dest, bytes, 0o444, false)?;
+        Ok(())
     }
 
     /// Moves a finished temp file (whose content hashes to `hash`) into place, read-only.
@@ -141,6 +158,128 @@ pub(crate) fn content_hash(hash: &Md5Hex) -> &str {
     hash.as_str().strip_suffix(".dir").unwrap_or(hash.as_str())
 }
 
+/// A unique temp path next to `dest`: `<dest>.taxon-<pid>-<n>.tmp`, in the same folder so that
+/// the rename that follows stays inside one directory.
+pub(crate) fn temp_next_to(dest: &Path) -> PathBuf {
+    static PID: OnceLock<u32> = OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut name = dest.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".taxon-{pid}-{n}.tmp"));
+    dest.with_file_name(name)
+}
+
+/// Writes `bytes` to `dest` through a temp file next to it that is created with `mode` (so no
+/// chmod follows) and renamed over `dest`. The parent folder is created when missing. With
+/// `stat`, returns the metadata of the written file (taken from its handle before the rename,
+/// which changes neither inode, size nor mtime). On error the temp file is removed.
+pub(crate) fn write_new_file(
+    dest: &Path,
+    bytes: &[u8],
+    mode: u32,
+    stat: bool,
+) -> Result<Option<fs::Metadata>> {
+    let tmp = temp_next_to(dest);
+    let file = match create_with_mode(&tmp, mode) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).at(parent)?;
+            }
+            create_with_mode(&tmp, mode)
+        }
+        r => r,
+    }
+    .at(&tmp)?;
+    let written =
+        write_and_stat(file, bytes, stat).and_then(|meta| fs::rename(&tmp, dest).map(|_| meta));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.at(dest)
+}
+
+fn write_and_stat(mut file: File, bytes: &[u8], stat: bool) -> io::Result<Option<fs::Metadata>> {
+    file.write_all(bytes)?;
+    stat.then(|| file.metadata()).transpose()
+}
+
+/// Reads the rest of `file` into memory; `size_hint` (its length, from a `stat` the caller
+/// already made) sizes the buffer, so no further `stat` is needed (`read_to_end` on a `File`
+/// makes two more syscalls to find the size itself).
+pub(crate) fn read_whole(file: &mut File, size_hint: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(size_hint as usize + 1);
+    (&mut *file).take(u64::MAX).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Creates a new file (never an existing one) whose mode is exactly `mode`: given at open, and
+/// set again through the handle only when the process umask would clear some of its bits.
+pub(crate) fn create_with_mode(path: &Path, mode: u32) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)?;
+        if umask().is_none_or(|m| m & mode != 0) {
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        if mode & 0o200 == 0 {
+            let mut perms = file.metadata()?.permissions();
+            perms.set_readonly(true);
+            file.set_permissions(perms)?;
+        }
+        Ok(file)
+    }
+}
+
+/// The process umask, read once from `/proc/self/status` (None where that is not available;
+/// callers then set modes explicitly).
+#[cfg(unix)]
+fn umask() -> Option<u32> {
+    static UMASK: OnceLock<Option<u32>> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+        u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+    })
+}
+
+/// Runs `f` on a thread pool for file-system work on many small files (add, checkout). That
+/// work waits on the kernel (inode creation, directory locks) more than it computes, so the
+/// pool has more threads than there are cores: `TAXON_FS_THREADS`, default 8. Falls back to
+/// rayon's global pool when a pool cannot be built.
+pub(crate) fn in_fs_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        let n = std::env::var("TAXON_FS_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(8);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("taxon-fs-{i}"))
+            .build()
+            .ok()
+    });
+    match pool {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
 /// Sets mode 0444, as DVC does for cache objects.
 pub(crate) fn set_read_only(path: &Path) -> Result<()> {
     #[cfg(unix)]
@@ -156,7 +295,7 @@ pub(crate) fn set_read_only(path: &Path) -> Result<()> {
     }
 }
 
-fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Vec<DirEntry>> {
+pub(crate) fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Vec<DirEntry>> {
     let entries: Vec<DirEntry> =
         serde_json::from_slice(bytes).map_err(|e| StoreError::Malformed {
             path: path.to_path_buf(),
@@ -299,6 +438,33 @@ mod tests {
         let mut s = String::new();
         push_py_json_str(&mut s, "a\"b\\c\n\u{1}😀\u{7f}");
         assert_eq!(s, "\"a\\\"b\\\\c\\n\\u0001\\ud83d\\ude00\u{7f}\"");
+    }
+
+    #[test]
+    fn write_object_is_read_only_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache {
+            root: dir.path().join("cache"),
+            tmp: dir.path().join("tmp"),
+        };
+        let bytes = b"hello\n";
+        let hash = Md5Hex::of_bytes(bytes);
+        cache.write_object(&hash, bytes).unwrap();
+        // Already there: nothing is written again.
+        cache.write_object(&hash, bytes).unwrap();
+        let path = cache.object_path(&hash);
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o444);
+        }
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
     }
 
     #[test]

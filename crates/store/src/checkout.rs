@@ -2,9 +2,11 @@
 //! older recorded version.
 //!
 //! All-or-nothing as far as the cache allows: every needed object is looked up first (a
-//! missing one is an error before the workspace is touched), then every file to restore is
-//! copied to a temp file while its hash is checked (a tampered object is refused and the temps
-//! are removed), and only then are the temps renamed into place.
+//! missing one is an error before the workspace is touched), then every object to restore is
+//! hash-checked (a small one read into memory, a large one copied to a temp file in `.dvc/tmp`
+//! as it is hashed; a tampered object is refused and the temps are removed), and only then are
+//! the files written: each through a temp file next to its target and a rename. Checking and
+//! writing run in parallel on the file-system pool (see `cache::in_fs_pool`).
 
 use std::collections::HashSet;
 use std::fs;
@@ -15,7 +17,7 @@ use taxon_core::Md5Hex;
 use taxon_dataset::Format;
 
 use crate::add::state_for;
-use crate::cache::{Cache, DirEntry, content_hash};
+use crate::cache::{Cache, DirEntry, content_hash, write_new_file};
 use crate::dvcfile::{DvcFile, Out};
 use crate::error::{IoContext, Result, StoreError};
 use crate::hashing::{self, HashState};
@@ -182,15 +184,18 @@ pub fn checkout(
         });
     }
 
-    // 3. Stage changed files into temps, hash-checking each object as it is copied.
-    let mut staged: Vec<(PathBuf, PathBuf, Md5Hex)> = Vec::new();
-    let stage_result = stage_all(&cache, &state, &wanted, &mut staged, &mut summary.unchanged);
-    if let Err(e) = stage_result {
-        for (tmp, _, _) in &staged {
-            let _ = fs::remove_file(tmp);
+    // 3. Read (small) or copy to `.dvc/tmp` (large) every object to restore, hash-checking
+    //    each; nothing in the workspace is touched yet.
+    let staged = match stage_all(&cache, &state, &wanted) {
+        Ok(staged) => staged,
+        Err((e, temps)) => {
+            for tmp in temps {
+                let _ = fs::remove_file(tmp);
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
+    summary.unchanged = (wanted.len() - staged.len()) as u64;
 
     // 4. Put everything in place.
     for (target, _) in &dir_members {
@@ -198,16 +203,37 @@ pub fn checkout(
             fs::remove_file(target).at(target)?;
         }
     }
-    for (tmp, target, md5) in &staged {
-        if let Some(parent) = target.parent() {
-            make_dirs(parent)?;
+    let parents: std::collections::BTreeSet<&Path> =
+        staged.iter().filter_map(|s| s.target.parent()).collect();
+    for parent in parents {
+        make_dirs(parent)?;
+    }
+    let placed: Vec<Result<()>> = crate::cache::in_fs_pool(|| {
+        use rayon::prelude::*;
+        staged
+            .par_iter()
+            .map(|s| {
+                let meta = place(s)?;
+                state.set_meta(&s.target, &meta, &s.md5);
+                Ok(())
+            })
+            .collect()
+    });
+    let mut first_err = None;
+    for (s, r) in staged.iter().zip(placed) {
+        match r {
+            Ok(()) => summary.restored.push(rel(repo, &s.target)),
+            Err(e) => {
+                if let Content::Temp(tmp) = &s.content {
+                    let _ = fs::remove_file(tmp);
+                }
+                first_err.get_or_insert(e);
+            }
         }
-        if target.is_dir() {
-            fs::remove_dir_all(target).at(target)?;
-        }
-        move_into_place(tmp, target)?;
-        state.set(target, md5);
-        summary.restored.push(rel(repo, target));
+    }
+    if let Some(e) = first_err {
+        let _ = state.save();
+        return Err(e);
     }
     for (dir, members) in &dir_members {
         fs::create_dir_all(dir).at(dir)?;
@@ -227,31 +253,140 @@ pub fn checkout(
     Ok(summary)
 }
 
+/// Objects up to this size are read into memory to be checked, then written next to their
+/// target; larger ones are copied into `.dvc/tmp` while they are hashed.
+const SMALL_OBJECT: u64 = 1 << 20;
+/// At most this many bytes of small objects are held in memory at once; the rest go the
+/// large-object way.
+const MEMORY_BUDGET: u64 = 512 << 20;
+
+/// A checked object on its way to a workspace file.
+enum Content {
+    Bytes(Vec<u8>),
+    /// A verified copy in `.dvc/tmp`.
+    Temp(PathBuf),
+}
+
+struct Staged {
+    target: PathBuf,
+    md5: Md5Hex,
+    content: Content,
+}
+
+/// Checks every object whose target differs (in parallel, on the file-system pool). On error,
+/// returns the first error in `wanted` order and the temp files to remove.
+#[allow(clippy::type_complexity)]
 fn stage_all(
     cache: &Cache,
     state: &HashState,
     wanted: &[Wanted],
-    staged: &mut Vec<(PathBuf, PathBuf, Md5Hex)>,
-    unchanged: &mut u64,
-) -> Result<()> {
-    for w in wanted {
-        if w.target.is_file() && state.md5(&w.target)?.0 == w.md5 {
-            *unchanged += 1;
-            continue;
-        }
-        let obj = cache.object_path(&w.md5);
-        let tmp = cache.temp_path("checkout")?;
-        staged.push((tmp.clone(), w.target.clone(), w.md5.clone()));
-        let (actual, _) = hashing::copy_hashing(&obj, &tmp, &|_| {})?;
-        if actual.as_str() != content_hash(&w.md5) {
-            return Err(StoreError::HashMismatch {
-                path: obj,
-                expected: w.md5.clone(),
-                actual,
-            });
+) -> std::result::Result<Vec<Staged>, (StoreError, Vec<PathBuf>)> {
+    use rayon::prelude::*;
+    let budget = std::sync::atomic::AtomicU64::new(MEMORY_BUDGET);
+    let results: Vec<Result<Option<Staged>>> = crate::cache::in_fs_pool(|| {
+        wanted
+            .par_iter()
+            .map(|w| stage_one(cache, state, w, &budget))
+            .collect()
+    });
+    let mut staged = Vec::with_capacity(results.len());
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(Some(s)) => staged.push(s),
+            Ok(None) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
         }
     }
-    Ok(())
+    match first_err {
+        None => Ok(staged),
+        Some(e) => {
+            let temps = staged
+                .into_iter()
+                .filter_map(|s| match s.content {
+                    Content::Temp(t) => Some(t),
+                    Content::Bytes(_) => None,
+                })
+                .collect();
+            Err((e, temps))
+        }
+    }
+}
+
+fn stage_one(
+    cache: &Cache,
+    state: &HashState,
+    w: &Wanted,
+    budget: &std::sync::atomic::AtomicU64,
+) -> Result<Option<Staged>> {
+    use std::sync::atomic::Ordering;
+    if w.target.is_file() && state.md5(&w.target)?.0 == w.md5 {
+        return Ok(None);
+    }
+    let obj = cache.object_path(&w.md5);
+    let mismatch = |actual: Md5Hex| StoreError::HashMismatch {
+        path: obj.clone(),
+        expected: w.md5.clone(),
+        actual,
+    };
+    let mut file = fs::File::open(&obj).at(&obj)?;
+    let len = file.metadata().at(&obj)?.len();
+    let in_memory = len <= SMALL_OBJECT
+        && budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(len))
+            .is_ok();
+    let content = if in_memory {
+        let bytes = crate::cache::read_whole(&mut file, len).at(&obj)?;
+        let actual = Md5Hex::of_bytes(&bytes);
+        if actual.as_str() != content_hash(&w.md5) {
+            return Err(mismatch(actual));
+        }
+        Content::Bytes(bytes)
+    } else {
+        drop(file);
+        let tmp = cache.temp_path("checkout")?;
+        let copied = hashing::copy_hashing(&obj, &tmp, &|_| {});
+        match copied {
+            Ok((actual, _)) if actual.as_str() == content_hash(&w.md5) => Content::Temp(tmp),
+            Ok((actual, _)) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(mismatch(actual));
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
+    };
+    Ok(Some(Staged {
+        target: w.target.clone(),
+        md5: w.md5.clone(),
+        content,
+    }))
+}
+
+/// Writes one staged file to its target (a temp file next to it, then a rename; a folder that
+/// stands in the way is removed) and returns the metadata of the result. The result is
+/// writable (0644), as DVC's `copy` link type leaves it.
+fn place(s: &Staged) -> Result<fs::Metadata> {
+    let write = || -> Result<fs::Metadata> {
+        match &s.content {
+            Content::Bytes(bytes) => match write_new_file(&s.target, bytes, 0o644, true)? {
+                Some(meta) => Ok(meta),
+                None => fs::metadata(&s.target).at(&s.target),
+            },
+            Content::Temp(tmp) => move_into_place(tmp, &s.target),
+        }
+    };
+    match write() {
+        Err(_) if s.target.is_dir() => {
+            fs::remove_dir_all(&s.target).at(&s.target)?;
+            write()
+        }
+        r => r,
+    }
 }
 
 /// Creates `dir` and its parents, replacing a file that stands where a folder must be.
@@ -274,17 +409,23 @@ fn make_dirs(dir: &Path) -> Result<()> {
 
 /// Renames, falling back to copy + remove across filesystems. The result is writable (0644),
 /// as DVC's `copy` link type leaves it.
-fn move_into_place(tmp: &Path, target: &Path) -> Result<()> {
+fn move_into_place(tmp: &Path, target: &Path) -> Result<fs::Metadata> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(tmp, fs::Permissions::from_mode(0o644)).at(tmp)?;
     }
     if fs::rename(tmp, target).is_err() {
+        if target.is_dir() {
+            return Err(StoreError::InvalidFile {
+                path: target.to_path_buf(),
+                message: "is a folder where a file must be restored".into(),
+            });
+        }
         fs::copy(tmp, target).at(target)?;
         fs::remove_file(tmp).at(tmp)?;
     }
-    Ok(())
+    fs::metadata(target).at(target)
 }
 
 /// Removes empty sub-folders of `dir` (not `dir` itself).

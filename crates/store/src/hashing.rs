@@ -170,9 +170,11 @@ fn md5_reader(input: &mut File, on_bytes: &(dyn Fn(u64) + Sync)) -> io::Result<(
 }
 
 /// Hashes `path` into the cache: one read that both hashes and writes a temp copy, then a
-/// rename to `files/md5/xx/...` with mode 0444. When the object is already cached the copy is
-/// dropped. A crash at any point leaves at most a temp file in `.dvc/tmp`, never a partial
-/// object.
+/// rename to `files/md5/xx/...` with mode 0444. A small file is read whole, hashed, and
+/// written (unless already cached) through a temp file in its `xx/` folder
+/// ([`Cache::write_object`]); a large one is copied to `.dvc/tmp` while it is hashed and the
+/// copy dropped when the object is already cached. A crash at any point leaves at most a temp
+/// file, never a partial object.
 pub fn hash_into_cache(cache: &Cache, path: &Path) -> Result<(Md5Hex, u64)> {
     hash_into_cache_with(cache, path, &|_| {})
 }
@@ -183,6 +185,30 @@ pub fn hash_into_cache_with(
     path: &Path,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<(Md5Hex, u64)> {
+    hash_into_cache_sized(cache, path, None, on_bytes)
+}
+
+/// [`hash_into_cache_with`] for a file whose size the caller already knows (from a `stat` just
+/// before), which saves one more.
+pub(crate) fn hash_into_cache_sized(
+    cache: &Cache,
+    path: &Path,
+    size: Option<u64>,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(Md5Hex, u64)> {
+    let mut input = File::open(path).at(path)?;
+    let len = match size {
+        Some(n) => n,
+        None => input.metadata().at(path)?.len(),
+    };
+    if len <= SMALL_FILE {
+        let bytes = crate::cache::read_whole(&mut input, len).at(path)?;
+        let hash = Md5Hex::of_bytes(&bytes);
+        cache.write_object(&hash, &bytes)?;
+        on_bytes(bytes.len() as u64);
+        return Ok((hash, bytes.len() as u64));
+    }
+    drop(input);
     let tmp = cache.temp_path("add")?;
     let result = copy_hashing(path, &tmp, on_bytes)
         .and_then(|(hash, size)| cache.commit_temp(&tmp, &hash).map(|_| (hash, size)));
@@ -310,10 +336,15 @@ impl HashState {
 
     /// Remembers that `path` (as it is now) hashes to `md5`.
     pub fn set(&self, path: &Path, md5: &Md5Hex) {
-        let Ok(meta) = fs::metadata(path) else {
-            return;
-        };
-        let (ino, mtime_ns) = Self::stamp(&meta);
+        if let Ok(meta) = fs::metadata(path) {
+            self.set_meta(path, &meta, md5);
+        }
+    }
+
+    /// Remembers that `path`, as `meta` describes it, hashes to `md5` (saves a `stat` when the
+    /// caller has the metadata: taken before hashing, or from the handle that wrote the file).
+    pub fn set_meta(&self, path: &Path, meta: &fs::Metadata, md5: &Md5Hex) {
+        let (ino, mtime_ns) = Self::stamp(meta);
         if let Ok(mut guard) = self.inner.lock() {
             guard.0.entries.insert(
                 Self::key(path),

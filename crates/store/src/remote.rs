@@ -369,6 +369,30 @@ impl Remote {
         result
     }
 
+    /// Downloads object `hash`: a plaintext object up to `in_memory_up_to` bytes is returned
+    /// whole (unchecked: the caller hashes it), anything larger (or encrypted) is streamed into
+    /// the new file `dest` as [`Remote::download`] does (`dest` is removed on error).
+    pub async fn download_small_in_memory(
+        &self,
+        hash: &Md5Hex,
+        dest: &Path,
+        in_memory_up_to: u64,
+    ) -> Result<Downloaded, RemoteError> {
+        let got = self.get(hash).await?;
+        if self.key.is_none() && got.meta.size <= in_memory_up_to {
+            let bytes = got
+                .bytes()
+                .await
+                .map_err(self.store_err("download", hash))?;
+            return Ok(Downloaded::Bytes(bytes));
+        }
+        let result = self.write_download(hash, got, dest).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(dest).await;
+        }
+        result.map(|(md5, size)| Downloaded::File { md5, size })
+    }
+
     /// Downloads object `hash` and checks its md5; returns the plaintext bytes (for manifests).
     pub async fn download_verified_bytes(&self, hash: &Md5Hex) -> Result<Vec<u8>, RemoteError> {
         let tmp = tempfile::NamedTempFile::new().map_err(io_at(Path::new("temporary file")))?;
@@ -401,17 +425,30 @@ impl Remote {
         hash: &Md5Hex,
         dest: &Path,
     ) -> Result<(Md5Hex, u64), RemoteError> {
-        let location = self.object_path(hash);
-        let got = match self.store.get(&location).await {
-            Ok(g) => g,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(RemoteError::Missing {
-                    remote: self.name.clone(),
-                    object: hash.clone(),
-                });
-            }
-            Err(e) => return Err(self.store_err("download", hash)(e)),
-        };
+        let got = self.get(hash).await?;
+        self.write_download(hash, got, dest).await
+    }
+
+    /// Starts the GET of object `hash` (a missing object is [`RemoteError::Missing`]).
+    async fn get(&self, hash: &Md5Hex) -> Result<object_store::GetResult, RemoteError> {
+        match self.store.get(&self.object_path(hash)).await {
+            Ok(g) => Ok(g),
+            Err(object_store::Error::NotFound { .. }) => Err(RemoteError::Missing {
+                remote: self.name.clone(),
+                object: hash.clone(),
+            }),
+            Err(e) => Err(self.store_err("download", hash)(e)),
+        }
+    }
+
+    /// Streams a started GET into the new file `dest`, decrypting on an encrypted remote;
+    /// returns the md5 and size of the plaintext written.
+    async fn write_download(
+        &self,
+        hash: &Md5Hex,
+        got: object_store::GetResult,
+        dest: &Path,
+    ) -> Result<(Md5Hex, u64), RemoteError> {
         let mut stream = got.into_stream();
         match &self.key {
             None => {
@@ -498,6 +535,14 @@ impl Remote {
             .map_err(self.store_err("download", hash))?
             .to_vec())
     }
+}
+
+/// What [`Remote::download_small_in_memory`] got.
+pub enum Downloaded {
+    /// The whole plaintext of a small object, not yet hash-checked.
+    Bytes(bytes::Bytes),
+    /// Written to the destination file: the md5 and size of what was written.
+    File { md5: Md5Hex, size: u64 },
 }
 
 /// A writer that hashes and counts what passes through it.

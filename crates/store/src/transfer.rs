@@ -4,8 +4,9 @@
 //! missing, files first and `.dir` manifests last (as DVC does: a manifest on the remote means
 //! its files are there), so a push killed half-way and run again uploads only the rest.
 //!
-//! Pull fetches missing manifests first, then the entries they list, each into a temp file
-//! under `.dvc/tmp` whose md5 is checked before it is renamed into the cache. Any failure
+//! Pull fetches missing manifests first, then the entries they list, each hashed as it arrives
+//! and checked before it is renamed into the cache: a small object is held in memory and
+//! written through a temp file in its cache folder, a large one is streamed into `.dvc/tmp`. Any failure
 //! (missing, corrupt, truncated, undecryptable object) is reported before the workspace is
 //! touched; only when every object is in the cache does the checkout run.
 
@@ -18,10 +19,10 @@ use futures::StreamExt;
 use serde::Serialize;
 use taxon_core::Md5Hex;
 
-use crate::cache::{Cache, objects_for};
+use crate::cache::{Cache, objects_for, parse_manifest};
 use crate::dvcfile::{DvcFile, find_dvc_files};
-use crate::error::{Result, StoreError};
-use crate::remote::{Remote, RemoteError};
+use crate::error::{IoContext, Result, StoreError};
+use crate::remote::{Downloaded, Remote, RemoteError};
 use crate::repo::Repo;
 
 /// Progress of a transfer, reported as objects finish (called from worker tasks).
@@ -405,24 +406,53 @@ async fn download_all(
     (n, bytes, errors)
 }
 
-/// One object: download into `.dvc/tmp`, check its md5, then rename it into the cache.
+/// Objects up to this size are downloaded into memory, then hashed, checked and written into
+/// the cache in one blocking step; larger ones are streamed into `.dvc/tmp` while hashed.
+const IN_MEMORY_OBJECT: u64 = 1 << 20;
+
+/// One object: download it (into memory when small, else into `.dvc/tmp`), check its md5
+/// (and that a manifest parses and is safe), then move it into the cache read-only.
 async fn download_one(remote: &Remote, cache: &Cache, hash: &Md5Hex) -> Result<u64> {
     let tmp = cache.temp_path("pull")?;
-    let (actual, size) = remote.download(hash, &tmp).await?;
-    if let Err(e) = remote.check(hash, &actual, size) {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e.into());
-    }
-    let (cache, tmp2, hash2) = (cache.clone(), tmp.clone(), hash.clone());
-    // insert_file_verified re-checks the hash (and, for manifests, that they parse and are safe).
-    tokio::task::spawn_blocking(move || cache.insert_file_verified(&tmp2, &hash2))
-        .await
-        .map_err(|e| RemoteError::Task {
-            remote: remote.name().to_string(),
-            message: e.to_string(),
-        })??;
-    drop(tmp);
-    Ok(size)
+    let got = remote
+        .download_small_in_memory(hash, &tmp, IN_MEMORY_OBJECT)
+        .await?;
+    let (remote2, cache, hash) = (remote.clone(), cache.clone(), hash.clone());
+    tokio::task::spawn_blocking(move || -> Result<u64> {
+        match got {
+            Downloaded::Bytes(bytes) => {
+                let size = bytes.len() as u64;
+                remote2.check(&hash, &Md5Hex::of_bytes(&bytes), size)?;
+                if hash.is_dir() {
+                    parse_manifest(&bytes, &cache.object_path(&hash))?;
+                }
+                cache.write_object(&hash, &bytes)?;
+                Ok(size)
+            }
+            Downloaded::File { md5, size } => {
+                // The stream was hashed as it was written: compare, then commit.
+                let checked = remote2
+                    .check(&hash, &md5, size)
+                    .map_err(StoreError::from)
+                    .and_then(|()| {
+                        if hash.is_dir() {
+                            let bytes = std::fs::read(&tmp).at(&tmp)?;
+                            parse_manifest(&bytes, &tmp)?;
+                        }
+                        cache.commit_temp(&tmp, &hash)
+                    });
+                if checked.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                checked.map(|()| size)
+            }
+        }
+    })
+    .await
+    .map_err(|e| RemoteError::Task {
+        remote: remote.name().to_string(),
+        message: e.to_string(),
+    })?
 }
 
 /// The set of objects a remote holds (one LIST), for callers that compare many targets.
