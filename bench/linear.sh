@@ -3,7 +3,9 @@
 # `taxon quickstart`, same machine, same thread budget, in one run.
 #
 # usage: bench/linear.sh [RUNS]      (env: THREADS=2, BENCH_DIR, CARGO_TARGET_DIR)
-# Prints a JSON line per measurement, then medians and ratios.
+# Prints a JSON line per measurement, then medians and ratios. taxon trains on all of train.jsonl
+# (--validation-ratio 0) and writes no per-epoch checkpoints (--checkpoint-every 0), as fastText
+# and LinearSVC do; `taxon train` checkpoints every epoch by default.
 set -euo pipefail
 RUNS=${1:-3}
 THREADS=${THREADS:-2}
@@ -34,7 +36,7 @@ for run in $(seq 0 $((RUNS - 1))); do
     model=$BENCH_DIR/model_$run
     start=$(date +%s.%N)
     "$TAXON" -q --json train --model-type linear --data "$DATA/train.jsonl" --output "$model" \
-        --threads "$THREADS" --seed "$run" --validation-ratio 0 > "$BENCH_DIR/train_$run.json"
+        --threads "$THREADS" --seed "$run" --validation-ratio 0 --checkpoint-every 0 --no-track > "$BENCH_DIR/train_$run.json"
     end=$(date +%s.%N)
     "$TAXON" -q --json eval "$model" "$DATA/test.jsonl" --threads "$THREADS" > "$BENCH_DIR/eval_$run.json"
     python3 - "$BENCH_DIR/train_$run.json" "$BENCH_DIR/eval_$run.json" "$run" "$start" "$end" >> "$OUT" <<'PY'

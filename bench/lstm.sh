@@ -33,7 +33,7 @@ run() { # name, then train flags
     local start end
     start=$(date +%s.%N)
     "$TAXON" -q --json train --data "$DATA/train.jsonl" --output "$model" --threads "$THREADS" \
-        --validation-ratio 0 "$@" > "$BENCH_DIR/train_$name.json"
+        --validation-ratio 0 --checkpoint-every 0 --no-track "$@" > "$BENCH_DIR/train_$name.json"
     end=$(date +%s.%N)
     "$TAXON" -q --json eval "$model" "$DATA/test.jsonl" --threads "$THREADS" > "$BENCH_DIR/eval_$name.json"
     python3 - "$BENCH_DIR/train_$name.json" "$BENCH_DIR/eval_$name.json" "$name" "$start" "$end" \
