@@ -60,6 +60,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             Ok(c) => c,
             Err(_) => continue,
         };
+        // Without TCP_NODELAY a response's headers can go out alone and its body ~40 ms later
+        // (Nagle + delayed ACK): downloads would measure that stall, not the clients.
+        let _ = socket.set_nodelay(true);
         let (service, root) = (service.clone(), root.clone());
         let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let (service, root) = (service.clone(), root.clone());
