@@ -632,37 +632,10 @@ pub fn stratified_split(records: Rows, ratio: f64, seed: u64) -> (Rows, Rows) {
 
 /// Arg-max labels of `texts`, predicted in batches over `threads` threads.
 pub fn predict_labels(model: &dyn TextClassifier, texts: &[&str], threads: usize) -> Vec<usize> {
-    let threads = threads.clamp(1, texts.len().max(1));
-    let chunk = texts.len().div_ceil(threads).max(1);
-    let run = |part: &[&str]| -> Vec<usize> {
-        part.chunks(256)
-            .flat_map(|b| model.predict_batch(b))
-            .map(|p| argmax(&p))
-            .collect()
-    };
-    if threads == 1 {
-        return run(texts);
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = texts
-            .chunks(chunk)
-            .map(|p| s.spawn(move || run(p)))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
-}
-
-fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
+    crate::report::predict_probabilities(model, texts, threads, None)
+        .iter()
+        .map(|p| crate::report::argmax(p))
+        .collect()
 }
 
 /// Evaluates the model in `model_dir` on the labelled file `data`.

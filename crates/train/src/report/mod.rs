@@ -401,8 +401,8 @@ pub fn predict_probabilities(
     })
 }
 
-/// Index of the largest value (the first on ties), as `driver::predict_labels` picks it.
-fn argmax(v: &[f32]) -> usize {
+/// Index of the largest value (the first on ties): the predicted label everywhere.
+pub(crate) fn argmax(v: &[f32]) -> usize {
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {
         if x > v[best] {
