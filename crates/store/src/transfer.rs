@@ -257,13 +257,35 @@ async fn upload_all(
     jobs: usize,
     progress: &Arc<dyn Progress>,
 ) -> (u64, u64, Vec<RemoteError>) {
+    let cache = cache.clone();
+    for_each_object(remote, objects, jobs, progress, move |remote, h| {
+        let src = cache.object_path(&h);
+        async move { remote.upload(&src, &h).await }
+    })
+    .await
+}
+
+/// Runs `one` on every object with at most `jobs` in flight, reporting each success to
+/// `progress`; returns how many succeeded, their bytes, and every error (a panicked task
+/// included), so that a caller can decide before anything is committed.
+async fn for_each_object<E, F, Fut>(
+    remote: &Remote,
+    objects: Vec<Md5Hex>,
+    jobs: usize,
+    progress: &Arc<dyn Progress>,
+    one: F,
+) -> (u64, u64, Vec<E>)
+where
+    E: From<RemoteError> + Send + 'static,
+    F: Fn(Remote, Md5Hex) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<u64, E>> + Send + 'static,
+{
     let mut results = futures::stream::iter(objects)
         .map(|h| {
-            let remote = remote.clone();
-            let src = cache.object_path(&h);
+            let work = one(remote.clone(), h);
             let progress = progress.clone();
             tokio::spawn(async move {
-                let r = remote.upload(&src, &h).await;
+                let r = work.await;
                 if let Ok(b) = &r {
                     progress.object_done(*b);
                 }
@@ -279,10 +301,10 @@ async fn upload_all(
                 bytes += b;
             }
             Ok(Err(e)) => errors.push(e),
-            Err(e) => errors.push(RemoteError::Task {
+            Err(e) => errors.push(E::from(RemoteError::Task {
                 remote: remote.name().to_string(),
                 message: e.to_string(),
-            }),
+            })),
         }
     }
     (n, bytes, errors)
@@ -375,35 +397,12 @@ async fn download_all(
     jobs: usize,
     progress: &Arc<dyn Progress>,
 ) -> (u64, u64, Vec<StoreError>) {
-    let mut results = futures::stream::iter(objects)
-        .map(|h| {
-            let remote = remote.clone();
-            let cache = cache.clone();
-            let progress = progress.clone();
-            tokio::spawn(async move {
-                let r = download_one(&remote, &cache, &h).await;
-                if let Ok(b) = &r {
-                    progress.object_done(*b);
-                }
-                r
-            })
-        })
-        .buffer_unordered(jobs.max(1));
-    let (mut n, mut bytes, mut errors) = (0, 0, Vec::new());
-    while let Some(joined) = results.next().await {
-        match joined {
-            Ok(Ok(b)) => {
-                n += 1;
-                bytes += b;
-            }
-            Ok(Err(e)) => errors.push(e),
-            Err(e) => errors.push(StoreError::Remote(RemoteError::Task {
-                remote: remote.name().to_string(),
-                message: e.to_string(),
-            })),
-        }
-    }
-    (n, bytes, errors)
+    let cache = cache.clone();
+    for_each_object(remote, objects, jobs, progress, move |remote, h| {
+        let cache = cache.clone();
+        async move { download_one(&remote, &cache, &h).await }
+    })
+    .await
 }
 
 /// Objects up to this size are downloaded into memory, then hashed, checked and written into
