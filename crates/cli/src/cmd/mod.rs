@@ -4,8 +4,11 @@ pub mod data;
 pub mod eval;
 pub mod predict;
 pub mod quickstart;
+pub mod registry;
 pub mod runs;
+pub mod serve;
 pub mod train;
+pub mod users;
 
 use clap::Subcommand;
 
@@ -33,6 +36,16 @@ pub enum Command {
     /// Score a file (JSONL, CSV/TSV, Parquet) with a model as a stream: one JSON line per row
     /// with the label and every label's probability.
     Predict(predict::PredictArgs),
+    /// The model registry: register a run's model as a version, list and show versions, move
+    /// aliases (`staging`, `production`, any name) and read their history.
+    #[command(subcommand)]
+    Registry(registry::RegistryCmd),
+    /// Serve a model folder or a registry alias over HTTP: predict, batch predict, models,
+    /// health, readiness, Prometheus metrics, OpenAPI.
+    Serve(Box<serve::ServeArgs>),
+    /// Users of the inference server (OAuth2 password flow): add, remove, list.
+    #[command(subcommand)]
+    Users(users::UsersCmd),
 }
 
 pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
@@ -43,5 +56,8 @@ pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
         Command::Eval(a) => eval::run(a, ctx),
         Command::Runs(c) => runs::run(c, ctx),
         Command::Predict(a) => predict::run(a, ctx),
+        Command::Registry(c) => registry::run(c, ctx),
+        Command::Serve(a) => serve::run(*a, ctx),
+        Command::Users(c) => users::run(c, ctx),
     }
 }
