@@ -1,0 +1,242 @@
+//! Aliases (`staging`, `production`, any name) and their audit history. Every set, move and
+//! removal is written in one transaction together with a history row (who, when, from which
+//! version to which, forced or not and why), so `alias_at` can answer which version an alias
+//! pointed at at any past time. Moves of gated aliases go through the promotion gate.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use crate::error::RegistryError;
+use crate::gate;
+use crate::names::{validate_alias, validate_model_name};
+use crate::registry::{Registry, from_us, read_version, us};
+use crate::types::{AliasChange, AliasOptions};
+
+impl Registry {
+    /// The aliases of model `name` and the versions they point at.
+    pub fn aliases(&self, name: &str) -> Result<BTreeMap<String, u64>, RegistryError> {
+        self.require_model(name)?;
+        let mut st = self
+            .conn
+            .prepare("SELECT alias, version FROM aliases WHERE name = ?1 ORDER BY alias")
+            .map_err(self.db_err())?;
+        let rows = st
+            .query_map(params![name], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .map_err(self.db_err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.db_err())?;
+        Ok(rows)
+    }
+
+    /// Points `alias` of model `name` at `version`. Moving a gated alias (`production`) to a
+    /// version whose metric is worse than the current holder's is refused with
+    /// [`RegistryError::Gate`] unless `opts.force`, which the history records. Setting an alias
+    /// to the version it already points at records nothing and returns a change whose
+    /// `from_version` equals its `to_version` ([`AliasChange::is_noop`]).
+    pub fn set_alias(
+        &mut self,
+        name: &str,
+        alias: &str,
+        version: u64,
+        opts: &AliasOptions,
+    ) -> Result<AliasChange, RegistryError> {
+        validate_alias(alias)?;
+        // Errors for an unknown model or version, before taking the write lock.
+        self.get(name, version)?;
+        let now = self.now();
+        let path = self.db_path.clone();
+        let e = || RegistryError::db(&path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e())?;
+        let current: Option<u64> = tx
+            .query_row(
+                "SELECT version FROM aliases WHERE name = ?1 AND alias = ?2",
+                params![name, alias],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(e())?
+            .map(|v| v as u64);
+        let mut change = AliasChange {
+            name: name.to_string(),
+            alias: alias.to_string(),
+            from_version: current,
+            to_version: Some(version),
+            actor: opts.actor.clone(),
+            at: now,
+            forced: false,
+            reason: None,
+        };
+        if current == Some(version) {
+            return Ok(change);
+        }
+        if let (true, Some(cur)) = (gate::is_gated(alias), current) {
+            let candidate = read_version(&tx, &path, name, version)?;
+            let holder = read_version(&tx, &path, name, cur)?;
+            match gate::check(alias, &candidate, &holder, opts.metric.as_deref()) {
+                Ok(pass) => {
+                    change.reason = Some(format!(
+                        "gate passed: {} {:.4} (v{version}) vs {:.4} (v{cur})",
+                        pass.metric, pass.candidate_value, pass.current_value
+                    ));
+                }
+                Err(refusal) if opts.force => {
+                    change.forced = true;
+                    change.reason = Some(format!("forced past the gate: {}", refusal.summary()));
+                }
+                Err(refusal) => return Err(RegistryError::Gate(refusal)),
+            }
+        }
+        tx.execute(
+            "INSERT INTO aliases (name, alias, version, updated_us) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name, alias) DO UPDATE SET version = ?3, updated_us = ?4",
+            params![name, alias, version as i64, us(now)],
+        )
+        .map_err(e())?;
+        insert_history(&tx, &change).map_err(e())?;
+        tx.commit().map_err(e())?;
+        Ok(change)
+    }
+
+    /// Removes `alias` of model `name` (an error when it is not set); the history records it.
+    pub fn remove_alias(
+        &mut self,
+        name: &str,
+        alias: &str,
+        actor: &str,
+    ) -> Result<AliasChange, RegistryError> {
+        validate_alias(alias)?;
+        self.require_model(name)?;
+        let now = self.now();
+        let path = self.db_path.clone();
+        let e = || RegistryError::db(&path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e())?;
+        let current: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM aliases WHERE name = ?1 AND alias = ?2",
+                params![name, alias],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(e())?;
+        let Some(current) = current else {
+            drop(tx);
+            return Err(RegistryError::UnknownAlias {
+                name: name.to_string(),
+                alias: alias.to_string(),
+                aliases: self
+                    .aliases(name)?
+                    .iter()
+                    .map(|(a, v)| format!("{a} -> v{v}"))
+                    .collect(),
+            });
+        };
+        tx.execute(
+            "DELETE FROM aliases WHERE name = ?1 AND alias = ?2",
+            params![name, alias],
+        )
+        .map_err(e())?;
+        let change = AliasChange {
+            name: name.to_string(),
+            alias: alias.to_string(),
+            from_version: Some(current as u64),
+            to_version: None,
+            actor: actor.to_string(),
+            at: now,
+            forced: false,
+            reason: None,
+        };
+        insert_history(&tx, &change).map_err(e())?;
+        tx.commit().map_err(e())?;
+        Ok(change)
+    }
+
+    /// Every recorded change of model `name`'s aliases (only `alias`'s when given), oldest
+    /// first.
+    pub fn history(
+        &self,
+        name: &str,
+        alias: Option<&str>,
+    ) -> Result<Vec<AliasChange>, RegistryError> {
+        self.require_model(name)?;
+        if let Some(a) = alias {
+            validate_alias(a)?;
+        }
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT alias, from_version, to_version, actor, at_us, forced, reason
+                 FROM alias_history WHERE name = ?1 AND (?2 IS NULL OR alias = ?2)
+                 ORDER BY seq",
+            )
+            .map_err(self.db_err())?;
+        let rows = st
+            .query_map(params![name, alias], |r| {
+                Ok(AliasChange {
+                    name: name.to_string(),
+                    alias: r.get(0)?,
+                    from_version: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+                    to_version: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                    actor: r.get(3)?,
+                    at: from_us(r.get(4)?),
+                    forced: r.get(5)?,
+                    reason: r.get(6)?,
+                })
+            })
+            .map_err(self.db_err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.db_err())?;
+        Ok(rows)
+    }
+
+    /// The version `alias` of model `name` pointed at at time `at` (`None`: it was not set
+    /// then). A change made exactly at `at` counts.
+    pub fn alias_at(
+        &self,
+        name: &str,
+        alias: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<u64>, RegistryError> {
+        validate_model_name(name)?;
+        validate_alias(alias)?;
+        self.require_model(name)?;
+        let v: Option<Option<i64>> = self
+            .conn
+            .query_row(
+                "SELECT to_version FROM alias_history WHERE name = ?1 AND alias = ?2 AND at_us <= ?3
+                 ORDER BY at_us DESC, seq DESC LIMIT 1",
+                params![name, alias, us(at)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.db_err())?;
+        Ok(v.flatten().map(|v| v as u64))
+    }
+}
+
+fn insert_history(tx: &rusqlite::Transaction<'_>, c: &AliasChange) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO alias_history (name, alias, from_version, to_version, actor, at_us, forced,
+            reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            c.name,
+            c.alias,
+            c.from_version.map(|v| v as i64),
+            c.to_version.map(|v| v as i64),
+            c.actor,
+            us(c.at),
+            c.forced,
+            c.reason
+        ],
+    )
+}

@@ -1,0 +1,500 @@
+//! The registry itself: opening it (database + artifact store + cache folder), registering a
+//! training run's model folder as a new version, and reading versions back.
+//!
+//! Registering is ordered so that a process killed at any point leaves no half version: the
+//! model files are checked against the run's record, uploaded to the content-addressed store
+//! (idempotent: objects already there are skipped), and only then is the version written, in
+//! one `BEGIN IMMEDIATE` transaction that also allocates its number. A register killed before
+//! the commit leaves at most unreferenced objects, which the next register of the same files
+//! reuses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use taxon_core::model::ModelFile;
+use taxon_track::{RunRecord, RunStatus};
+
+use crate::artifacts::ArtifactStore;
+use crate::check::check_model_files;
+use crate::error::RegistryError;
+use crate::names::{LATEST, parse_version, validate_alias, validate_model_name};
+use crate::schema;
+use crate::types::{ModelVersion, RegisterOptions};
+
+/// Env variable naming the registry database file (default `.taxon/registry.db`).
+pub const DB_ENV: &str = "TAXON_REGISTRY_DB";
+/// Env variable naming the artifact store URL (default the folder `.taxon/registry/artifacts`).
+pub const ARTIFACTS_ENV: &str = "TAXON_REGISTRY_ARTIFACTS";
+/// Test hook: when set to `1`, `register` aborts the process right after uploading the files
+/// and before writing the version (to prove that a killed register leaves no version).
+pub const TEST_ABORT_AFTER_UPLOAD_ENV: &str = "TAXON_REGISTRY_TEST_ABORT_AFTER_UPLOAD";
+
+/// The registry database file name inside `.taxon/`.
+pub const REGISTRY_DB: &str = "registry.db";
+
+/// The time source of change records (replaceable in tests).
+pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// A model registry: versions and aliases in SQLite, model files in an artifact store, and a
+/// local cache of verified model folders.
+pub struct Registry {
+    pub(crate) conn: Connection,
+    pub(crate) db_path: PathBuf,
+    pub(crate) store: ArtifactStore,
+    pub(crate) cache_dir: PathBuf,
+    pub(crate) clock: Clock,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("db", &self.db_path)
+            .field("artifacts", &self.store.url())
+            .field("cache", &self.cache_dir)
+            .finish()
+    }
+}
+
+fn env_path(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The database a registry opened from `project_dir` uses: env `TAXON_REGISTRY_DB`, or
+/// `registry.db` in the `.taxon/` folder of the repository around `project_dir` (where
+/// `runs.db` lives).
+pub fn default_db_path(project_dir: &Path) -> PathBuf {
+    match env_path(DB_ENV) {
+        Some(p) => PathBuf::from(p),
+        None => taxon_track::env::default_taxon_dir(project_dir).join(REGISTRY_DB),
+    }
+}
+
+/// The artifact store a registry opened from `project_dir` uses: env
+/// `TAXON_REGISTRY_ARTIFACTS`, or the folder `.taxon/registry/artifacts`.
+pub fn default_artifacts_url(project_dir: &Path) -> String {
+    match env_path(ARTIFACTS_ENV) {
+        Some(u) => u,
+        None => taxon_track::env::default_taxon_dir(project_dir)
+            .join("registry/artifacts")
+            .display()
+            .to_string(),
+    }
+}
+
+pub(crate) fn us(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_us(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(v).unwrap_or_default()
+}
+
+impl Registry {
+    /// Opens the registry of the project around `project_dir`, with the defaults of
+    /// [`default_db_path`] and [`default_artifacts_url`].
+    pub fn open(project_dir: &Path) -> Result<Self, RegistryError> {
+        Self::open_with(
+            &default_db_path(project_dir),
+            &default_artifacts_url(project_dir),
+        )
+    }
+
+    /// Opens (creating when needed) the database `db_path` with artifacts at `artifacts_url`
+    /// (a folder, `file://` or `s3://bucket/prefix`). Verified model folders are cached under
+    /// `registry/cache/` next to the database. The artifact store is contacted on first use.
+    pub fn open_with(db_path: &Path, artifacts_url: &str) -> Result<Self, RegistryError> {
+        let store = ArtifactStore::new(artifacts_url)?;
+        let conn = schema::open(db_path)?;
+        let cache_dir = db_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("registry/cache");
+        Ok(Self {
+            conn,
+            db_path: db_path.to_path_buf(),
+            store,
+            cache_dir,
+            clock: Arc::new(Utc::now),
+        })
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// The artifact store's URL.
+    pub fn artifacts_url(&self) -> &str {
+        self.store.url()
+    }
+
+    /// The folder verified model folders are cached in (`<cache>/<name>/<version>/`).
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Caches model folders in `dir` instead.
+    pub fn set_cache_dir(&mut self, dir: PathBuf) {
+        self.cache_dir = dir;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// The time of a change, at the microsecond precision the database keeps (so a returned
+    /// record equals the one read back).
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        from_us(us((self.clock)()))
+    }
+
+    pub(crate) fn db_err(&self) -> impl FnOnce(rusqlite::Error) -> RegistryError + '_ {
+        RegistryError::db(&self.db_path)
+    }
+
+    /// Registers the model folder that `run` (a finished train run) recorded as the next
+    /// version of `opts.name`: checks every model file still has the md5 the run recorded and
+    /// that `model.json` agrees with them, uploads the files, then writes the version.
+    pub fn register(
+        &mut self,
+        run: &RunRecord,
+        opts: &RegisterOptions,
+    ) -> Result<ModelVersion, RegistryError> {
+        validate_model_name(&opts.name)?;
+        let s = &run.summary;
+        let refuse = |reason: String| RegistryError::NotRegistrable {
+            run_id: s.id.clone(),
+            reason,
+        };
+        if s.kind != "train" {
+            return Err(refuse(format!(
+                "it is a {} run; register the train run that made the model",
+                s.kind
+            )));
+        }
+        if s.status != RunStatus::Finished {
+            return Err(refuse(format!(
+                "its status is {}; only finished train runs can be registered",
+                s.status
+            )));
+        }
+        if !opts.allow_duplicate
+            && let Some(v) = find_run(&self.conn, &self.db_path, &opts.name, &s.id)?
+        {
+            return Err(RegistryError::DuplicateRun {
+                name: opts.name.clone(),
+                run_id: s.id.clone(),
+                version: v,
+            });
+        }
+        let (files, uploads, desc) = check_model_files(run)?;
+        self.store.upload_missing(&uploads)?;
+        if std::env::var(TEST_ABORT_AFTER_UPLOAD_ENV).as_deref() == Ok("1") {
+            std::process::abort();
+        }
+
+        let now = self.now();
+        let metrics: BTreeMap<&String, &f64> =
+            s.metrics.iter().filter(|(_, v)| v.is_finite()).collect();
+        let code_version = run.code.git_commit.as_ref().map(|c| {
+            if run.code.git_dirty == Some(true) {
+                format!("{c}-dirty")
+            } else {
+                c.clone()
+            }
+        });
+        let path = self.db_path.clone();
+        let e = || RegistryError::db(&path);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e())?;
+        if !opts.allow_duplicate
+            && let Some(v) = find_run(&tx, &path, &opts.name, &s.id)?
+        {
+            return Err(RegistryError::DuplicateRun {
+                name: opts.name.clone(),
+                run_id: s.id.clone(),
+                version: v,
+            });
+        }
+        let version: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?1",
+                params![opts.name],
+                |r| r.get(0),
+            )
+            .map_err(e())?;
+        tx.execute(
+            "INSERT INTO versions (name, version, run_id, run_name, model_type, data_path,
+                data_version, metrics, labels, input, code_version, description, created_us,
+                created_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                opts.name,
+                version,
+                s.id,
+                s.name,
+                desc.model_type,
+                s.data_path,
+                s.data_version,
+                to_json(&metrics),
+                to_json(&desc.labels),
+                to_json(&desc.input),
+                code_version,
+                opts.description,
+                us(now),
+                opts.actor,
+            ],
+        )
+        .map_err(e())?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO version_files (name, version, file, md5, bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(e())?;
+            for f in &files {
+                st.execute(params![
+                    opts.name,
+                    version,
+                    f.name,
+                    f.md5.as_str(),
+                    f.bytes as i64
+                ])
+                .map_err(e())?;
+            }
+        }
+        tx.commit().map_err(e())?;
+        self.get(&opts.name, version as u64)
+    }
+
+    /// Every version, by name then number; only `name`'s when given (an unknown name is an
+    /// error).
+    pub fn list(&self, name: Option<&str>) -> Result<Vec<ModelVersion>, RegistryError> {
+        if let Some(n) = name {
+            self.require_model(n)?;
+        }
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT name, version FROM versions WHERE ?1 IS NULL OR name = ?1
+                 ORDER BY name, version",
+            )
+            .map_err(self.db_err())?;
+        let keys: Vec<(String, i64)> = st
+            .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.db_err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.db_err())?;
+        keys.into_iter()
+            .map(|(n, v)| read_version(&self.conn, &self.db_path, &n, v as u64))
+            .collect()
+    }
+
+    /// The names of the registered models, sorted.
+    pub fn models(&self) -> Result<Vec<String>, RegistryError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT name FROM versions ORDER BY name")
+            .map_err(self.db_err())?;
+        let names = st
+            .query_map([], |r| r.get(0))
+            .map_err(self.db_err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.db_err())?;
+        Ok(names)
+    }
+
+    /// Version `version` of `name`.
+    pub fn get(&self, name: &str, version: u64) -> Result<ModelVersion, RegistryError> {
+        let latest = self.require_model(name)?;
+        if version == 0 || version > latest {
+            return Err(RegistryError::UnknownVersion {
+                name: name.to_string(),
+                version,
+                latest,
+            });
+        }
+        read_version(&self.conn, &self.db_path, name, version)
+    }
+
+    /// The version `alias_or_version` names: `3` or `v3`, `latest`, or an alias
+    /// (`production`).
+    pub fn resolve(
+        &self,
+        name: &str,
+        alias_or_version: &str,
+    ) -> Result<ModelVersion, RegistryError> {
+        let latest = self.require_model(name)?;
+        if alias_or_version == LATEST {
+            return self.get(name, latest);
+        }
+        if let Some(v) = parse_version(alias_or_version) {
+            return self.get(name, v);
+        }
+        validate_alias(alias_or_version)?;
+        let aliases = self.aliases(name)?;
+        match aliases.get(alias_or_version) {
+            Some(v) => self.get(name, *v),
+            None => Err(RegistryError::UnknownAlias {
+                name: name.to_string(),
+                alias: alias_or_version.to_string(),
+                aliases: aliases
+                    .iter()
+                    .map(|(a, v)| format!("{a} -> v{v}"))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// The newest version number of `name`, or an error naming the models there are.
+    pub(crate) fn require_model(&self, name: &str) -> Result<u64, RegistryError> {
+        validate_model_name(name)?;
+        let latest: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT MAX(version) FROM versions WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .map_err(self.db_err())?;
+        match latest {
+            Some(v) => Ok(v as u64),
+            None => Err(RegistryError::UnknownModel {
+                name: name.to_string(),
+                known: self.models()?,
+            }),
+        }
+    }
+}
+
+/// A record as its JSON column (maps of finite numbers, string lists and plain structs, which
+/// cannot fail to serialise).
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// The version of `name` already registered from `run_id`, if any.
+fn find_run(
+    conn: &Connection,
+    db: &Path,
+    name: &str,
+    run_id: &str,
+) -> Result<Option<u64>, RegistryError> {
+    conn.query_row(
+        "SELECT MIN(version) FROM versions WHERE name = ?1 AND run_id = ?2",
+        params![name, run_id],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .map(|v| v.map(|v| v as u64))
+    .map_err(RegistryError::db(db))
+}
+
+/// Reads one version row and its files.
+pub(crate) fn read_version(
+    conn: &Connection,
+    db: &Path,
+    name: &str,
+    version: u64,
+) -> Result<ModelVersion, RegistryError> {
+    let e = RegistryError::db;
+    let row = conn
+        .query_row(
+            "SELECT run_id, run_name, model_type, data_path, data_version, metrics, labels,
+                input, code_version, description, created_us, created_by
+             FROM versions WHERE name = ?1 AND version = ?2",
+            params![name, version as i64],
+            |r| {
+                Ok((
+                    (
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ),
+                    (
+                        r.get::<_, String>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, String>(7)?,
+                    ),
+                    (
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, i64>(10)?,
+                        r.get::<_, String>(11)?,
+                    ),
+                ))
+            },
+        )
+        .optional()
+        .map_err(e(db))?;
+    let Some((
+        (run_id, run_name, model_type, data_path, data_version),
+        (metrics, labels, input),
+        (code_version, description, created_us, created_by),
+    )) = row
+    else {
+        return Err(RegistryError::Corrupt {
+            path: db.to_path_buf(),
+            what: format!("{name} v{version}"),
+            message: "the version row is missing".into(),
+        });
+    };
+    let corrupt = |field: &str, err: String| RegistryError::Corrupt {
+        path: db.to_path_buf(),
+        what: format!("{name} v{version} field {field}"),
+        message: err,
+    };
+    let metrics = serde_json::from_str(&metrics).map_err(|x| corrupt("metrics", x.to_string()))?;
+    let labels = serde_json::from_str(&labels).map_err(|x| corrupt("labels", x.to_string()))?;
+    let input = serde_json::from_str(&input).map_err(|x| corrupt("input", x.to_string()))?;
+    let mut st = conn
+        .prepare_cached(
+            "SELECT file, md5, bytes FROM version_files WHERE name = ?1 AND version = ?2
+             ORDER BY file",
+        )
+        .map_err(e(db))?;
+    let raw: Vec<(String, String, i64)> = st
+        .query_map(params![name, version as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(e(db))?
+        .collect::<Result<_, _>>()
+        .map_err(e(db))?;
+    let files = raw
+        .into_iter()
+        .map(|(file, md5, bytes)| {
+            Ok(ModelFile {
+                md5: md5
+                    .parse()
+                    .map_err(|x: taxon_core::hash::InvalidHash| corrupt("files", x.to_string()))?,
+                name: file,
+                bytes: bytes as u64,
+            })
+        })
+        .collect::<Result<Vec<_>, RegistryError>>()?;
+    Ok(ModelVersion {
+        name: name.to_string(),
+        version,
+        run_id,
+        run_name,
+        model_type,
+        data_path,
+        data_version,
+        metrics,
+        labels,
+        input,
+        files,
+        code_version,
+        description,
+        created_at: from_us(created_us),
+        created_by,
+    })
+}
