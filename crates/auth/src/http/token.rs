@@ -1,0 +1,321 @@
+//! `POST /token`: the OAuth2 resource owner password credentials grant (RFC 6749 section
+//! 4.3), answered as section 5 says: a bearer token, or `{"error", "error_description"}` with
+//! status 400, always `Cache-Control: no-store`. Attempts are rate limited per user name and
+//! per client address before any password is checked.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Form, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::json;
+
+use crate::auth::{Auth, Login};
+use crate::limit::Limited;
+use crate::scope::{Scope, parse_scopes};
+
+/// An error answer of the token endpoint.
+#[derive(Debug)]
+struct OAuthError {
+    status: StatusCode,
+    /// RFC 6749 error code.
+    code: &'static str,
+    description: String,
+    retry_after: Option<u64>,
+}
+
+impl OAuthError {
+    fn bad(code: &'static str, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    fn slow_down(limit: Limited) -> Self {
+        let secs = limit.retry_after_secs();
+        let who = match limit {
+            Limited::User(_) => "for this user",
+            Limited::Client(_) => "from this address",
+            Limited::Saturated => "on this server",
+        };
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "slow_down",
+            description: format!("too many login attempts {who}; retry in {secs} s"),
+            retry_after: Some(secs),
+        }
+    }
+
+    fn server_error() -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "server_error",
+            description: "the user store could not be read; see the server log".into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// RFC 6749 section 5.1: token responses must not be cached.
+fn no_store(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            axum::Json(json!({ "error": self.code, "error_description": self.description })),
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        no_store(response)
+    }
+}
+
+/// The fields of a password grant request.
+struct PasswordGrant {
+    username: String,
+    password: String,
+    /// Requested scopes; `None` when the request names none (all granted scopes).
+    scope: Option<Vec<Scope>>,
+}
+
+impl PasswordGrant {
+    /// Reads the form: each parameter at most once (RFC 6749 section 3.2), `grant_type`
+    /// `password` or absent, `username` and `password` present and non-empty.
+    fn parse(fields: Vec<(String, String)>) -> Result<Self, OAuthError> {
+        let mut grant_type = None;
+        let mut username = None;
+        let mut password = None;
+        let mut scope = None;
+        for (key, value) in fields {
+            let slot = match key.as_str() {
+                "grant_type" => &mut grant_type,
+                "username" => &mut username,
+                "password" => &mut password,
+                "scope" => &mut scope,
+                // RFC 6749 section 3.2: unknown parameters are ignored (client_id, ...).
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
+                return Err(OAuthError::bad(
+                    "invalid_request",
+                    format!("parameter `{key}` is given more than once"),
+                ));
+            }
+        }
+        if let Some(g) = grant_type.filter(|g| g != "password") {
+            let g: String = g.chars().take(40).collect();
+            return Err(OAuthError::bad(
+                "unsupported_grant_type",
+                format!("grant_type `{g}` is not supported: use `password`"),
+            ));
+        }
+        let required = |v: Option<String>, name: &str| {
+            v.filter(|v| !v.is_empty()).ok_or_else(|| {
+                OAuthError::bad("invalid_request", format!("missing form field `{name}`"))
+            })
+        };
+        let username = required(username, "username")?;
+        let password = required(password, "password")?;
+        let scope = match scope {
+            None => None,
+            Some(s) => Some(
+                parse_scopes(&s).map_err(|e| OAuthError::bad("invalid_scope", e.to_string()))?,
+            )
+            .filter(|s: &Vec<Scope>| !s.is_empty()),
+        };
+        Ok(Self {
+            username,
+            password,
+            scope,
+        })
+    }
+}
+
+/// What the form extractor's refusal means to a client.
+fn describe(rejection: FormRejection) -> String {
+    match rejection {
+        FormRejection::InvalidFormContentType(_) => {
+            "the body must be application/x-www-form-urlencoded with fields grant_type, \
+             username, password and optionally scope"
+                .into()
+        }
+        other => format!("could not read the form: {}", other.body_text()),
+    }
+}
+
+async fn token(
+    State(auth): State<Auth>,
+    peer: Result<ConnectInfo<SocketAddr>, axum::extract::rejection::ExtensionRejection>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Response {
+    match grant(auth, peer.ok().map(|ConnectInfo(a)| a), form).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn grant(
+    auth: Auth,
+    peer: Option<SocketAddr>,
+    form: Result<Form<Vec<(String, String)>>, FormRejection>,
+) -> Result<Response, OAuthError> {
+    let client = peer.map(|a| a.ip());
+    // Without the peer address (a server not serving with connect info) only the per-user
+    // limit applies.
+    if let Some(ip) = client {
+        auth.limits().check_client(ip).map_err(|l| {
+            tracing::warn!(client = %ip, "login rate limit reached for a client");
+            OAuthError::slow_down(l)
+        })?;
+    }
+    let Form(fields) = form.map_err(|r| OAuthError::bad("invalid_request", describe(r)))?;
+    let request = PasswordGrant::parse(fields)?;
+    auth.limits().check_user(&request.username).map_err(|l| {
+        tracing::warn!(client = ?client, "login rate limit reached for a user name");
+        OAuthError::slow_down(l)
+    })?;
+
+    let PasswordGrant {
+        username,
+        password,
+        scope,
+    } = request;
+    let checker = auth.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let outcome = checker.login(&username, &password);
+        if let Err(e) = checker.refresh_revocations() {
+            tracing::warn!(error = %e, "could not re-read revoked users");
+        }
+        (username, outcome)
+    })
+    .await;
+    let (username, outcome) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::error!(error = %e, "the password check did not finish");
+            return Err(OAuthError::server_error());
+        }
+    };
+    let user = match outcome {
+        Ok(Login::Granted(user)) => user,
+        Ok(Login::Refused { known_user }) => {
+            // The name is logged only when it is an account's: a mistyped name may be a
+            // password typed in the wrong field.
+            if known_user {
+                tracing::warn!(user = %username, client = ?client, "login failed: wrong password");
+            } else {
+                tracing::warn!(client = ?client, "login failed: unknown user");
+            }
+            return Err(OAuthError::bad(
+                "invalid_grant",
+                "invalid username or password",
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "login could not be checked");
+            return Err(OAuthError::server_error());
+        }
+    };
+
+    let scopes = match scope {
+        None => user.scopes.clone(),
+        Some(requested) => {
+            if let Some(missing) = requested.iter().find(|s| !user.scopes.contains(s)) {
+                return Err(OAuthError::bad(
+                    "invalid_scope",
+                    format!("scope `{missing}` is not granted to this user"),
+                ));
+            }
+            requested
+        }
+    };
+    let issued = auth.issue(&user.name, &scopes).map_err(|e| {
+        tracing::error!(error = %e, "could not sign a token");
+        OAuthError::server_error()
+    })?;
+    tracing::info!(user = %user.name, scope = %issued.scope, client = ?client, "issued a token");
+    Ok(no_store(
+        (StatusCode::OK, axum::Json(issued)).into_response(),
+    ))
+}
+
+/// The router serving `POST /token` for `auth`.
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(auth: Auth) -> Router<S> {
+    Router::new().route("/token", post(token)).with_state(auth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn parse_err(pairs: &[(&str, &str)]) -> OAuthError {
+        match PasswordGrant::parse(form(pairs)) {
+            Ok(_) => panic!("{pairs:?} must be refused"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn a_password_grant_with_or_without_grant_type() {
+        let g = PasswordGrant::parse(form(&[("username", "a"), ("password", "p")])).unwrap();
+        assert_eq!((g.username.as_str(), g.password.as_str()), ("a", "p"));
+        assert!(g.scope.is_none());
+        let g = PasswordGrant::parse(form(&[
+            ("grant_type", "password"),
+            ("username", "a"),
+            ("password", "p"),
+            ("scope", "admin predict"),
+            ("client_id", "ignored"),
+        ]))
+        .unwrap();
+        assert_eq!(g.scope, Some(vec![Scope::Predict, Scope::Admin]));
+        let g = PasswordGrant::parse(form(&[
+            ("username", "a"),
+            ("password", "p"),
+            ("scope", " "),
+        ]))
+        .unwrap();
+        assert!(g.scope.is_none(), "a blank scope means all granted scopes");
+    }
+
+    #[test]
+    fn refusals() {
+        let e = parse_err(&[("grant_type", "client_credentials"), ("username", "a")]);
+        assert_eq!(e.code, "unsupported_grant_type");
+        assert!(e.description.contains("client_credentials"));
+        let e = parse_err(&[("password", "p")]);
+        assert_eq!(e.code, "invalid_request");
+        assert!(e.description.contains("`username`"), "{}", e.description);
+        let e = parse_err(&[("username", "a"), ("password", "")]);
+        assert!(e.description.contains("`password`"), "{}", e.description);
+        let e = parse_err(&[("username", "a"), ("username", "b"), ("password", "p")]);
+        assert_eq!(e.code, "invalid_request");
+        assert!(e.description.contains("more than once"));
+        let e = parse_err(&[("username", "a"), ("password", "p"), ("scope", "root")]);
+        assert_eq!(e.code, "invalid_scope");
+        assert!(e.description.contains("root"));
+    }
+}
