@@ -104,13 +104,13 @@ impl Registry {
 
     /// Opens (creating when needed) the database `db_path` with artifacts at `artifacts_url`
     /// (a folder, `file://` or `s3://bucket/prefix`). Verified model folders are cached under
-    /// `registry/cache/` next to the database. The artifact store is contacted on first use.
+    /// `registry/cache/` next to the database (an absolute path). The artifact store is contacted on first use.
     pub fn open_with(db_path: &Path, artifacts_url: &str) -> Result<Self, RegistryError> {
         let store = ArtifactStore::new(artifacts_url)?;
         let conn = schema::open(db_path)?;
-        let cache_dir = db_path
-            .parent()
-            .unwrap_or(Path::new("."))
+        let db_dir = db_path.parent().unwrap_or(Path::new("."));
+        let cache_dir = std::path::absolute(db_dir)
+            .map_err(RegistryError::io(db_dir))?
             .join("registry/cache");
         Ok(Self {
             conn,
