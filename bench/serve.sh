@@ -4,10 +4,12 @@
 #
 # usage: bench/serve.sh
 #   env: DURATION=30s (each closed-loop run and the overload/swap runs), TEXTS_COUNT=200000,
-#        WORK=/tmp/taxon-bench-serve (every file it writes), BENCH_DIR (the BBC split, shared
-#        with bench/linear.sh), CARGO_TARGET_DIR, SERVER_THREADS=2, CONCURRENCIES="1 8 32",
-#        OVERLOAD_QUEUE=256, OVERLOAD_CONCURRENCY=512, SKIP_OVERLOAD=1, SKIP_SWAP=1,
-#        SERVE_ARGS (extra flags for every `taxon serve`).
+#        WORK=/tmp/taxon-bench-serve (every file it writes), BENCH_DIR (where bench/linear.sh
+#        keeps the BBC split: reused when present, else `taxon quickstart` runs in WORK),
+#        CARGO_TARGET_DIR, SERVER_THREADS=2, CONCURRENCIES="1 8 32", OVERLOAD_QUEUE=256,
+#        OVERLOAD_CONCURRENCY=512, SKIP_OVERLOAD=1, SKIP_SWAP=1, SWAP_AFTER=10 (seconds into
+#        the swap run's window), SERVE_ARGS (extra flags for every `taxon serve`),
+#        TAXON_BIN / LOADGEN_BIN (prebuilt binaries instead of a release build).
 #
 # Steps: 1. train a linear model on the BBC train split; 2. write short distinct texts from
 # the test split's sentences; 3. serve it (cache off, so every request runs the model);
@@ -16,6 +18,14 @@
 # 6. hot swap of a registry alias under load; 7. a Markdown summary for the README.
 # Each loadgen run's JSON is kept in $WORK/*.json.
 set -euo pipefail
+# The settings given in the environment, for the summary's "reproduce" line.
+REPRO=
+for v in DURATION TEXTS_COUNT SERVER_THREADS CONCURRENCIES OVERLOAD_QUEUE OVERLOAD_CONCURRENCY \
+    SWAP_AFTER SERVE_ARGS SKIP_OVERLOAD SKIP_SWAP; do
+    if [[ -n ${!v:-} ]]; then
+        REPRO+="$v=$(printf '%q' "${!v}") "
+    fi
+done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/taxon/target}
@@ -30,7 +40,9 @@ OVERLOAD_QUEUE=${OVERLOAD_QUEUE:-256}
 # waiting its turn.
 OVERLOAD_CONCURRENCY=${OVERLOAD_CONCURRENCY:-512}
 read -r -a EXTRA <<< "${SERVE_ARGS:-}"
+SWAP_AFTER=${SWAP_AFTER:-10}
 mkdir -p "$W"
+W=$(cd "$W" && pwd)
 ulimit -n 8192 2>/dev/null || true
 
 log() { echo "== $*" >&2; }
@@ -47,17 +59,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building taxon and taxon-loadgen (release)"
-cargo build --release -q -p taxon-cli -p taxon-loadgen
-TAXON=$CARGO_TARGET_DIR/release/taxon
-LOADGEN=$CARGO_TARGET_DIR/release/taxon-loadgen
+if [[ -z ${TAXON_BIN:-} || -z ${LOADGEN_BIN:-} ]]; then
+    log "building taxon and taxon-loadgen (release)"
+    cargo build --release -q -p taxon-cli -p taxon-loadgen
+fi
+TAXON=${TAXON_BIN:-$CARGO_TARGET_DIR/release/taxon}
+LOADGEN=${LOADGEN_BIN:-$CARGO_TARGET_DIR/release/taxon-loadgen}
 
 # --- data: the BBC split, as bench/linear.sh makes it ------------------------------------
 DATA=$BENCH_DIR/data/bbc
 if [[ ! -s $DATA/train.jsonl || ! -s $DATA/test.jsonl ]]; then
-    log "making the BBC split with taxon quickstart in $BENCH_DIR"
-    mkdir -p "$BENCH_DIR"
-    "$TAXON" -q quickstart --dir "$BENCH_DIR" >&2
+    DATA=$W/quickstart/data/bbc
+    if [[ ! -s $DATA/train.jsonl || ! -s $DATA/test.jsonl ]]; then
+        log "making the BBC split with taxon quickstart in $W/quickstart"
+        mkdir -p "$W/quickstart"
+        "$TAXON" -q quickstart --dir "$W/quickstart" >&2
+    fi
 fi
 
 # --- 1. the model -------------------------------------------------------------------------
@@ -184,9 +201,10 @@ print(f"offered {r['offered_rps']:,.0f} req/s, achieved {r['achieved_rps']:,.0f}
       f"(2xx {r['ok_rps']:,.0f} req/s), unsent {r['unsent']:,}")
 print(f"503: {r['rejected']:,} ({share:.1f}%, {r['rejected_without_retry_after']} without Retry-After); "
       f"failed: {r['failed']}")
-l = r["latency_ok"]
+l, sv = r["latency_ok"], r["latency_ok_service"]
 print(f"admitted (2xx) latency from scheduled time: p50 {l['p50_us'] / 1000:.2f} ms, "
-      f"p99 {l['p99_us'] / 1000:.2f} ms, max {l['max_us'] / 1000:.2f} ms")
+      f"p99 {l['p99_us'] / 1000:.2f} ms, max {l['max_us'] / 1000:.2f} ms; "
+      f"from send: p99 {sv['p99_us'] / 1000:.2f} ms")
 print(f"server RSS: first {mib('first_kib')}, max {mib('max_kib')}, last {mib('last_kib')} "
       f"(max first half {mib('max_first_half_kib')}, second half {mib('max_second_half_kib')})")
 p99s = [row["ok_p99_us"] for row in r.get("timeline") or [] if row["ok"]]
@@ -228,13 +246,13 @@ PY
     cd "$P"
     start_server swap "$TAXON" serve --alias production --name bench --poll-interval 1 --port 0 \
         --threads "$SERVER_THREADS" --cache-size 0 "${EXTRA[@]}"
-    log "6. loadgen: concurrency 32, $DURATION; production -> version 2 after 10 s"
+    log "6. loadgen: concurrency 32, $DURATION; production -> version 2 after $SWAP_AFTER s"
     "$LOADGEN" --url "$BASE/v1/predict" --texts "$W/texts.txt" --concurrency 32 \
         --duration "$DURATION" --warmup 2s --server-pid "$SERVER_PID" --track-field model.version \
         --max-failures 0 --timeline --json > "$W/swap.json" &
     LG=$!
     PIDS+=("$LG")
-    sleep 12
+    sleep $((2 + SWAP_AFTER))
     "$TAXON" registry alias set production 2 --name bench --force >&2
     SWAP_RC=0
     wait "$LG" || SWAP_RC=$?
@@ -279,12 +297,12 @@ open loop, $OVERLOAD_CONCURRENCY connections, latency from each request's schedu
 $OVERLOAD_TEXT
 \`\`\`
 
-Hot swap (\`taxon serve --alias production --name bench --poll-interval 1\`; after 10 s,
+Hot swap (\`taxon serve --alias production --name bench --poll-interval 1\`; after $SWAP_AFTER s,
 \`taxon registry alias set production 2 --name bench --force\`):
 
 \`\`\`
 $SWAP_TEXT
 \`\`\`
 
-Reproduce: \`DURATION=$DURATION bench/serve.sh\` (JSON reports in \`$W\`).
+Reproduce: \`${REPRO}bench/serve.sh\` (JSON reports in \`$W\`).
 MD
