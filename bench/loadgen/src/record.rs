@@ -142,6 +142,9 @@ pub struct Recorded {
     pub latency_all: LatencySummary,
     /// Latency of 2xx responses.
     pub latency_ok: LatencySummary,
+    /// Latency of 2xx responses from the moment they were sent (equal to `latency_ok` in a
+    /// closed loop; in an open loop it leaves out the wait for a free connection).
+    pub latency_ok_service: LatencySummary,
     /// Values of the tracked field in order of first appearance (empty without tracking).
     pub tracked: Vec<TrackedValue>,
     /// Per-second rows when the timeline was asked for.
@@ -160,6 +163,7 @@ struct Second {
 pub struct Recorder {
     all: Histogram<u64>,
     ok: Histogram<u64>,
+    ok_service: Histogram<u64>,
     counts: Counts,
     statuses: BTreeMap<u16, u64>,
     tracked: BTreeMap<String, TrackedValue>,
@@ -174,6 +178,7 @@ impl Recorder {
         Self {
             all: histogram(3),
             ok: histogram(3),
+            ok_service: histogram(3),
             counts: Counts::default(),
             statuses: BTreeMap::new(),
             tracked: BTreeMap::new(),
@@ -183,9 +188,21 @@ impl Recorder {
     }
 
     /// Records a request that ended `at` after the window opened, `latency` after it was
-    /// sent (or scheduled, in an open loop).
+    /// sent.
     pub fn record(&mut self, at: Duration, latency: Duration, outcome: &Outcome) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.record_with_service(at, latency, latency, outcome);
+    }
+
+    /// Records a request that ended `at` after the window opened, `latency` after it was
+    /// due (an open loop's scheduled time) and `service` after it was sent.
+    pub fn record_with_service(
+        &mut self,
+        at: Duration,
+        latency: Duration,
+        service: Duration,
+        outcome: &Outcome,
+    ) {
+        let us = micros(latency);
         self.all.saturating_record(us);
         let c = &mut self.counts;
         c.requests += 1;
@@ -194,6 +211,7 @@ impl Recorder {
                 c.ok += 1;
                 *self.statuses.entry(*status).or_default() += 1;
                 self.ok.saturating_record(us);
+                self.ok_service.saturating_record(micros(service));
                 if let Some(value) = tracked {
                     let t = at.as_secs_f64();
                     let seen = self
@@ -279,12 +297,18 @@ impl Recorder {
         Recorded {
             latency_all: LatencySummary::of(&self.all),
             latency_ok: LatencySummary::of(&self.ok),
+            latency_ok_service: LatencySummary::of(&self.ok_service),
             counts: self.counts,
             statuses: self.statuses,
             tracked,
             timeline,
         }
     }
+}
+
+/// Whole microseconds, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// A histogram of microseconds from 1 us to an hour with `sigfig` significant digits.
@@ -325,6 +349,23 @@ mod tests {
     }
 
     #[test]
+    fn service_time_leaves_out_the_wait_for_a_connection() {
+        let mut r = Recorder::new(Duration::from_secs(1), false);
+        r.record_with_service(ms(10), ms(50), ms(2), &ok());
+        let out = r.finish();
+        assert!(
+            out.latency_ok.p50_us.abs_diff(50_000) <= 50,
+            "{}",
+            out.latency_ok.p50_us
+        );
+        assert!(
+            out.latency_ok_service.p50_us.abs_diff(2_000) <= 2,
+            "{}",
+            out.latency_ok_service.p50_us
+        );
+    }
+
+    #[test]
     fn empty_summary_is_zero() {
         let s = Recorder::new(Duration::from_secs(1), false)
             .finish()
@@ -360,6 +401,7 @@ mod tests {
         assert_eq!(statuses, vec![(200, 1), (404, 1), (500, 1), (503, 2)]);
         assert_eq!(out.latency_all.count, 8);
         assert_eq!(out.latency_ok.count, 1);
+        assert_eq!(out.latency_ok_service.count, 1);
     }
 
     #[test]

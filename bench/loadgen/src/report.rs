@@ -66,8 +66,11 @@ pub struct Report {
     pub counts: Counts,
     /// Responses per HTTP status.
     pub statuses: BTreeMap<u16, u64>,
-    /// Latency of 2xx responses.
+    /// Latency of 2xx responses (open loop: from each request's scheduled time).
     pub latency_ok: LatencySummary,
+    /// Latency of 2xx responses from the moment each was sent (open loop: without the wait
+    /// for a free connection; closed loop: the same as `latency_ok`).
+    pub latency_ok_service: LatencySummary,
     /// Latency of every recorded request.
     pub latency_all: LatencySummary,
     /// How the texts were used.
@@ -135,6 +138,7 @@ impl Report {
             unsent,
             statuses: recorded.statuses,
             latency_ok: recorded.latency_ok,
+            latency_ok_service: recorded.latency_ok_service,
             latency_all: recorded.latency_all,
             texts,
             connections_opened,
@@ -207,18 +211,15 @@ impl Report {
                 format!("{unsent} due but no free connection before the end"),
             );
         }
-        let l = &self.latency_ok;
-        row(
-            "latency ok",
-            format!(
-                "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-                ms(l.p50_us),
-                ms(l.p90_us),
-                ms(l.p99_us),
-                ms(l.p999_us),
-                ms(l.max_us)
-            ),
-        );
+        if self.offered_rps.is_some() {
+            row(
+                "latency ok",
+                percentiles(&self.latency_ok) + "  (from scheduled time)",
+            );
+            row("  from send", percentiles(&self.latency_ok_service));
+        } else {
+            row("latency ok", percentiles(&self.latency_ok));
+        }
         let statuses: Vec<String> = self
             .statuses
             .iter()
@@ -307,6 +308,17 @@ impl Report {
         }
         out
     }
+}
+
+fn percentiles(l: &LatencySummary) -> String {
+    format!(
+        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        ms(l.p50_us),
+        ms(l.p90_us),
+        ms(l.p99_us),
+        ms(l.p999_us),
+        ms(l.max_us)
+    )
 }
 
 fn percent(part: u64, whole: u64) -> f64 {

@@ -220,16 +220,20 @@ async fn worker(shared: Arc<Shared>) {
             }
         };
         shared.sent.fetch_add(1, Ordering::Relaxed);
+        let sent_at = Instant::now();
         let outcome = send(&shared, &mut conn, i).await;
         let done = Instant::now();
         if reference >= shared.window_open {
-            let at = done.saturating_duration_since(shared.window_open);
-            let latency = done.saturating_duration_since(reference);
             shared
                 .recorder
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .record(at, latency, &outcome);
+                .record_with_service(
+                    done.saturating_duration_since(shared.window_open),
+                    done.saturating_duration_since(reference),
+                    done.saturating_duration_since(sent_at),
+                    &outcome,
+                );
         }
         if outcome == Outcome::Failed(Failure::Connect) {
             tokio::time::sleep(CONNECT_BACKOFF).await;

@@ -108,6 +108,10 @@ async fn open_loop_sends_what_is_due_and_fills_the_timeline() {
     assert_eq!(report.texts.distinct_sent, 50);
     assert!(report.texts.repeated);
 
+    // Service time (from send) never exceeds latency from the scheduled time.
+    assert_eq!(report.latency_ok_service.count, c.ok);
+    assert!(report.latency_ok_service.max_us <= report.latency_ok.max_us);
+
     let rows = report.timeline.as_ref().unwrap();
     assert!(!rows.is_empty() && rows.len() <= 2, "{rows:?}");
     assert_eq!(rows.iter().map(|r| r.ok).sum::<u64>(), c.ok);
