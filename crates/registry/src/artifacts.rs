@@ -35,6 +35,16 @@ impl std::fmt::Debug for ArtifactStore {
     }
 }
 
+impl Drop for ArtifactStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks on its tasks, which panics inside an async context (a
+        // server dropping its registry): let it wind down in the background instead.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// Reads `name` from the environment, treating an empty value as unset.
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -176,6 +186,21 @@ pub fn md5_file(path: &Path) -> Result<(Md5Hex, u64), RegistryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_that_ran_transfers_can_be_dropped_inside_an_async_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::new(dir.path().to_str().unwrap()).unwrap();
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"x").unwrap();
+        store
+            .upload_missing(&[(a, Md5Hex::of_bytes(b"x"))])
+            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async move { drop(store) });
+    }
 
     #[test]
     fn urls_map_to_local_folders_and_buckets() {

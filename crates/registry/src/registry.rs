@@ -39,7 +39,9 @@ pub const REGISTRY_DB: &str = "registry.db";
 pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 /// A model registry: versions and aliases in SQLite, model files in an artifact store, and a
-/// local cache of verified model folders.
+/// local cache of verified model folders. `Send` but not `Sync` (one SQLite connection): share
+/// it behind a mutex, and call it from plain threads (`spawn_blocking` in async code), since
+/// the artifact transfers block on their own runtime.
 pub struct Registry {
     pub(crate) conn: Connection,
     pub(crate) db_path: PathBuf,
@@ -104,7 +106,8 @@ impl Registry {
 
     /// Opens (creating when needed) the database `db_path` with artifacts at `artifacts_url`
     /// (a folder, `file://` or `s3://bucket/prefix`). Verified model folders are cached under
-    /// `registry/cache/` next to the database (an absolute path). The artifact store is contacted on first use.
+    /// `registry/cache/` next to the database (an absolute path). The artifact store is
+    /// contacted on first use.
     pub fn open_with(db_path: &Path, artifacts_url: &str) -> Result<Self, RegistryError> {
         let store = ArtifactStore::new(artifacts_url)?;
         let conn = schema::open(db_path)?;

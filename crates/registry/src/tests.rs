@@ -103,6 +103,13 @@ impl Project {
     }
 }
 
+/// The server keeps a registry behind a mutex and hands it to blocking threads.
+#[test]
+fn a_registry_can_move_between_threads() {
+    fn send<T: Send>() {}
+    send::<Registry>();
+}
+
 fn opts(name: &str) -> RegisterOptions {
     RegisterOptions {
         name: name.into(),
