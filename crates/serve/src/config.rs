@@ -1,0 +1,185 @@
+//! The server's tuning knobs ([`ServeConfig`]): batching, queue, request limits, cache and
+//! source polling, with the defaults `taxon serve` starts from and a check of their ranges.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::ServeError;
+
+/// Everything that shapes how the server batches, admits, caches and reloads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// Most texts in one model batch.
+    pub max_batch_size: usize,
+    /// Longest a batch waits for more requests after its first one was queued.
+    pub max_wait: Duration,
+    /// Most estimated tokens in one model batch (the first request is always taken whole).
+    pub max_batch_tokens: usize,
+    /// Texts admitted and not yet answered; beyond this, requests get 503 + `Retry-After`.
+    pub queue_capacity: usize,
+    /// Longest accepted text, in characters (Unicode scalar values).
+    pub max_text_chars: usize,
+    /// Most texts in one `/v1/predict/batch` request.
+    pub max_batch_texts: usize,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Entries in the prediction cache (0 turns the cache off).
+    pub cache_capacity: usize,
+    /// How long a cached prediction stays valid.
+    pub cache_ttl: Duration,
+    /// Model worker threads.
+    pub workers: usize,
+    /// How often the source is asked what to serve (`None`: only at start and on admin reload).
+    pub poll_interval: Option<Duration>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 64,
+            max_wait: Duration::from_millis(2),
+            max_batch_tokens: 16_384,
+            queue_capacity: 1024,
+            max_text_chars: 20_000,
+            max_batch_texts: 256,
+            body_limit_bytes: 2 * 1024 * 1024,
+            cache_capacity: 10_000,
+            cache_ttl: Duration::from_secs(300),
+            workers: 1,
+            poll_interval: None,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Checks that every limit is usable; the error names the field and the accepted range.
+    pub fn validate(&self) -> Result<(), ServeError> {
+        let positive = [
+            ("max_batch_size", self.max_batch_size),
+            ("max_batch_tokens", self.max_batch_tokens),
+            ("queue_capacity", self.queue_capacity),
+            ("max_text_chars", self.max_text_chars),
+            ("max_batch_texts", self.max_batch_texts),
+            ("body_limit_bytes", self.body_limit_bytes),
+            ("workers", self.workers),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(ServeError::Config {
+                    field,
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
+        if self.workers > 256 {
+            return Err(ServeError::Config {
+                field: "workers",
+                message: format!("must be at most 256, got {}", self.workers),
+            });
+        }
+        if self.max_batch_texts > self.queue_capacity {
+            return Err(ServeError::Config {
+                field: "max_batch_texts",
+                message: format!(
+                    "({}) must not exceed queue_capacity ({}): such a batch could never be admitted",
+                    self.max_batch_texts, self.queue_capacity
+                ),
+            });
+        }
+        if self.max_wait > Duration::from_secs(10) {
+            return Err(ServeError::Config {
+                field: "max_wait",
+                message: format!("must be at most 10 s, got {:?}", self.max_wait),
+            });
+        }
+        if self.cache_capacity > 0 && self.cache_ttl.is_zero() {
+            return Err(ServeError::Config {
+                field: "cache_ttl",
+                message:
+                    "must be positive when the cache is on (set cache_capacity to 0 to turn it off)"
+                        .into(),
+            });
+        }
+        if self
+            .poll_interval
+            .is_some_and(|p| p < Duration::from_millis(100))
+        {
+            return Err(ServeError::Config {
+                field: "poll_interval",
+                message: format!("must be at least 100 ms, got {:?}", self.poll_interval),
+            });
+        }
+        Ok(())
+    }
+
+    /// The limits a client needs to know, as `/v1/models` reports them.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_text_chars: self.max_text_chars,
+            max_batch_texts: self.max_batch_texts,
+            body_limit_bytes: self.body_limit_bytes,
+            max_batch_size: self.max_batch_size,
+            max_wait_ms: self.max_wait.as_secs_f64() * 1e3,
+            max_batch_tokens: self.max_batch_tokens,
+            queue_capacity: self.queue_capacity,
+            cache_capacity: self.cache_capacity,
+            cache_ttl_seconds: self.cache_ttl.as_secs_f64(),
+            workers: self.workers,
+            poll_interval_seconds: self.poll_interval.map(|p| p.as_secs_f64()),
+        }
+    }
+}
+
+/// The configured limits, as reported by `GET /v1/models`.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Limits {
+    /// Longest accepted text, in characters.
+    pub max_text_chars: usize,
+    /// Most texts in one batch request.
+    pub max_batch_texts: usize,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Most texts in one model batch.
+    pub max_batch_size: usize,
+    /// Longest a batch waits for more requests, in milliseconds.
+    pub max_wait_ms: f64,
+    /// Most estimated tokens in one model batch.
+    pub max_batch_tokens: usize,
+    /// Texts admitted and not yet answered before requests are refused with 503.
+    pub queue_capacity: usize,
+    /// Prediction cache entries (0: off).
+    pub cache_capacity: usize,
+    /// Lifetime of a cached prediction, in seconds.
+    pub cache_ttl_seconds: f64,
+    /// Model worker threads.
+    pub workers: usize,
+    /// Seconds between source polls (null: no polling).
+    pub poll_interval_seconds: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        ServeConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn zero_limits_are_refused_with_the_field_name() {
+        let config = ServeConfig {
+            max_batch_size: 0,
+            ..ServeConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("max_batch_size"), "{err}");
+        let config = ServeConfig {
+            max_batch_texts: 2048,
+            ..ServeConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("queue_capacity"), "{err}");
+    }
+}

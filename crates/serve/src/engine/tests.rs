@@ -1,0 +1,331 @@
+//! Engine tests on a real linear model wrapped in a gate, so a test decides when the model
+//! worker may finish a batch and can queue work behind it deterministically.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::model::LoadedModel;
+use crate::source::SourceModel;
+use crate::testing::{BUSINESS, Gate, SPORT, gated_loader, train_model};
+
+struct Fixture {
+    engine: Engine,
+    metrics: Arc<Metrics>,
+    slot: Arc<ModelSlot>,
+    gate: Arc<Gate>,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(config: ServeConfig) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("news");
+    train_model(&model_dir, &["sport", "business"], 1);
+    let gate = Gate::new(true);
+    let source = SourceModel {
+        name: "news".into(),
+        version: "v1".into(),
+        dir: model_dir,
+    };
+    let model = LoadedModel::load(&source, &gated_loader(Arc::clone(&gate))).unwrap();
+    let slot = Arc::new(ArcSwap::from_pointee(model));
+    let metrics = Arc::new(Metrics::new());
+    let engine = Engine::start(&config, Arc::clone(&slot), Arc::clone(&metrics)).unwrap();
+    Fixture {
+        engine,
+        metrics,
+        slot,
+        gate,
+        _dir: dir,
+    }
+}
+
+/// Waits for `cond` (a state change, not a duration); fails after 20 s.
+fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn submit_one(engine: &Engine, text: &str) -> Result<oneshot::Receiver<Reply>, EngineError> {
+    engine.arrival().submit(
+        Texts::One(text.to_string()),
+        estimate_tokens(text, usize::MAX),
+    )
+}
+
+impl Fixture {
+    /// Closes the gate, submits one job and waits until the worker is blocked computing it.
+    fn hold_worker(&self) -> oneshot::Receiver<Reply> {
+        self.gate.set(false);
+        let calls = self.gate.calls.load(Ordering::SeqCst);
+        let rx = submit_one(&self.engine, SPORT).unwrap();
+        wait_until("the worker to take the first job", || {
+            self.gate.calls.load(Ordering::SeqCst) > calls
+        });
+        rx
+    }
+}
+
+fn config() -> ServeConfig {
+    ServeConfig {
+        max_wait: Duration::from_millis(20),
+        ..ServeConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_behind_a_busy_model_share_one_batch() {
+    let f = fixture(config());
+    let first = f.hold_worker();
+    let receivers: Vec<_> = (0..49)
+        .map(|i| submit_one(&f.engine, &format!("{BUSINESS} {i}")).unwrap())
+        .collect();
+    assert_eq!(f.engine.admitted(), 50);
+    f.gate.set(true);
+    first.await.unwrap().unwrap();
+    for rx in receivers {
+        let computed = rx.await.unwrap().unwrap();
+        assert_eq!(computed.probs.len(), 1);
+        assert_eq!(
+            computed.model.labels[argmax(&computed.probs[0])],
+            "business"
+        );
+    }
+    // The held job alone, then the 49 queued behind it together.
+    assert_eq!(f.metrics.batches(), (50, 2));
+    assert_eq!(f.engine.admitted(), 0);
+}
+
+#[test]
+fn a_batch_waits_for_announced_requests() {
+    let f = fixture(ServeConfig {
+        max_wait: Duration::from_secs(5),
+        ..ServeConfig::default()
+    });
+    // Ten requests announce themselves (as handlers do once they have the body), then submit
+    // one by one: the worker keeps gathering while any is still on its way.
+    let arrivals: Vec<_> = (0..10).map(|_| f.engine.arrival()).collect();
+    let receivers: Vec<_> = arrivals
+        .into_iter()
+        .map(|a| {
+            std::thread::sleep(Duration::from_millis(1));
+            a.submit(Texts::One(SPORT.into()), 9).unwrap()
+        })
+        .collect();
+    for rx in receivers {
+        rx.blocking_recv().unwrap().unwrap();
+    }
+    assert_eq!(f.metrics.batches(), (10, 1));
+}
+
+#[test]
+fn a_lone_request_does_not_wait_for_max_wait() {
+    let max_wait = Duration::from_secs(5);
+    let f = fixture(ServeConfig {
+        max_wait,
+        ..ServeConfig::default()
+    });
+    let started = Instant::now();
+    submit_one(&f.engine, SPORT)
+        .unwrap()
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    // Nothing else was on its way, so the batch ran at once, far inside max_wait.
+    assert!(started.elapsed() < max_wait, "{:?}", started.elapsed());
+}
+
+#[test]
+fn an_announced_request_that_gives_up_ends_the_wait() {
+    let max_wait = Duration::from_secs(5);
+    let f = fixture(ServeConfig {
+        max_wait,
+        ..ServeConfig::default()
+    });
+    let started = Instant::now();
+    let announced = f.engine.arrival();
+    let rx = submit_one(&f.engine, SPORT).unwrap();
+    wait_until("the worker to wait for the announced request", || {
+        f.engine.shared.gathering.load(Ordering::SeqCst) > 0
+    });
+    // A validation error or cache hit: the request never submits.
+    drop(announced);
+    rx.blocking_recv().unwrap().unwrap();
+    assert!(started.elapsed() < max_wait, "{:?}", started.elapsed());
+    assert_eq!(f.metrics.batches(), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_respect_size_and_token_limits() {
+    let f = fixture(ServeConfig {
+        max_batch_size: 4,
+        max_batch_tokens: 30,
+        ..config()
+    });
+    let first = f.hold_worker();
+    // 10 texts of 10 words: at most 3 fit the token budget.
+    let text = "one two three four five six seven eight nine ten";
+    let receivers: Vec<_> = (0..10)
+        .map(|_| submit_one(&f.engine, text).unwrap())
+        .collect();
+    f.gate.set(true);
+    first.await.unwrap().unwrap();
+    for rx in receivers {
+        rx.await.unwrap().unwrap();
+    }
+    // 1 held, then 3 + 3 + 3 + 1.
+    assert_eq!(f.metrics.batches(), (11, 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_and_recovers() {
+    let f = fixture(ServeConfig {
+        queue_capacity: 4,
+        max_batch_texts: 4,
+        ..config()
+    });
+    let first = f.hold_worker();
+    let queued: Vec<_> = (0..3)
+        .map(|_| submit_one(&f.engine, SPORT).unwrap())
+        .collect();
+    let refused = submit_one(&f.engine, SPORT).unwrap_err();
+    assert_eq!(
+        refused,
+        EngineError::Overloaded {
+            queued: 4,
+            capacity: 4,
+            wanted: 1
+        }
+    );
+    let batch = f
+        .engine
+        .arrival()
+        .submit(Texts::Many(vec![SPORT.into(), BUSINESS.into()]), 10);
+    assert!(matches!(
+        batch,
+        Err(EngineError::Overloaded { wanted: 2, .. })
+    ));
+    f.gate.set(true);
+    first.await.unwrap().unwrap();
+    for rx in queued {
+        rx.await.unwrap().unwrap();
+    }
+    assert_eq!(f.engine.admitted(), 0);
+    submit_one(&f.engine, SPORT)
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        f.metrics
+            .render(0)
+            .contains("taxon_queue_rejections_total 2")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_requests_are_not_computed() {
+    let f = fixture(config());
+    let first = f.hold_worker();
+    let texts_before = f.gate.texts.load(Ordering::SeqCst);
+    drop(submit_one(&f.engine, "gone one").unwrap());
+    drop(submit_one(&f.engine, "gone two").unwrap());
+    let kept = submit_one(&f.engine, BUSINESS).unwrap();
+    f.gate.set(true);
+    first.await.unwrap().unwrap();
+    kept.await.unwrap().unwrap();
+    // Only the kept text reached the model after the held one.
+    assert_eq!(f.gate.texts.load(Ordering::SeqCst), texts_before + 1);
+    assert_eq!(f.engine.admitted(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_jobs_keep_their_order_across_length_buckets() {
+    let f = fixture(config());
+    let long = format!("{BUSINESS} {}", "market ".repeat(200));
+    let texts = vec![
+        long.clone(),
+        SPORT.to_string(),
+        "goal".to_string(),
+        BUSINESS.to_string(),
+        format!("{SPORT} {}", "match ".repeat(80)),
+    ];
+    let tokens = texts.iter().map(|t| estimate_tokens(t, usize::MAX)).sum();
+    let computed = f
+        .engine
+        .arrival()
+        .submit(Texts::Many(texts.clone()), tokens)
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    let model = f.slot.load_full();
+    for (text, probs) in texts.iter().zip(&computed.probs) {
+        let alone = model.predict(&[text.as_str()]);
+        for (a, b) in alone[0].iter().zip(probs) {
+            assert!((a - b).abs() < 1e-6, "{text}: {a} vs {b}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_model_fails_the_batch_not_the_worker() {
+    let f = fixture(config());
+    *f.gate.panic_on.lock().unwrap() = Some("boom".into());
+    let err = submit_one(&f.engine, "boom goes the text")
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Model(m) if m.contains("test model refuses")),
+        "{err}"
+    );
+    submit_one(&f.engine, SPORT)
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.engine.admitted(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_queued_jobs_and_refuses_new_ones() {
+    let f = fixture(config());
+    let first = f.hold_worker();
+    let queued = submit_one(&f.engine, BUSINESS).unwrap();
+    f.engine.close();
+    assert_eq!(
+        submit_one(&f.engine, SPORT).unwrap_err(),
+        EngineError::Closed
+    );
+    f.gate.set(true);
+    first.await.unwrap().unwrap();
+    queued.await.unwrap().unwrap();
+    tokio::task::block_in_place(|| f.engine.shutdown());
+    assert_eq!(f.engine.admitted(), 0);
+}
+
+#[test]
+fn token_estimate_counts_words_up_to_the_cap() {
+    assert_eq!(estimate_tokens("  a b\tc\n d ", usize::MAX), 4);
+    assert_eq!(estimate_tokens("a b c d", 2), 2);
+    assert_eq!(estimate_tokens("", 5), 0);
+}
+
+fn argmax(p: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, x) in p.iter().enumerate() {
+        if *x > p[best] {
+            best = i;
+        }
+    }
+    best
+}

@@ -1,0 +1,192 @@
+//! A model worker thread: gathers a batch from the queue, computes it with the current model
+//! and answers every job through its oneshot.
+//!
+//! Gathering takes the first job, then more while they fit (`max_batch_size` texts,
+//! `max_batch_tokens` estimated tokens; a first job larger than either is taken whole). It
+//! waits for more only while requests are known to be on their way (past body reading, not yet
+//! queued) and at most until `max_wait` after the first job was queued. So a closed-loop client
+//! never pays `max_wait` for peers that do not exist, and a burst is grouped.
+//!
+//! Computing skips jobs whose client went away, reads the model once (a swap during the batch
+//! does not affect it), orders the texts by estimated length and cuts them into buckets of
+//! similar lengths (at most 2x apart, plus slack), one `predict_batch` per bucket, so padded
+//! models do not pad short texts to the longest one. A panicking or malformed model answers the
+//! bucket's jobs with an error; the thread lives on.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::{Computed, EngineError, Job, ModelSlot, Shared, estimate_tokens};
+use crate::metrics::Metrics;
+use crate::model::{LoadedModel, check_probabilities};
+
+/// Texts whose estimates are within `2 * first + BUCKET_SLACK` share a bucket.
+const BUCKET_SLACK: usize = 16;
+
+/// The worker loop: runs until the queue is closed and empty.
+pub(super) fn run(shared: &Shared, slot: &ModelSlot, metrics: &Metrics) {
+    let mut batch = Vec::with_capacity(shared.limits.max_batch_size);
+    let mut scratch = Scratch::default();
+    while gather(shared, &mut batch) {
+        compute(&mut batch, slot, metrics, &mut scratch);
+        batch.clear();
+    }
+}
+
+/// Fills `batch` (empty on entry); false when the queue is closed and drained.
+fn gather(shared: &Shared, batch: &mut Vec<Job>) -> bool {
+    let limits = shared.limits;
+    let mut state = shared.lock();
+    let first = loop {
+        if let Some(job) = state.jobs.pop_front() {
+            break job;
+        }
+        if state.closed {
+            return false;
+        }
+        state.waiting += 1;
+        state = shared
+            .wake
+            .wait(state)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.waiting -= 1;
+    };
+    let mut texts = first.texts.len();
+    let mut tokens = first.tokens;
+    let deadline = first.enqueued + limits.max_wait;
+    batch.push(first);
+    loop {
+        while let Some(next) = state.jobs.front() {
+            if texts + next.texts.len() > limits.max_batch_size
+                || tokens + next.tokens > limits.max_batch_tokens
+            {
+                return true;
+            }
+            texts += next.texts.len();
+            tokens += next.tokens;
+            if let Some(job) = state.jobs.pop_front() {
+                batch.push(job);
+            }
+        }
+        if texts >= limits.max_batch_size || state.closed {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        // Announce the wait before looking at `arriving`: an arrival that gives up sees
+        // either our announcement (and wakes us) or we see its departure.
+        shared.gathering.fetch_add(1, Ordering::SeqCst);
+        if shared.arriving.load(Ordering::SeqCst) == 0 {
+            shared.gathering.fetch_sub(1, Ordering::SeqCst);
+            return true;
+        }
+        state.waiting += 1;
+        state = match shared.wake.wait_timeout(state, deadline - now) {
+            Ok((s, _)) => s,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+        state.waiting -= 1;
+        shared.gathering.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Buffers reused from batch to batch.
+#[derive(Default)]
+struct Scratch {
+    /// (estimated tokens, job index, text index), sorted by tokens.
+    order: Vec<(usize, usize, usize)>,
+}
+
+/// Computes `batch` and answers every job.
+fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &mut Scratch) {
+    // A job whose client went away is dropped here (releasing its slots), not computed.
+    batch.retain(|job| !job.reply.is_closed());
+    if batch.is_empty() {
+        return;
+    }
+    let model = slot.load_full();
+    let cap = model.token_cap();
+    let order = &mut scratch.order;
+    order.clear();
+    for (j, job) in batch.iter().enumerate() {
+        for t in 0..job.texts.len() {
+            let tokens = if job.texts.len() == 1 {
+                job.tokens
+            } else {
+                estimate_tokens(job.texts.get(t), cap)
+            };
+            order.push((tokens, j, t));
+        }
+    }
+    order.sort_unstable_by_key(|&(tokens, _, _)| tokens);
+    let total_tokens: usize = order.iter().map(|&(tokens, _, _)| tokens).sum();
+    metrics.observe_batch(order.len(), total_tokens);
+
+    let mut results: Vec<Result<Vec<Vec<f32>>, EngineError>> = batch
+        .iter()
+        .map(|job| Ok(vec![Vec::new(); job.texts.len()]))
+        .collect();
+    let mut start = 0;
+    while start < order.len() {
+        let limit = order[start]
+            .0
+            .saturating_mul(2)
+            .saturating_add(BUCKET_SLACK);
+        let end = start
+            + order[start..]
+                .iter()
+                .take_while(|&&(tokens, _, _)| tokens <= limit)
+                .count();
+        let bucket = &order[start..end];
+        let texts: Vec<&str> = bucket
+            .iter()
+            .map(|&(_, j, t)| batch[j].texts.get(t))
+            .collect();
+        match predict_checked(&model, &texts) {
+            Ok(probs) => {
+                for (&(_, j, t), p) in bucket.iter().zip(probs) {
+                    if let Ok(out) = &mut results[j] {
+                        out[t] = p;
+                    }
+                }
+            }
+            Err(message) => {
+                tracing::error!(model = %model.name, version = %model.version, "{message}");
+                for &(_, j, _) in bucket {
+                    results[j] = Err(EngineError::Model(message.clone()));
+                }
+            }
+        }
+        start = end;
+    }
+    for (job, result) in batch.drain(..).zip(results) {
+        let Job { reply, _permit, .. } = job;
+        // Free the slots first: a client that sends its next request as soon as it has this
+        // answer must find them free.
+        drop(_permit);
+        // The client may have gone away meanwhile; nothing to do then.
+        let _ = reply.send(result.map(|probs| Computed {
+            model: Arc::clone(&model),
+            probs,
+        }));
+    }
+}
+
+/// One `predict_batch`, with panics caught and the output checked.
+fn predict_checked(model: &LoadedModel, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+    let probs = catch_unwind(AssertUnwindSafe(|| model.predict(texts))).map_err(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("model panicked: {what}")
+    })?;
+    check_probabilities(&probs, texts.len(), model.labels.len())
+        .map_err(|e| format!("model returned invalid output: {e}"))?;
+    Ok(probs)
+}

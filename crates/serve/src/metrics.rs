@@ -1,0 +1,411 @@
+//! The server's Prometheus metrics (prometheus-client, text exposition at `/metrics`).
+//!
+//! Per-request cost is a few atomic adds and one histogram observation: every route's
+//! duration histogram and its counters for the usual status codes are resolved once at start,
+//! so a request never hashes a label set; rarer status codes go through the label family.
+//! Gauges that summarise state (queue depth, cache hit ratio) are computed when scraped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The routes the server reports on, plus one label for requests no route matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Route {
+    Predict,
+    PredictBatch,
+    Models,
+    Health,
+    Ready,
+    Metrics,
+    OpenApi,
+    Docs,
+    AdminReload,
+    /// No route matched (404), or a route this enum does not name.
+    Other,
+}
+
+impl Route {
+    const ALL: [Route; 10] = [
+        Route::Predict,
+        Route::PredictBatch,
+        Route::Models,
+        Route::Health,
+        Route::Ready,
+        Route::Metrics,
+        Route::OpenApi,
+        Route::Docs,
+        Route::AdminReload,
+        Route::Other,
+    ];
+
+    /// The route's path template (the `route` label).
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Predict => "/v1/predict",
+            Route::PredictBatch => "/v1/predict/batch",
+            Route::Models => "/v1/models",
+            Route::Health => "/health",
+            Route::Ready => "/ready",
+            Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.json",
+            Route::Docs => "/docs",
+            Route::AdminReload => "/v1/admin/reload",
+            Route::Other => "unmatched",
+        }
+    }
+
+    /// The route whose path template is `path`.
+    pub fn from_path(path: &str) -> Route {
+        Route::ALL
+            .into_iter()
+            .find(|r| r.label() == path)
+            .unwrap_or(Route::Other)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Status codes whose counters are resolved at start.
+const COMMON_STATUSES: [u16; 9] = [200, 400, 404, 405, 413, 415, 422, 500, 503];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatus {
+    route: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    name: String,
+    version: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    // 50 us .. ~6.5 s.
+    Histogram::new(exponential_buckets(50e-6, 2.0, 18))
+}
+
+/// One route's pre-resolved series.
+struct RouteSeries {
+    duration: Histogram,
+    by_status: [Counter; COMMON_STATUSES.len()],
+}
+
+/// All metrics of one server, and the registry that renders them.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteStatus, Counter>,
+    routes: Vec<RouteSeries>,
+    batch_size: Histogram,
+    batch_tokens: Histogram,
+    queue_depth: Gauge,
+    queue_rejections: Counter,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cache_hit_ratio: Gauge<f64, AtomicU64>,
+    model_info: Family<ModelLabels, Gauge>,
+    model_swaps: Counter,
+    model_load_failures: Counter,
+    inflight: Gauge,
+    batched_texts: AtomicU64,
+    batch_count: AtomicU64,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RouteStatus, Counter>::default();
+        let durations: HistogramFamily<RouteLabel> =
+            Family::new_with_constructor(duration_histogram);
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        let batch_tokens = Histogram::new(exponential_buckets(1.0, 2.0, 18));
+        let queue_depth = Gauge::default();
+        let queue_rejections = Counter::default();
+        let cache_hits = Counter::default();
+        let cache_misses = Counter::default();
+        let cache_hit_ratio = Gauge::<f64, AtomicU64>::default();
+        let model_info = Family::<ModelLabels, Gauge>::default();
+        let model_swaps = Counter::default();
+        let model_load_failures = Counter::default();
+        let inflight = Gauge::default();
+
+        registry.register(
+            "taxon_requests",
+            "HTTP requests answered, by route template and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "taxon_request_duration_seconds",
+            "Time from request to response head, by route template",
+            durations.clone(),
+        );
+        registry.register(
+            "taxon_batch_size",
+            "Texts per model batch",
+            batch_size.clone(),
+        );
+        registry.register(
+            "taxon_batch_tokens",
+            "Estimated tokens per model batch",
+            batch_tokens.clone(),
+        );
+        registry.register(
+            "taxon_queue_depth",
+            "Texts admitted and not yet answered",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "taxon_queue_rejections",
+            "Requests refused with 503 because the queue was full",
+            queue_rejections.clone(),
+        );
+        registry.register(
+            "taxon_cache_hits",
+            "Predictions answered from the cache",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "taxon_cache_misses",
+            "Cache look-ups that found nothing valid",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "taxon_cache_hit_ratio",
+            "Cache hits / (hits + misses) since start",
+            cache_hit_ratio.clone(),
+        );
+        registry.register(
+            "taxon_model_info",
+            "The model being served (value 1)",
+            model_info.clone(),
+        );
+        registry.register(
+            "taxon_model_swaps",
+            "Times a new model version replaced the served one",
+            model_swaps.clone(),
+        );
+        registry.register(
+            "taxon_model_load_failures",
+            "Model loads, warm-ups or self-tests that failed (the old model kept serving)",
+            model_load_failures.clone(),
+        );
+        registry.register(
+            "taxon_inflight_requests",
+            "HTTP requests being handled",
+            inflight.clone(),
+        );
+
+        let routes = Route::ALL
+            .iter()
+            .map(|r| RouteSeries {
+                duration: durations.get_or_create_owned(&RouteLabel { route: r.label() }),
+                by_status: COMMON_STATUSES.map(|status| {
+                    requests.get_or_create_owned(&RouteStatus {
+                        route: r.label(),
+                        status,
+                    })
+                }),
+            })
+            .collect();
+
+        Self {
+            registry,
+            requests,
+            routes,
+            batch_size,
+            batch_tokens,
+            queue_depth,
+            queue_rejections,
+            cache_hits,
+            cache_misses,
+            cache_hit_ratio,
+            model_info,
+            model_swaps,
+            model_load_failures,
+            inflight,
+            batched_texts: AtomicU64::new(0),
+            batch_count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one answered request.
+    pub fn observe_request(&self, route: Route, status: u16, elapsed: Duration) {
+        let series = &self.routes[route.index()];
+        series.duration.observe(elapsed.as_secs_f64());
+        match COMMON_STATUSES.iter().position(|&s| s == status) {
+            Some(i) => {
+                series.by_status[i].inc();
+            }
+            None => {
+                self.requests
+                    .get_or_create(&RouteStatus {
+                        route: route.label(),
+                        status,
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    /// One more request in flight, until the guard drops.
+    pub fn inflight(&self) -> InflightGuard {
+        self.inflight.inc();
+        InflightGuard(self.inflight.clone())
+    }
+
+    /// Records a model batch.
+    pub fn observe_batch(&self, texts: usize, tokens: usize) {
+        self.batch_size.observe(texts as f64);
+        self.batch_tokens.observe(tokens as f64);
+        self.batched_texts
+            .fetch_add(texts as u64, Ordering::Relaxed);
+        self.batch_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request refused because the queue was full.
+    pub fn queue_rejected(&self) {
+        self.queue_rejections.inc();
+    }
+
+    /// A cache look-up's outcome.
+    pub fn cache_lookup(&self, hit: bool) {
+        if hit {
+            self.cache_hits.inc();
+        } else {
+            self.cache_misses.inc();
+        }
+    }
+
+    /// A new model is served (also called for the first one, without counting a swap).
+    pub fn model_served(&self, previous: Option<(&str, &str)>, name: &str, version: &str) {
+        if let Some((old_name, old_version)) = previous {
+            self.model_info.remove(&ModelLabels {
+                name: old_name.to_string(),
+                version: old_version.to_string(),
+            });
+            self.model_swaps.inc();
+        }
+        self.model_info
+            .get_or_create(&ModelLabels {
+                name: name.to_string(),
+                version: version.to_string(),
+            })
+            .set(1);
+    }
+
+    /// A model load, warm-up or self-test failed.
+    pub fn load_failed(&self) {
+        self.model_load_failures.inc();
+    }
+
+    /// Model swaps so far.
+    pub fn swaps(&self) -> u64 {
+        self.model_swaps.get()
+    }
+
+    /// Load failures so far.
+    pub fn load_failures(&self) -> u64 {
+        self.model_load_failures.get()
+    }
+
+    /// Texts computed in model batches so far, and the number of batches.
+    pub fn batches(&self) -> (u64, u64) {
+        (
+            self.batched_texts.load(Ordering::Relaxed),
+            self.batch_count.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The text exposition, with the scrape-time gauges set from `queue_depth`.
+    pub fn render(&self, queue_depth: usize) -> String {
+        self.queue_depth
+            .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+        let hits = self.cache_hits.get();
+        let total = hits + self.cache_misses.get();
+        self.cache_hit_ratio.set(if total == 0 {
+            0.0
+        } else {
+            hits as f64 / total as f64
+        });
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Decrements the in-flight gauge on drop.
+pub struct InflightGuard(Gauge);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_every_metric() {
+        let m = Metrics::new();
+        m.observe_request(Route::Predict, 200, Duration::from_millis(1));
+        m.observe_request(Route::Predict, 418, Duration::from_millis(1));
+        m.observe_batch(3, 12);
+        m.cache_lookup(true);
+        m.cache_lookup(false);
+        m.model_served(None, "news", "abc");
+        m.model_served(Some(("news", "abc")), "news", "def");
+        let text = m.render(5);
+        for needle in [
+            "taxon_requests_total{route=\"/v1/predict\",status=\"200\"} 1",
+            "taxon_requests_total{route=\"/v1/predict\",status=\"418\"} 1",
+            "taxon_request_duration_seconds_bucket{",
+            "taxon_batch_size_sum 3",
+            "taxon_batch_tokens_sum 12",
+            "taxon_queue_depth 5",
+            "taxon_queue_rejections_total 0",
+            "taxon_cache_hits_total 1",
+            "taxon_cache_misses_total 1",
+            "taxon_cache_hit_ratio 0.5",
+            "taxon_model_info{name=\"news\",version=\"def\"} 1",
+            "taxon_model_swaps_total 1",
+            "taxon_model_load_failures_total 0",
+            "taxon_inflight_requests 0",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from\n{text}");
+        }
+        assert!(!text.contains("version=\"abc\""), "{text}");
+        assert_eq!(m.batches(), (3, 1));
+    }
+}
