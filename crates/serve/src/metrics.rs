@@ -1,10 +1,12 @@
 //! The server's Prometheus metrics (prometheus-client, text exposition at `/metrics`).
 //!
 //! Per-request cost is a few atomic adds and one histogram observation: every route's
-//! duration histogram and its counters for the usual status codes are resolved once at start,
-//! so a request never hashes a label set; rarer status codes go through the label family.
+//! duration histogram and its counters for the usual status codes are resolved from their label
+//! family once, on first use, so a request rarely hashes a label set; rarer status codes go
+//! through the family.
 //! Gauges that summarise state (queue depth, cache hit ratio) are computed when scraped.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -74,7 +76,7 @@ impl Route {
     }
 }
 
-/// Status codes whose counters are resolved at start.
+/// Status codes whose counters are kept at hand once used.
 const COMMON_STATUSES: [u16; 9] = [200, 400, 404, 405, 413, 415, 422, 500, 503];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,16 +103,18 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(50e-6, 2.0, 18))
 }
 
-/// One route's pre-resolved series.
+/// One route's series, resolved on first use (so unused ones are not exported as zeros).
+#[derive(Default)]
 struct RouteSeries {
-    duration: Histogram,
-    by_status: [Counter; COMMON_STATUSES.len()],
+    duration: OnceLock<Histogram>,
+    by_status: [OnceLock<Counter>; COMMON_STATUSES.len()],
 }
 
 /// All metrics of one server, and the registry that renders them.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RouteStatus, Counter>,
+    durations: HistogramFamily<RouteLabel>,
     routes: Vec<RouteSeries>,
     batch_size: Histogram,
     batch_tokens: Histogram,
@@ -224,22 +228,12 @@ impl Metrics {
             inflight.clone(),
         );
 
-        let routes = Route::ALL
-            .iter()
-            .map(|r| RouteSeries {
-                duration: durations.get_or_create_owned(&RouteLabel { route: r.label() }),
-                by_status: COMMON_STATUSES.map(|status| {
-                    requests.get_or_create_owned(&RouteStatus {
-                        route: r.label(),
-                        status,
-                    })
-                }),
-            })
-            .collect();
+        let routes = Route::ALL.iter().map(|_| RouteSeries::default()).collect();
 
         Self {
             registry,
             requests,
+            durations,
             routes,
             batch_size,
             batch_tokens,
@@ -260,18 +254,25 @@ impl Metrics {
     /// Records one answered request.
     pub fn observe_request(&self, route: Route, status: u16, elapsed: Duration) {
         let series = &self.routes[route.index()];
-        series.duration.observe(elapsed.as_secs_f64());
+        series
+            .duration
+            .get_or_init(|| {
+                self.durations
+                    .get_or_create_owned(&RouteLabel { route: route.label() })
+            })
+            .observe(elapsed.as_secs_f64());
+        let key = || RouteStatus {
+            route: route.label(),
+            status,
+        };
         match COMMON_STATUSES.iter().position(|&s| s == status) {
             Some(i) => {
-                series.by_status[i].inc();
+                series.by_status[i]
+                    .get_or_init(|| self.requests.get_or_create_owned(&key()))
+                    .inc();
             }
             None => {
-                self.requests
-                    .get_or_create(&RouteStatus {
-                        route: route.label(),
-                        status,
-                    })
-                    .inc();
+                self.requests.get_or_create(&key()).inc();
             }
         }
     }

@@ -1,12 +1,308 @@
-//! `taxon serve`: the inference server.
+//! `taxon serve`: the inference server. Serves a trained model folder (`--model DIR`) or a
+//! registry alias (`--alias NAME`) over HTTP until SIGTERM or Ctrl-C, then drains in-flight
+//! requests and exits 0. Start errors (a bad model folder, a busy port) exit 2.
+//!
+//! At start it prints the model, the limits and `listening on http://HOST:PORT` (the real
+//! port, also with `--port 0`) on stderr, and with `--json` one line
+//! `{"event":"listening","url":...}` on stdout.
 
-use clap::Args;
+use std::io::{IsTerminal, Write};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use taxon_serve::{AppState, DirSource, ModelSource, ServeConfig};
 
 use crate::ctx::{Ctx, Outcome};
 
-#[derive(Debug, Args)]
-pub struct ServeArgs {}
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
 
-pub fn run(_args: ServeArgs, _ctx: &Ctx) -> anyhow::Result<Outcome> {
-    anyhow::bail!("not built yet")
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Serve this trained model folder (model.json and weights); a rewritten folder is picked
+    /// up by POST /v1/admin/reload or `--poll-interval`.
+    #[arg(
+        long,
+        env = "TAXON_SERVE_MODEL",
+        value_name = "DIR",
+        conflicts_with = "alias",
+        required_unless_present = "alias"
+    )]
+    pub model: Option<PathBuf>,
+    /// Serve, and follow, this registry alias (`production`, `staging`, ...).
+    #[arg(long, env = "TAXON_SERVE_ALIAS", value_name = "ALIAS")]
+    pub alias: Option<String>,
+    /// The registered model whose alias to serve (with `--alias`).
+    #[arg(
+        long,
+        env = "TAXON_SERVE_NAME",
+        value_name = "NAME",
+        requires = "alias"
+    )]
+    pub name: Option<String>,
+    /// Address to listen on (a non-loopback address needs `--insecure` for now).
+    #[arg(long, env = "TAXON_SERVE_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, env = "TAXON_SERVE_PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// Most texts in one model batch.
+    #[arg(long, env = "TAXON_SERVE_MAX_BATCH_SIZE", default_value_t = 64)]
+    pub max_batch_size: usize,
+    /// Longest a model batch waits for more requests after its first one, in milliseconds.
+    #[arg(long, env = "TAXON_SERVE_MAX_WAIT_MS", default_value_t = 2.0)]
+    pub max_wait_ms: f64,
+    /// Most estimated tokens (words, capped at the model's max_tokens) in one model batch.
+    #[arg(long, env = "TAXON_SERVE_MAX_BATCH_TOKENS", default_value_t = 16_384)]
+    pub max_batch_tokens: usize,
+    /// Texts admitted and not yet answered; beyond, requests get 503 with Retry-After.
+    #[arg(long, env = "TAXON_SERVE_QUEUE_SIZE", default_value_t = 1024)]
+    pub queue_size: usize,
+    /// Longest accepted text, in characters.
+    #[arg(long, env = "TAXON_SERVE_MAX_TEXT_CHARS", default_value_t = 20_000)]
+    pub max_text_chars: usize,
+    /// Most texts in one /v1/predict/batch request.
+    #[arg(long, env = "TAXON_SERVE_MAX_BATCH_TEXTS", default_value_t = 256)]
+    pub max_batch_texts: usize,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "TAXON_SERVE_BODY_LIMIT", value_name = "BYTES", default_value_t = 2 * 1024 * 1024)]
+    pub body_limit: usize,
+    /// Prediction cache entries (0: no cache).
+    #[arg(long, env = "TAXON_SERVE_CACHE_SIZE", default_value_t = 10_000)]
+    pub cache_size: usize,
+    /// Lifetime of a cached prediction, in seconds.
+    #[arg(
+        long,
+        env = "TAXON_SERVE_CACHE_TTL",
+        value_name = "SECONDS",
+        default_value_t = 300.0
+    )]
+    pub cache_ttl: f64,
+    /// Model worker threads.
+    #[arg(long, env = "TAXON_SERVE_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// HTTP worker threads (default: every core).
+    #[arg(long, env = "TAXON_SERVE_THREADS")]
+    pub threads: Option<usize>,
+    /// Seconds between checks of the model source for a new version (0: never; default 5
+    /// with --alias, never with --model).
+    #[arg(long, env = "TAXON_SERVE_POLL_INTERVAL", value_name = "SECONDS")]
+    pub poll_interval: Option<f64>,
+    /// Log line format (level from TAXON_LOG, default info; the access log is at debug).
+    #[arg(long, env = "TAXON_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Allow listening on a non-loopback address although no authentication is configured.
+    #[arg(long, env = "TAXON_SERVE_INSECURE")]
+    pub insecure: bool,
+}
+
+impl ServeArgs {
+    /// The server configuration the flags describe.
+    fn config(&self) -> anyhow::Result<ServeConfig> {
+        let max_wait = seconds("--max-wait-ms", self.max_wait_ms / 1e3)?;
+        let cache_ttl = seconds("--cache-ttl", self.cache_ttl)?;
+        let poll = match self.poll_interval {
+            Some(0.0) => None,
+            Some(s) => Some(seconds("--poll-interval", s)?),
+            None if self.alias.is_some() => Some(Duration::from_secs(5)),
+            None => None,
+        };
+        let config = ServeConfig {
+            max_batch_size: self.max_batch_size,
+            max_wait,
+            max_batch_tokens: self.max_batch_tokens,
+            queue_capacity: self.queue_size,
+            max_text_chars: self.max_text_chars,
+            max_batch_texts: self.max_batch_texts,
+            body_limit_bytes: self.body_limit,
+            cache_capacity: self.cache_size,
+            cache_ttl,
+            workers: self.workers,
+            poll_interval: poll,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn source(&self) -> anyhow::Result<Arc<dyn ModelSource>> {
+        match (&self.model, &self.alias) {
+            (Some(dir), _) => Ok(Arc::new(DirSource::new(dir)?)),
+            (None, Some(alias)) => {
+                let name = self.name.as_deref().unwrap_or("(default)");
+                bail!(
+                    "serving a registry alias is wired by the integrator (asked for {name}@{alias}); serve a model folder with --model DIR"
+                )
+            }
+            (None, None) => bail!("give --model DIR (a trained model folder) or --alias ALIAS"),
+        }
+    }
+}
+
+/// A non-negative, finite number of seconds.
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| anyhow::anyhow!("{flag}: expected a non-negative number, got {value}"))
+}
+
+pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let dispatch = log_dispatch(args.log_format);
+    let _log = tracing::dispatcher::set_default(&dispatch);
+    if !args.insecure && !is_loopback(&args.host) {
+        bail!(
+            "refusing to listen on {}: authentication is not configured, so anyone who can reach this address could use the server; listen on 127.0.0.1, or pass --insecure to accept that",
+            args.host
+        );
+    }
+    let config = args.config()?;
+    let source = args.source()?;
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    if threads == 0 {
+        bail!("--threads: expected at least 1");
+    }
+    let runtime_dispatch = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("taxon-serve")
+        .enable_all()
+        .on_thread_start(move || {
+            // Runtime threads log like this command; the guard lives as long as the thread.
+            std::mem::forget(tracing::dispatcher::set_default(&runtime_dispatch));
+        })
+        .build()
+        .context("starting the async runtime")?;
+    let result = runtime.block_on(serve(args, config, source, threads, ctx));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result?;
+    Ok(Outcome::Ok)
+}
+
+async fn serve(
+    args: ServeArgs,
+    config: ServeConfig,
+    source: Arc<dyn ModelSource>,
+    threads: usize,
+    ctx: &Ctx,
+) -> anyhow::Result<()> {
+    let described = source.describe();
+    let state = AppState::start(source, config.clone())
+        .await
+        .with_context(|| format!("starting the server on {described}"))?;
+    let model = state.model();
+    ctx.info(format!(
+        "model {} version {} ({}), labels: {}",
+        model.name,
+        model.version,
+        model.model_type,
+        model.labels.join(", ")
+    ));
+    ctx.info(format!("source: {described}"));
+    ctx.info(format!(
+        "limits: batches of {} texts / {} tokens / {} ms wait, queue {} texts, texts up to {} chars, batch requests up to {} texts, bodies up to {} bytes, cache {}, {} model worker(s), {} HTTP thread(s), {}",
+        config.max_batch_size,
+        config.max_batch_tokens,
+        config.max_wait.as_secs_f64() * 1e3,
+        config.queue_capacity,
+        config.max_text_chars,
+        config.max_batch_texts,
+        config.body_limit_bytes,
+        if config.cache_capacity == 0 {
+            "off".to_string()
+        } else {
+            format!(
+                "{} entries for {} s",
+                config.cache_capacity,
+                config.cache_ttl.as_secs_f64()
+            )
+        },
+        config.workers,
+        threads,
+        match config.poll_interval {
+            Some(p) => format!("source checked every {} s", p.as_secs_f64()),
+            None => "source checked on POST /v1/admin/reload".to_string(),
+        }
+    ));
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let url = format!("http://{addr}");
+    // Always printed: scripts started with --port 0 read the port from it.
+    eprintln!("listening on {url}");
+    if ctx.json {
+        let line = serde_json::json!({"event": "listening", "url": url});
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").and_then(|()| out.flush())?;
+    }
+    taxon_serve::run(listener, state, taxon_serve::shutdown_signal())
+        .await
+        .context("serving")?;
+    ctx.info("drained in-flight requests; stopped");
+    Ok(())
+}
+
+/// Whether `host` names only loopback addresses.
+fn is_loopback(host: &str) -> bool {
+    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return ip.is_loopback();
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match (host, 0u16).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<_> = addrs.collect();
+            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+/// The log subscriber of the server: `TAXON_LOG` level (default info), text or JSON lines on
+/// stderr.
+fn log_dispatch(format: LogFormat) -> tracing::Dispatch {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TAXON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => tracing::Dispatch::new(builder.finish()),
+        LogFormat::Json => tracing::Dispatch::new(builder.json().finish()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("127.0.0.1"));
+        assert!(is_loopback("::1"));
+        assert!(is_loopback("[::1]"));
+        assert!(is_loopback("localhost"));
+        assert!(!is_loopback("0.0.0.0"));
+        assert!(!is_loopback("10.1.2.3"));
+    }
+
+    #[test]
+    fn durations_must_be_non_negative() {
+        assert_eq!(seconds("--x", 1.5).unwrap(), Duration::from_millis(1500));
+        let err = seconds("--cache-ttl", -1.0).unwrap_err().to_string();
+        assert!(err.contains("--cache-ttl"), "{err}");
+        assert!(seconds("--x", f64::NAN).is_err());
+    }
 }

@@ -220,12 +220,19 @@ impl Engine {
             },
         });
         let mut workers = Vec::with_capacity(config.workers);
+        // The workers log where their creator logs (a thread does not inherit it).
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
         for i in 0..config.workers {
             let (queue, slot, metrics) =
                 (Arc::clone(&shared), Arc::clone(&slot), Arc::clone(&metrics));
+            let dispatch = dispatch.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("taxon-model-{i}"))
-                .spawn(move || worker::run(&queue, &slot, &metrics));
+                .spawn(move || {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        worker::run(&queue, &slot, &metrics);
+                    });
+                });
             match spawned {
                 Ok(handle) => workers.push(handle),
                 Err(e) => {

@@ -1,0 +1,352 @@
+//! `taxon serve`: the real binary on port 0, driven with a small std-only HTTP/1.1 client:
+//! every endpoint answers, start errors exit 2 with a clear message, and SIGTERM drains an
+//! in-flight request before exiting 0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use assert_cmd::cargo::CommandCargoExt;
+use predicates::str::contains;
+use serde_json::Value;
+
+const SPORT: &str = "the striker scored a goal in the league match";
+const BUSINESS: &str = "the bank said shares and profit rose on the market";
+
+/// Trains a small two-label model (sport, business) into `dir/news`.
+fn trained_model(dir: &Path) -> PathBuf {
+    let data = dir.join("train.jsonl");
+    let mut text = String::new();
+    for i in 0..30 {
+        for (label, t) in [("sport", SPORT), ("business", BUSINESS)] {
+            let row = serde_json::json!({"text": format!("{t} {i}"), "label": label});
+            text.push_str(&format!("{row}\n"));
+        }
+    }
+    std::fs::write(&data, text).unwrap();
+    let model = dir.join("news");
+    Command::cargo_bin("taxon")
+        .unwrap()
+        .current_dir(dir)
+        .args(["-q", "train", "--data"])
+        .arg(&data)
+        .arg("--output")
+        .arg(&model)
+        .args(["--epochs", "5", "--threads", "1"])
+        .assert()
+        .success();
+    model
+}
+
+/// A running `taxon serve`, killed on drop if still running.
+struct Server {
+    child: Child,
+    port: u16,
+    /// Stderr lines after the listening line.
+    stderr: mpsc::Receiver<String>,
+    /// Stdout, when captured.
+    stdout_first_line: Option<String>,
+}
+
+impl Server {
+    fn start(dir: &Path, model: &Path, extra: &[&str]) -> Server {
+        let mut child = StdCommand::cargo_bin("taxon")
+            .unwrap()
+            .current_dir(dir)
+            .env_remove("TAXON_LOG")
+            .args(extra)
+            .arg("serve")
+            .arg("--model")
+            .arg(model)
+            .args(["--port", "0", "--threads", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn taxon serve");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let port = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no listening line; stderr so far: {seen:#?}"));
+            if let Some(url) = line.strip_prefix("listening on http://") {
+                break url.rsplit(':').next().unwrap().parse().unwrap();
+            }
+            seen.push(line);
+        };
+        let stdout_first_line = extra.contains(&"--json").then(|| {
+            let mut line = String::new();
+            BufReader::new(child.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            line
+        });
+        Server {
+            child,
+            port,
+            stderr: rx,
+            stdout_first_line,
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        read_answer(&mut s)
+    }
+
+    fn sigterm(&self) {
+        let ok = StdCommand::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit (fails after 60 s).
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "taxon serve did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status, headers (lower-cased names) and body of one response.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response on a `Connection: close` stream.
+fn read_answer(s: &mut TcpStream) -> Answer {
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {text:?}"));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+#[test]
+fn serve_answers_every_endpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained_model(tmp.path());
+    let mut server = Server::start(tmp.path(), &model, &["--json"]);
+    let event: Value = serde_json::from_str(server.stdout_first_line.as_deref().unwrap()).unwrap();
+    assert_eq!(event["event"], "listening");
+    assert_eq!(event["url"], format!("http://127.0.0.1:{}", server.port));
+
+    let a = server.request(
+        "POST",
+        "/v1/predict",
+        Some(&format!(r#"{{"text": "{SPORT}"}}"#)),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = a.json();
+    assert_eq!(v["label"], "sport");
+    assert_eq!(v["model"]["name"], "news");
+    assert_eq!(a.header("x-request-id"), v["request_id"].as_str());
+
+    let body = serde_json::json!({"texts": [BUSINESS, SPORT]}).to_string();
+    let v = server
+        .request("POST", "/v1/predict/batch", Some(&body))
+        .json();
+    assert_eq!(v["predictions"][0]["label"], "business");
+    assert_eq!(v["predictions"][1]["label"], "sport");
+
+    let v = server.request("GET", "/v1/models", None).json();
+    assert_eq!(v["models"][0]["model_type"], "linear");
+    assert_eq!(server.request("GET", "/health", None).status, 200);
+    assert_eq!(server.request("GET", "/ready", None).status, 200);
+    let metrics = server.request("GET", "/metrics", None).body;
+    assert!(
+        metrics.contains("taxon_requests_total{route=\"/v1/predict\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    let v = server.request("GET", "/openapi.json", None).json();
+    assert!(v["paths"]["/v1/predict"]["post"].is_object());
+    let docs = server.request("GET", "/docs", None);
+    assert!(
+        docs.body.contains("<code>/v1/predict</code>"),
+        "{}",
+        docs.body
+    );
+    let a = server.request("GET", "/v0/nothing", None);
+    assert_eq!(
+        (a.status, a.json()["error_type"].clone()),
+        (404, "not_found".into())
+    );
+    let a = server.request("POST", "/v1/predict", Some(r#"{"text": ""}"#));
+    assert_eq!(a.status, 422);
+    assert_eq!(
+        a.json()["error"],
+        "\"text\" is empty: send some text to classify"
+    );
+
+    server.sigterm();
+    assert_eq!(server.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn sigterm_drains_an_in_flight_request_then_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained_model(tmp.path());
+    let mut server = Server::start(tmp.path(), &model, &[]);
+    // A batch request whose body arrives in two halves, with SIGTERM in between.
+    let body = serde_json::json!({"texts": [SPORT, BUSINESS, SPORT]}).to_string();
+    let (first, second) = body.split_at(body.len() / 2);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST /v1/predict/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    s.flush().unwrap();
+    // Wait until the server is handling it: the in-flight gauge counts it and this scrape.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = server.request("GET", "/metrics", None).body;
+        if metrics.contains("taxon_inflight_requests 2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "request never in flight:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.sigterm();
+    // The server is draining (it logs so) before the rest of the body arrives.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = server
+            .stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no drain log line");
+        if line.contains("shutting down") {
+            break;
+        }
+    }
+    s.write_all(second.as_bytes()).unwrap();
+    let a = read_answer(&mut s);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let labels: Vec<Value> = a.json()["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["label"].clone())
+        .collect();
+    assert_eq!(labels, ["sport", "business", "sport"]);
+    assert_eq!(server.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn start_errors_exit_2_and_say_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let taxon = || {
+        let mut c = Command::cargo_bin("taxon").unwrap();
+        c.current_dir(tmp.path());
+        c
+    };
+    // Not a model folder.
+    std::fs::create_dir(tmp.path().join("empty")).unwrap();
+    taxon()
+        .args(["serve", "--model", "empty", "--port", "0"])
+        .assert()
+        .code(2)
+        .stderr(contains("no model.json"));
+    // A model.json with a bad field: the error names the file and the field.
+    let model = trained_model(tmp.path());
+    let path = model.join("model.json");
+    let mut desc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    desc["format_version"] = 99.into();
+    std::fs::write(&path, desc.to_string()).unwrap();
+    taxon()
+        .args(["serve", "--model", "news", "--port", "0"])
+        .assert()
+        .code(2)
+        .stderr(contains("model.json"))
+        .stderr(contains("format_version"));
+    // A public address without --insecure.
+    taxon()
+        .args(["serve", "--model", "news", "--host", "0.0.0.0"])
+        .assert()
+        .code(2)
+        .stderr(contains("authentication is not configured"));
+    // Registry aliases are not wired yet.
+    taxon()
+        .args(["serve", "--alias", "production"])
+        .assert()
+        .code(2)
+        .stderr(contains("wired by the integrator"));
+    // --model and --alias exclude each other.
+    taxon()
+        .args(["serve", "--model", "news", "--alias", "production"])
+        .assert()
+        .failure()
+        .stderr(contains("cannot be used with"));
+}
