@@ -338,7 +338,13 @@ impl Arrival<'_> {
         let wake = state.waiting > 0;
         drop(state);
         if wake {
-            shared.wake.notify_one();
+            // A worker gathering a batch waits for exactly this kind of news; with several
+            // workers, wake them all so the gatherer is not passed over for an idle one.
+            if shared.gathering.load(Ordering::SeqCst) > 0 {
+                shared.wake.notify_all();
+            } else {
+                shared.wake.notify_one();
+            }
         }
         Ok(rx)
     }

@@ -313,6 +313,31 @@ async fn shutdown_answers_queued_jobs_and_refuses_new_ones() {
     assert_eq!(f.engine.admitted(), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_workers_answer_every_request() {
+    let f = Arc::new(fixture(ServeConfig {
+        workers: 3,
+        ..config()
+    }));
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move {
+                let text = if i % 2 == 0 { SPORT } else { BUSINESS };
+                let computed = submit_one(&f.engine, text).unwrap().await.unwrap().unwrap();
+                let want = if i % 2 == 0 { "sport" } else { "business" };
+                assert_eq!(computed.model.labels[argmax(&computed.probs[0])], want);
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(f.metrics.batches().0, 300);
+    assert_eq!(f.engine.admitted(), 0);
+    tokio::task::block_in_place(|| f.engine.shutdown());
+}
+
 #[test]
 fn token_estimate_counts_words_up_to_the_cap() {
     assert_eq!(estimate_tokens("  a b\tc\n d ", usize::MAX), 4);
