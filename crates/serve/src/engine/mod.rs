@@ -125,20 +125,41 @@ struct BatchLimits {
 /// State under the queue lock.
 struct QueueState {
     jobs: VecDeque<Job>,
-    /// Workers blocked on the condvar (idle or gathering).
-    waiting: usize,
+    /// Texts and estimated tokens of `jobs`.
+    queued_texts: usize,
+    queued_tokens: usize,
+    /// Workers waiting for a first job.
+    idle: usize,
+    /// Workers waiting to complete a batch, and the least texts or tokens that would fill
+    /// one of them (`usize::MAX` when none waits).
+    gatherers: usize,
+    need_texts: usize,
+    need_tokens: usize,
     closed: bool,
+}
+
+impl QueueState {
+    fn pop(&mut self) -> Option<Job> {
+        let job = self.jobs.pop_front()?;
+        self.queued_texts -= job.texts.len();
+        self.queued_tokens -= job.tokens;
+        Some(job)
+    }
 }
 
 /// What the handlers and the workers share.
 struct Shared {
     state: Mutex<QueueState>,
-    wake: Condvar,
+    /// Signalled for idle workers: a job was queued, or the queue closed.
+    work: Condvar,
+    /// Signalled for gathering workers: their batch can be filled, or nothing more is on its
+    /// way.
+    more: Condvar,
     /// Texts admitted and not yet answered.
     admitted: AtomicUsize,
     /// Requests past body reading that have not submitted (or given up) yet.
     arriving: AtomicUsize,
-    /// Workers waiting for arriving requests (mirrors state, readable without the lock).
+    /// Workers gathering (mirrors `QueueState::gatherers`, readable without the lock).
     gathering: AtomicUsize,
     capacity: usize,
     limits: BatchLimits,
@@ -205,10 +226,16 @@ impl Engine {
         let shared = Arc::new(Shared {
             state: Mutex::new(QueueState {
                 jobs: VecDeque::with_capacity(config.queue_capacity.min(4096)),
-                waiting: 0,
+                queued_texts: 0,
+                queued_tokens: 0,
+                idle: 0,
+                gatherers: 0,
+                need_texts: usize::MAX,
+                need_tokens: usize::MAX,
                 closed: false,
             }),
-            wake: Condvar::new(),
+            work: Condvar::new(),
+            more: Condvar::new(),
             admitted: AtomicUsize::new(0),
             arriving: AtomicUsize::new(0),
             gathering: AtomicUsize::new(0),
@@ -294,7 +321,8 @@ impl Drop for Engine {
 
 fn close(shared: &Shared) {
     shared.lock().closed = true;
-    shared.wake.notify_all();
+    shared.work.notify_all();
+    shared.more.notify_all();
 }
 
 /// A request that will submit to the engine (see [`Engine::arrival`]).
@@ -331,20 +359,25 @@ impl Arrival<'_> {
         if state.closed {
             return Err(EngineError::Closed);
         }
+        state.queued_texts += job.texts.len();
+        state.queued_tokens += job.tokens;
         state.jobs.push_back(job);
         // Under the lock: a worker never sees "queue empty, nothing arriving" in between.
-        shared.arriving.fetch_sub(1, Ordering::SeqCst);
+        let still_arriving = shared.arriving.fetch_sub(1, Ordering::SeqCst) - 1;
         self.done = true;
-        let wake = state.waiting > 0;
+        // Wake a gatherer only when its batch can now be closed (full, or nothing more is on
+        // its way), not for every job: under load that is one wake-up per batch.
+        let fill = state.gatherers > 0
+            && (still_arriving == 0
+                || state.queued_texts >= state.need_texts
+                || state.queued_tokens >= state.need_tokens);
+        let start = state.idle > 0;
         drop(state);
-        if wake {
-            // A worker gathering a batch waits for exactly this kind of news; with several
-            // workers, wake them all so the gatherer is not passed over for an idle one.
-            if shared.gathering.load(Ordering::SeqCst) > 0 {
-                shared.wake.notify_all();
-            } else {
-                shared.wake.notify_one();
-            }
+        if fill {
+            shared.more.notify_all();
+        }
+        if start {
+            shared.work.notify_one();
         }
         Ok(rx)
     }
@@ -360,7 +393,7 @@ impl Drop for Arrival<'_> {
         // A worker may be waiting for this request: tell it nothing more is coming.
         if before == 1 && shared.gathering.load(Ordering::SeqCst) > 0 {
             let _state = shared.lock();
-            shared.wake.notify_all();
+            shared.more.notify_all();
         }
     }
 }

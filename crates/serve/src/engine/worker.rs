@@ -40,18 +40,18 @@ fn gather(shared: &Shared, batch: &mut Vec<Job>) -> bool {
     let limits = shared.limits;
     let mut state = shared.lock();
     let first = loop {
-        if let Some(job) = state.jobs.pop_front() {
+        if let Some(job) = state.pop() {
             break job;
         }
         if state.closed {
             return false;
         }
-        state.waiting += 1;
+        state.idle += 1;
         state = shared
-            .wake
+            .work
             .wait(state)
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.waiting -= 1;
+        state.idle -= 1;
     };
     let mut texts = first.texts.len();
     let mut tokens = first.tokens;
@@ -66,11 +66,15 @@ fn gather(shared: &Shared, batch: &mut Vec<Job>) -> bool {
             }
             texts += next.texts.len();
             tokens += next.tokens;
-            if let Some(job) = state.jobs.pop_front() {
+            if let Some(job) = state.pop() {
                 batch.push(job);
             }
         }
         if texts >= limits.max_batch_size || state.closed {
+            return true;
+        }
+        // A full queue admits nothing more: no point in waiting.
+        if shared.admitted.load(Ordering::Acquire) >= shared.capacity {
             return true;
         }
         let now = Instant::now();
@@ -84,12 +88,23 @@ fn gather(shared: &Shared, batch: &mut Vec<Job>) -> bool {
             shared.gathering.fetch_sub(1, Ordering::SeqCst);
             return true;
         }
-        state.waiting += 1;
-        state = match shared.wake.wait_timeout(state, deadline - now) {
+        state.gatherers += 1;
+        state.need_texts = state.need_texts.min(limits.max_batch_size - texts);
+        state.need_tokens = state.need_tokens.min(
+            limits
+                .max_batch_tokens
+                .saturating_sub(tokens)
+                .saturating_add(1),
+        );
+        state = match shared.more.wait_timeout(state, deadline - now) {
             Ok((s, _)) => s,
             Err(poisoned) => poisoned.into_inner().0,
         };
-        state.waiting -= 1;
+        state.gatherers -= 1;
+        if state.gatherers == 0 {
+            state.need_texts = usize::MAX;
+            state.need_tokens = usize::MAX;
+        }
         shared.gathering.fetch_sub(1, Ordering::SeqCst);
     }
 }
