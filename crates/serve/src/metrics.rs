@@ -257,8 +257,9 @@ impl Metrics {
         series
             .duration
             .get_or_init(|| {
-                self.durations
-                    .get_or_create_owned(&RouteLabel { route: route.label() })
+                self.durations.get_or_create_owned(&RouteLabel {
+                    route: route.label(),
+                })
             })
             .observe(elapsed.as_secs_f64());
         let key = || RouteStatus {
