@@ -9,7 +9,8 @@
 #        CARGO_TARGET_DIR, SERVER_THREADS=2, CONCURRENCIES="1 8 32", OVERLOAD_QUEUE=256,
 #        OVERLOAD_CONCURRENCY=512, OVERLOAD_FACTOR=2, SKIP_OVERLOAD=1, SKIP_SWAP=1,
 #        SWAP_AFTER=10 (seconds into the swap run's window), SERVE_ARGS (extra flags for every
-#        `taxon serve`), TAXON_BIN / LOADGEN_BIN (prebuilt binaries instead of a release build).
+#        `taxon serve`), OVERLOAD_SERVE_ARGS (extra flags for the overload server only),
+#        TAXON_BIN / LOADGEN_BIN (prebuilt binaries instead of a release build).
 # Exits 1 after the summary when a request failed under overload or during the swap, or the
 # swap step could not run to the end.
 #
@@ -23,7 +24,7 @@ set -euo pipefail
 # The settings given in the environment, for the summary's "reproduce" line.
 REPRO=
 for v in DURATION TEXTS_COUNT SERVER_THREADS CONCURRENCIES OVERLOAD_QUEUE OVERLOAD_CONCURRENCY \
-    OVERLOAD_FACTOR SWAP_AFTER SERVE_ARGS SKIP_OVERLOAD SKIP_SWAP; do
+    OVERLOAD_FACTOR SWAP_AFTER SERVE_ARGS OVERLOAD_SERVE_ARGS SKIP_OVERLOAD SKIP_SWAP; do
     if [[ -n ${!v:-} ]]; then
         REPRO+="$v=$(printf '%q' "${!v}") "
     fi
@@ -43,6 +44,7 @@ OVERLOAD_QUEUE=${OVERLOAD_QUEUE:-256}
 OVERLOAD_CONCURRENCY=${OVERLOAD_CONCURRENCY:-512}
 OVERLOAD_FACTOR=${OVERLOAD_FACTOR:-2}
 read -r -a EXTRA <<< "${SERVE_ARGS:-}"
+read -r -a OVERLOAD_EXTRA <<< "${OVERLOAD_SERVE_ARGS:-}"
 SWAP_AFTER=${SWAP_AFTER:-10}
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
@@ -189,7 +191,7 @@ if [[ ${SKIP_OVERLOAD:-0} != 1 && $(nproc) -lt 2 ]]; then
     OVERLOAD_TEXT="(skipped: the overload step pins server and loadgen to cores 0 and 1; this machine has $(nproc))"
 elif [[ ${SKIP_OVERLOAD:-0} != 1 ]]; then
     start_server overload taskset -c 0 "$TAXON" serve --model "$W/model" --port 0 --threads 1 \
-        --cache-size 0 --queue-size "$OVERLOAD_QUEUE" "${EXTRA[@]}" || exit 1
+        --cache-size 0 --queue-size "$OVERLOAD_QUEUE" "${EXTRA[@]}" "${OVERLOAD_EXTRA[@]}" || exit 1
     log "5. capacity: closed loop, concurrency 32, 10 s (server on core 0, loadgen on core 1)"
     taskset -c 1 "$LOADGEN" --url "$BASE/v1/predict" --texts "$W/texts.txt" --concurrency 32 \
         --duration 10s --warmup 2s --json > "$W/capacity.json"
@@ -320,7 +322,7 @@ warmup.
 
 $CLOSED_TABLE
 
-${OVERLOAD_FACTOR}x overload (server \`taskset -c 0\`, \`--threads 1 --queue-size $OVERLOAD_QUEUE\`; loadgen \`taskset -c 1\`,
+${OVERLOAD_FACTOR}x overload (server \`taskset -c 0\`, \`--threads 1 --queue-size $OVERLOAD_QUEUE${OVERLOAD_SERVE_ARGS:+ $OVERLOAD_SERVE_ARGS}\`; loadgen \`taskset -c 1\`,
 open loop, $OVERLOAD_CONCURRENCY connections, latency from each request's scheduled time):
 
 \`\`\`

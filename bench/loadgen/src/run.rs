@@ -173,6 +173,9 @@ pub async fn run(config: Config) -> Result<Report, Error> {
 }
 
 fn validate(config: &Config) -> Result<(), Error> {
+    if config.texts.is_empty() {
+        return Err(Error::Invalid("no texts to send".to_owned()));
+    }
     if config.concurrency == 0 {
         return Err(Error::Invalid(
             "--concurrency must be at least 1".to_owned(),

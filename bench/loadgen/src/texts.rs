@@ -73,11 +73,14 @@ impl Texts {
         self.distinct
     }
 
-    /// The body of the `i`-th request: requests cycle through the texts in file order.
+    /// The body of the `i`-th request: requests cycle through the texts in file order (an
+    /// empty body when there are no texts, which `load` and `run` refuse).
     pub fn body(&self, i: u64) -> Bytes {
-        // `bodies` is never empty (`load` refuses an empty file), and the index fits in usize.
         let n = self.bodies.len() as u64;
-        self.bodies[(i % n) as usize].clone()
+        i.checked_rem(n)
+            .and_then(|k| self.bodies.get(k as usize))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// How the first `sent` requests used the texts: (distinct texts sent, whether any text
@@ -124,6 +127,14 @@ mod tests {
         let distinct = Texts::from_lines(["a", "b"]);
         assert_eq!(distinct.usage(2), (2, false));
         assert_eq!(distinct.usage(3), (2, true));
+    }
+
+    #[test]
+    fn no_texts_give_empty_bodies_not_a_panic() {
+        let texts = Texts::from_lines([]);
+        assert!(texts.is_empty());
+        assert!(texts.body(3).is_empty());
+        assert_eq!(texts.usage(5), (0, true));
     }
 
     #[test]
