@@ -8,7 +8,7 @@
 //! function per protected group, called with the group's `Router<AppState>` before merging, so
 //! a caller adds `route_layer(...)` (or anything else) to predictions and to admin separately,
 //! while the public group stays open. Unknown routes and methods get JSON 404 and 405 bodies.
-//! The outermost layer ([`observe`]) assigns the request id, counts in-flight requests and
+//! The outermost layer (`observe`) assigns the request id, counts in-flight requests and
 //! records `taxon_requests_total` and `taxon_request_duration_seconds`, so answers produced by
 //! a guard (401, 403) are counted too. The access log is at debug level.
 

@@ -6,7 +6,7 @@
 //! count of texts admitted and not yet answered; past `queue_capacity` the job is refused
 //! ([`EngineError::Overloaded`], 503 + `Retry-After` upstream), so memory stays bounded. The job
 //! carries a oneshot sender; the handler awaits the receiver. A job holds its queue slot until
-//! it is answered or dropped. Workers are described in [`worker`].
+//! it is answered or dropped. Workers are described in the `worker` module.
 
 mod worker;
 
