@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use assert_cmd::cargo::CommandCargoExt;
+use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 use serde_json::Value;
 
@@ -54,14 +55,21 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, model: &Path, extra: &[&str]) -> Server {
+        let model = model.to_str().unwrap();
+        Server::start_with(dir, extra, &["--model", model], &[])
+    }
+
+    /// `taxon EXTRA serve SERVE_ARGS --port 0 --threads 2` with `env` set.
+    fn start_with(dir: &Path, extra: &[&str], serve_args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = StdCommand::cargo_bin("taxon")
             .unwrap()
             .current_dir(dir)
             .env_remove("TAXON_LOG")
+            .env_remove("TAXON_JWT_SECRET")
+            .envs(env.iter().copied())
             .args(extra)
             .arg("serve")
-            .arg("--model")
-            .arg(model)
+            .args(serve_args)
             .args(["--port", "0", "--threads", "2"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -103,12 +111,25 @@ impl Server {
     }
 
     fn request(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
+        self.request_with(method, path, body, "application/json", &[])
+    }
+
+    /// A request with this content type and extra header lines (`Name: value`).
+    fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: &str,
+        headers: &[String],
+    ) -> Answer {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let body = body.unwrap_or("");
+        let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
         write!(
             s,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
@@ -336,17 +357,249 @@ fn start_errors_exit_2_and_say_why() {
         .args(["serve", "--model", "news", "--host", "0.0.0.0"])
         .assert()
         .code(2)
-        .stderr(contains("authentication is not configured"));
-    // Registry aliases are not wired yet.
+        .stderr(contains("without authentication"));
+    // An alias that the registry does not have.
     taxon()
         .args(["serve", "--alias", "production"])
         .assert()
         .code(2)
-        .stderr(contains("wired by the integrator"));
+        .stderr(contains("production"));
+    // A signing secret under 32 bytes.
+    taxon()
+        .env("TAXON_JWT_SECRET", "short-secret")
+        .args(["serve", "--model", "news", "--port", "0"])
+        .assert()
+        .code(2)
+        .stderr(contains("32"))
+        .stderr(contains("short-secret").not());
     // --model and --alias exclude each other.
     taxon()
         .args(["serve", "--model", "news", "--alias", "production"])
         .assert()
         .failure()
         .stderr(contains("cannot be used with"));
+}
+
+/// `taxon ARGS` in `dir`, asserting success; stdout.
+fn taxon_ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::cargo_bin("taxon")
+        .unwrap()
+        .current_dir(dir)
+        .env("TAXON_USER", "ci")
+        .env_remove("TAXON_REGISTRY_DB")
+        .env_remove("TAXON_REGISTRY_ARTIFACTS")
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "taxon {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `cond` every 50 ms for up to 30 s.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_follows_a_registry_alias_and_moves_it_through_the_admin_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    trained_model(dir);
+    taxon_ok(dir, &["registry", "register", "latest"], &[]);
+    // A second version: the same data, trained again into another folder.
+    std::fs::rename(dir.join("news"), dir.join("news-v1")).unwrap();
+    trained_model(dir);
+    taxon_ok(dir, &["registry", "register", "latest"], &[]);
+    taxon_ok(dir, &["registry", "alias", "set", "production", "1"], &[]);
+
+    let server = Server::start_with(
+        dir,
+        &[],
+        &["--alias", "production", "--poll-interval", "0.2"],
+        &[],
+    );
+    let predict = r#"{"text": "the striker scored a goal"}"#;
+    let answer = server.request("POST", "/v1/predict", Some(predict));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["model"]["name"], "default");
+    assert_eq!(answer.json()["model"]["version"], "v1");
+
+    // Through the admin API: the registry records it, the server swaps before answering.
+    let moved = server.request(
+        "PUT",
+        "/v1/admin/aliases/production",
+        Some(r#"{"version": 2, "force": true}"#),
+    );
+    assert_eq!(moved.status, 200, "{}", moved.body);
+    let moved = moved.json();
+    assert_eq!(moved["change"]["from_version"], 1);
+    assert_eq!(moved["change"]["to_version"], 2);
+    assert_eq!(moved["reload"]["swapped"], true);
+    assert_eq!(moved["reload"]["current"]["version"], "v2");
+    let answer = server.request("POST", "/v1/predict", Some(predict));
+    assert_eq!(answer.json()["model"]["version"], "v2");
+    let history: Value = serde_json::from_str(&taxon_ok(
+        dir,
+        &["--json", "registry", "history", "--alias", "production"],
+        &[],
+    ))
+    .unwrap();
+    let text = history.to_string();
+    assert!(text.contains("anonymous (auth off)"), "{text}");
+
+    // Bad alias requests are 4xx JSON, and nothing moves.
+    let unknown = server.request(
+        "PUT",
+        "/v1/admin/aliases/production",
+        Some(r#"{"version": 9}"#),
+    );
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    let wrong = server.request(
+        "PUT",
+        "/v1/admin/aliases/production",
+        Some(r#"{"version": "two"}"#),
+    );
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    assert!(wrong.json()["error"].as_str().unwrap().contains("version"));
+
+    // Through the CLI: the poller sees the move and swaps back.
+    taxon_ok(
+        dir,
+        &["registry", "alias", "set", "production", "1", "--force"],
+        &[],
+    );
+    eventually("the poller to serve v1 again", || {
+        server.request("POST", "/v1/predict", Some(predict)).json()["model"]["version"] == "v1"
+    });
+}
+
+#[test]
+fn auth_guards_predictions_and_admin_with_scoped_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = trained_model(dir);
+    let password = "correct horse battery";
+    let pw = [("TAXON_PASSWORD", password)];
+    taxon_ok(dir, &["users", "add", "alice"], &pw);
+    taxon_ok(
+        dir,
+        &[
+            "users", "add", "root", "--scope", "predict", "--scope", "admin",
+        ],
+        &pw,
+    );
+    let secret = "0123456789abcdef0123456789abcdef-secret";
+    let server = Server::start_with(
+        dir,
+        &[],
+        &["--model", model.to_str().unwrap()],
+        &[("TAXON_JWT_SECRET", secret)],
+    );
+    let predict = r#"{"text": "the striker scored a goal"}"#;
+
+    // Public routes stay open; predictions need a token.
+    assert_eq!(server.request("GET", "/health", None).status, 200);
+    assert_eq!(server.request("GET", "/ready", None).status, 200);
+    let denied = server.request("POST", "/v1/predict", Some(predict));
+    assert_eq!(denied.status, 401, "{}", denied.body);
+    assert!(
+        denied
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let garbage = server.request_with(
+        "POST",
+        "/v1/predict",
+        Some(predict),
+        "application/json",
+        &["Authorization: Bearer not.a.token".into()],
+    );
+    assert_eq!(garbage.status, 401);
+    assert!(
+        garbage
+            .header("www-authenticate")
+            .unwrap()
+            .contains("invalid_token")
+    );
+
+    let token = |user: &str, pass: &str| {
+        server.request_with(
+            "POST",
+            "/token",
+            Some(&format!(
+                "grant_type=password&username={user}&password={}",
+                pass.replace(' ', "+")
+            )),
+            "application/x-www-form-urlencoded",
+            &[],
+        )
+    };
+    let bad = token("alice", "wrong password");
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["error"], "invalid_grant");
+    let alice = token("alice", password);
+    assert_eq!(alice.status, 200, "{}", alice.body);
+    assert_eq!(alice.json()["token_type"], "bearer");
+    assert_eq!(alice.json()["expires_in"], 1800);
+    let alice = format!(
+        "Authorization: Bearer {}",
+        alice.json()["access_token"].as_str().unwrap()
+    );
+    let root = token("root", password);
+    let root = format!(
+        "Authorization: Bearer {}",
+        root.json()["access_token"].as_str().unwrap()
+    );
+
+    let ok = server.request_with(
+        "POST",
+        "/v1/predict",
+        Some(predict),
+        "application/json",
+        std::slice::from_ref(&alice),
+    );
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.json()["label"], "sport");
+    // alice has `predict` only: admin is forbidden; root has both.
+    let forbidden = server.request_with(
+        "POST",
+        "/v1/admin/reload",
+        None,
+        "application/json",
+        &[alice],
+    );
+    assert_eq!(forbidden.status, 403, "{}", forbidden.body);
+    assert!(
+        forbidden
+            .header("www-authenticate")
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    let reload = server.request_with(
+        "POST",
+        "/v1/admin/reload",
+        None,
+        "application/json",
+        &[root],
+    );
+    assert_eq!(reload.status, 200, "{}", reload.body);
+
+    // Nothing secret reached the log.
+    server.sigterm();
+    let mut server = server;
+    assert_eq!(server.wait_exit().code(), Some(0));
+    let log: Vec<String> = server.stderr.try_iter().collect();
+    let log = log.join("\n");
+    assert!(!log.contains(password), "{log}");
+    assert!(!log.contains(secret), "{log}");
 }

@@ -75,6 +75,10 @@ impl ModelSource for AliasSource {
         })
     }
 
+    fn alias(&self) -> Option<&str> {
+        Some(&self.alias)
+    }
+
     fn move_alias(
         &self,
         alias: &str,

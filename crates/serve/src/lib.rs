@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+pub mod alias;
 pub mod api;
 pub mod cache;
 pub mod config;
@@ -34,11 +35,12 @@ pub mod state;
 #[cfg(test)]
 mod testing;
 
+pub use alias::AliasSource;
 pub use api::{admin_routes, app, predict_routes, public_routes, router};
 pub use config::ServeConfig;
 pub use error::ServeError;
 pub use model::{LoadedModel, Loader};
 pub use reload::{ModelIdentity, ReloadOutcome};
 pub use server::{run, run_router, shutdown_signal};
-pub use source::{DirSource, ModelSource, SourceError, SourceModel};
+pub use source::{AliasMove, DirSource, ModelSource, SourceError, SourceModel};
 pub use state::{AppState, Health};

@@ -75,6 +75,11 @@ impl Reloader {
         }
     }
 
+    /// The source this reloader asks.
+    pub fn source(&self) -> &Arc<dyn ModelSource> {
+        &self.source
+    }
+
     /// Asks the source now; swaps when it names another model. Errors leave the served model
     /// in place (load failures are counted in `taxon_model_load_failures_total`).
     pub async fn check(&self) -> Result<ReloadOutcome, ServeError> {

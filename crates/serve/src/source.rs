@@ -14,6 +14,43 @@ pub trait ModelSource: Send + Sync + 'static {
     fn describe(&self) -> String;
     /// What should be served now: an identity and a local folder to load.
     fn current(&self) -> Result<SourceModel, SourceError>;
+
+    /// The alias this source follows, when it follows one (a moved alias means "reload now").
+    fn alias(&self) -> Option<&str> {
+        None
+    }
+
+    /// Moves `alias` of this source's registry model to `version` on behalf of `actor`
+    /// (`PUT /v1/admin/aliases/{alias}`). Sources without a registry refuse.
+    fn move_alias(
+        &self,
+        alias: &str,
+        version: u64,
+        force: bool,
+        actor: &str,
+    ) -> Result<AliasMove, SourceError> {
+        let _ = (alias, version, force, actor);
+        Err(SourceError::Unsupported {
+            what: self.describe(),
+        })
+    }
+}
+
+/// An alias change made through the server, as the registry recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct AliasMove {
+    /// Registered model name.
+    pub name: String,
+    /// The alias moved.
+    pub alias: String,
+    /// The version it pointed at before (none: a new alias).
+    pub from_version: Option<u64>,
+    /// The version it points at now.
+    pub to_version: Option<u64>,
+    /// Whether `force` overrode the promotion gate.
+    pub forced: bool,
+    /// The gate's verdict or the override's reason, as recorded in the alias history.
+    pub reason: Option<String>,
 }
 
 /// One model to serve: its identity and the folder holding it.
@@ -40,6 +77,14 @@ pub enum SourceError {
     /// The folder is not a model folder.
     #[error("{}: {message}", path.display())]
     NotAModel { path: PathBuf, message: String },
+    /// The source has no aliases to move (a model folder).
+    #[error(
+        "{what} has no aliases: serve a registry alias (taxon serve --alias) to move aliases through the server"
+    )]
+    Unsupported { what: String },
+    /// The registry refused an alias change (the promotion gate).
+    #[error("{message}")]
+    Refused { message: String },
     /// Another kind of source (a registry) failed; `what` is its description.
     #[error("{what}: {source}")]
     Backend {

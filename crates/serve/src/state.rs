@@ -169,6 +169,11 @@ impl AppState {
         &self.inner.request_ids
     }
 
+    /// The model source itself (for alias changes through the admin API).
+    pub fn model_source(&self) -> Arc<dyn crate::source::ModelSource> {
+        Arc::clone(self.inner.reloader.source())
+    }
+
     /// Checks the source now and swaps if it names another model (what the poller and
     /// `POST /v1/admin/reload` do).
     pub async fn reload(&self) -> Result<ReloadOutcome, ServeError> {

@@ -7,14 +7,14 @@
 //! `{"event":"listening","url":...}` on stdout.
 
 use std::io::{IsTerminal, Write};
-use std::net::{IpAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use taxon_serve::{AppState, DirSource, ModelSource, ServeConfig};
+use taxon_auth::{Auth, AuthConfig, Scope, UserStore};
+use taxon_serve::{AliasSource, AppState, DirSource, ModelSource, ServeConfig};
 
 use crate::ctx::{Ctx, Outcome};
 
@@ -50,7 +50,7 @@ pub struct ServeArgs {
         requires = "alias"
     )]
     pub name: Option<String>,
-    /// Address to listen on (a non-loopback address needs `--insecure` for now).
+    /// Address to listen on (a non-loopback address needs authentication, or `--insecure`).
     #[arg(long, env = "TAXON_SERVE_HOST", default_value = "127.0.0.1")]
     pub host: String,
     /// Port to listen on (0: any free port, printed at start).
@@ -104,6 +104,29 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address although no authentication is configured.
     #[arg(long, env = "TAXON_SERVE_INSECURE")]
     pub insecure: bool,
+    /// Turn authentication on: the HMAC secret that signs bearer tokens (at least 32 bytes).
+    /// Clients get tokens from POST /token (OAuth2 password flow) as users of `taxon users`.
+    #[arg(
+        long,
+        env = "TAXON_JWT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub jwt_secret: Option<String>,
+    /// Token signature algorithm: HS256, HS384 or HS512.
+    #[arg(long, env = "TAXON_JWT_ALGORITHM", default_value = "HS256")]
+    pub jwt_algorithm: String,
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(
+        long,
+        env = "TAXON_TOKEN_TTL",
+        value_name = "SECONDS",
+        default_value_t = 1800
+    )]
+    pub token_ttl: u64,
+    /// The users database (see `taxon users`).
+    #[arg(long, env = "TAXON_USERS_DB", value_name = "PATH", default_value = taxon_auth::DEFAULT_USERS_DB)]
+    pub users_db: PathBuf,
 }
 
 impl ServeArgs {
@@ -138,13 +161,26 @@ impl ServeArgs {
         match (&self.model, &self.alias) {
             (Some(dir), _) => Ok(Arc::new(DirSource::new(dir)?)),
             (None, Some(alias)) => {
-                let name = self.name.as_deref().unwrap_or("(default)");
-                bail!(
-                    "serving a registry alias is wired by the integrator (asked for {name}@{alias}); serve a model folder with --model DIR"
-                )
+                let name = self
+                    .name
+                    .as_deref()
+                    .unwrap_or(taxon_registry::DEFAULT_MODEL);
+                Ok(Arc::new(AliasSource::open(Path::new("."), name, alias)?))
             }
             (None, None) => bail!("give --model DIR (a trained model folder) or --alias ALIAS"),
         }
+    }
+
+    /// Authentication, when a signing secret is configured.
+    fn auth(&self) -> anyhow::Result<Option<Auth>> {
+        let Some(secret) = &self.jwt_secret else {
+            return Ok(None);
+        };
+        let mut config = AuthConfig::new(secret).context("--jwt-secret / TAXON_JWT_SECRET")?;
+        config.algorithm = taxon_auth::parse_algorithm(&self.jwt_algorithm)?;
+        config.token_ttl = Duration::from_secs(self.token_ttl);
+        let users = UserStore::open(&self.users_db)?;
+        Ok(Some(Auth::new(config, users)?))
     }
 }
 
@@ -157,12 +193,8 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
 pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let dispatch = log_dispatch(args.log_format);
     let _log = tracing::dispatcher::set_default(&dispatch);
-    if !args.insecure && !is_loopback(&args.host) {
-        bail!(
-            "refusing to listen on {}: authentication is not configured, so anyone who can reach this address could use the server; listen on 127.0.0.1, or pass --insecure to accept that",
-            args.host
-        );
-    }
+    let auth = args.auth()?;
+    taxon_auth::check_bind(&args.host, auth.is_some(), args.insecure)?;
     let config = args.config()?;
     let source = args.source()?;
     let threads = args.threads.unwrap_or_else(|| {
@@ -182,7 +214,7 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         })
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(args, config, source, threads, ctx));
+    let result = runtime.block_on(serve(args, config, source, auth, threads, ctx));
     runtime.shutdown_timeout(Duration::from_secs(5));
     result?;
     Ok(Outcome::Ok)
@@ -192,6 +224,7 @@ async fn serve(
     args: ServeArgs,
     config: ServeConfig,
     source: Arc<dyn ModelSource>,
+    auth: Option<Auth>,
     threads: usize,
     ctx: &Ctx,
 ) -> anyhow::Result<()> {
@@ -245,28 +278,32 @@ async fn serve(
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}").and_then(|()| out.flush())?;
     }
-    taxon_serve::run(listener, state, taxon_serve::shutdown_signal())
+    let router = match &auth {
+        Some(auth) => {
+            ctx.info(format!(
+                "auth: on ({:?} bearer tokens for {} s from POST /token; users in {})",
+                auth.config().algorithm,
+                auth.config().token_ttl.as_secs(),
+                args.users_db.display()
+            ));
+            taxon_serve::router(
+                state.clone(),
+                auth.token_router(),
+                |r| auth.guard(r, Scope::Predict),
+                |r| auth.guard(r, Scope::Admin),
+            )
+        }
+        None => {
+            // Loud on purpose, even with --quiet: anyone who reaches the port can use it.
+            eprintln!("{}", taxon_auth::startup_banner(false));
+            taxon_serve::app(state.clone())
+        }
+    };
+    taxon_serve::run_router(listener, router, state, taxon_serve::shutdown_signal())
         .await
         .context("serving")?;
     ctx.info("drained in-flight requests; stopped");
     Ok(())
-}
-
-/// Whether `host` names only loopback addresses.
-fn is_loopback(host: &str) -> bool {
-    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
-        return ip.is_loopback();
-    }
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match (host, 0u16).to_socket_addrs() {
-        Ok(addrs) => {
-            let addrs: Vec<_> = addrs.collect();
-            !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback())
-        }
-        Err(_) => false,
-    }
 }
 
 /// The log subscriber of the server: `TAXON_LOG` level (default info), text or JSON lines on
@@ -287,16 +324,6 @@ fn log_dispatch(format: LogFormat) -> tracing::Dispatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_hosts() {
-        assert!(is_loopback("127.0.0.1"));
-        assert!(is_loopback("::1"));
-        assert!(is_loopback("[::1]"));
-        assert!(is_loopback("localhost"));
-        assert!(!is_loopback("0.0.0.0"));
-        assert!(!is_loopback("10.1.2.3"));
-    }
 
     #[test]
     fn durations_must_be_non_negative() {

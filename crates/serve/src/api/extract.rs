@@ -21,13 +21,20 @@ pub enum FieldKind {
     String,
     /// An array of strings.
     Strings,
+    /// A non-negative integer.
+    Integer,
+    /// `true` or `false`.
+    Bool,
 }
 
-/// The expected shape of a request body: an object with exactly these (required) fields.
+/// The expected shape of a request body: an object with these required fields, and optionally
+/// these others, and no more.
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {
-    /// Field names and kinds.
+    /// Required field names and kinds.
     pub fields: &'static [(&'static str, FieldKind)],
+    /// Optional field names and kinds.
+    pub optional: &'static [(&'static str, FieldKind)],
     /// An example body, for messages.
     pub example: &'static str,
 }
@@ -106,22 +113,21 @@ fn explain(body: &[u8], shape: &Shape, fast: Option<&serde_json::Error>) -> ApiE
             kind_of(&value)
         ));
     };
-    let expected = shape
-        .fields
-        .iter()
+    let all = || shape.fields.iter().chain(shape.optional);
+    let expected = all()
         .map(|(name, _)| format!("`{name}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    if let Some(unknown) = map
-        .keys()
-        .find(|k| !shape.fields.iter().any(|(name, _)| name == k))
-    {
+    if let Some(unknown) = map.keys().find(|k| !all().any(|(name, _)| name == k)) {
         return ApiError::invalid_request(format!(
             "unknown field `{unknown}` in the request body: expected only {expected}"
         ));
     }
-    for &(name, kind) in shape.fields {
+    for &(name, kind) in all() {
         let Some(field) = map.get(name) else {
+            if shape.optional.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
             return ApiError::invalid_request(format!(
                 "missing field `{name}` in the request body: expected a JSON object like {}",
                 shape.example
@@ -146,6 +152,20 @@ fn explain(body: &[u8], shape: &Shape, fast: Option<&serde_json::Error>) -> ApiE
             (FieldKind::Strings, other) => {
                 return ApiError::invalid_request(format!(
                     "field `{name}` must be an array of strings, found {}",
+                    kind_of(other)
+                ));
+            }
+            (FieldKind::Integer, Value::Number(n)) if n.is_u64() => {}
+            (FieldKind::Integer, other) => {
+                return ApiError::invalid_request(format!(
+                    "field `{name}` must be a non-negative integer, found {}",
+                    kind_of(other)
+                ));
+            }
+            (FieldKind::Bool, Value::Bool(_)) => {}
+            (FieldKind::Bool, other) => {
+                return ApiError::invalid_request(format!(
+                    "field `{name}` must be true or false, found {}",
                     kind_of(other)
                 ));
             }
@@ -227,10 +247,12 @@ mod tests {
 
     const ONE: Shape = Shape {
         fields: &[("text", FieldKind::String)],
+        optional: &[],
         example: r#"{"text": "..."}"#,
     };
     const MANY: Shape = Shape {
         fields: &[("texts", FieldKind::Strings)],
+        optional: &[],
         example: r#"{"texts": ["...", "..."]}"#,
     };
 

@@ -2,7 +2,7 @@
 //!
 //! - [`public_routes`]: `/health`, `/ready`, `/metrics`, `/openapi.json`, `/docs`;
 //! - [`predict_routes`]: `POST /v1/predict`, `POST /v1/predict/batch`, `GET /v1/models`;
-//! - [`admin_routes`]: `POST /v1/admin/reload`.
+//! - [`admin_routes`]: `POST /v1/admin/reload`, `PUT /v1/admin/aliases/{alias}`.
 //!
 //! [`app`] merges them as they are. [`router`] is the seam for authentication: it takes one
 //! function per protected group, called with the group's `Router<AppState>` before merging, so
@@ -26,7 +26,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
@@ -41,18 +41,21 @@ use crate::state::AppState;
 
 /// The whole API, without authentication.
 pub fn app(state: AppState) -> Router {
-    router(state, |r| r, |r| r)
+    router(state, Router::new(), |r| r, |r| r)
 }
 
-/// The whole API, with `guard_predict` applied to [`predict_routes`] and `guard_admin` to
-/// [`admin_routes`] (for example `|r| r.route_layer(auth_layer)`).
+/// The whole API, with `extra_public` routes (`POST /token` when auth is on) merged into the
+/// public group, `guard_predict` applied to [`predict_routes`] and `guard_admin` to
+/// [`admin_routes`] (for example `|r| auth.guard(r, Scope::Admin)`).
 pub fn router(
     state: AppState,
+    extra_public: Router<AppState>,
     guard_predict: impl FnOnce(Router<AppState>) -> Router<AppState>,
     guard_admin: impl FnOnce(Router<AppState>) -> Router<AppState>,
 ) -> Router {
     Router::new()
         .merge(public_routes())
+        .merge(extra_public)
         .merge(guard_predict(predict_routes()))
         .merge(guard_admin(admin_routes()))
         .fallback(not_found)
@@ -79,9 +82,11 @@ pub fn predict_routes() -> Router<AppState> {
         .route("/v1/models", get(models::models))
 }
 
-/// `POST /v1/admin/reload`.
+/// `POST /v1/admin/reload`, `PUT /v1/admin/aliases/{alias}`.
 pub fn admin_routes() -> Router<AppState> {
-    Router::new().route("/v1/admin/reload", post(admin::reload))
+    Router::new()
+        .route("/v1/admin/reload", post(admin::reload))
+        .route("/v1/admin/aliases/{alias}", put(admin::move_alias))
 }
 
 async fn not_found(req: Request) -> Response {

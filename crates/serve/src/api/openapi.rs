@@ -26,6 +26,7 @@ use super::{admin, models, ops, predict};
         ops::ready,
         ops::metrics,
         admin::reload,
+        admin::move_alias,
         openapi_json,
         super::docs::docs_page,
     ),

@@ -31,6 +31,7 @@ pub struct PredictRequest<'a> {
 
 const PREDICT_SHAPE: Shape = Shape {
     fields: &[("text", FieldKind::String)],
+    optional: &[],
     example: r#"{"text": "..."}"#,
 };
 
@@ -46,6 +47,7 @@ pub struct BatchRequest<'a> {
 
 const BATCH_SHAPE: Shape = Shape {
     fields: &[("texts", FieldKind::Strings)],
+    optional: &[],
     example: r#"{"texts": ["...", "..."]}"#,
 };
 
