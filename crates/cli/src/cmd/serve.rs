@@ -266,18 +266,6 @@ async fn serve(
             None => "source checked on POST /v1/admin/reload".to_string(),
         }
     ));
-    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
-        .await
-        .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
-    let url = format!("http://{addr}");
-    // Always printed: scripts started with --port 0 read the port from it.
-    eprintln!("listening on {url}");
-    if ctx.json {
-        let line = serde_json::json!({"event": "listening", "url": url});
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}").and_then(|()| out.flush())?;
-    }
     let router = match &auth {
         Some(auth) => {
             ctx.info(format!(
@@ -299,6 +287,18 @@ async fn serve(
             taxon_serve::app(state.clone())
         }
     };
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let url = format!("http://{addr}");
+    // Always printed: scripts started with --port 0 read the port from it.
+    eprintln!("listening on {url}");
+    if ctx.json {
+        let line = serde_json::json!({"event": "listening", "url": url});
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}").and_then(|()| out.flush())?;
+    }
     taxon_serve::run_router(listener, router, state, taxon_serve::shutdown_signal())
         .await
         .context("serving")?;
