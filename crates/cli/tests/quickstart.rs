@@ -95,8 +95,10 @@ fn quickstart_versions_validates_and_describes_the_bbc_split() {
 
     // It ends by serving the production alias and showing the server's prediction.
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // The pretty-printed answer is the last JSON document; `predict` printed compact lines.
     let start = stdout
-        .rfind("{\n")
+        .rfind("\n{\n")
+        .map(|i| i + 1)
         .unwrap_or_else(|| panic!("no JSON answer:\n{stdout}"));
     let answer: serde_json::Value = serde_json::from_str(&stdout[start..]).unwrap();
     assert_eq!(answer["label"], "business", "{answer}");
