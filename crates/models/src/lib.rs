@@ -2,8 +2,9 @@
 //! folder by dispatching on the `model_type` of its `model.json`.
 //!
 //! Models implement [`taxon_core::model::TextClassifier`]; training is a separate function per
-//! model type (`linear::train`, `lstm::train`), so consumers never depend on a concrete model.
+//! model type (`linear::train`, `lstm::train`, `bert::train`), so consumers never depend on a concrete model.
 
+pub mod bert;
 pub mod linear;
 pub mod lstm;
 pub mod rng;
@@ -13,7 +14,7 @@ use std::path::Path;
 use taxon_core::model::{MODEL_JSON, ModelDescription, ModelError, TextClassifier};
 
 /// The model types this build can load and train.
-pub const MODEL_TYPES: &[&str] = &[linear::MODEL_TYPE, lstm::MODEL_TYPE];
+pub const MODEL_TYPES: &[&str] = &[linear::MODEL_TYPE, lstm::MODEL_TYPE, bert::MODEL_TYPE];
 
 /// Opens the model folder `dir`: reads `model.json`, then loads the weights with the
 /// implementation its `model_type` names, checking that the files match the description.
@@ -22,6 +23,7 @@ pub fn load(dir: &Path) -> Result<Box<dyn TextClassifier>, ModelError> {
     match desc.model_type.as_str() {
         linear::MODEL_TYPE => Ok(Box::new(linear::LinearModel::load_described(dir, &desc)?)),
         lstm::MODEL_TYPE => Ok(Box::new(lstm::LstmModel::load_described(dir, &desc)?)),
+        bert::MODEL_TYPE => Ok(Box::new(bert::BertModel::load_described(dir, &desc)?)),
         other => Err(unknown_type(dir, other)),
     }
 }
