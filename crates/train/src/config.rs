@@ -52,6 +52,19 @@ pub struct TrainConfig {
     pub output: Option<PathBuf>,
     /// Worker threads (default: every core).
     pub threads: Option<usize>,
+    /// `bert` only: the Hugging Face checkpoint folder to fine-tune (config.json,
+    /// tokenizer.json, model.safetensors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<PathBuf>,
+    /// `bert` only: `mean` (default) or `cls` pooling of the encoder's last states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<taxon_models::bert::Pooling>,
+    /// `bert` only: freeze the embeddings and the first N encoder layers (default 0: train all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_layers: Option<usize>,
+    /// `bert` only: which tokens of long texts are kept: `head-tail` (default) or `head`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncation: Option<taxon_models::bert::Truncation>,
 }
 
 /// The validation metric that early stopping and the best checkpoint follow.
@@ -112,6 +125,10 @@ pub struct Overrides {
     pub expectations: Option<PathBuf>,
     pub output: Option<PathBuf>,
     pub threads: Option<usize>,
+    pub model_path: Option<PathBuf>,
+    pub pooling: Option<taxon_models::bert::Pooling>,
+    pub freeze_layers: Option<usize>,
+    pub truncation: Option<taxon_models::bert::Truncation>,
 }
 
 impl TrainConfig {
@@ -156,7 +173,11 @@ impl TrainConfig {
             checkpoint_every,
             expectations,
             output,
-            threads
+            threads,
+            model_path,
+            pooling,
+            freeze_layers,
+            truncation
         );
         self
     }
@@ -280,5 +301,24 @@ mod tests {
         };
         let err = cfg.check().unwrap_err().to_string();
         assert!(err.contains("early_stopping_patience"), "{err}");
+    }
+
+    #[test]
+    fn bert_keys_parse_and_stay_out_of_other_models_json() {
+        let cfg = TrainConfig::from_yaml(
+            "model_type: bert\nmodel_path: ck\npooling: cls\nfreeze_layers: 2\n\
+             truncation: head\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.pooling, Some(taxon_models::bert::Pooling::Cls));
+        assert_eq!(cfg.truncation, Some(taxon_models::bert::Truncation::Head));
+        assert_eq!(cfg.freeze_layers, Some(2));
+        let err = TrainConfig::from_yaml("truncation: tail\n", Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("truncation") || err.contains("tail"), "{err}");
+        let json = serde_json::to_value(TrainConfig::default()).unwrap();
+        assert!(json.get("model_path").is_none(), "{json}");
     }
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use taxon_core::model::TextClassifier;
+use taxon_models::bert::{self, BertConfig};
 use taxon_models::linear::{self, EpochReport, LinearConfig, SgdOptions, TrainObserver};
 use taxon_models::lstm::{self, LstmConfig};
 use taxon_models::rng::SplitMix64;
@@ -300,6 +301,7 @@ pub fn train_with(
                 &val_ex,
             )?)
         }
+        bert::MODEL_TYPE => bert_trainer(cfg, &mut resolved, &labels, &train_ex, &val_ex)?,
         other => {
             return Err(TrainError::Invalid {
                 field: "model_type",
@@ -518,6 +520,107 @@ impl EpochLoop<'_> {
             train_seconds,
             checkpoint_seconds,
         })
+    }
+}
+
+/// The bert arm of the model factory: `model_path` is required; `model_config` keys are
+/// overridden by the top-level `max_len`, `pooling`, `freeze_layers` and `truncation`.
+fn bert_trainer(
+    cfg: &TrainConfig,
+    resolved: &mut TrainConfig,
+    labels: &[String],
+    train_ex: &[(&str, usize)],
+    val_ex: &[(&str, usize)],
+) -> Result<Box<dyn EpochTrainer>, TrainError> {
+    let base = cfg.model_path.clone().ok_or_else(|| TrainError::Missing {
+        field: "model_path",
+        message: "is required for model_type bert: pass --model-path DIR (a Hugging Face \
+                  folder with config.json, tokenizer.json and model.safetensors)"
+            .into(),
+    })?;
+    let mut model_config: BertConfig = match &cfg.model_config {
+        None | Some(serde_json::Value::Null) => BertConfig::default(),
+        Some(v) => serde_json::from_value(v.clone()).map_err(|e| TrainError::Invalid {
+            field: "model_config",
+            message: e.to_string(),
+        })?,
+    };
+    model_config.base_model = base.display().to_string();
+    if let Some(n) = cfg.max_len {
+        model_config.max_len = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(p) = cfg.pooling {
+        model_config.pooling = p;
+    }
+    if let Some(k) = cfg.freeze_layers {
+        model_config.freeze_layers = k;
+    }
+    if let Some(t) = cfg.truncation {
+        model_config.truncation = t;
+    }
+    resolved.model_config = Some(serde_json::to_value(&model_config).unwrap_or_default());
+    let lr = resolved
+        .learning_rate
+        .get_or_insert(bert::DEFAULT_LEARNING_RATE as f32);
+    let opts = lstm::AdamWOptions {
+        learning_rate: f64::from(*lr),
+        warmup_steps: cfg
+            .warmup_steps
+            .map(|w| usize::try_from(w).unwrap_or(usize::MAX)),
+        epochs: *resolved.epochs.get_or_insert(bert::DEFAULT_EPOCHS),
+        batch_size: *resolved.batch_size.get_or_insert(bert::DEFAULT_BATCH_SIZE),
+        seed: resolved.seed.unwrap_or(DEFAULT_SEED),
+        threads: resolved.threads.unwrap_or(1),
+        ..Default::default()
+    };
+    Ok(Box::new(bert::BertTrainer::new(
+        &base,
+        &model_config,
+        &opts,
+        labels,
+        train_ex,
+        val_ex,
+    )?))
+}
+
+/// The bert trainer in the epoch loop (here rather than in `trainer.rs` only to keep this
+/// change to the files of the bert task; it belongs next to the lstm one).
+impl EpochTrainer for bert::BertTrainer {
+    fn epochs_done(&self) -> usize {
+        bert::BertTrainer::epochs_done(self)
+    }
+
+    fn run_epoch(&mut self, observer: &dyn TrainObserver) -> Result<EpochReport, TrainError> {
+        Ok(bert::BertTrainer::run_epoch(self, observer)?)
+    }
+
+    fn validation_predictions(&self) -> Vec<usize> {
+        bert::BertTrainer::validation_predictions(self).to_vec()
+    }
+
+    fn save_model(&self, dir: &Path) -> Result<(), TrainError> {
+        Ok(self.model().save(dir)?)
+    }
+
+    fn snapshot(&self) -> Box<dyn TextClassifier> {
+        Box::new(self.model())
+    }
+
+    fn state(&self) -> Result<serde_json::Value, TrainError> {
+        serde_json::to_value(bert::BertTrainer::state(self)).map_err(|e| TrainError::Checkpoint {
+            path: Default::default(),
+            message: format!("serializing the AdamW state: {e}"),
+        })
+    }
+
+    fn restore(&mut self, dir: &Path, state: &serde_json::Value) -> Result<(), TrainError> {
+        let state: bert::BertState =
+            serde_json::from_value(state.clone()).map_err(|e| TrainError::Checkpoint {
+                path: dir.join(checkpoint::STATE_JSON),
+                message: format!("field `trainer`: not a bert AdamW state: {e}"),
+            })?;
+        let model = bert::BertModel::load(dir)?;
+        Ok(bert::BertTrainer::restore(self, &model, &state)?)
     }
 }
 

@@ -17,7 +17,7 @@ pub struct TrainArgs {
     /// Training config (YAML); flags below override its keys.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Model type to train (`linear`).
+    /// Model type to train: linear (default), lstm or bert.
     #[arg(long)]
     pub model_type: Option<String>,
     /// Training data: JSONL, CSV/TSV or Parquet with `text` and `label` fields.
@@ -52,9 +52,24 @@ pub struct TrainArgs {
     /// Examples per optimizer step for mini-batch models (linear ignores it).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Tokens kept per text (linear: model_config.max_tokens).
+    /// Tokens kept per text (linear: model_config.max_tokens; bert: word pieces with [CLS]
+    /// and [SEP], default 128).
     #[arg(long)]
     pub max_len: Option<u64>,
+    /// bert: the Hugging Face checkpoint folder to fine-tune (config.json, tokenizer.json,
+    /// model.safetensors; BERT or DistilBERT).
+    #[arg(long, value_name = "DIR")]
+    pub model_path: Option<PathBuf>,
+    /// bert: pooling of the encoder's last states: mean (default) or cls.
+    #[arg(long)]
+    pub pooling: Option<taxon_models::bert::Pooling>,
+    /// bert: freeze the embeddings and the first N encoder layers (default 0: train all).
+    #[arg(long, value_name = "N")]
+    pub freeze_layers: Option<usize>,
+    /// bert: tokens kept of long texts: head-tail (default: the first quarter of the budget,
+    /// at most 128, and the end) or head.
+    #[arg(long)]
+    pub truncation: Option<taxon_models::bert::Truncation>,
     /// Early stopping: stop after N epochs without improvement of --monitor on validation
     /// data, and keep the best epoch's weights.
     #[arg(long, value_name = "N")]
@@ -127,6 +142,10 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         monitor: args.monitor,
         checkpoint_every: args.checkpoint_every,
         expectations: args.expectations,
+        model_path: args.model_path,
+        pooling: args.pooling,
+        freeze_layers: args.freeze_layers,
+        truncation: args.truncation,
     });
     cfg.check()?;
     let tracking = super::runs::TrainTracking::start(&cfg, &args.track, ctx);

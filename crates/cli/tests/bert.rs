@@ -1,0 +1,174 @@
+//! The `bert` model type through the binary: the training one-liner on a tiny randomly
+//! initialised BERT checkpoint the test writes, then `taxon eval` and `taxon predict` on the
+//! result; a missing `--model-path` and a checkpoint that disagrees with its config are clear
+//! errors.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::PredicateBooleanExt;
+use predicates::str::contains;
+use taxon_models::bert::RandomCheckpoint;
+
+const SPORT: [&str; 6] = ["goal", "match", "team", "coach", "league", "striker"];
+const MONEY: [&str; 6] = ["bank", "market", "shares", "profit", "bond", "rates"];
+const FILLER: [&str; 6] = ["the", "a", "of", "on", "said", "today"];
+
+/// `taxon` run inside `dir`, recording runs there.
+fn taxon_in(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("taxon").unwrap();
+    c.current_dir(dir).env("TAXON_RUNS_DB", dir.join("runs.db"));
+    c
+}
+
+/// Labelled JSONL: sport texts hold sport words, business texts money words, with filler.
+fn write_data(path: &Path, n: usize, seed: usize) {
+    let mut out = String::new();
+    for i in 0..n {
+        let (label, key) = if i % 2 == 0 {
+            ("sport", &SPORT)
+        } else {
+            ("business", &MONEY)
+        };
+        let len = 2 + (i * 5 + seed) % 7;
+        let words: Vec<&str> = (0..len)
+            .map(|j| {
+                if (i + j + seed) % 2 == 0 {
+                    key[(i * 7 + j + seed) % 6]
+                } else {
+                    FILLER[(i + j * 5 + seed) % 6]
+                }
+            })
+            .collect();
+        let text = format!("{} {}", words.join(" "), key[i % 6]);
+        out.push_str(&serde_json::json!({"text": text, "label": label}).to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn tiny_checkpoint(dir: &Path) -> std::path::PathBuf {
+    let words: Vec<&str> = SPORT.iter().chain(&MONEY).chain(&FILLER).copied().collect();
+    let ck = dir.join("tiny-bert");
+    RandomCheckpoint::tiny(&words).write(&ck).unwrap();
+    ck
+}
+
+#[test]
+fn training_one_liner_then_eval_and_predict() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ck = tiny_checkpoint(d);
+    write_data(&d.join("train.jsonl"), 160, 0);
+    write_data(&d.join("test.jsonl"), 40, 3);
+    taxon_in(d)
+        .args(["-q", "train", "--model-type", "bert", "--model-path"])
+        .arg(&ck)
+        .args([
+            "--data",
+            "train.jsonl",
+            "--max-len",
+            "24",
+            "--epochs",
+            "5",
+            "--learning-rate",
+            "3e-3",
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+            "--pooling",
+            "mean",
+            "--truncation",
+            "head",
+            "--output",
+            "out",
+        ])
+        .assert()
+        .success();
+    let desc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/model.json")).unwrap()).unwrap();
+    assert_eq!(desc["model_type"], "bert");
+    assert_eq!(desc["params"]["max_len"], 24);
+    assert_eq!(desc["params"]["truncation"], "head");
+    assert_eq!(desc["params"]["freeze_layers"], 0);
+    assert_eq!(desc["labels"], serde_json::json!(["business", "sport"]));
+    assert!(d.join("out/metrics.json").is_file());
+
+    let out = taxon_in(d)
+        .args([
+            "-q",
+            "eval",
+            "out",
+            "test.jsonl",
+            "--json",
+            "--threads",
+            "1",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let acc = report["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.9, "test accuracy {acc}: {report}");
+
+    let out = taxon_in(d)
+        .args(["-q", "predict", "out", "test.jsonl", "--threads", "1"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 40);
+    let right = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| r["label"] == if i % 2 == 0 { "sport" } else { "business" })
+        .count();
+    assert!(right >= 36, "{right} of 40 right");
+}
+
+#[test]
+fn missing_model_path_and_bad_checkpoint_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_data(&d.join("train.jsonl"), 20, 0);
+    taxon_in(d)
+        .args([
+            "-q",
+            "train",
+            "--model-type",
+            "bert",
+            "--data",
+            "train.jsonl",
+        ])
+        .args(["--output", "out"])
+        .assert()
+        .failure()
+        .stderr(contains("model_path").and(contains("--model-path")));
+
+    let ck = tiny_checkpoint(d);
+    let cfg_path = ck.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["vocab_size"] = 99.into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    taxon_in(d)
+        .args(["-q", "train", "--model-type", "bert", "--model-path"])
+        .arg(&ck)
+        .args(["--data", "train.jsonl", "--output", "out", "--epochs", "1"])
+        .assert()
+        .failure()
+        .stderr(
+            contains("model.safetensors")
+                .and(contains("embeddings.word_embeddings.weight"))
+                .and(contains("vocab_size")),
+        );
+}
