@@ -172,3 +172,41 @@ fn missing_model_path_and_bad_checkpoint_are_clear_errors() {
                 .and(contains("vocab_size")),
         );
 }
+
+#[test]
+fn a_stopped_bert_run_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ck = tiny_checkpoint(d);
+    write_data(&d.join("train.jsonl"), 60, 0);
+    let train = |extra: &[&str]| {
+        let mut c = taxon_in(d);
+        c.args([
+            "-q",
+            "--json",
+            "train",
+            "--model-type",
+            "bert",
+            "--model-path",
+        ])
+        .arg(&ck)
+        .args(["--data", "train.jsonl", "--output", "out", "--epochs", "2"])
+        .args(["--max-len", "16", "--freeze-layers", "1", "--threads", "1"])
+        .args(extra);
+        c
+    };
+    train(&["--stop-after-epochs", "1"]).assert().success();
+    assert!(!d.join("out/model.json").exists());
+    let out = train(&["--resume"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let summary: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(summary["resumed_from_epoch"], 1, "{summary}");
+    assert_eq!(summary["epochs"].as_array().unwrap().len(), 2, "{summary}");
+    let desc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/model.json")).unwrap()).unwrap();
+    assert_eq!(desc["params"]["freeze_layers"], 1);
+}
