@@ -287,6 +287,14 @@ impl BertModel {
         let config_text = String::from_utf8(config_bytes)
             .map_err(|e| weights_err(&config_path, format!("not UTF-8: {e}")))?;
         let cfg = EncoderConfig::parse(&config_text, &config_path)?;
+        config
+            .validate_for(&cfg)
+            .map_err(|e| ModelError::Mismatch {
+                path: dir.join(MODEL_JSON),
+                field: "params".into(),
+                expected: format!("settings that fit {CONFIG_JSON}"),
+                found: e.to_string(),
+            })?;
         let tokenizer_bytes = desc.read_checked(dir, TOKENIZER_JSON)?;
         let tokenizer = TextEncoder::from_bytes(
             &tokenizer_bytes,
