@@ -210,3 +210,78 @@ fn a_stopped_bert_run_resumes_from_its_checkpoint() {
         serde_json::from_str(&std::fs::read_to_string(d.join("out/model.json")).unwrap()).unwrap();
     assert_eq!(desc["params"]["freeze_layers"], 1);
 }
+
+/// Kills the server on drop, so a failed assertion leaves no process behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_loads_a_fine_tuned_bert_and_predicts() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ck = tiny_checkpoint(d);
+    write_data(&d.join("train.jsonl"), 120, 0);
+    taxon_in(d)
+        .args(["-q", "train", "--model-type", "bert", "--model-path"])
+        .arg(&ck)
+        .args(["--data", "train.jsonl", "--output", "out", "--epochs", "5"])
+        .args([
+            "--learning-rate",
+            "3e-3",
+            "--max-len",
+            "24",
+            "--threads",
+            "1",
+        ])
+        .assert()
+        .success();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("taxon"))
+        .current_dir(d)
+        .env_remove("TAXON_JWT_SECRET")
+        .args(["serve", "--model", "out", "--port", "0", "--threads", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let server = Killed(child);
+    let mut port = None;
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        if let Some(url) = line.strip_prefix("listening on http://") {
+            port = url.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+            break;
+        }
+    }
+    let port = port.expect("no listening line");
+    let body = r#"{"text":"the striker and the coach of the team"}"#;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    drop(server);
+    let (head, json) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{answer}");
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["label"], "sport", "{v}");
+    let sum: f64 = v["scores"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|x| x.as_f64().unwrap())
+        .sum();
+    assert!((sum - 1.0).abs() < 1e-4, "{v}");
+}
