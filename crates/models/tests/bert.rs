@@ -406,3 +406,26 @@ fn minilm_encoder_matches_an_independent_numpy_forward_pass() {
         }
     }
 }
+
+#[test]
+fn layer_norm_gamma_beta_names_load_like_weight_bias() {
+    let dir = tiny_dir(Arch::Bert, true);
+    let cfg = config(Pooling::Mean);
+    let before = BertModel::from_checkpoint(dir.path(), &cfg, &labels(), 1).unwrap();
+    let path = dir.path().join("model.safetensors");
+    let tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let renamed: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let k = k
+                .replace("LayerNorm.weight", "LayerNorm.gamma")
+                .replace("LayerNorm.bias", "LayerNorm.beta");
+            (k, v)
+        })
+        .collect();
+    assert!(renamed.contains_key("bert.embeddings.LayerNorm.gamma"));
+    candle_core::safetensors::save(&renamed, &path).unwrap();
+    let after = BertModel::from_checkpoint(dir.path(), &cfg, &labels(), 1).unwrap();
+    let texts = ["goal team", "bank rates of the market"];
+    assert_eq!(before.predict_batch(&texts), after.predict_batch(&texts));
+}

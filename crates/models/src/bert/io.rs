@@ -2,7 +2,8 @@
 //!
 //! A base checkpoint is a Hugging Face folder: `config.json`, `tokenizer.json`,
 //! `model.safetensors` (tensors named with or without the `bert.` / `distilbert.` prefix; other
-//! tensors such as the pooler or a pre-training head are ignored). A trained taxon model folder
+//! tensors such as the pooler or a pre-training head are ignored; LayerNorm `gamma` / `beta`
+//! names of checkpoints converted from TensorFlow are accepted too). A trained taxon model folder
 //! adds `model.json` (the [`BertConfig`] in `params`) and stores the encoder under unprefixed
 //! Hugging Face names plus `classifier.weight` / `classifier.bias`; loading checks every file's
 //! md5 against `model.json`. Every tensor's shape is checked against `config.json` before use:
@@ -84,9 +85,23 @@ fn encoder_tensors(
     encoder
         .iter()
         .map(|(name, shape)| {
-            let t = all
-                .remove(name)
-                .or_else(|| all.remove(&format!("{prefix}{name}")))
+            // Checkpoints converted from the original TensorFlow BERT name LayerNorm
+            // parameters `gamma` / `beta`.
+            let legacy = name
+                .strip_suffix("LayerNorm.weight")
+                .map(|s| format!("{s}LayerNorm.gamma"))
+                .or_else(|| {
+                    name.strip_suffix("LayerNorm.bias")
+                        .map(|s| format!("{s}LayerNorm.beta"))
+                });
+            let mut candidates = vec![name.clone(), format!("{prefix}{name}")];
+            if let Some(l) = legacy {
+                candidates.push(format!("{prefix}{l}"));
+                candidates.push(l);
+            }
+            let t = candidates
+                .iter()
+                .find_map(|n| all.remove(n))
                 .ok_or_else(|| {
                     weights_err(
                         path,
