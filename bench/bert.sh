@@ -8,7 +8,7 @@
 #                      under about half an hour; EPOCHS=3 for the accuracy comparison)
 #        THREADS=2     threads of both (taxon --threads and RAYON_NUM_THREADS; torch.set_num_threads)
 #        SUBSET=0      train on N rows of train.jsonl drawn with seed 0 (0: all 1,781)
-#        N_INFER=0     score the first N test texts for accuracy and batch-32 timing (0: all 444)
+#        N_INFER=0     score N test texts drawn with seed 0 for accuracy and batch-32 timing (0: all 444)
 #        N_LATENCY=32  requests for the batch-1 latency
 #        MAX_LEN=128 TRUNCATION=head-tail BATCH=16 LR=5e-5 SEED=0
 #        RUN_TAXON=1 RUN_PEER=1   set one to 0 to run only the other side
@@ -92,11 +92,17 @@ sys.stdout.writelines(random.Random(0).sample(rows, min(int(sys.argv[2]), len(ro
         "$DATA/train.jsonl" "$SUBSET" > "$TRAIN"
 fi
 if (( N_INFER > 0 )); then
-    TEST=$BENCH_DIR/test_head_$N_INFER.jsonl
-    head -n "$N_INFER" "$DATA/test.jsonl" > "$TEST"
+    TEST=$BENCH_DIR/test_subset_$N_INFER.jsonl
+    python3 -c 'import random, sys; rows = open(sys.argv[1], encoding="utf-8").readlines()
+sys.stdout.writelines(random.Random(0).sample(rows, min(int(sys.argv[2]), len(rows))))' \
+        "$DATA/test.jsonl" "$N_INFER" > "$TEST"
 fi
 head -n "$N_LATENCY" "$TEST" > "$BENCH_DIR/latency_texts.jsonl"
 head -n 1 "$TEST" > "$BENCH_DIR/latency_one.jsonl"
+
+# Other work on the machine skews both sides, the OpenMP threads of PyTorch at batch 1 most.
+LOAD=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
+echo "load average before the run: $LOAD (best run on an otherwise idle machine)" >&2
 
 TAXON_OUT=$BENCH_DIR/taxon_$TAG.json
 PEER_OUT=$BENCH_DIR/pytorch_$TAG.json
@@ -151,7 +157,7 @@ if [[ $RUN_PEER == 1 ]]; then
     fi
 fi
 
-python3 - "$TAXON_OUT" "$PEER_OUT" "$RUN_TAXON" "$RUN_PEER" <<'PY'
+python3 - "$TAXON_OUT" "$PEER_OUT" "$RUN_TAXON" "$RUN_PEER" "$LOAD" <<'PY'
 import json, os, sys
 def load(path, wanted):
     return json.load(open(path)) if wanted == "1" and os.path.exists(path) else None
@@ -164,9 +170,12 @@ def ratio(a, b, higher_is_better):
         return "-"
     return f"{(a / b if higher_is_better else b / a):.2f}x"
 first = tx or pt
+if first is None:
+    sys.exit(0)
 print(f"\nall-MiniLM-L6-v2 on BBC, {first['threads']} threads, max_len {first['max_len']} "
       f"({first['truncation']}), {first['epochs']} epoch(s), {first['train_examples']} training rows"
-      + ("" if first["epochs"] >= 3 else "; quick run: the issue's accuracy target is at 3 epochs"))
+      + ("" if first["epochs"] >= 3 else "; quick run: the issue's accuracy target is at 3 epochs")
+      + f"; load average before the run {sys.argv[5]}")
 print("\n| measure | taxon | PyTorch fp32 | PyTorch int8 | PyTorch bf16 | taxon vs PyTorch fp32 |")
 print("|---|---:|---:|---:|---:|---:|")
 g = lambda d, k: None if d is None else d.get(k)
