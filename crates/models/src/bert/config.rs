@@ -24,18 +24,25 @@ pub enum Arch {
 /// The encoder hyper-parameters, whichever architecture they came from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncoderConfig {
+    /// Which tensor names the checkpoint uses.
     pub arch: Arch,
+    /// Rows of the word-piece embedding.
     pub vocab_size: usize,
     /// Width of every hidden state.
     pub hidden: usize,
+    /// Encoder layers.
     pub layers: usize,
+    /// Attention heads per layer.
     pub heads: usize,
     /// Width of the feed-forward layer.
     pub intermediate: usize,
+    /// Rows of the position embedding: the longest input.
     pub max_positions: usize,
     /// Rows of the token-type embedding (0 for DistilBERT, which has none).
     pub type_vocab_size: usize,
+    /// Epsilon of every layer norm.
     pub layer_norm_eps: f64,
+    /// The id batches are padded with.
     pub pad_token_id: u32,
     /// Dropout on embeddings, attention output and feed-forward output while training.
     pub hidden_dropout: f32,

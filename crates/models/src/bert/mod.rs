@@ -39,7 +39,9 @@ pub const MODEL_TYPE: &str = "bert";
 
 /// Defaults of a bert fine-tuning run (Devlin et al. 2019's recommended range).
 pub const DEFAULT_LEARNING_RATE: f64 = 5e-5;
+/// Passes over the training data by default.
 pub const DEFAULT_EPOCHS: usize = 3;
+/// Texts per optimizer step by default.
 pub const DEFAULT_BATCH_SIZE: usize = 16;
 
 /// How the encoder's last hidden states become one vector per text.
@@ -70,6 +72,7 @@ impl std::str::FromStr for Pooling {
 pub struct BertConfig {
     /// The checkpoint folder the model was fine-tuned from, as given (for the record).
     pub base_model: String,
+    /// How hidden states become one vector per text.
     pub pooling: Pooling,
     /// Tokens per text, `[CLS]` and `[SEP]` included.
     pub max_len: usize,
@@ -145,6 +148,7 @@ pub struct BertModel {
 const PREDICT_BATCH: usize = 32;
 
 impl BertModel {
+    /// The fine-tuning settings (`model.json` params).
     pub fn config(&self) -> &BertConfig {
         &self.config
     }

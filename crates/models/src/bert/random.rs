@@ -17,17 +17,24 @@ use crate::rng::SplitMix64;
 /// The shape of a random checkpoint.
 #[derive(Clone, Debug)]
 pub struct RandomCheckpoint {
+    /// BERT or DistilBERT names and config keys.
     pub arch: Arch,
     /// Words of the vocabulary (lower-case; `[PAD]`, `[UNK]`, `[CLS]`, `[SEP]`, `[MASK]` come
     /// first, ids 0 to 4).
     pub words: Vec<String>,
+    /// Width of the hidden states.
     pub hidden: usize,
+    /// Encoder layers.
     pub layers: usize,
+    /// Attention heads (dividing `hidden`).
     pub heads: usize,
+    /// Width of the feed-forward layer.
     pub intermediate: usize,
+    /// Rows of the position embedding.
     pub max_positions: usize,
     /// Store tensors as `bert.` / `distilbert.` prefixed names (as `*ForMaskedLM` saves them).
     pub prefixed: bool,
+    /// Seed of the random weights.
     pub seed: u64,
 }
 

@@ -83,6 +83,7 @@ pub fn train(
 /// private), so a resumed run restarts them from zero.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BertState {
+    /// Epochs finished.
     pub epochs_done: usize,
     /// Optimizer steps taken: the position in the learning-rate schedule.
     pub step: usize,
@@ -229,6 +230,7 @@ impl BertTrainer {
         })
     }
 
+    /// Epochs finished so far (restored ones included).
     pub fn epochs_done(&self) -> usize {
         self.epochs_done
     }
