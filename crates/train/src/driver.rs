@@ -719,7 +719,9 @@ pub fn stratified_split(records: Rows, ratio: f64, seed: u64) -> (Rows, Rows) {
     for (_, mut rows) in by_label {
         rng.shuffle(&mut rows);
         let n = rows.len();
-        let k = if n >= 2 {
+        // Ratio 0 means no validation rows; otherwise every label with 2+ rows gives at least
+        // one to validation and keeps at least one for training.
+        let k = if n >= 2 && ratio > 0.0 {
             ((n as f64 * ratio).round() as usize).clamp(1, n - 1)
         } else {
             0
@@ -798,7 +800,10 @@ mod tests {
         assert_eq!(v.iter().filter(|r| r.1 == "b").count(), 2);
         let (_, v2) = stratified_split(rows.clone(), 0.1, 1);
         assert_eq!(v, v2);
-        let (_, v3) = stratified_split(rows, 0.1, 2);
+        let (_, v3) = stratified_split(rows.clone(), 0.1, 2);
         assert_ne!(v, v3);
+        // Ratio 0: everything trains.
+        let (t0, v0) = stratified_split(rows, 0.0, 1);
+        assert_eq!((t0.len(), v0.len()), (100, 0));
     }
 }
