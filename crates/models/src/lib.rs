@@ -28,6 +28,50 @@ pub fn load(dir: &Path) -> Result<Box<dyn TextClassifier>, ModelError> {
     }
 }
 
+/// Reads `dir/model.json` and checks that it describes a `model_type` model.
+pub(crate) fn read_description(
+    dir: &Path,
+    model_type: &str,
+) -> Result<ModelDescription, ModelError> {
+    let desc = ModelDescription::read(dir)?;
+    if desc.model_type != model_type {
+        return Err(unknown_type(dir, &desc.model_type));
+    }
+    Ok(desc)
+}
+
+/// The `params` of `desc` (the model folder `dir`) as `C`, checked with `validate`, after
+/// checking that `desc` lists at least `min_labels` labels (1 or 2). Errors name
+/// `dir/model.json` and the field.
+pub(crate) fn checked_params<C: serde::de::DeserializeOwned>(
+    dir: &Path,
+    desc: &ModelDescription,
+    min_labels: usize,
+    validate: impl FnOnce(&C) -> Result<(), ModelError>,
+) -> Result<C, ModelError> {
+    let json = dir.join(MODEL_JSON);
+    let config: C = desc.params_as(dir)?;
+    validate(&config).map_err(|e| ModelError::Mismatch {
+        path: json.clone(),
+        field: "params".into(),
+        expected: format!("a valid {} config", desc.model_type),
+        found: e.to_string(),
+    })?;
+    if desc.labels.len() < min_labels {
+        return Err(ModelError::Mismatch {
+            path: json,
+            field: "labels".into(),
+            expected: match min_labels {
+                1 => "at least one label".into(),
+                2 => "at least two labels".into(),
+                n => format!("at least {n} labels"),
+            },
+            found: format!("{:?}", desc.labels),
+        });
+    }
+    Ok(config)
+}
+
 /// The error for a `model_type` this build does not know, naming `dir/model.json`.
 pub fn unknown_type(dir: &Path, found: &str) -> ModelError {
     ModelError::UnknownModelType {

@@ -272,31 +272,13 @@ impl BertModel {
 
     /// Loads the bert model folder `dir` (written by `save`).
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let desc = ModelDescription::read(dir)?;
-        if desc.model_type != super::MODEL_TYPE {
-            return Err(crate::unknown_type(dir, &desc.model_type));
-        }
+        let desc = crate::read_description(dir, super::MODEL_TYPE)?;
         Self::load_described(dir, &desc)
     }
 
     /// Loads the files of `dir`, whose `model.json` is `desc`, checking their md5s and shapes.
     pub fn load_described(dir: &Path, desc: &ModelDescription) -> Result<Self, ModelError> {
-        let json = dir.join(MODEL_JSON);
-        let config: BertConfig = desc.params_as(dir)?;
-        config.validate().map_err(|e| ModelError::Mismatch {
-            path: json.clone(),
-            field: "params".into(),
-            expected: "a valid bert config".into(),
-            found: e.to_string(),
-        })?;
-        if desc.labels.len() < 2 {
-            return Err(ModelError::Mismatch {
-                path: json,
-                field: "labels".into(),
-                expected: "at least two labels".into(),
-                found: format!("{:?}", desc.labels),
-            });
-        }
+        let config: BertConfig = crate::checked_params(dir, desc, 2, BertConfig::validate)?;
         let config_path = dir.join(CONFIG_JSON);
         let config_bytes = desc.read_checked(dir, CONFIG_JSON)?;
         let config_text = String::from_utf8(config_bytes)

@@ -80,31 +80,13 @@ pub(super) fn save(m: &LinearModel, dir: &Path) -> Result<(), ModelError> {
 impl LinearModel {
     /// Loads the linear model in `dir`.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let desc = ModelDescription::read(dir)?;
-        if desc.model_type != super::MODEL_TYPE {
-            return Err(crate::unknown_type(dir, &desc.model_type));
-        }
+        let desc = crate::read_description(dir, super::MODEL_TYPE)?;
         Self::load_described(dir, &desc)
     }
 
     /// Loads the weights of `dir`, whose `model.json` is `desc`.
     pub fn load_described(dir: &Path, desc: &ModelDescription) -> Result<Self, ModelError> {
-        let json = dir.join(MODEL_JSON);
-        let config: LinearConfig = desc.params_as(dir)?;
-        config.validate().map_err(|e| ModelError::Mismatch {
-            path: json.clone(),
-            field: "params".into(),
-            expected: "a valid linear config".into(),
-            found: e.to_string(),
-        })?;
-        if desc.labels.is_empty() {
-            return Err(ModelError::Mismatch {
-                path: json,
-                field: "labels".into(),
-                expected: "at least one label".into(),
-                found: "[]".into(),
-            });
-        }
+        let config: LinearConfig = crate::checked_params(dir, desc, 1, LinearConfig::validate)?;
         let bytes = desc.read_checked(dir, WEIGHTS)?;
         let path = dir.join(WEIGHTS);
         let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Weights {

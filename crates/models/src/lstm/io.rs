@@ -73,31 +73,13 @@ pub(super) fn save(m: &LstmModel, dir: &Path) -> Result<(), ModelError> {
 impl LstmModel {
     /// Loads the lstm model in `dir`.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let desc = ModelDescription::read(dir)?;
-        if desc.model_type != super::MODEL_TYPE {
-            return Err(crate::unknown_type(dir, &desc.model_type));
-        }
+        let desc = crate::read_description(dir, super::MODEL_TYPE)?;
         Self::load_described(dir, &desc)
     }
 
     /// Loads the weights and vocabulary of `dir`, whose `model.json` is `desc`.
     pub fn load_described(dir: &Path, desc: &ModelDescription) -> Result<Self, ModelError> {
-        let json = dir.join(MODEL_JSON);
-        let config: LstmConfig = desc.params_as(dir)?;
-        config.validate().map_err(|e| ModelError::Mismatch {
-            path: json.clone(),
-            field: "params".into(),
-            expected: "a valid lstm config".into(),
-            found: e.to_string(),
-        })?;
-        if desc.labels.len() < 2 {
-            return Err(ModelError::Mismatch {
-                path: json,
-                field: "labels".into(),
-                expected: "at least two labels".into(),
-                found: format!("{:?}", desc.labels),
-            });
-        }
+        let config: LstmConfig = crate::checked_params(dir, desc, 2, LstmConfig::validate)?;
         let vocab_path = dir.join(VOCAB_TXT);
         let vocab_bytes = desc.read_checked(dir, VOCAB_TXT)?;
         let vocab_text = String::from_utf8(vocab_bytes).map_err(|e| ModelError::Weights {
