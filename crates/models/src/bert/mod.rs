@@ -17,6 +17,7 @@
 mod config;
 mod io;
 mod net;
+mod quant;
 mod random;
 pub mod tokenize;
 mod train;

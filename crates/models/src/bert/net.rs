@@ -16,6 +16,7 @@ use candle_core::{D, Device, Result, Tensor};
 
 use super::Pooling;
 use super::config::{Arch, EncoderConfig};
+use super::quant::Int8Linears;
 use crate::rng::SplitMix64;
 
 /// Additive attention-mask value on padding positions.
@@ -98,6 +99,9 @@ pub(crate) struct Net {
     pub(crate) tensors: Vec<Tensor>,
     pub(crate) cfg: EncoderConfig,
     pub(crate) pooling: Pooling,
+    /// int8 versions of some dense layers (an optimized model), used instead of their f32
+    /// weights at inference; `None` for a trainable network.
+    pub(crate) int8: Option<std::sync::Arc<Int8Linears>>,
 }
 
 /// A right-padded batch of token ids.
@@ -190,6 +194,15 @@ impl Net {
         &self.tensors[i]
     }
 
+    /// The dense layer whose weight is tensor `k` (bias `k + 1`) applied to `x` `(N, in)`:
+    /// int8 when the model was quantized, else f32.
+    fn dense(&self, k: usize, x: &Tensor) -> Result<Tensor> {
+        if let Some(q) = self.int8.as_ref().and_then(|q| q.get(k)) {
+            return q.forward(x, self.t(k + 1));
+        }
+        linear(x, self.t(k), self.t(k + 1))
+    }
+
     /// Seeded classification head: weights normal(0, 0.02) as in `transformers`' init, zero bias.
     pub(crate) fn init_head(
         hidden: usize,
@@ -238,13 +251,14 @@ impl Net {
         let scale = 1.0 / (dh as f64).sqrt();
         let first = embedding_count(cfg);
         for layer in 0..cfg.layers {
-            let w = |k: usize| self.t(first + layer * PER_LAYER + k);
+            let base = first + layer * PER_LAYER;
+            let w = |k: usize| self.t(base + k);
             let heads = |y: Tensor| -> Result<Tensor> {
                 y.reshape((b, t, nh, dh))?.transpose(1, 2)?.contiguous()
             };
-            let q = heads((linear(&x, w(0), w(1))? * scale)?)?;
-            let k = heads(linear(&x, w(2), w(3))?)?;
-            let v = heads(linear(&x, w(4), w(5))?)?;
+            let q = heads((self.dense(base, &x)? * scale)?)?;
+            let k = heads(self.dense(base + 2, &x)?)?;
+            let v = heads(self.dense(base + 4, &x)?)?;
             let scores = q.matmul(&k.t()?.contiguous()?)?.broadcast_add(&bias)?;
             let probs = drop(dropout, softmax(&scores)?, cfg.attention_dropout)?;
             let ctx = probs
@@ -252,10 +266,10 @@ impl Net {
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b * t, h))?;
-            let attn = drop(dropout, linear(&ctx, w(6), w(7))?, cfg.hidden_dropout)?;
+            let attn = drop(dropout, self.dense(base + 6, &ctx)?, cfg.hidden_dropout)?;
             x = layer_norm(&(attn + &x)?, w(8), w(9), cfg.layer_norm_eps)?;
-            let ff = linear(&x, w(10), w(11))?.gelu_erf()?;
-            let ff = drop(dropout, linear(&ff, w(12), w(13))?, cfg.hidden_dropout)?;
+            let ff = self.dense(base + 10, &x)?.gelu_erf()?;
+            let ff = drop(dropout, self.dense(base + 12, &ff)?, cfg.hidden_dropout)?;
             x = layer_norm(&(ff + &x)?, w(14), w(15), cfg.layer_norm_eps)?;
         }
         let x = x.reshape((b, t, h))?;
