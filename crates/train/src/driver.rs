@@ -38,6 +38,16 @@ pub const LSTM_LEARNING_RATE: f32 = 2e-3;
 pub const LSTM_EPOCHS: usize = 6;
 pub const LSTM_BATCH_SIZE: usize = 32;
 
+/// Epochs a run of `model_type` makes when the config does not say (linear when unset or
+/// unknown: the run itself rejects an unknown type).
+pub fn default_epochs(model_type: Option<&str>) -> usize {
+    match model_type {
+        Some(lstm::MODEL_TYPE) => LSTM_EPOCHS,
+        Some(bert::MODEL_TYPE) => bert::DEFAULT_EPOCHS,
+        _ => LINEAR_EPOCHS,
+    }
+}
+
 /// How a run proceeds, beyond its config: not recorded in the model's metrics.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -583,47 +593,6 @@ fn bert_trainer(
     )?))
 }
 
-/// The bert trainer in the epoch loop (here rather than in `trainer.rs` only to keep this
-/// change to the files of the bert task; it belongs next to the lstm one).
-impl EpochTrainer for bert::BertTrainer {
-    fn epochs_done(&self) -> usize {
-        bert::BertTrainer::epochs_done(self)
-    }
-
-    fn run_epoch(&mut self, observer: &dyn TrainObserver) -> Result<EpochReport, TrainError> {
-        Ok(bert::BertTrainer::run_epoch(self, observer)?)
-    }
-
-    fn validation_predictions(&self) -> Vec<usize> {
-        bert::BertTrainer::validation_predictions(self).to_vec()
-    }
-
-    fn save_model(&self, dir: &Path) -> Result<(), TrainError> {
-        Ok(self.model().save(dir)?)
-    }
-
-    fn snapshot(&self) -> Box<dyn TextClassifier> {
-        Box::new(self.model())
-    }
-
-    fn state(&self) -> Result<serde_json::Value, TrainError> {
-        serde_json::to_value(bert::BertTrainer::state(self)).map_err(|e| TrainError::Checkpoint {
-            path: Default::default(),
-            message: format!("serializing the AdamW state: {e}"),
-        })
-    }
-
-    fn restore(&mut self, dir: &Path, state: &serde_json::Value) -> Result<(), TrainError> {
-        let state: bert::BertState =
-            serde_json::from_value(state.clone()).map_err(|e| TrainError::Checkpoint {
-                path: dir.join(checkpoint::STATE_JSON),
-                message: format!("field `trainer`: not a bert AdamW state: {e}"),
-            })?;
-        let model = bert::BertModel::load(dir)?;
-        Ok(bert::BertTrainer::restore(self, &model, &state)?)
-    }
-}
-
 /// The background thread writing a checkpoint.
 type CheckpointWriter = std::thread::JoinHandle<Result<(), TrainError>>;
 
@@ -788,6 +757,14 @@ pub fn evaluate_model(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_epochs_follow_the_model_type() {
+        assert_eq!(default_epochs(None), LINEAR_EPOCHS);
+        assert_eq!(default_epochs(Some("linear")), LINEAR_EPOCHS);
+        assert_eq!(default_epochs(Some("lstm")), LSTM_EPOCHS);
+        assert_eq!(default_epochs(Some("bert")), bert::DEFAULT_EPOCHS);
+    }
 
     #[test]
     fn stratified_split_keeps_label_shares_and_is_seeded() {

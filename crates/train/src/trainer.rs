@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use taxon_core::model::TextClassifier;
+use taxon_models::bert;
 use taxon_models::linear::{EpochReport, LinearModel, LinearTrainer, SgdState, TrainObserver};
 use taxon_models::lstm::{LstmModel, LstmState, LstmTrainer};
 
@@ -106,5 +107,44 @@ impl EpochTrainer for LstmTrainer {
             })?;
         let model = LstmModel::load(dir)?;
         Ok(LstmTrainer::restore(self, &model, &state)?)
+    }
+}
+
+impl EpochTrainer for bert::BertTrainer {
+    fn epochs_done(&self) -> usize {
+        bert::BertTrainer::epochs_done(self)
+    }
+
+    fn run_epoch(&mut self, observer: &dyn TrainObserver) -> Result<EpochReport, TrainError> {
+        Ok(bert::BertTrainer::run_epoch(self, observer)?)
+    }
+
+    fn validation_predictions(&self) -> Vec<usize> {
+        bert::BertTrainer::validation_predictions(self).to_vec()
+    }
+
+    fn save_model(&self, dir: &Path) -> Result<(), TrainError> {
+        Ok(self.model().save(dir)?)
+    }
+
+    fn snapshot(&self) -> Box<dyn TextClassifier> {
+        Box::new(self.model())
+    }
+
+    fn state(&self) -> Result<serde_json::Value, TrainError> {
+        serde_json::to_value(bert::BertTrainer::state(self)).map_err(|e| TrainError::Checkpoint {
+            path: Default::default(),
+            message: format!("serializing the AdamW state: {e}"),
+        })
+    }
+
+    fn restore(&mut self, dir: &Path, state: &serde_json::Value) -> Result<(), TrainError> {
+        let state: bert::BertState =
+            serde_json::from_value(state.clone()).map_err(|e| TrainError::Checkpoint {
+                path: dir.join(crate::checkpoint::STATE_JSON),
+                message: format!("field `trainer`: not a bert AdamW state: {e}"),
+            })?;
+        let model = bert::BertModel::load(dir)?;
+        Ok(bert::BertTrainer::restore(self, &model, &state)?)
     }
 }

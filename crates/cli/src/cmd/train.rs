@@ -162,7 +162,9 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         (Some(_), _) => 1.0,
         (None, r) => 1.0 - r.unwrap_or(taxon_train::config::DEFAULT_VALIDATION_RATIO),
     };
-    let mut epochs = cfg.epochs.unwrap_or(taxon_train::driver::LINEAR_EPOCHS) as u64;
+    let mut epochs = cfg.epochs.unwrap_or(taxon_train::driver::default_epochs(
+        cfg.model_type.as_deref(),
+    )) as u64;
     if run.resume {
         let output = cfg.output.clone().unwrap_or_default();
         if let Ok(Some((_, state))) = taxon_train::checkpoint::read_latest(&output) {
