@@ -32,6 +32,13 @@ pub trait TextClassifier: Send + Sync {
 
     /// What `model.json` records about this model.
     fn describe(&self) -> ModelDescription;
+
+    /// How many tokens the model looks at for `text`, for the server's batch token budget and
+    /// length buckets. The default counts whitespace-separated words; a model with its own
+    /// tokenizer returns the real count (special tokens included), capped at what it keeps.
+    fn token_count(&self, text: &str) -> usize {
+        text.split_whitespace().count()
+    }
 }
 
 /// The contents of `model.json`.

@@ -28,8 +28,12 @@ pub struct ServeConfig {
     pub cache_capacity: usize,
     /// How long a cached prediction stays valid.
     pub cache_ttl: Duration,
-    /// Model worker threads.
+    /// Model worker threads: each gathers and computes its own batches.
     pub workers: usize,
+    /// Compute threads of each model worker (its own rayon pool, which the model's parallel
+    /// kernels use); `None`: the cores this process may run on (its CPU affinity, so `taskset`
+    /// counts) divided among the workers, at least 1.
+    pub model_threads: Option<usize>,
     /// How often the source is asked what to serve (`None`: only at start and on admin reload).
     pub poll_interval: Option<Duration>,
 }
@@ -47,6 +51,7 @@ impl Default for ServeConfig {
             cache_capacity: 10_000,
             cache_ttl: Duration::from_secs(300),
             workers: 1,
+            model_threads: None,
             poll_interval: None,
         }
     }
@@ -71,6 +76,14 @@ impl ServeConfig {
                     message: "must be at least 1".into(),
                 });
             }
+        }
+        if let Some(threads) = self.model_threads
+            && !(1..=1024).contains(&threads)
+        {
+            return Err(ServeError::Config {
+                field: "model_threads",
+                message: format!("must be in 1..=1024, got {threads}"),
+            });
         }
         if self.workers > 256 {
             return Err(ServeError::Config {
@@ -113,6 +126,15 @@ impl ServeConfig {
         Ok(())
     }
 
+    /// The compute threads of each model worker: `model_threads`, or the available cores
+    /// divided among the workers.
+    pub fn model_threads_per_worker(&self) -> usize {
+        self.model_threads.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+            (cores / self.workers.max(1)).max(1)
+        })
+    }
+
     /// The limits a client needs to know, as `/v1/models` reports them.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -126,6 +148,7 @@ impl ServeConfig {
             cache_capacity: self.cache_capacity,
             cache_ttl_seconds: self.cache_ttl.as_secs_f64(),
             workers: self.workers,
+            model_threads: self.model_threads_per_worker(),
             poll_interval_seconds: self.poll_interval.map(|p| p.as_secs_f64()),
         }
     }
@@ -154,6 +177,8 @@ pub struct Limits {
     pub cache_ttl_seconds: f64,
     /// Model worker threads.
     pub workers: usize,
+    /// Compute threads of each model worker.
+    pub model_threads: usize,
     /// Seconds between source polls (null: no polling).
     pub poll_interval_seconds: Option<f64>,
 }
@@ -181,5 +206,29 @@ mod tests {
         };
         let err = config.validate().unwrap_err().to_string();
         assert!(err.contains("queue_capacity"), "{err}");
+        let config = ServeConfig {
+            model_threads: Some(0),
+            ..ServeConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("model_threads"), "{err}");
+    }
+
+    #[test]
+    fn model_threads_split_the_cores_among_workers_unless_given() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let config = ServeConfig::default();
+        assert_eq!(config.model_threads_per_worker(), cores);
+        let config = ServeConfig {
+            workers: cores + 1,
+            ..ServeConfig::default()
+        };
+        assert_eq!(config.model_threads_per_worker(), 1);
+        let config = ServeConfig {
+            workers: 2,
+            model_threads: Some(3),
+            ..ServeConfig::default()
+        };
+        assert_eq!(config.model_threads_per_worker(), 3);
     }
 }

@@ -128,6 +128,8 @@ pub struct Metrics {
     model_load_failures: Counter,
     inflight: Gauge,
     batched_texts: AtomicU64,
+    /// Tokens of the batched texts, as the model counts them.
+    batched_tokens: AtomicU64,
     batch_count: AtomicU64,
 }
 
@@ -247,6 +249,7 @@ impl Metrics {
             model_load_failures,
             inflight,
             batched_texts: AtomicU64::new(0),
+            batched_tokens: AtomicU64::new(0),
             batch_count: AtomicU64::new(0),
         }
     }
@@ -290,6 +293,8 @@ impl Metrics {
         self.batch_tokens.observe(tokens as f64);
         self.batched_texts
             .fetch_add(texts as u64, Ordering::Relaxed);
+        self.batched_tokens
+            .fetch_add(tokens as u64, Ordering::Relaxed);
         self.batch_count.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -337,6 +342,11 @@ impl Metrics {
     /// Load failures so far.
     pub fn load_failures(&self) -> u64 {
         self.model_load_failures.get()
+    }
+
+    /// Tokens (as the model counts them) of the texts computed in model batches so far.
+    pub fn batched_tokens(&self) -> u64 {
+        self.batched_tokens.load(Ordering::Relaxed)
     }
 
     /// Texts computed in model batches so far, and the number of batches.

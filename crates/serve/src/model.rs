@@ -117,6 +117,13 @@ impl LoadedModel {
         self.classifier.predict_batch(texts)
     }
 
+    /// How many tokens the model looks at for `text` (its [`TextClassifier::token_count`]:
+    /// the tokenizer's count for `bert`, whitespace words otherwise), capped at
+    /// [`token_cap`](Self::token_cap). The batch token budget and length buckets use it.
+    pub fn token_count(&self, text: &str) -> usize {
+        self.classifier.token_count(text).min(self.token_cap())
+    }
+
     /// The most tokens of a text the model looks at (`usize::MAX` when unbounded).
     pub fn token_cap(&self) -> usize {
         self.input

@@ -1,11 +1,13 @@
-//! Test fixtures: small linear models trained in-process, and [`Gated`], a real classifier
-//! wrapper whose predictions wait until the test opens a gate (to hold the model busy).
+//! Test fixtures: small linear models trained in-process, a tiny random `bert` model folder,
+//! and [`Gated`], a real classifier wrapper whose predictions wait until the test opens a gate
+//! (to hold the model busy).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use taxon_core::model::{ModelDescription, ModelError, TextClassifier};
+use taxon_models::bert::{BertConfig, BertModel, RandomCheckpoint};
 use taxon_models::linear::{LinearConfig, SgdOptions, train};
 
 use crate::model::Loader;
@@ -48,6 +50,30 @@ pub fn train_model(dir: &Path, labels: &[&str], seed: u64) {
     };
     let (model, _) = train(&config, &opts, &names, &data, &[], &()).expect("train");
     model.save(dir).expect("save model");
+}
+
+/// The words of [`write_tiny_bert`]'s vocabulary: each is one word piece; anything else
+/// (punctuation included) is `[UNK]`, one piece per word or punctuation mark.
+pub const BERT_WORDS: [&str; 12] = [
+    "the", "striker", "scored", "goal", "match", "league", "bank", "shares", "profit", "market",
+    "rose", "said",
+];
+
+/// Writes a `bert` model folder in `dir`: a tiny random BERT checkpoint (vocabulary
+/// [`BERT_WORDS`]) with a new head for sport and business, `max_len` tokens per text. Its
+/// predictions are not trained, only deterministic.
+pub fn write_tiny_bert(dir: &Path, max_len: usize) {
+    let base = dir.with_extension("checkpoint");
+    RandomCheckpoint::tiny(&BERT_WORDS)
+        .write(&base)
+        .expect("write checkpoint");
+    let config = BertConfig {
+        max_len,
+        ..BertConfig::default()
+    };
+    let labels = ["sport".to_string(), "business".to_string()];
+    let model = BertModel::from_checkpoint(&base, &config, &labels, 3).expect("bert model");
+    model.save(dir).expect("save bert model");
 }
 
 /// Gate shared by every [`Gated`] model a loader makes.
@@ -116,6 +142,10 @@ impl TextClassifier for Gated {
 
     fn describe(&self) -> ModelDescription {
         self.inner.describe()
+    }
+
+    fn token_count(&self, text: &str) -> usize {
+        self.inner.token_count(text)
     }
 }
 

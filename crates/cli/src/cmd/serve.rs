@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// Model worker threads.
     #[arg(long, env = "TAXON_SERVE_WORKERS", default_value_t = 1)]
     pub workers: usize,
+    /// Compute threads of each model worker, for the model's parallel kernels (default: the
+    /// cores this process may use, `taskset` included, divided among the workers).
+    #[arg(long, env = "TAXON_SERVE_MODEL_THREADS")]
+    pub model_threads: Option<usize>,
     /// HTTP worker threads (default: every core).
     #[arg(long, env = "TAXON_SERVE_THREADS")]
     pub threads: Option<usize>,
@@ -151,6 +155,7 @@ impl ServeArgs {
             cache_capacity: self.cache_size,
             cache_ttl,
             workers: self.workers,
+            model_threads: self.model_threads,
             poll_interval: poll,
         };
         config.validate()?;
@@ -242,7 +247,7 @@ async fn serve(
     ));
     ctx.info(format!("source: {described}"));
     ctx.info(format!(
-        "limits: batches of {} texts / {} tokens / {} ms wait, queue {} texts, texts up to {} chars, batch requests up to {} texts, bodies up to {} bytes, cache {}, {} model worker(s), {} HTTP thread(s), {}",
+        "limits: batches of {} texts / {} tokens / {} ms wait, queue {} texts, texts up to {} chars, batch requests up to {} texts, bodies up to {} bytes, cache {}, {} model worker(s) of {} compute thread(s), {} HTTP thread(s), {}",
         config.max_batch_size,
         config.max_batch_tokens,
         config.max_wait.as_secs_f64() * 1e3,
@@ -260,6 +265,7 @@ async fn serve(
             )
         },
         config.workers,
+        config.model_threads_per_worker(),
         threads,
         match config.poll_interval {
             Some(p) => format!("source checked every {} s", p.as_secs_f64()),

@@ -220,6 +220,12 @@ impl TextClassifier for BertModel {
         io::save(self, dir)
     }
 
+    /// The word pieces the encoder sees: `[CLS]`, the truncated text, `[SEP]` (at most
+    /// `max_len`).
+    fn token_count(&self, text: &str) -> usize {
+        self.tokenizer.encode(text).len()
+    }
+
     fn describe(&self) -> ModelDescription {
         ModelDescription {
             format_version: MODEL_FORMAT_VERSION,

@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{FieldKind, Shape, check_text, json_body, parse};
 use super::json_response;
 use crate::cache::normalize;
-use crate::engine::{Texts, estimate_tokens};
+use crate::engine::{Text, Texts};
 use crate::model::LoadedModel;
 use crate::request_id::RequestId;
 use crate::state::AppState;
@@ -169,12 +169,12 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
         if let Some((_, Some(probs))) = &key {
             return Ok(single_response(&model, probs, id.as_str(), true));
         }
-        (
-            key.map(|(k, _)| k),
-            estimate_tokens(&text, model.token_cap()),
-        )
+        (key.map(|(k, _)| k), model.token_count(&text))
     };
-    let receiver = arrival.submit(Texts::One(String::from(&*text)), tokens)?;
+    let receiver = arrival.submit(Texts::One(Text {
+        text: String::from(&*text),
+        tokens,
+    }))?;
     let computed = receiver
         .await
         .map_err(|_| ApiError::internal("the model worker stopped before answering"))??;
@@ -253,10 +253,16 @@ async fn predict_many(
     for (i, text) in texts.iter().enumerate() {
         check_text(text, config.max_text_chars).map_err(|p| p.at(&format!("texts[{i}]")))?;
     }
-    let cap = state.slot().load().token_cap();
-    let tokens = texts.iter().map(|t| estimate_tokens(t, cap)).sum();
-    let owned = texts.into_iter().map(Cow::into_owned).collect();
-    let receiver = arrival.submit(Texts::Many(owned), tokens)?;
+    let model = state.slot().load();
+    let texts = texts
+        .into_iter()
+        .map(|t| Text {
+            tokens: model.token_count(&t),
+            text: t.into_owned(),
+        })
+        .collect();
+    drop(model);
+    let receiver = arrival.submit(Texts::Many(texts))?;
     let computed = receiver
         .await
         .map_err(|_| ApiError::internal("the model worker stopped before answering"))??;

@@ -26,17 +26,23 @@ use crate::model::LoadedModel;
 /// The model currently served: swapped atomically, read once per batch.
 pub type ModelSlot = ArcSwap<LoadedModel>;
 
-/// The token estimate used for the batch token budget: whitespace-separated words, capped at
-/// the model's `max_tokens` (`cap`). The one place to swap in a tokenizer-backed count.
-pub fn estimate_tokens(text: &str, cap: usize) -> usize {
-    text.split_whitespace().take(cap).count()
+/// One text of a job with its token count, as the served model counts it
+/// ([`LoadedModel::token_count`]: the tokenizer's count for `bert`, whitespace words for the
+/// others, capped at the model's `max_tokens`). The count drives the batch token budget and
+/// the length buckets.
+#[derive(Debug)]
+pub struct Text {
+    /// The text as the client sent it.
+    pub text: String,
+    /// Its token count.
+    pub tokens: usize,
 }
 
 /// The texts of one job: one `/v1/predict` text or the texts of a batch request.
 #[derive(Debug)]
 pub enum Texts {
-    One(String),
-    Many(Vec<String>),
+    One(Text),
+    Many(Vec<Text>),
 }
 
 impl Texts {
@@ -53,10 +59,19 @@ impl Texts {
         self.len() == 0
     }
 
-    fn get(&self, i: usize) -> &str {
+    /// The `i`-th text (`i < len()`).
+    fn get(&self, i: usize) -> &Text {
         match self {
             Texts::One(t) => t,
             Texts::Many(v) => &v[i],
+        }
+    }
+
+    /// The tokens of every text together.
+    fn tokens(&self) -> usize {
+        match self {
+            Texts::One(t) => t.tokens,
+            Texts::Many(v) => v.iter().map(|t| t.tokens).sum(),
         }
     }
 }
@@ -217,7 +232,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Starts `config.workers` model threads reading the model from `slot`.
+    /// Starts `config.workers` model threads reading the model from `slot`, each with its own
+    /// rayon pool of [`ServeConfig::model_threads_per_worker`] threads for the model's kernels.
     pub fn start(
         config: &ServeConfig,
         slot: Arc<ModelSlot>,
@@ -249,15 +265,28 @@ impl Engine {
         let mut workers = Vec::with_capacity(config.workers);
         // The workers log where their creator logs (a thread does not inherit it).
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let threads = config.model_threads_per_worker();
         for i in 0..config.workers {
             let (queue, slot, metrics) =
                 (Arc::clone(&shared), Arc::clone(&slot), Arc::clone(&metrics));
             let dispatch = dispatch.clone();
+            let pool = match model_pool(i, threads) {
+                Ok(pool) => pool,
+                Err(e) => {
+                    close(&shared);
+                    return Err(e);
+                }
+            };
             let spawned = std::thread::Builder::new()
                 .name(format!("taxon-model-{i}"))
                 .spawn(move || {
-                    tracing::dispatcher::with_default(&dispatch, || {
-                        worker::run(&queue, &slot, &metrics);
+                    // The loop runs on one of the pool's threads, so the model's parallel
+                    // kernels start on this pool from the thread that gathered the batch (no
+                    // hand-off per operation, no other pool involved).
+                    pool.install(|| {
+                        tracing::dispatcher::with_default(&dispatch, || {
+                            worker::run(&queue, &slot, &metrics);
+                        });
                     });
                 });
             match spawned {
@@ -319,6 +348,19 @@ impl Drop for Engine {
     }
 }
 
+/// The rayon pool of model worker `i`: `threads` threads named `taxon-model-{i}-{j}`.
+fn model_pool(i: usize, threads: usize) -> std::io::Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(move |j| format!("taxon-model-{i}-{j}"))
+        .build()
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "starting the {threads} compute threads of model worker {i}: {e}"
+            ))
+        })
+}
+
 fn close(shared: &Shared) {
     shared.lock().closed = true;
     shared.work.notify_all();
@@ -332,13 +374,9 @@ pub struct Arrival<'a> {
 }
 
 impl Arrival<'_> {
-    /// Admits and queues `texts` (`tokens` estimated with [`estimate_tokens`]); the receiver
-    /// gets the answer. Refused when the queue is full or closed.
-    pub fn submit(
-        mut self,
-        texts: Texts,
-        tokens: usize,
-    ) -> Result<oneshot::Receiver<Reply>, EngineError> {
+    /// Admits and queues `texts`; the receiver gets the answer. Refused when the queue is full
+    /// or closed.
+    pub fn submit(mut self, texts: Texts) -> Result<oneshot::Receiver<Reply>, EngineError> {
         let shared = &self.engine.shared;
         let permit = match shared.try_admit(texts.len()) {
             Ok(p) => p,
@@ -348,6 +386,7 @@ impl Arrival<'_> {
             }
         };
         let (tx, rx) = oneshot::channel();
+        let tokens = texts.tokens();
         let job = Job {
             texts,
             tokens,

@@ -11,7 +11,9 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::model::LoadedModel;
 use crate::source::SourceModel;
-use crate::testing::{BUSINESS, Gate, SPORT, gated_loader, train_model};
+use crate::testing::{
+    BERT_WORDS, BUSINESS, Gate, SPORT, gated_loader, train_model, write_tiny_bert,
+};
 
 struct Fixture {
     engine: Engine,
@@ -22,9 +24,14 @@ struct Fixture {
 }
 
 fn fixture(config: ServeConfig) -> Fixture {
+    fixture_with(config, |dir| train_model(dir, &["sport", "business"], 1))
+}
+
+/// A fixture on the model folder that `write` makes.
+fn fixture_with(config: ServeConfig, write: impl FnOnce(&std::path::Path)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("news");
-    train_model(&model_dir, &["sport", "business"], 1);
+    write(&model_dir);
     let gate = Gate::new(true);
     let source = SourceModel {
         name: "news".into(),
@@ -53,11 +60,16 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
+/// `text` with the linear model's token count (whitespace words).
+fn counted(text: &str) -> Text {
+    Text {
+        text: text.to_string(),
+        tokens: text.split_whitespace().count(),
+    }
+}
+
 fn submit_one(engine: &Engine, text: &str) -> Result<oneshot::Receiver<Reply>, EngineError> {
-    engine.arrival().submit(
-        Texts::One(text.to_string()),
-        estimate_tokens(text, usize::MAX),
-    )
+    engine.arrival().submit(Texts::One(counted(text)))
 }
 
 impl Fixture {
@@ -116,7 +128,7 @@ fn a_batch_waits_for_announced_requests() {
         .into_iter()
         .map(|a| {
             std::thread::sleep(Duration::from_millis(1));
-            a.submit(Texts::One(SPORT.into()), 9).unwrap()
+            a.submit(Texts::One(counted(SPORT))).unwrap()
         })
         .collect();
     for rx in receivers {
@@ -207,7 +219,7 @@ async fn a_full_queue_refuses_and_recovers() {
     let batch = f
         .engine
         .arrival()
-        .submit(Texts::Many(vec![SPORT.into(), BUSINESS.into()]), 10);
+        .submit(Texts::Many(vec![counted(SPORT), counted(BUSINESS)]));
     assert!(matches!(
         batch,
         Err(EngineError::Overloaded { wanted: 2, .. })
@@ -257,11 +269,10 @@ async fn batch_jobs_keep_their_order_across_length_buckets() {
         BUSINESS.to_string(),
         format!("{SPORT} {}", "match ".repeat(80)),
     ];
-    let tokens = texts.iter().map(|t| estimate_tokens(t, usize::MAX)).sum();
     let computed = f
         .engine
         .arrival()
-        .submit(Texts::Many(texts.clone()), tokens)
+        .submit(Texts::Many(texts.iter().map(|t| counted(t)).collect()))
         .unwrap()
         .await
         .unwrap()
@@ -339,10 +350,112 @@ async fn several_workers_answer_every_request() {
 }
 
 #[test]
-fn token_estimate_counts_words_up_to_the_cap() {
-    assert_eq!(estimate_tokens("  a b\tc\n d ", usize::MAX), 4);
-    assert_eq!(estimate_tokens("a b c d", 2), 2);
-    assert_eq!(estimate_tokens("", 5), 0);
+fn the_default_token_count_is_whitespace_words_up_to_the_cap() {
+    let f = fixture(config());
+    let model = f.slot.load_full();
+    assert_eq!(model.token_count("  a b\tc\n d "), 4);
+    assert_eq!(model.token_count(""), 0);
+    assert_eq!(model.token_count(&"word ".repeat(100)), 100);
+    let capped = model.token_cap();
+    if capped < usize::MAX {
+        assert_eq!(model.token_count(&"word ".repeat(capped + 5)), capped);
+    }
+}
+
+/// A bert fixture (tiny random BERT, `max_len` tokens per text).
+fn bert_fixture(config: ServeConfig, max_len: usize) -> Fixture {
+    fixture_with(config, |dir| write_tiny_bert(dir, max_len))
+}
+
+#[test]
+fn bert_counts_word_pieces_with_special_tokens_up_to_max_len() {
+    let f = bert_fixture(config(), 16);
+    let model = f.slot.load_full();
+    // [CLS] + one piece per vocabulary word + [SEP].
+    assert_eq!(model.token_count("the striker scored"), 5);
+    // Punctuation marks are pieces of their own: 4 pieces for 2 whitespace words.
+    assert_eq!(model.token_count("goal, match."), 6);
+    assert_eq!(model.token_count(""), 2);
+    // Truncated to max_len, however long the text.
+    let long = BERT_WORDS.join(" ").repeat(10);
+    assert_eq!(model.token_count(&long), 16);
+    assert_eq!(model.token_cap(), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_token_budget_counts_bert_word_pieces() {
+    let f = bert_fixture(
+        ServeConfig {
+            max_batch_tokens: 20,
+            ..config()
+        },
+        16,
+    );
+    let model = f.slot.load_full();
+    // 3 whitespace words, 6 pieces, 8 with [CLS] and [SEP]: two fit a budget of 20 tokens,
+    // where a word count (3 each) would have let all six into one batch.
+    let text = "goal, match, league!";
+    assert_eq!(model.token_count(text), 8);
+    let first = f.hold_worker();
+    let tokens_before = f.metrics.batched_tokens();
+    let receivers: Vec<_> = (0..6)
+        .map(|_| {
+            f.engine
+                .arrival()
+                .submit(Texts::One(Text {
+                    text: text.to_string(),
+                    tokens: model.token_count(text),
+                }))
+                .unwrap()
+        })
+        .collect();
+    f.gate.set(true);
+    first.await.unwrap().unwrap();
+    for rx in receivers {
+        rx.await.unwrap().unwrap();
+    }
+    // The held batch (1 text), then 2 + 2 + 2 of 8 tokens each.
+    assert_eq!(f.metrics.batches(), (7, 4));
+    assert_eq!(f.metrics.batched_tokens() - tokens_before, 6 * 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bert_batches_across_length_buckets_match_one_text_at_a_time() {
+    let f = bert_fixture(config(), 64);
+    let long = "the striker scored, the bank said: shares rose! ".repeat(6);
+    let texts = [
+        long.as_str(),
+        "goal",
+        "the bank said shares rose",
+        "profit",
+        "market market market market market market market market market market market",
+    ];
+    let model = f.slot.load_full();
+    // From 3 to 64 pieces: more than one length bucket.
+    assert_eq!(model.token_count("goal"), 3);
+    assert_eq!(model.token_count(&long), 64);
+    let computed = f
+        .engine
+        .arrival()
+        .submit(Texts::Many(
+            texts
+                .iter()
+                .map(|t| Text {
+                    text: t.to_string(),
+                    tokens: model.token_count(t),
+                })
+                .collect(),
+        ))
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
+    for (text, probs) in texts.iter().zip(&computed.probs) {
+        let alone = model.predict(&[text]);
+        for (a, b) in alone[0].iter().zip(probs) {
+            assert!((a - b).abs() < 1e-5, "{text}: {a} vs {b}");
+        }
+    }
 }
 
 fn argmax(p: &[f32]) -> usize {

@@ -8,7 +8,8 @@
 //! never pays `max_wait` for peers that do not exist, and a burst is grouped.
 //!
 //! Computing skips jobs whose client went away, reads the model once (a swap during the batch
-//! does not affect it), orders the texts by estimated length and cuts them into buckets of
+//! does not affect it), orders the texts by token count (the model's own count, taken when the
+//! request arrived: [`crate::model::LoadedModel::token_count`]) and cuts them into buckets of
 //! similar lengths (at most 2x apart, plus slack), one `predict_batch` per bucket, so padded
 //! models do not pad short texts to the longest one. A panicking or malformed model answers the
 //! bucket's jobs with an error; the thread lives on.
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{Computed, EngineError, Job, ModelSlot, Shared, estimate_tokens};
+use super::{Computed, EngineError, Job, ModelSlot, Shared};
 use crate::metrics::Metrics;
 use crate::model::{LoadedModel, check_probabilities};
 
@@ -124,17 +125,11 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
         return;
     }
     let model = slot.load_full();
-    let cap = model.token_cap();
     let order = &mut scratch.order;
     order.clear();
     for (j, job) in batch.iter().enumerate() {
         for t in 0..job.texts.len() {
-            let tokens = if job.texts.len() == 1 {
-                job.tokens
-            } else {
-                estimate_tokens(job.texts.get(t), cap)
-            };
-            order.push((tokens, j, t));
+            order.push((job.texts.get(t).tokens, j, t));
         }
     }
     order.sort_unstable_by_key(|&(tokens, _, _)| tokens);
@@ -159,7 +154,7 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
         let bucket = &order[start..end];
         let texts: Vec<&str> = bucket
             .iter()
-            .map(|&(_, j, t)| batch[j].texts.get(t))
+            .map(|&(_, j, t)| batch[j].texts.get(t).text.as_str())
             .collect();
         match predict_checked(&model, &texts) {
             Ok(probs) => {
