@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs PyTorch + transformers for the CPU peer of bench/bert.sh (bench/bert_peer.py) into a
-# virtual environment of its own, idempotently. Bench-only: CI and the tests never need it.
+# Installs PyTorch + transformers for the CPU peer of bench/bert.sh (bench/bert_peer.py), and
+# FastAPI + uvicorn (with uvloop and httptools, `uvicorn[standard]`) for the serving peer of
+# bench/serve_bert.sh (bench/bert_server.py), into a virtual environment of its own,
+# idempotently. Bench-only: CI and the tests never need it.
 #
 # usage: scripts/setup-bench-torch.sh     (env: TAXON_TORCH_VENV=~/.cache/taxon/venv-torch,
 #                                          TORCH_FULL=0, TAXON_PYTHON=python3)
@@ -27,6 +29,10 @@ say() { echo "setup-bench-torch: $*"; }
 
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -W ignore -c "import torch, transformers" 2>/dev/null; then
   say "$("$VENV/bin/python" -W ignore -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)') already in $VENV"
+  if ! "$VENV/bin/python" -c "import fastapi, uvicorn" 2>/dev/null; then
+    say "installing fastapi and uvicorn[standard] for bench/bert_server.py"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir fastapi 'uvicorn[standard]'
+  fi
   exit 0
 fi
 
@@ -49,7 +55,7 @@ pip_cpu() {
 
 if [ "$TORCH_FULL" = 1 ]; then
   say "installing torch and transformers with all their dependencies (CUDA wheels included, several GB)"
-  "${PIP[@]}" torch transformers
+  "${PIP[@]}" torch transformers fastapi 'uvicorn[standard]'
   "$VENV/bin/python" -W ignore -c "import torch, transformers; print('setup-bench-torch: torch', torch.__version__, 'transformers', transformers.__version__)"
   exit 0
 fi
@@ -71,8 +77,8 @@ PY
 )
 say "installing torch's CPU requirements: ${REQS[*]}"
 pip_cpu "${REQS[@]}"
-say "installing transformers"
-pip_cpu transformers
+say "installing transformers, fastapi and uvicorn[standard]"
+pip_cpu transformers fastapi 'uvicorn[standard]'
 
 LIB=$("$VENV/bin/python" -c "import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec('torch').origin), 'lib'))")
 say "compiling CPU-only stand-ins for the CUDA libraries torch links into $LIB"
