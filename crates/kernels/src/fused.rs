@@ -1,2 +1,527 @@
 //! Fused float kernels of the transformer on row-major slices (GELU, softmax, layer norm),
 //! forward and backward.
+//!
+//! Each kernel makes one pass (or a few passes over one row held in L1) where a graph of
+//! primitive tensor ops makes one pass and one allocation per op. The math is written so the
+//! compiler vectorizes it: `exp` and `erf` are branch-free polynomial approximations
+//! ([`exp_approx`], [`erf_approx`]; GELU's normal CDF from `erfc`, accurate relative to its
+//! value in the negative tail) instead of scalar libm calls, and row reductions keep
+//! 16 lane-wise partial sums. The row kernels are compiled twice, portably and with AVX-512
+//! enabled (chosen at run time, see the `x86` submodule), and rows are split over rayon's
+//! threads when there are many.
+//!
+//! Shapes: a row-major matrix is a slice plus its row length `cols`; every function checks its
+//! lengths and answers a [`ShapeError`] naming the argument instead of panicking.
+
+use rayon::prelude::*;
+
+mod x86;
+
+/// Elements per parallel task: below this much work a kernel stays on the calling thread.
+const GRAIN: usize = 1 << 15;
+
+/// A slice whose length does not fit the shape a kernel was asked to work on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShapeError {
+    /// The kernel.
+    pub kernel: &'static str,
+    /// What was wrong, naming the argument.
+    pub message: String,
+}
+
+impl std::fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kernel, self.message)
+    }
+}
+
+impl std::error::Error for ShapeError {}
+
+fn check(
+    kernel: &'static str,
+    ok: bool,
+    message: impl FnOnce() -> String,
+) -> Result<(), ShapeError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ShapeError {
+            kernel,
+            message: message(),
+        })
+    }
+}
+
+/// Checks that `len` is a whole number of rows of `cols` (`cols > 0`); the row count.
+fn rows_of(kernel: &'static str, name: &str, len: usize, cols: usize) -> Result<usize, ShapeError> {
+    check(kernel, cols > 0, || "row length (cols) is 0".into())?;
+    check(kernel, len % cols == 0, || {
+        format!("{name} has {len} elements, not a multiple of the row length {cols}")
+    })?;
+    Ok(len / cols)
+}
+
+fn same_len(kernel: &'static str, name: &str, len: usize, want: usize) -> Result<(), ShapeError> {
+    check(kernel, len == want, || {
+        format!("{name} has {len} elements, expected {want}")
+    })
+}
+
+/// Rows per parallel task for rows of `cols` elements.
+fn rows_per_task(cols: usize) -> usize {
+    (GRAIN / cols.max(1)).max(1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scalar building blocks (inlined into the row kernels, where they vectorize).
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// 1.5 * 2^23: adding it rounds a float of magnitude < 2^22 to an integer, held in the low
+/// mantissa bits.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// `e^x` to ~2 ulp for `x` in [-87, 88] (inputs outside are clamped: the result saturates at
+/// ~1.6e-38 and ~1.7e38), without branches or libm: `2^n e^f` with `n = round(x / ln 2)`, `f`
+/// in [-ln2/2, ln2/2] and Cephes' minimax polynomial for `e^f`. NaN stays NaN.
+#[inline(always)]
+pub fn exp_approx(x: f32) -> f32 {
+    let x = x.clamp(-87.0, 88.0);
+    let shifted = x * LOG2E + ROUND_MAGIC;
+    let n = shifted - ROUND_MAGIC;
+    let f = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_2e-4f32;
+    p = p * f + 1.398_199_9e-3;
+    p = p * f + 8.333_452e-3;
+    p = p * f + 4.166_579_6e-2;
+    p = p * f + 1.666_666_5e-1;
+    p = p * f + 0.5;
+    let e = p * f * f + f + 1.0;
+    // The integer n sits in the low mantissa bits of `shifted`; 2^n by building the exponent.
+    let n_int = shifted.to_bits().wrapping_sub(ROUND_MAGIC.to_bits()) as i32;
+    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
+    e * scale
+}
+
+/// `erfc(z)` for `z >= 0` to ~1.2e-7 relative (Numerical Recipes' `erfcc`, a Chebyshev fit of
+/// `erfc(z) e^(z^2)` in `t = 1 / (1 + z/2)`), branch-free. Relative accuracy in the tail is
+/// what keeps GELU accurate for negative inputs, where `1 + erf` would cancel.
+#[inline(always)]
+fn erfc_nonneg(z: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let mut p = 0.170_872_77f32;
+    p = p * t - 0.822_152_23;
+    p = p * t + 1.488_515_9;
+    p = p * t - 1.135_204;
+    p = p * t + 0.278_868_07;
+    p = p * t - 0.186_288_06;
+    p = p * t + 0.096_784_18;
+    p = p * t + 0.374_091_96;
+    p = p * t + 1.000_023_7;
+    p = p * t - 1.265_512_2;
+    t * exp_approx(p - z * z)
+}
+
+/// The error function, from [`erfc_nonneg`]: within 3e-7 absolute (GELU does not use it: it
+/// takes the CDF straight from `erfc`, see `normal_cdf`).
+#[inline(always)]
+pub fn erf_approx(x: f32) -> f32 {
+    let e = erfc_nonneg(x.abs());
+    if x < 0.0 { e - 1.0 } else { 1.0 - e }
+}
+
+/// The standard normal CDF `Phi(x) = erfc(-x / sqrt 2) / 2`, accurate relative to its value on
+/// both sides.
+#[inline(always)]
+fn normal_cdf(x: f32) -> f32 {
+    let half = 0.5 * erfc_nonneg(x.abs() * FRAC_1_SQRT_2);
+    if x < 0.0 { half } else { 1.0 - half }
+}
+
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1 / sqrt(2 pi).
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+/// GELU, exact (erf) form: `x Phi(x) = x (1 + erf(x / sqrt 2)) / 2` (Hendrycks & Gimpel 2016).
+#[inline(always)]
+pub fn gelu_scalar(x: f32) -> f32 {
+    x * normal_cdf(x)
+}
+
+/// The derivative of [`gelu_scalar`]: `Phi(x) + x phi(x)`.
+#[inline(always)]
+pub fn gelu_grad_scalar(x: f32) -> f32 {
+    normal_cdf(x) + x * INV_SQRT_2PI * exp_approx(-0.5 * x * x)
+}
+
+/// Lanes of the partial sums in row reductions (one AVX-512 register of f32).
+const LANES: usize = 16;
+
+#[inline(always)]
+fn sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (xc, yc) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+    let tail: f32 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
+    for (a, b) in xc.zip(yc) {
+        for ((s, u), v) in acc.iter_mut().zip(a).zip(b) {
+            *s += u * v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    acc.iter().fold(tail, |m, &v| m.max(v))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row kernels: plain loops over one block of rows, `#[inline(always)]` so that each copy in
+// `x86` is compiled with that copy's target features.
+
+/// The row kernels, generic code instantiated per instruction set by `x86`.
+pub(crate) mod rows {
+    use super::*;
+
+    #[inline(always)]
+    pub(crate) fn gelu(x: &[f32], y: &mut [f32]) {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = gelu_scalar(v);
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+            *o = g * gelu_grad_scalar(v);
+        }
+    }
+
+    /// Rows of `x` (several rows share one `bias` row, `bias` empty for none).
+    #[inline(always)]
+    pub(crate) fn softmax(x: &[f32], bias: &[f32], cols: usize, scale: f32, y: &mut [f32]) {
+        for (xr, yr) in x.chunks_exact(cols).zip(y.chunks_exact_mut(cols)) {
+            if bias.is_empty() {
+                for (o, &v) in yr.iter_mut().zip(xr) {
+                    *o = v * scale;
+                }
+            } else {
+                for ((o, &v), &b) in yr.iter_mut().zip(xr).zip(bias) {
+                    *o = v * scale + b;
+                }
+            }
+            let m = max(yr);
+            for o in yr.iter_mut() {
+                *o = exp_approx(*o - m);
+            }
+            let inv = 1.0 / sum(yr);
+            for o in yr.iter_mut() {
+                *o *= inv;
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn softmax_backward(y: &[f32], dy: &[f32], cols: usize, scale: f32, dx: &mut [f32]) {
+        for ((yr, gr), dr) in y
+            .chunks_exact(cols)
+            .zip(dy.chunks_exact(cols))
+            .zip(dx.chunks_exact_mut(cols))
+        {
+            let s = dot(yr, gr);
+            for ((o, &p), &g) in dr.iter_mut().zip(yr).zip(gr) {
+                *o = scale * p * (g - s);
+            }
+        }
+    }
+
+    /// Mean and 1/sqrt(var + eps) of one row.
+    #[inline(always)]
+    fn moments(xr: &[f32], eps: f32) -> (f32, f32) {
+        let n = xr.len() as f32;
+        let mean = sum(xr) / n;
+        let mut acc = [0f32; LANES];
+        let chunks = xr.chunks_exact(LANES);
+        let tail: f32 = chunks
+            .remainder()
+            .iter()
+            .map(|v| (v - mean) * (v - mean))
+            .sum();
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += (v - mean) * (v - mean);
+            }
+        }
+        let var = (acc.iter().sum::<f32>() + tail) / n;
+        (mean, 1.0 / (var + eps).sqrt())
+    }
+
+    #[inline(always)]
+    pub(crate) fn layer_norm(
+        x: &[f32],
+        residual: &[f32],
+        w: &[f32],
+        b: &[f32],
+        eps: f32,
+        y: &mut [f32],
+    ) {
+        let cols = w.len();
+        for (r, yr) in y.chunks_exact_mut(cols).enumerate() {
+            let xr = &x[r * cols..(r + 1) * cols];
+            if residual.is_empty() {
+                yr.copy_from_slice(xr);
+            } else {
+                let rr = &residual[r * cols..(r + 1) * cols];
+                for ((o, &u), &v) in yr.iter_mut().zip(xr).zip(rr) {
+                    *o = u + v;
+                }
+            }
+            let (mean, rstd) = moments(yr, eps);
+            for ((o, &g), &c) in yr.iter_mut().zip(w).zip(b) {
+                *o = (*o - mean) * rstd * g + c;
+            }
+        }
+    }
+
+    /// `dx` of a block of rows, and that block's `dw`, `db` added into `dwb` (`[dw | db]`).
+    #[inline(always)]
+    pub(crate) fn layer_norm_backward(
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+        eps: f32,
+        dx: &mut [f32],
+        dwb: &mut [f32],
+    ) {
+        let cols = w.len();
+        let (dw, db) = dwb.split_at_mut(cols);
+        let inv_n = 1.0 / cols as f32;
+        for ((xr, gr), dr) in x
+            .chunks_exact(cols)
+            .zip(dy.chunks_exact(cols))
+            .zip(dx.chunks_exact_mut(cols))
+        {
+            let (mean, rstd) = moments(xr, eps);
+            // Pass 1: sums of g w and g w xhat; dw, db.
+            let mut s1 = [0f32; LANES];
+            let mut s2 = [0f32; LANES];
+            let mut t1 = 0f32;
+            let mut t2 = 0f32;
+            let full = cols - cols % LANES;
+            for k in (0..full).step_by(LANES) {
+                let xs = &xr[k..k + LANES];
+                let gs = &gr[k..k + LANES];
+                let ws = &w[k..k + LANES];
+                let dws = &mut dw[k..k + LANES];
+                let dbs = &mut db[k..k + LANES];
+                for l in 0..LANES {
+                    let xhat = (xs[l] - mean) * rstd;
+                    let gw = gs[l] * ws[l];
+                    s1[l] += gw;
+                    s2[l] += gw * xhat;
+                    dws[l] += gs[l] * xhat;
+                    dbs[l] += gs[l];
+                }
+            }
+            for k in full..cols {
+                let xhat = (xr[k] - mean) * rstd;
+                let gw = gr[k] * w[k];
+                t1 += gw;
+                t2 += gw * xhat;
+                dw[k] += gr[k] * xhat;
+                db[k] += gr[k];
+            }
+            let a = (s1.iter().sum::<f32>() + t1) * inv_n;
+            let c = (s2.iter().sum::<f32>() + t2) * inv_n;
+            for (((o, &v), &g), &wk) in dr.iter_mut().zip(xr).zip(gr).zip(w) {
+                let xhat = (v - mean) * rstd;
+                *o = rstd * (g * wk - a - xhat * c);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The public kernels: checks, then blocks of rows in parallel.
+
+/// `y = gelu(x)` elementwise (exact erf form, [`gelu_scalar`]).
+pub fn gelu(x: &[f32], y: &mut [f32]) -> Result<(), ShapeError> {
+    same_len("gelu", "y", y.len(), x.len())?;
+    y.par_chunks_mut(GRAIN)
+        .zip(x.par_chunks(GRAIN))
+        .for_each(|(yb, xb)| x86::gelu(xb, yb));
+    Ok(())
+}
+
+/// `dx = dy * gelu'(x)` elementwise.
+pub fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), ShapeError> {
+    same_len("gelu backward", "dy", dy.len(), x.len())?;
+    same_len("gelu backward", "dx", dx.len(), x.len())?;
+    dx.par_chunks_mut(GRAIN)
+        .zip(x.par_chunks(GRAIN).zip(dy.par_chunks(GRAIN)))
+        .for_each(|(db, (xb, gb))| x86::gelu_backward(xb, gb, db));
+    Ok(())
+}
+
+/// Softmax over rows of `cols`: `y = softmax(scale * x + bias)`, as attention applies it to its
+/// scores. `bias` is either empty or `groups * cols` values, row `r` of `x` taking bias row
+/// `r / (rows / groups)` (scores `(B, heads, Tq, Tk)` with a mask bias `(B, Tk)`).
+pub fn softmax(
+    x: &[f32],
+    bias: &[f32],
+    cols: usize,
+    scale: f32,
+    y: &mut [f32],
+) -> Result<(), ShapeError> {
+    const K: &str = "softmax";
+    let rows = rows_of(K, "x", x.len(), cols)?;
+    same_len(K, "y", y.len(), x.len())?;
+    let per_bias = if bias.is_empty() {
+        rows.max(1)
+    } else {
+        let groups = rows_of(K, "bias", bias.len(), cols)?;
+        check(K, groups > 0 && rows % groups == 0, || {
+            format!("{rows} rows do not split into {groups} bias rows")
+        })?;
+        rows / groups
+    };
+    // Tasks never straddle a bias row: blocks of whole bias groups, or of part of one.
+    let block = {
+        let r = rows_per_task(cols).min(per_bias);
+        let mut r = r.max(1);
+        while per_bias % r != 0 {
+            r -= 1;
+        }
+        r
+    };
+    y.par_chunks_mut(block * cols)
+        .zip(x.par_chunks(block * cols))
+        .enumerate()
+        .for_each(|(i, (yb, xb))| {
+            let bias_row = if bias.is_empty() {
+                &[][..]
+            } else {
+                let g = i * block / per_bias;
+                &bias[g * cols..(g + 1) * cols]
+            };
+            x86::softmax(xb, bias_row, cols, scale, yb)
+        });
+    Ok(())
+}
+
+/// The gradient of [`softmax`] with respect to its input `x`, from its output `y` and the
+/// output's gradient `dy`: `dx = scale * y * (dy - sum(dy * y))` per row.
+pub fn softmax_backward(
+    y: &[f32],
+    dy: &[f32],
+    cols: usize,
+    scale: f32,
+    dx: &mut [f32],
+) -> Result<(), ShapeError> {
+    const K: &str = "softmax backward";
+    rows_of(K, "y", y.len(), cols)?;
+    same_len(K, "dy", dy.len(), y.len())?;
+    same_len(K, "dx", dx.len(), y.len())?;
+    let n = rows_per_task(cols) * cols;
+    dx.par_chunks_mut(n)
+        .zip(y.par_chunks(n).zip(dy.par_chunks(n)))
+        .for_each(|(db, (yb, gb))| x86::softmax_backward(yb, gb, cols, scale, db));
+    Ok(())
+}
+
+/// Layer norm over rows of `w.len()` (Ba et al. 2016): `y = (z - mean) / sqrt(var + eps) * w
+/// + b` with `z = x + residual` (`residual` empty: `z = x`); the variance is the biased one.
+pub fn layer_norm(
+    x: &[f32],
+    residual: &[f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    y: &mut [f32],
+) -> Result<(), ShapeError> {
+    const K: &str = "layer norm";
+    let cols = w.len();
+    rows_of(K, "x", x.len(), cols)?;
+    same_len(K, "b", b.len(), cols)?;
+    same_len(K, "y", y.len(), x.len())?;
+    if !residual.is_empty() {
+        same_len(K, "residual", residual.len(), x.len())?;
+    }
+    let n = rows_per_task(cols) * cols;
+    y.par_chunks_mut(n).enumerate().for_each(|(i, yb)| {
+        let xb = &x[i * n..i * n + yb.len()];
+        let rb = if residual.is_empty() {
+            &[][..]
+        } else {
+            &residual[i * n..i * n + yb.len()]
+        };
+        x86::layer_norm(xb, rb, w, b, eps, yb)
+    });
+    Ok(())
+}
+
+/// The gradients of [`layer_norm`] (with `z` its normalized input, `x + residual`): writes `dz`
+/// (the gradient of both `x` and `residual`) into `dx`, and returns `dw` and `db` (each
+/// `w.len()` values) as one vector `[dw | db]`.
+pub fn layer_norm_backward(
+    z: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+) -> Result<Vec<f32>, ShapeError> {
+    const K: &str = "layer norm backward";
+    let cols = w.len();
+    rows_of(K, "x", z.len(), cols)?;
+    same_len(K, "dy", dy.len(), z.len())?;
+    same_len(K, "dx", dx.len(), z.len())?;
+    let n = rows_per_task(cols) * cols;
+    let dwb = dx
+        .par_chunks_mut(n)
+        .enumerate()
+        .map(|(i, db)| {
+            let mut part = vec![0f32; 2 * cols];
+            let range = i * n..i * n + db.len();
+            x86::layer_norm_backward(&z[range.clone()], w, &dy[range], eps, db, &mut part);
+            part
+        })
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(u, v)| *u += v);
+            a
+        })
+        .unwrap_or_else(|| vec![0f32; 2 * cols]);
+    Ok(dwb)
+}
+
+#[cfg(test)]
+mod tests;

@@ -17,6 +17,7 @@
 mod config;
 mod io;
 mod net;
+mod ops;
 mod quant;
 mod random;
 pub mod tokenize;

@@ -3,10 +3,13 @@
 //! DistilBERT one (Sanh et al. 2019), pooling (`[CLS]` state or masked mean) and a
 //! classification head (dropout + linear).
 //!
-//! Every op is differentiable through candle's autograd: layer norm, softmax and GELU are built
-//! from primitive tensor ops (candle's fused `layer_norm` / `softmax_last_dim` have no backward
-//! pass and silently cut the graph), and padding is masked with a finite additive -1e4, not
-//! `f32::MIN` (which overflows to NaN in reduced precision).
+//! Every op is differentiable through candle's autograd: layer norm (with the residual add),
+//! the attention softmax (with the scale and the padding mask) and GELU are fused custom ops
+//! with their own backward pass ([`super::ops`]; candle's fused `layer_norm` /
+//! `softmax_last_dim` have no backward pass and silently cut the graph), and padding is masked
+//! with a finite additive -1e4, not `f32::MIN` (which overflows to NaN in reduced precision).
+//! The primitive-op versions of layer norm and softmax stay here as the references the fused
+//! ops are tested against.
 //!
 //! Tensors are held in one list in [`names`] order, with Hugging Face's names (BERT's
 //! `embeddings.*` / `encoder.layer.N.*`, DistilBERT's `embeddings.*` / `transformer.layer.N.*`)
@@ -16,6 +19,7 @@ use candle_core::{D, Device, Result, Tensor};
 
 use super::Pooling;
 use super::config::{Arch, EncoderConfig};
+use super::ops;
 use super::quant::Int8Linears;
 use crate::rng::SplitMix64;
 
@@ -166,7 +170,9 @@ fn drop(d: &mut Option<Dropout<'_>>, x: Tensor, p: f32) -> Result<Tensor> {
     }
 }
 
-/// Layer norm over the last dimension from primitive (differentiable) ops.
+/// Layer norm over the last dimension from primitive (differentiable) ops: the reference of
+/// [`ops::layer_norm`].
+#[cfg(test)]
 pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     let mean = x.mean_keepdim(D::Minus1)?;
     let xc = x.broadcast_sub(&mean)?;
@@ -177,7 +183,8 @@ pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result
 }
 
 /// Softmax over the last dimension from primitive (differentiable) ops; the row maximum is
-/// subtracted (as a constant) for range.
+/// subtracted (as a constant) for range. The reference of [`ops::attention_softmax`], and the
+/// head's softmax.
 pub(crate) fn softmax(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
@@ -241,13 +248,10 @@ impl Net {
             x = x.broadcast_add(&self.t(2).narrow(0, 0, 1)?)?;
             i = 3;
         }
-        let mut x = layer_norm(&x, self.t(i), self.t(i + 1), cfg.layer_norm_eps)?;
+        let mut x = ops::layer_norm(&x, self.t(i), self.t(i + 1), cfg.layer_norm_eps)?;
         x = drop(dropout, x, cfg.hidden_dropout)?.reshape((b * t, h))?;
-        // (B, 1, 1, T): 0 on tokens, -1e4 on padding.
-        let bias = batch
-            .mask
-            .affine(-MASK_NEG, MASK_NEG)?
-            .reshape((b, 1, 1, t))?;
+        // (B, T): 0 on tokens, -1e4 on padding.
+        let bias = batch.mask.affine(-MASK_NEG, MASK_NEG)?;
         let scale = 1.0 / (dh as f64).sqrt();
         let first = embedding_count(cfg);
         for layer in 0..cfg.layers {
@@ -256,21 +260,22 @@ impl Net {
             let heads = |y: Tensor| -> Result<Tensor> {
                 y.reshape((b, t, nh, dh))?.transpose(1, 2)?.contiguous()
             };
-            let q = heads((self.dense(base, &x)? * scale)?)?;
+            let q = heads(self.dense(base, &x)?)?;
             let k = heads(self.dense(base + 2, &x)?)?;
             let v = heads(self.dense(base + 4, &x)?)?;
-            let scores = q.matmul(&k.t()?.contiguous()?)?.broadcast_add(&bias)?;
-            let probs = drop(dropout, softmax(&scores)?, cfg.attention_dropout)?;
+            let scores = q.matmul(&k.t()?.contiguous()?)?;
+            let probs = ops::attention_softmax(&scores, &bias, scale)?;
+            let probs = drop(dropout, probs, cfg.attention_dropout)?;
             let ctx = probs
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b * t, h))?;
             let attn = drop(dropout, self.dense(base + 6, &ctx)?, cfg.hidden_dropout)?;
-            x = layer_norm(&(attn + &x)?, w(8), w(9), cfg.layer_norm_eps)?;
-            let ff = self.dense(base + 10, &x)?.gelu_erf()?;
+            x = ops::add_layer_norm(&attn, &x, w(8), w(9), cfg.layer_norm_eps)?;
+            let ff = ops::gelu(&self.dense(base + 10, &x)?)?;
             let ff = drop(dropout, self.dense(base + 12, &ff)?, cfg.hidden_dropout)?;
-            x = layer_norm(&(ff + &x)?, w(14), w(15), cfg.layer_norm_eps)?;
+            x = ops::add_layer_norm(&ff, &x, w(14), w(15), cfg.layer_norm_eps)?;
         }
         let x = x.reshape((b, t, h))?;
         match self.pooling {

@@ -1,0 +1,59 @@
+//! Run-time dispatch of the fused row kernels: on x86-64 with AVX-512 (F, with AVX2 and FMA),
+//! a copy of each kernel compiled with those features (the compiler vectorizes the generic
+//! code of `super::rows` with 512-bit registers); elsewhere the portable copy.
+//!
+//! The only `unsafe` here calls a `#[target_feature]` function, right after
+//! `is_x86_feature_detected!` has confirmed that this CPU has every feature it enables.
+#![allow(unsafe_code)]
+
+use super::rows;
+
+/// Declares, for each kernel, an AVX-512 copy and a safe dispatcher that picks it when the CPU
+/// has the features, else the portable copy.
+macro_rules! dispatch {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*); )*) => {
+        /// The kernels compiled with AVX-512 enabled.
+        #[cfg(target_arch = "x86_64")]
+        mod avx512 {
+            use super::rows;
+            $(
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                pub(super) fn $name($($arg: $ty),*) {
+                    rows::$name($($arg),*)
+                }
+            )*
+        }
+
+        $(
+            $(#[$doc])*
+            #[inline]
+            pub(crate) fn $name($($arg: $ty),*) {
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has avx512f, avx2 and fma (checked just above), the
+                    // only features `avx512::$name` is compiled with; its body is safe code.
+                    return unsafe { avx512::$name($($arg),*) };
+                }
+                rows::$name($($arg),*)
+            }
+        )*
+    };
+}
+
+dispatch! {
+    /// [`rows::gelu`].
+    fn gelu(x: &[f32], y: &mut [f32]);
+    /// [`rows::gelu_backward`].
+    fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]);
+    /// [`rows::softmax`].
+    fn softmax(x: &[f32], bias: &[f32], cols: usize, scale: f32, y: &mut [f32]);
+    /// [`rows::softmax_backward`].
+    fn softmax_backward(y: &[f32], dy: &[f32], cols: usize, scale: f32, dx: &mut [f32]);
+    /// [`rows::layer_norm`].
+    fn layer_norm(x: &[f32], residual: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]);
+    /// [`rows::layer_norm_backward`].
+    fn layer_norm_backward(x: &[f32], w: &[f32], dy: &[f32], eps: f32, dx: &mut [f32], dwb: &mut [f32]);
+}
