@@ -247,6 +247,33 @@ impl PackedWeights {
     }
 }
 
+/// Quantizes one row into `dst` (at least as long), returning its scale and zero point. Plain
+/// float code that the compiler vectorizes; the SIMD module compiles it for AVX-512 too, with
+/// the same results (rounding is to nearest even, min / max are exact).
+#[inline(always)]
+fn quantize_row_with(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+    let (lo, hi) = row
+        .iter()
+        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let range = hi - lo;
+    let (sc, zp) = if range > 0.0 && range.is_finite() {
+        let sc = range / 255.0;
+        (sc, (-lo / sc).round_ties_even().clamp(0.0, 255.0))
+    } else {
+        (1.0, 0.0)
+    };
+    let inv = 1.0 / sc;
+    for (d, &v) in dst.iter_mut().zip(row) {
+        *d = ((v * inv).round_ties_even() + zp).clamp(0.0, 255.0) as u8;
+    }
+    (sc, zp as i32)
+}
+
+/// [`quantize_row_with`] compiled for any x86-64 (or other) CPU.
+fn quantize_row_portable(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+    quantize_row_with(row, dst)
+}
+
 /// Rows of activations quantized to u8 with a per-row scale and zero point, each row padded
 /// to a multiple of four bytes.
 #[derive(Clone, Debug, PartialEq)]
@@ -261,7 +288,7 @@ pub struct QuantizedRows {
 
 impl QuantizedRows {
     /// Quantizes the row-major `(n, in)` matrix `x`: per row, `s = (max - min) / 255` over a
-    /// range that holds 0, `z = round(-min / s)`, `u = clamp(round(x / s) + z, 0, 255)`.
+    /// range that holds 0, `z = round(-min / s)`, `u = clamp(round(x / s) + z, 0, 255)` (rounding to nearest even).
     /// Non-finite inputs do not panic (they quantize to an end of the range or to `z`).
     pub fn quantize(x: &[f32], n: usize, inp: usize) -> Result<Self, Int8Error> {
         if inp == 0 || inp > MAX_INPUTS {
@@ -275,32 +302,20 @@ impl QuantizedRows {
         let mut data = vec![0u8; n * stride];
         let mut scale = vec![1f32; n];
         let mut zero = vec![0i32; n];
-        let quantize_row = |(row, (dst, (s, z))): (&[f32], (&mut [u8], (&mut f32, &mut i32)))| {
-            let (lo, hi) = row
-                .iter()
-                .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            let range = hi - lo;
-            let (sc, zp) = if range > 0.0 && range.is_finite() {
-                let sc = range / 255.0;
-                (sc, (-lo / sc).round().clamp(0.0, 255.0))
-            } else {
-                (1.0, 0.0)
-            };
-            let inv = 1.0 / sc;
-            for (d, &v) in dst.iter_mut().zip(row) {
-                *d = ((v * inv).round() + zp).clamp(0.0, 255.0) as u8;
-            }
-            *s = sc;
-            *z = zp as i32;
+        type Row<'a> = ((&'a [f32], &'a mut [u8]), (&'a mut f32, &'a mut i32));
+        let one = |((row, dst), (s, z)): Row<'_>| {
+            (*s, *z) = vnni::quantize_row(row, dst);
         };
-        let work = x.chunks(inp).zip(
-            data.chunks_mut(stride)
-                .zip(scale.iter_mut().zip(zero.iter_mut())),
-        );
         if n * inp >= 1 << 16 && rayon::current_num_threads() > 1 {
-            work.par_bridge().for_each(quantize_row);
+            x.par_chunks(inp)
+                .zip(data.par_chunks_mut(stride))
+                .zip(scale.par_iter_mut().zip(zero.par_iter_mut()))
+                .for_each(one);
         } else {
-            work.for_each(quantize_row);
+            x.chunks(inp)
+                .zip(data.chunks_mut(stride))
+                .zip(scale.iter_mut().zip(zero.iter_mut()))
+                .for_each(one);
         }
         Ok(Self {
             rows: n,

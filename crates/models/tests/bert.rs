@@ -362,6 +362,7 @@ fn minilm_encoder_matches_an_independent_numpy_forward_pass() {
             max_len: 64,
             truncation,
             freeze_layers: 0,
+            ..BertConfig::default()
         };
         let model = BertModel::from_checkpoint(&dir, &cfg, &labels(), 1).unwrap();
         let ours = model.embed(&texts).unwrap();

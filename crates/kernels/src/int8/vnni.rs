@@ -2,12 +2,21 @@
 //! 24 zmm accumulators, one `vpdpbusd` per (row, 16-output block, 4-input group), the
 //! dequantization fused into the store. Same results as the portable path, bit for bit.
 #![allow(unsafe_code)]
+// The AVX-512 intrinsics are stable since Rust 1.89 (the toolchain here is 1.95); the
+// workspace's `rust-version` still says 1.85.
+#![allow(clippy::incompatible_msrv)]
 
 use super::{PackedWeights, QuantizedRows, Sink};
 
 /// Whether this CPU runs the VNNI kernel.
 pub(super) fn available() -> bool {
     imp::available()
+}
+
+/// Quantizes one row of activations (see `quantize_row_with`), vectorized for AVX-512 when
+/// the CPU has it.
+pub(super) fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+    imp::quantize_row(row, dst)
 }
 
 /// Rows of the sink's length, starting at global row `r0`.
@@ -23,6 +32,10 @@ mod imp {
         false
     }
 
+    pub(super) fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+        super::super::quantize_row_portable(row, dst)
+    }
+
     pub(super) fn rows(xq: &QuantizedRows, r0: usize, w: &PackedWeights, sink: Sink<'_>) {
         super::super::portable_rows(xq, r0, w, sink)
     }
@@ -32,18 +45,41 @@ mod imp {
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::{BLOCK_IN, BLOCK_OUT, GROUP, portable_rows, sink_rows};
+    use super::super::{
+        BLOCK_IN, BLOCK_OUT, GROUP, portable_rows, quantize_row_portable, quantize_row_with,
+        sink_rows,
+    };
     use super::{PackedWeights, QuantizedRows, Sink};
 
     /// Rows per register tile.
     const MR: usize = 6;
     /// 16-output blocks per register tile.
     const NB: usize = 4;
+    /// Rows per chunk (a multiple of `MR`).
+    const MC: usize = 48;
+    /// Input groups of 4 per chunk: 64 outputs x 256 inputs = 16 KiB of weights.
+    const KC4: usize = 64;
 
     pub(super) fn available() -> bool {
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512vnni")
+    }
+
+    pub(super) fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+        if !is_x86_feature_detected!("avx512f") || !is_x86_feature_detected!("avx512bw") {
+            return quantize_row_portable(row, dst);
+        }
+        // SAFETY: the CPU has AVX-512F and AVX-512BW (checked just above), the features
+        // `quantize_row_avx512` is compiled for.
+        unsafe { quantize_row_avx512(row, dst) }
+    }
+
+    /// The portable row quantizer compiled with AVX-512 enabled (the same source, so the same
+    /// results).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn quantize_row_avx512(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+        quantize_row_with(row, dst)
     }
 
     pub(super) fn rows(xq: &QuantizedRows, r0: usize, w: &PackedWeights, sink: Sink<'_>) {
@@ -60,23 +96,49 @@ mod imp {
         let rows = sink_rows(&sink, w.out);
         let end = (r0 + rows).min(xq.rows);
         let blocks = w.blocks();
-        // Output panels of up to 64 outputs (their weights stay in L2), then row tiles.
-        let mut b0 = 0;
-        while b0 < blocks {
-            let nb = (blocks - b0).min(NB);
-            let mut r = r0;
-            while r < end {
-                let mr = (end - r).min(MR);
-                match nb {
-                    4 => by_rows::<4>(mr, xq, r, w, b0, r0, &mut sink),
-                    3 => by_rows::<3>(mr, xq, r, w, b0, r0, &mut sink),
-                    2 => by_rows::<2>(mr, xq, r, w, b0, r0, &mut sink),
-                    _ => by_rows::<1>(mr, xq, r, w, b0, r0, &mut sink),
+        // Partial sums of one row chunk and panel between input chunks.
+        let mut partial = vec![_mm512_setzero_si512(); MC * NB];
+        // Row chunks (their activations stay in L2), output panels of up to 64 outputs, input
+        // chunks (the panel's slice, 16 KiB, stays in L1 across the chunk's row tiles), tiles.
+        let mut c0 = r0;
+        while c0 < end {
+            let c1 = (c0 + MC).min(end);
+            let mut b0 = 0;
+            while b0 < blocks {
+                let nb = (blocks - b0).min(NB);
+                let mut k0 = 0;
+                while k0 < w.k4 {
+                    let k1 = (k0 + KC4).min(w.k4);
+                    let mut r = c0;
+                    while r < c1 {
+                        let mr = (c1 - r).min(MR);
+                        let at = (r - c0) * NB;
+                        let t = Tile { r, b0, r0, k0, k1 };
+                        let part = &mut partial[at..at + mr * NB];
+                        match nb {
+                            4 => by_rows::<4>(mr, xq, w, &t, part, &mut sink),
+                            3 => by_rows::<3>(mr, xq, w, &t, part, &mut sink),
+                            2 => by_rows::<2>(mr, xq, w, &t, part, &mut sink),
+                            _ => by_rows::<1>(mr, xq, w, &t, part, &mut sink),
+                        }
+                        r += mr;
+                    }
+                    k0 = k1;
                 }
-                r += mr;
+                b0 += nb;
             }
-            b0 += nb;
+            c0 = c1;
         }
+    }
+
+    /// Where a register tile sits: first row `r` (global), first block `b0`, the input groups
+    /// `k0..k1`, and the sink's first row `r0`.
+    struct Tile {
+        r: usize,
+        b0: usize,
+        r0: usize,
+        k0: usize,
+        k1: usize,
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -84,49 +146,55 @@ mod imp {
     fn by_rows<const B: usize>(
         mr: usize,
         xq: &QuantizedRows,
-        r: usize,
         w: &PackedWeights,
-        b0: usize,
-        r0: usize,
+        t: &Tile,
+        partial: &mut [__m512i],
         sink: &mut Sink<'_>,
     ) {
         match mr {
-            6 => tile::<6, B>(xq, r, w, b0, r0, sink),
-            5 => tile::<5, B>(xq, r, w, b0, r0, sink),
-            4 => tile::<4, B>(xq, r, w, b0, r0, sink),
-            3 => tile::<3, B>(xq, r, w, b0, r0, sink),
-            2 => tile::<2, B>(xq, r, w, b0, r0, sink),
-            _ => tile::<1, B>(xq, r, w, b0, r0, sink),
+            6 => tile::<6, B>(xq, w, t, partial, sink),
+            5 => tile::<5, B>(xq, w, t, partial, sink),
+            4 => tile::<4, B>(xq, w, t, partial, sink),
+            3 => tile::<3, B>(xq, w, t, partial, sink),
+            2 => tile::<2, B>(xq, w, t, partial, sink),
+            _ => tile::<1, B>(xq, w, t, partial, sink),
         }
     }
 
-    /// Rows `r..r + R` times blocks `b0..b0 + B`, over the whole input width.
+    /// Rows `t.r..t.r + R` times blocks `t.b0..t.b0 + B` over the input groups `t.k0..t.k1`,
+    /// starting from `partial` (row-major `R x NB` registers) unless `k0` is 0; the last input
+    /// chunk goes to the sink, the others back to `partial`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
     fn tile<const R: usize, const B: usize>(
         xq: &QuantizedRows,
-        r: usize,
         w: &PackedWeights,
-        b0: usize,
-        r0: usize,
+        t: &Tile,
+        partial: &mut [__m512i],
         sink: &mut Sink<'_>,
     ) {
-        let k4 = w.k4;
-        // Slices of exactly the length the loop reads: k4 groups of 4 bytes per row, of 64
-        // bytes per block (the callers keep r + R <= rows and b0 + B <= blocks).
-        let xs: [&[u8]; R] = std::array::from_fn(|i| &xq.row(r + i)[..k4 * BLOCK_IN]);
-        let ws: [&[i8]; B] = std::array::from_fn(|j| &w.block(b0 + j)[..k4 * GROUP]);
+        let (k0, k1) = (t.k0, t.k1);
+        // Slices of exactly the groups the loop reads (the callers keep r + R <= rows,
+        // b0 + B <= blocks and k1 <= k4).
+        let xs: [&[u8]; R] =
+            std::array::from_fn(|i| &xq.row(t.r + i)[k0 * BLOCK_IN..k1 * BLOCK_IN]);
+        let ws: [&[i8]; B] = std::array::from_fn(|j| &w.block(t.b0 + j)[k0 * GROUP..k1 * GROUP]);
         let mut acc = [[_mm512_setzero_si512(); B]; R];
-        for k in 0..k4 {
+        if k0 > 0 {
+            for (i, row) in acc.iter_mut().enumerate() {
+                row.copy_from_slice(&partial[i * NB..i * NB + B]);
+            }
+        }
+        for k in 0..k1 - k0 {
             let mut wv = [_mm512_setzero_si512(); B];
             for j in 0..B {
-                // SAFETY: `ws[j]` holds k4 * 64 bytes and k < k4, so the 64 bytes at k * 64
-                // are in bounds; the load is unaligned.
+                // SAFETY: `ws[j]` holds (k1 - k0) * 64 bytes and k < k1 - k0, so the 64 bytes
+                // at k * 64 are in bounds; the load is unaligned.
                 wv[j] = unsafe { _mm512_loadu_si512(ws[j].as_ptr().add(k * GROUP).cast()) };
             }
             for i in 0..R {
-                // SAFETY: `xs[i]` holds k4 * 4 bytes and k < k4, so the 4 bytes at k * 4 are
-                // in bounds; read unaligned.
+                // SAFETY: `xs[i]` holds (k1 - k0) * 4 bytes and k < k1 - k0, so the 4 bytes at
+                // k * 4 are in bounds; read unaligned.
                 let four = unsafe {
                     xs[i]
                         .as_ptr()
@@ -140,9 +208,15 @@ mod imp {
                 }
             }
         }
+        if k1 < w.k4 {
+            for (i, row) in acc.iter().enumerate() {
+                partial[i * NB..i * NB + B].copy_from_slice(row);
+            }
+            return;
+        }
         for (i, row) in acc.iter().enumerate() {
             for (j, a) in row.iter().enumerate() {
-                store(sink, xq, w, r0, r + i, b0 + j, *a);
+                store(sink, xq, w, t.r0, t.r + i, t.b0 + j, *a);
             }
         }
     }

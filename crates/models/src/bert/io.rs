@@ -9,7 +9,7 @@
 //! md5 against `model.json`. Every tensor's shape is checked against `config.json` before use:
 //! a disagreement is an error naming the file, the tensor and the config key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -18,6 +18,8 @@ use taxon_core::model::{MODEL_JSON, ModelDescription, ModelError, ModelFile};
 
 use super::config::{Arch, CONFIG_JSON, EncoderConfig};
 use super::net::{Net, names};
+use super::optimize::Quantization;
+use super::quant::{Int8Linear, Int8Linears, dense_weight_indices, placeholder};
 use super::tokenize::{TOKENIZER_JSON, TextEncoder};
 use super::{BertConfig, BertModel, TextClassifier};
 
@@ -67,15 +69,20 @@ fn config_key(cfg: &EncoderConfig, name: &str, dim: usize) -> &'static str {
     }
 }
 
-/// Looks up the encoder tensors of `cfg` in a safetensors buffer, accepting `prefix.` names.
+/// Reads every tensor of a safetensors buffer with candle.
+fn candle_tensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
+    candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|e| weights_err(path, format!("not a safetensors file: {e}")))
+}
+
+/// Looks up the encoder tensors of `cfg` among `all`, accepting `prefix.` names; the tensors
+/// whose index is in `int8` (held as int8 layers) get a placeholder.
 fn encoder_tensors(
-    bytes: &[u8],
+    mut all: HashMap<String, Tensor>,
     path: &Path,
     cfg: &EncoderConfig,
+    int8: &HashSet<usize>,
 ) -> Result<Vec<Tensor>, ModelError> {
-    let mut all: HashMap<String, Tensor> =
-        candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
-            .map_err(|e| weights_err(path, format!("not a safetensors file: {e}")))?;
     let prefix = match cfg.arch {
         Arch::Bert => "bert.",
         Arch::DistilBert => "distilbert.",
@@ -84,7 +91,11 @@ fn encoder_tensors(
     let encoder = &spec[..spec.len() - 2];
     encoder
         .iter()
-        .map(|(name, shape)| {
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            if int8.contains(&i) {
+                return placeholder().map_err(|e| weights_err(path, e.to_string()));
+            }
             // Checkpoints converted from the original TensorFlow BERT name LayerNorm
             // parameters `gamma` / `beta`.
             let legacy = name
@@ -166,7 +177,8 @@ impl Checkpoint {
             path: path.clone(),
             source,
         })?;
-        let encoder = encoder_tensors(&bytes, &path, &cfg)?;
+        let encoder =
+            encoder_tensors(candle_tensors(&bytes, &path)?, &path, &cfg, &HashSet::new())?;
         check_vocab(&tokenizer, &cfg, dir)?;
         Ok(Self {
             cfg,
@@ -206,28 +218,183 @@ fn write(path: &Path, bytes: &[u8]) -> Result<ModelFile, ModelError> {
     })
 }
 
+/// Suffix of the f32 per-output scales stored next to an int8 weight.
+pub const SCALE_SUFFIX: &str = "_scale";
+
+/// The safetensors bytes of `m`'s tensors: f32, except int8 layers, stored as an I8 weight plus
+/// an f32 `<name>_scale`.
+fn weights_bytes(m: &BertModel) -> Result<Vec<u8>, String> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let spec = names(&m.net.cfg, m.labels.len());
+    // (name, dtype, shape, bytes)
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(spec.len());
+    for (i, ((name, shape), t)) in spec.iter().zip(&m.net.tensors).enumerate() {
+        if let Some(l) = m.net.int8.as_ref().and_then(|q| q.get(i)) {
+            let q: Vec<u8> = l.packed.int8().into_iter().map(|v| v as u8).collect();
+            owned.push((name.clone(), Dtype::I8, shape.clone(), q));
+            let scales: Vec<u8> = l
+                .packed
+                .scales()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            owned.push((
+                format!("{name}{SCALE_SUFFIX}"),
+                Dtype::F32,
+                vec![shape[0]],
+                scales,
+            ));
+            continue;
+        }
+        let v = t
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| format!("tensor `{name}`: {e}"))?;
+        let b: Vec<u8> = v.iter().flat_map(|v| v.to_le_bytes()).collect();
+        owned.push((name.clone(), Dtype::F32, t.dims().to_vec(), b));
+    }
+    let views = owned
+        .iter()
+        .map(|(n, d, s, b)| {
+            TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| format!("tensor `{n}`: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::tensor::serialize(views, None).map_err(|e| e.to_string())
+}
+
+/// Every tensor of a taxon model's weights file: the f32 ones as candle tensors, the int8 ones
+/// as `(shape, values)`.
+#[allow(clippy::type_complexity)]
+fn model_tensors(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<
+    (
+        HashMap<String, Tensor>,
+        HashMap<String, (Vec<usize>, Vec<i8>)>,
+    ),
+    ModelError,
+> {
+    use safetensors::tensor::Dtype;
+    let st = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| weights_err(path, format!("not a safetensors file: {e}")))?;
+    let mut floats = HashMap::new();
+    let mut ints = HashMap::new();
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        match view.dtype() {
+            Dtype::I8 => {
+                let q: Vec<i8> = view.data().iter().map(|&b| b as i8).collect();
+                ints.insert(name, (shape, q));
+            }
+            d => {
+                let dtype = match d {
+                    Dtype::F32 => DType::F32,
+                    Dtype::F16 => DType::F16,
+                    Dtype::BF16 => DType::BF16,
+                    Dtype::F64 => DType::F64,
+                    other => {
+                        return Err(weights_err(
+                            path,
+                            format!("tensor `{name}` has dtype {other:?}; expected F32 or I8"),
+                        ));
+                    }
+                };
+                let t = Tensor::from_raw_buffer(view.data(), dtype, &shape, &Device::Cpu)
+                    .map_err(|e| weights_err(path, format!("tensor `{name}`: {e}")))?;
+                floats.insert(name, t);
+            }
+        }
+    }
+    Ok((floats, ints))
+}
+
+/// Takes the int8 layers out of `floats` / `ints` for a model whose params say `quantization`:
+/// every encoder dense weight must be I8 `(out, in)` with an f32 `<name>_scale` of `out`
+/// finite values when int8, and no tensor may be I8 otherwise.
+fn int8_layers(
+    quantization: Quantization,
+    floats: &mut HashMap<String, Tensor>,
+    mut ints: HashMap<String, (Vec<usize>, Vec<i8>)>,
+    path: &Path,
+    cfg: &EncoderConfig,
+    labels: usize,
+) -> Result<Option<Int8Linears>, ModelError> {
+    if quantization == Quantization::None {
+        if let Some(name) = ints.keys().min() {
+            return Err(weights_err(
+                path,
+                format!(
+                    "tensor `{name}` is int8 but {MODEL_JSON} params do not say                      `quantization: int8`"
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let spec = names(cfg, labels);
+    let mut layers = HashMap::new();
+    for i in dense_weight_indices(cfg) {
+        let (name, shape) = &spec[i];
+        let (found, q) = ints.remove(name).ok_or_else(|| {
+            let what = if floats.contains_key(name) {
+                "is not int8"
+            } else {
+                "is missing"
+            };
+            weights_err(
+                path,
+                format!("tensor `{name}` {what} ({MODEL_JSON} params say `quantization: int8`)"),
+            )
+        })?;
+        if &found != shape {
+            return Err(ModelError::Mismatch {
+                path: path.to_path_buf(),
+                field: format!("int8 tensor `{name}` shape (from {CONFIG_JSON})"),
+                expected: format!("{shape:?}"),
+                found: format!("{found:?}"),
+            });
+        }
+        let scale_name = format!("{name}{SCALE_SUFFIX}");
+        let scale = floats.remove(&scale_name).ok_or_else(|| {
+            weights_err(
+                path,
+                format!("tensor `{scale_name}` (the scales of int8 `{name}`) is missing"),
+            )
+        })?;
+        if scale.dims() != [shape[0]] {
+            return Err(ModelError::Mismatch {
+                path: path.to_path_buf(),
+                field: format!("tensor `{scale_name}` shape"),
+                expected: format!("[{}]", shape[0]),
+                found: format!("{:?}", scale.dims()),
+            });
+        }
+        let scales = scale
+            .to_dtype(DType::F32)
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| weights_err(path, format!("tensor `{scale_name}`: {e}")))?;
+        let layer = Int8Linear::from_int8(&q, &scales, shape[0], shape[1])
+            .map_err(|e| weights_err(path, format!("int8 tensor `{name}`: {e}")))?;
+        layers.insert(i, layer);
+    }
+    if let Some(name) = ints.keys().min() {
+        return Err(weights_err(
+            path,
+            format!("tensor `{name}` is int8 but is not an encoder dense weight"),
+        ));
+    }
+    Ok(Some(Int8Linears { layers }))
+}
+
 pub(super) fn save(m: &BertModel, dir: &Path) -> Result<(), ModelError> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
     let path = dir.join(WEIGHTS);
-    let spec = names(&m.net.cfg, m.labels.len());
-    let map: HashMap<String, Tensor> = spec
-        .iter()
-        .map(|(n, _)| n.clone())
-        .zip(m.net.tensors.iter().cloned())
-        .collect();
-    let tmp = dir.join(format!(".{WEIGHTS}.tmp"));
-    candle_core::safetensors::save(&map, &tmp).map_err(|e| weights_err(&path, e.to_string()))?;
-    let bytes = std::fs::read(&tmp).map_err(|source| ModelError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::remove_file(&tmp).map_err(|source| ModelError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
+    let bytes = weights_bytes(m).map_err(|e| weights_err(&path, e))?;
     let files = vec![
         write(&path, &bytes)?,
         write(&dir.join(CONFIG_JSON), m.config_text.as_bytes())?,
@@ -248,6 +415,13 @@ impl BertModel {
         seed: u64,
     ) -> Result<Self, ModelError> {
         config.validate()?;
+        if !config.quantization.is_none() {
+            return Err(ModelError::InvalidConfig {
+                field: "quantization".into(),
+                message: "must be none to fine-tune: quantize the trained model with                           `taxon model optimize --int8`"
+                    .into(),
+            });
+        }
         let ck = Checkpoint::read(base, config.max_len, config.truncation)?;
         config.validate_for(&ck.cfg)?;
         let mut rng = crate::rng::SplitMix64::new(seed);
@@ -303,12 +477,30 @@ impl BertModel {
         check_vocab(&tokenizer, &cfg, dir)?;
         let path = dir.join(WEIGHTS);
         let bytes = desc.read_checked(dir, WEIGHTS)?;
-        let mut tensors = encoder_tensors(&bytes, &path, &cfg)?;
-        let all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| weights_err(&path, e.to_string()))?;
+        let (mut all, ints) = model_tensors(&bytes, &path)?;
+        let int8 = int8_layers(
+            config.quantization,
+            &mut all,
+            ints,
+            &path,
+            &cfg,
+            desc.labels.len(),
+        )?;
+        let skip: HashSet<usize> = int8
+            .as_ref()
+            .map(|q| q.layers.keys().copied().collect())
+            .unwrap_or_default();
+        let head: Vec<Option<Tensor>> = names(&cfg, desc.labels.len())
+            .iter()
+            .rev()
+            .take(2)
+            .rev()
+            .map(|(n, _)| all.get(n).cloned())
+            .collect();
+        let mut tensors = encoder_tensors(all, &path, &cfg, &skip)?;
         let spec = names(&cfg, desc.labels.len());
-        for (name, shape) in &spec[spec.len() - 2..] {
-            let t = all.get(name).ok_or_else(|| {
+        for ((name, shape), t) in spec[spec.len() - 2..].iter().zip(&head) {
+            let t = t.as_ref().ok_or_else(|| {
                 weights_err(
                     &path,
                     format!("tensor `{name}` (the classifier) is missing"),
@@ -334,7 +526,7 @@ impl BertModel {
                 tensors,
                 cfg,
                 pooling: config.pooling,
-                int8: None,
+                int8: int8.map(std::sync::Arc::new),
             },
             config,
             labels: desc.labels.clone(),

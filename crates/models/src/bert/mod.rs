@@ -18,6 +18,7 @@ mod config;
 mod io;
 mod net;
 mod ops;
+pub mod optimize;
 mod quant;
 mod random;
 pub mod tokenize;
@@ -30,6 +31,7 @@ use taxon_core::model::{
 
 pub use config::{Arch, CONFIG_JSON, EncoderConfig};
 pub use io::WEIGHTS;
+pub use optimize::{OptimizeOptions, OptimizeReport, Quantization};
 pub use random::RandomCheckpoint;
 pub use tokenize::{TOKENIZER_JSON, TextEncoder, Truncation};
 pub use train::{BertState, BertTrainer, gradients_of_one_step, train};
@@ -82,6 +84,17 @@ pub struct BertConfig {
     pub truncation: Truncation,
     /// The embeddings and the first this many encoder layers are not trained.
     pub freeze_layers: usize,
+    /// How the encoder's dense layers are stored (`int8` after `taxon model optimize --int8`).
+    #[serde(skip_serializing_if = "Quantization::is_none")]
+    pub quantization: Quantization,
+    /// Fraction of the encoder's dense weights zeroed by global magnitude pruning
+    /// (`taxon model optimize --prune`); 0 when not pruned.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pruned: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for BertConfig {
@@ -92,6 +105,8 @@ impl Default for BertConfig {
             max_len: 128,
             truncation: Truncation::HeadTail,
             freeze_layers: 0,
+            quantization: Quantization::None,
+            pruned: 0.0,
         }
     }
 }
@@ -103,6 +118,12 @@ impl BertConfig {
             return Err(ModelError::InvalidConfig {
                 field: "max_len".into(),
                 message: format!("must be in 3..=100000, got {}", self.max_len),
+            });
+        }
+        if !(0.0..1.0).contains(&self.pruned) {
+            return Err(ModelError::InvalidConfig {
+                field: "pruned".into(),
+                message: format!("must be a fraction in [0, 1), got {}", self.pruned),
             });
         }
         Ok(())

@@ -1,0 +1,358 @@
+//! Post-training optimization of a fine-tuned bert model (`taxon model optimize`): global
+//! magnitude (L1) pruning and int8 quantization of the encoder's dense layers (Q, K, V,
+//! attention output, FFN in and out of every layer; the embeddings and the classifier head
+//! stay f32).
+//!
+//! Pruning (Han et al. 2015, "Learning both Weights and Connections for Efficient Neural
+//! Networks"; global rather than per-layer as in Frankle & Carbin 2019) zeroes the given
+//! fraction of those weights with the smallest |w| across all layers together, so layers with
+//! many small weights lose more. Quantization (as PyTorch's dynamic quantization) stores each
+//! weight row as int8 with one scale and quantizes activations per row at run time; see
+//! [`super::quant`]. Both combine: pruning first, then quantizing (zeros stay zero).
+//!
+//! The result records both in `model.json` params (`quantization`, `pruned`) and saves as a
+//! normal model folder (see [`super::io`]); [`OptimizeReport`] (`optimize.json`) holds the
+//! before/after numbers the CLI measured.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use taxon_core::model::ModelError;
+
+use super::BertModel;
+use super::quant::{Int8Linears, dense_weight_indices, placeholder};
+
+/// How the encoder's dense layers are stored and run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// f32 weights (a trainable model).
+    #[default]
+    None,
+    /// Symmetric per-output-channel int8 weights, activations quantized per row at run time.
+    Int8,
+}
+
+impl Quantization {
+    /// Whether this is [`Quantization::None`] (then `model.json` leaves the field out).
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+}
+
+/// What to do to a model.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OptimizeOptions {
+    /// Quantize the encoder's dense layers to int8.
+    pub int8: bool,
+    /// Fraction (0 <= p < 1) of the encoder's dense weights to zero, smallest |w| first,
+    /// across all layers together; 0 prunes nothing.
+    pub prune: f64,
+}
+
+/// What pruning did.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PruneStats {
+    /// Weights considered (every encoder dense weight).
+    pub total: u64,
+    /// Weights set to zero now: `round(amount * total)`.
+    pub zeroed: u64,
+    /// The largest |w| that was zeroed (0 when none was).
+    pub threshold: f32,
+}
+
+/// Zeroes `round(amount * total)` entries of `weights` (several tensors' values), those with
+/// the smallest |w| across all of them together (ties broken by position), and returns what
+/// it did. `amount` is clamped to [0, 1]; NaN weights count as the largest.
+pub fn prune_global(weights: &mut [Vec<f32>], amount: f64) -> PruneStats {
+    let total: usize = weights.iter().map(Vec::len).sum();
+    let amount = if amount.is_nan() {
+        0.0
+    } else {
+        amount.clamp(0.0, 1.0)
+    };
+    let k = ((amount * total as f64).round() as usize).min(total);
+    if k == 0 {
+        return PruneStats {
+            total: total as u64,
+            zeroed: 0,
+            threshold: 0.0,
+        };
+    }
+    let key = |v: f32| if v.is_nan() { f32::INFINITY } else { v.abs() };
+    let mut mags: Vec<f32> = weights.iter().flatten().map(|&v| key(v)).collect();
+    let (_, &mut threshold, _) = mags.select_nth_unstable_by(k - 1, f32::total_cmp);
+    drop(mags);
+    // Everything strictly below the threshold goes, then entries equal to it in order until k.
+    let below: usize = weights
+        .iter()
+        .flatten()
+        .filter(|&&v| key(v) < threshold)
+        .count();
+    let mut ties = k - below;
+    for w in weights.iter_mut() {
+        for v in w.iter_mut() {
+            let m = key(*v);
+            if m < threshold {
+                *v = 0.0;
+            } else if m == threshold && ties > 0 {
+                *v = 0.0;
+                ties -= 1;
+            }
+        }
+    }
+    PruneStats {
+        total: total as u64,
+        zeroed: k as u64,
+        threshold,
+    }
+}
+
+fn compute(what: &str) -> impl Fn(candle_core::Error) -> ModelError + '_ {
+    move |e| ModelError::TrainingData {
+        message: format!("optimizing the bert model ({what}): {e}"),
+    }
+}
+
+impl BertModel {
+    /// Whether the encoder's dense layers are int8.
+    pub fn is_int8(&self) -> bool {
+        self.net.int8.is_some()
+    }
+
+    /// The fraction of zeros among the encoder's dense weights (int8 or f32).
+    pub fn dense_sparsity(&self) -> f64 {
+        let (mut zeros, mut total) = (0usize, 0usize);
+        for i in dense_weight_indices(&self.net.cfg) {
+            match self.net.int8.as_ref().and_then(|q| q.get(i)) {
+                Some(l) => {
+                    let q = l.packed.int8();
+                    zeros += q.iter().filter(|&&v| v == 0).count();
+                    total += q.len();
+                }
+                None => {
+                    let v = self.net.tensors[i]
+                        .flatten_all()
+                        .and_then(|t| t.to_vec1::<f32>())
+                        .unwrap_or_default();
+                    zeros += v.iter().filter(|&&x| x == 0.0).count();
+                    total += v.len();
+                }
+            }
+        }
+        zeros as f64 / total.max(1) as f64
+    }
+
+    /// A pruned and/or int8 copy of this model (not yet saved: `save` writes the folder), with
+    /// what pruning did. An int8 model cannot be optimized again (its f32 weights are gone).
+    pub fn optimize(
+        &self,
+        opts: &OptimizeOptions,
+    ) -> Result<(BertModel, Option<PruneStats>), ModelError> {
+        if self.is_int8() {
+            return Err(ModelError::InvalidConfig {
+                field: "quantization".into(),
+                message: "is already int8: optimize the f32 model it came from instead".into(),
+            });
+        }
+        if !(0.0..1.0).contains(&opts.prune) {
+            return Err(ModelError::InvalidConfig {
+                field: "prune".into(),
+                message: format!(
+                    "must be a fraction in [0, 1) of the weights to zero, got {}",
+                    opts.prune
+                ),
+            });
+        }
+        if !opts.int8 && opts.prune == 0.0 {
+            return Err(ModelError::InvalidConfig {
+                field: "prune".into(),
+                message: "nothing to do: ask for int8 quantization, pruning, or both".into(),
+            });
+        }
+        let mut model = self.clone();
+        model.files = Vec::new();
+        let dense = dense_weight_indices(&model.net.cfg);
+        let mut stats = None;
+        if opts.prune > 0.0 {
+            let mut values: Vec<Vec<f32>> = dense
+                .iter()
+                .map(|&i| model.net.tensors[i].flatten_all()?.to_vec1::<f32>())
+                .collect::<candle_core::Result<_>>()
+                .map_err(compute("reading weights"))?;
+            let s = prune_global(&mut values, opts.prune);
+            for (&i, v) in dense.iter().zip(values) {
+                let shape = model.net.tensors[i].shape().clone();
+                model.net.tensors[i] =
+                    Tensor::from_vec(v, shape, &Device::Cpu).map_err(compute("pruning"))?;
+            }
+            stats = Some(s);
+        }
+        if opts.int8 {
+            let q = Int8Linears::quantize(&model.net.tensors, &model.net.cfg)
+                .map_err(compute("quantizing"))?;
+            for &i in &dense {
+                model.net.tensors[i] = placeholder().map_err(compute("quantizing"))?;
+            }
+            model.net.int8 = Some(Arc::new(q));
+            model.config.quantization = Quantization::Int8;
+        }
+        // Pruning an already pruned model again keeps the larger amount (zeros stay zeros).
+        model.config.pruned = self.config.pruned.max(opts.prune);
+        Ok((model, stats))
+    }
+}
+
+/// The file `taxon model optimize` writes into the optimized model folder.
+pub const OPTIMIZE_JSON: &str = "optimize.json";
+
+/// Measurements of one model (before or after optimization).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeasure {
+    /// Bytes of the model folder's files (those listed in `model.json`).
+    pub size_bytes: u64,
+    /// Bytes of the weights file.
+    pub weights_bytes: u64,
+    /// Median milliseconds to score one text alone (batch 1).
+    pub latency_ms_batch1: Option<f64>,
+    /// Milliseconds per text when scoring the whole file in batches of 32.
+    pub ms_per_seq_batch32: Option<f64>,
+    /// Accuracy on the labelled file.
+    pub accuracy: Option<f64>,
+    /// Macro-F1 on the labelled file.
+    pub macro_f1: Option<f64>,
+}
+
+/// `optimize.json`: what was done and the numbers before and after.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptimizeReport {
+    /// The model folder that was optimized.
+    pub source: PathBuf,
+    /// int8 quantization of the encoder's dense layers.
+    pub int8: bool,
+    /// The pruning amount asked for (fraction of dense weights zeroed).
+    pub prune: f64,
+    /// The fraction of zeros among the dense weights afterwards.
+    pub sparsity: f64,
+    /// The labelled file measured on, if any.
+    pub data: Option<PathBuf>,
+    /// Rows of that file.
+    pub examples: Option<u64>,
+    /// Texts timed one at a time for the batch-1 latency.
+    pub latency_samples: Option<u64>,
+    /// Threads the measurements ran on.
+    pub threads: usize,
+    /// The int8 kernel that ran (`Avx512Vnni`, `Portable`).
+    pub kernel: String,
+    /// The source model.
+    pub before: ModelMeasure,
+    /// The optimized model.
+    pub after: ModelMeasure,
+}
+
+impl OptimizeReport {
+    /// Writes `dir/optimize.json`.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf, ModelError> {
+        let path = dir.join(OPTIMIZE_JSON);
+        let text = serde_json::to_string_pretty(self).map_err(|source| ModelError::Json {
+            path: path.clone(),
+            source,
+        })?;
+        std::fs::write(&path, text + "\n").map_err(|source| ModelError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    }
+
+    /// Reads `dir/optimize.json`: `Ok(None)` when the folder has none.
+    pub fn read(dir: &Path) -> Result<Option<Self>, ModelError> {
+        let path = dir.join(OPTIMIZE_JSON);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ModelError::Io { path, source }),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|source| ModelError::Json { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeros(w: &[Vec<f32>]) -> usize {
+        w.iter().flatten().filter(|&&v| v == 0.0).count()
+    }
+
+    #[test]
+    fn pruning_zeroes_exactly_the_fraction_globally_not_per_layer() {
+        // Layer a holds small weights, layer b large ones: global pruning takes a first.
+        let a: Vec<f32> = (1..=60).map(|i| i as f32 * 0.001).collect();
+        let b: Vec<f32> = (1..=40).map(|i| -(i as f32)).collect();
+        let mut w = vec![a.clone(), b.clone()];
+        let s = prune_global(&mut w, 0.3);
+        assert_eq!((s.total, s.zeroed), (100, 30));
+        assert_eq!(zeros(&w), 30);
+        assert_eq!(w[0].iter().filter(|&&v| v == 0.0).count(), 30);
+        assert_eq!(w[1], b, "the large layer keeps every weight");
+        // The 30 smallest |w| are the ones gone.
+        assert!(w[0][..30].iter().all(|&v| v == 0.0) && w[0][30..] == a[30..]);
+        assert!((s.threshold - 0.030).abs() < 1e-6);
+
+        let mut w = vec![a.clone(), b.clone()];
+        prune_global(&mut w, 0.75);
+        assert_eq!(zeros(&w), 75);
+        assert!(w[0].iter().all(|&v| v == 0.0));
+        assert_eq!(w[1].iter().filter(|&&v| v == 0.0).count(), 15);
+        assert!(w[1][..15].iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn pruning_breaks_ties_to_hit_the_exact_count() {
+        let mut w = vec![vec![0.5f32; 10], vec![-0.5; 7]];
+        let s = prune_global(&mut w, 0.5);
+        assert_eq!(s.zeroed, 9); // round(8.5) = 9 (half away from zero)
+        assert_eq!(zeros(&w), 9);
+        let mut w = vec![vec![1.0f32, f32::NAN, 2.0, -0.1]];
+        prune_global(&mut w, 0.5);
+        assert_eq!(w[0][0], 0.0);
+        assert_eq!(w[0][3], 0.0);
+        assert!(w[0][1].is_nan(), "NaN counts as the largest");
+        let mut w = vec![vec![1.0f32; 4]];
+        assert_eq!(prune_global(&mut w, 0.0).zeroed, 0);
+        assert_eq!(zeros(&w), 0);
+    }
+
+    #[test]
+    fn report_round_trips_and_a_missing_file_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(OptimizeReport::read(dir.path()).unwrap(), None);
+        let r = OptimizeReport {
+            source: "m".into(),
+            int8: true,
+            prune: 0.3,
+            sparsity: 0.3,
+            data: Some("t.jsonl".into()),
+            examples: Some(4),
+            latency_samples: Some(4),
+            threads: 1,
+            kernel: "Portable".into(),
+            before: ModelMeasure {
+                size_bytes: 10,
+                accuracy: Some(0.9),
+                ..ModelMeasure::default()
+            },
+            after: ModelMeasure::default(),
+        };
+        r.write(dir.path()).unwrap();
+        assert_eq!(OptimizeReport::read(dir.path()).unwrap(), Some(r));
+        std::fs::write(dir.path().join(OPTIMIZE_JSON), "{").unwrap();
+        let err = OptimizeReport::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(OPTIMIZE_JSON), "{err}");
+    }
+}
