@@ -213,17 +213,42 @@ fn max(x: &[f32]) -> f32 {
 pub(crate) mod rows {
     use super::*;
 
+    /// `gelu(x + bias)`, `bias` one row (or empty).
     #[inline(always)]
-    pub(crate) fn gelu(x: &[f32], y: &mut [f32]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = gelu_scalar(v);
+    pub(crate) fn gelu(x: &[f32], bias: &[f32], y: &mut [f32]) {
+        if bias.is_empty() {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = gelu_scalar(v);
+            }
+            return;
+        }
+        for (yr, xr) in y
+            .chunks_exact_mut(bias.len())
+            .zip(x.chunks_exact(bias.len()))
+        {
+            for ((o, &v), &b) in yr.iter_mut().zip(xr).zip(bias) {
+                *o = gelu_scalar(v + b);
+            }
         }
     }
 
     #[inline(always)]
-    pub(crate) fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
-        for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-            *o = g * gelu_grad_scalar(v);
+    pub(crate) fn gelu_backward(x: &[f32], bias: &[f32], dy: &[f32], dx: &mut [f32]) {
+        if bias.is_empty() {
+            for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
+                *o = g * gelu_grad_scalar(v);
+            }
+            return;
+        }
+        let cols = bias.len();
+        for ((dr, xr), gr) in dx
+            .chunks_exact_mut(cols)
+            .zip(x.chunks_exact(cols))
+            .zip(dy.chunks_exact(cols))
+        {
+            for (((o, &v), &g), &b) in dr.iter_mut().zip(xr).zip(gr).zip(bias) {
+                *o = g * gelu_grad_scalar(v + b);
+            }
         }
     }
 
@@ -289,6 +314,7 @@ pub(crate) mod rows {
     #[inline(always)]
     pub(crate) fn layer_norm(
         x: &[f32],
+        bias: &[f32],
         residual: &[f32],
         w: &[f32],
         b: &[f32],
@@ -304,6 +330,11 @@ pub(crate) mod rows {
                 let rr = &residual[r * cols..(r + 1) * cols];
                 for ((o, &u), &v) in yr.iter_mut().zip(xr).zip(rr) {
                     *o = u + v;
+                }
+            }
+            if !bias.is_empty() {
+                for (o, &c) in yr.iter_mut().zip(bias) {
+                    *o += c;
                 }
             }
             let (mean, rstd) = moments(yr, eps);
@@ -374,22 +405,39 @@ pub(crate) mod rows {
 // ---------------------------------------------------------------------------------------------
 // The public kernels: checks, then blocks of rows in parallel.
 
-/// `y = gelu(x)` elementwise (exact erf form, [`gelu_scalar`]).
-pub fn gelu(x: &[f32], y: &mut [f32]) -> Result<(), ShapeError> {
+/// Elements per parallel task of an elementwise kernel over rows of `bias` (whole rows).
+fn elementwise_block(kernel: &'static str, len: usize, bias: &[f32]) -> Result<usize, ShapeError> {
+    if bias.is_empty() {
+        return Ok(GRAIN);
+    }
+    rows_of(kernel, "x", len, bias.len())?;
+    Ok(rows_per_task(bias.len()) * bias.len())
+}
+
+/// `y = gelu(x + bias)` elementwise (exact erf form, [`gelu_scalar`]): `bias` is empty or one
+/// row added to every row of `x` (a dense layer's bias).
+pub fn gelu(x: &[f32], bias: &[f32], y: &mut [f32]) -> Result<(), ShapeError> {
     same_len("gelu", "y", y.len(), x.len())?;
-    y.par_chunks_mut(GRAIN)
-        .zip(x.par_chunks(GRAIN))
-        .for_each(|(yb, xb)| x86::gelu(xb, yb));
+    let n = elementwise_block("gelu", x.len(), bias)?;
+    y.par_chunks_mut(n)
+        .zip(x.par_chunks(n))
+        .for_each(|(yb, xb)| x86::gelu(xb, bias, yb));
     Ok(())
 }
 
-/// `dx = dy * gelu'(x)` elementwise.
-pub fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) -> Result<(), ShapeError> {
+/// `dx = dy * gelu'(x + bias)` elementwise (also the gradient of `bias` row by row).
+pub fn gelu_backward(
+    x: &[f32],
+    bias: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<(), ShapeError> {
     same_len("gelu backward", "dy", dy.len(), x.len())?;
     same_len("gelu backward", "dx", dx.len(), x.len())?;
-    dx.par_chunks_mut(GRAIN)
-        .zip(x.par_chunks(GRAIN).zip(dy.par_chunks(GRAIN)))
-        .for_each(|(db, (xb, gb))| x86::gelu_backward(xb, gb, db));
+    let n = elementwise_block("gelu backward", x.len(), bias)?;
+    dx.par_chunks_mut(n)
+        .zip(x.par_chunks(n).zip(dy.par_chunks(n)))
+        .for_each(|(db, (xb, gb))| x86::gelu_backward(xb, bias, gb, db));
     Ok(())
 }
 
@@ -460,9 +508,11 @@ pub fn softmax_backward(
 }
 
 /// Layer norm over rows of `w.len()` (Ba et al. 2016): `y = (z - mean) / sqrt(var + eps) * w
-/// + b` with `z = x + residual` (`residual` empty: `z = x`); the variance is the biased one.
+/// + b` with `z = x + bias + residual` (a dense layer's output, its bias and the residual
+/// stream; `bias`, `residual` empty: left out); the variance is the biased one.
 pub fn layer_norm(
     x: &[f32],
+    bias: &[f32],
     residual: &[f32],
     w: &[f32],
     b: &[f32],
@@ -477,6 +527,9 @@ pub fn layer_norm(
     if !residual.is_empty() {
         same_len(K, "residual", residual.len(), x.len())?;
     }
+    if !bias.is_empty() {
+        same_len(K, "bias", bias.len(), cols)?;
+    }
     let n = rows_per_task(cols) * cols;
     y.par_chunks_mut(n).enumerate().for_each(|(i, yb)| {
         let xb = &x[i * n..i * n + yb.len()];
@@ -485,7 +538,7 @@ pub fn layer_norm(
         } else {
             &residual[i * n..i * n + yb.len()]
         };
-        x86::layer_norm(xb, rb, w, b, eps, yb)
+        x86::layer_norm(xb, bias, rb, w, b, eps, yb)
     });
     Ok(())
 }

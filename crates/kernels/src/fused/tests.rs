@@ -73,7 +73,7 @@ fn erf_approx_matches_the_reference() {
 fn gelu_matches_the_reference_in_absolute_and_relative_terms() {
     let x = grid(-9.0, 9.0, 90_001);
     let mut y = vec![0f32; x.len()];
-    gelu(&x, &mut y).unwrap();
+    gelu(&x, &[], &mut y).unwrap();
     for (&v, &got) in x.iter().zip(&y) {
         let want = gelu_ref(v as f64);
         let err = (got as f64 - want).abs();
@@ -88,11 +88,31 @@ fn gelu_matches_the_reference_in_absolute_and_relative_terms() {
 }
 
 #[test]
+fn gelu_with_a_bias_row_is_gelu_of_the_sum() {
+    let (cols, rows) = (7, 5000);
+    let x = rand(cols * rows, 21, 4.0);
+    let bias = rand(cols, 22, 1.0);
+    let dy = rand(cols * rows, 23, 1.0);
+    let sum: Vec<f32> = x
+        .iter()
+        .zip(bias.iter().cycle())
+        .map(|(a, b)| a + b)
+        .collect();
+    let (mut y, mut want) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+    gelu(&x, &bias, &mut y).unwrap();
+    gelu(&sum, &[], &mut want).unwrap();
+    assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6));
+    gelu_backward(&x, &bias, &dy, &mut y).unwrap();
+    gelu_backward(&sum, &[], &dy, &mut want).unwrap();
+    assert!(y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6));
+}
+
+#[test]
 fn gelu_backward_matches_finite_differences() {
     let x = grid(-7.0, 7.0, 7001);
     let dy = rand(x.len(), 1, 2.0);
     let mut dx = vec![0f32; x.len()];
-    gelu_backward(&x, &dy, &mut dx).unwrap();
+    gelu_backward(&x, &[], &dy, &mut dx).unwrap();
     let h = 1e-5;
     for ((&v, &g), &got) in x.iter().zip(&dy).zip(&dx) {
         let v = v as f64;
@@ -205,14 +225,28 @@ fn layer_norm_with_residual_matches_the_reference() {
         let z: Vec<f32> = x.iter().zip(&res).map(|(a, b)| a + b).collect();
         let want = layer_norm_ref(&z, &w, &b, 1e-12);
         let mut y = vec![0f32; x.len()];
-        layer_norm(&x, &res, &w, &b, 1e-12, &mut y).unwrap();
+        layer_norm(&x, &[], &res, &w, &b, 1e-12, &mut y).unwrap();
         for (i, (&got, &w)) in y.iter().zip(&want).enumerate() {
             assert!(
                 (got as f64 - w).abs() < 2e-5,
                 "{cols}x{rows} {i}: {got} vs {w}"
             );
         }
-        layer_norm(&z, &[], &w, &b, 1e-12, &mut y).unwrap();
+        layer_norm(&z, &[], &[], &w, &b, 1e-12, &mut y).unwrap();
+        assert!(
+            y.iter()
+                .zip(&want)
+                .all(|(&g, &w)| (g as f64 - w).abs() < 2e-5)
+        );
+        // The same z as x + bias + residual, with bias = the first row of res.
+        let bias = &res[..cols];
+        let x2: Vec<f32> = z
+            .iter()
+            .zip(bias.iter().cycle())
+            .map(|(a, b)| a - b - 0.5)
+            .collect();
+        let r2 = vec![0.5f32; z.len()];
+        layer_norm(&x2, bias, &r2, &w, &b, 1e-12, &mut y).unwrap();
         assert!(
             y.iter()
                 .zip(&want)
@@ -283,12 +317,13 @@ fn layer_norm_backward_matches_finite_differences() {
 fn wrong_lengths_are_errors_not_panics() {
     let x = vec![0f32; 10];
     let mut y = vec![0f32; 9];
-    assert!(gelu(&x, &mut y).is_err());
+    assert!(gelu(&x, &[], &mut y).is_err());
+    assert!(gelu(&x, &[0.0; 3], &mut vec![0f32; 10]).is_err());
     let mut y = vec![0f32; 10];
     assert!(softmax(&x, &[], 3, 1.0, &mut y).is_err());
     assert!(softmax(&x, &[0.0; 3], 5, 1.0, &mut y).is_err());
     assert!(softmax(&x, &[], 0, 1.0, &mut y).is_err());
-    let err = layer_norm(&x, &[], &[1.0; 5], &[0.0; 4], 1e-5, &mut y).unwrap_err();
+    let err = layer_norm(&x, &[], &[], &[1.0; 5], &[0.0; 4], 1e-5, &mut y).unwrap_err();
     assert!(err.to_string().contains("b has 4 elements"), "{err}");
     assert!(layer_norm_backward(&x, &[1.0; 5], &x[..5], 1e-5, &mut y).is_err());
     assert!(softmax_backward(&x, &x, 5, 1.0, &mut y[..5]).is_err());

@@ -45,15 +45,15 @@ macro_rules! dispatch {
 
 dispatch! {
     /// [`rows::gelu`].
-    fn gelu(x: &[f32], y: &mut [f32]);
+    fn gelu(x: &[f32], bias: &[f32], y: &mut [f32]);
     /// [`rows::gelu_backward`].
-    fn gelu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]);
+    fn gelu_backward(x: &[f32], bias: &[f32], dy: &[f32], dx: &mut [f32]);
     /// [`rows::softmax`].
     fn softmax(x: &[f32], bias: &[f32], cols: usize, scale: f32, y: &mut [f32]);
     /// [`rows::softmax_backward`].
     fn softmax_backward(y: &[f32], dy: &[f32], cols: usize, scale: f32, dx: &mut [f32]);
     /// [`rows::layer_norm`].
-    fn layer_norm(x: &[f32], residual: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]);
+    fn layer_norm(x: &[f32], bias: &[f32], residual: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]);
     /// [`rows::layer_norm_backward`].
     fn layer_norm_backward(x: &[f32], w: &[f32], dy: &[f32], eps: f32, dx: &mut [f32], dwb: &mut [f32]);
 }

@@ -210,6 +210,16 @@ impl Net {
         linear(x, self.t(k), self.t(k + 1))
     }
 
+    /// The dense layer `k` without its bias when the caller can fold the bias into the next
+    /// fused op: `(x W^T, Some(bias))`; `(x W^T + b, None)` when `with_bias` or when the layer
+    /// is int8 (which adds its bias itself).
+    fn project(&self, k: usize, x: &Tensor, with_bias: bool) -> Result<(Tensor, Option<&Tensor>)> {
+        if with_bias || self.int8.as_ref().and_then(|q| q.get(k)).is_some() {
+            return Ok((self.dense(k, x)?, None));
+        }
+        Ok((x.matmul(&self.t(k).t()?)?, Some(self.t(k + 1))))
+    }
+
     /// Seeded classification head: weights normal(0, 0.02) as in `transformers`' init, zero bias.
     pub(crate) fn init_head(
         hidden: usize,
@@ -254,6 +264,7 @@ impl Net {
         let bias = batch.mask.affine(-MASK_NEG, MASK_NEG)?;
         let scale = 1.0 / (dh as f64).sqrt();
         let first = embedding_count(cfg);
+        let training = dropout.is_some();
         for layer in 0..cfg.layers {
             let base = first + layer * PER_LAYER;
             let w = |k: usize| self.t(base + k);
@@ -263,7 +274,7 @@ impl Net {
             let q = heads(self.dense(base, &x)?)?;
             let k = heads(self.dense(base + 2, &x)?)?;
             let v = heads(self.dense(base + 4, &x)?)?;
-            let scores = q.matmul(&k.t()?.contiguous()?)?;
+            let scores = q.matmul(&k.t()?)?;
             let probs = ops::attention_softmax(&scores, &bias, scale)?;
             let probs = drop(dropout, probs, cfg.attention_dropout)?;
             let ctx = probs
@@ -271,11 +282,15 @@ impl Net {
                 .transpose(1, 2)?
                 .contiguous()?
                 .reshape((b * t, h))?;
-            let attn = drop(dropout, self.dense(base + 6, &ctx)?, cfg.hidden_dropout)?;
-            x = ops::add_layer_norm(&attn, &x, w(8), w(9), cfg.layer_norm_eps)?;
-            let ff = ops::gelu(&self.dense(base + 10, &x)?)?;
-            let ff = drop(dropout, self.dense(base + 12, &ff)?, cfg.hidden_dropout)?;
-            x = ops::add_layer_norm(&ff, &x, w(14), w(15), cfg.layer_norm_eps)?;
+            // Dense biases go into the next fused op, except before dropout (training).
+            let (attn, attn_bias) = self.project(base + 6, &ctx, training)?;
+            let attn = drop(dropout, attn, cfg.hidden_dropout)?;
+            x = ops::add_layer_norm(&attn, attn_bias, &x, w(8), w(9), cfg.layer_norm_eps)?;
+            let (ff, ff_bias) = self.project(base + 10, &x, false)?;
+            let ff = ops::gelu(&ff, ff_bias)?;
+            let (ff, out_bias) = self.project(base + 12, &ff, training)?;
+            let ff = drop(dropout, ff, cfg.hidden_dropout)?;
+            x = ops::add_layer_norm(&ff, out_bias, &x, w(14), w(15), cfg.layer_norm_eps)?;
         }
         let x = x.reshape((b, t, h))?;
         match self.pooling {

@@ -49,21 +49,58 @@ impl CustomOp1 for Gelu {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = slice(self.name(), s, l)?;
         let mut y = vec![0f32; x.len()];
-        fused::gelu(x, &mut y).map_err(kernel)?;
+        fused::gelu(x, &[], &mut y).map_err(kernel)?;
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(
-            x.apply_op2_no_bwd(&grad.contiguous()?, &GeluBackward)?,
-        ))
+        let none = Tensor::zeros(0, x.dtype(), x.device())?;
+        Ok(Some(x.apply_op3_no_bwd(
+            &none,
+            &grad.contiguous()?,
+            &GeluBackward,
+        )?))
     }
 }
 
-/// `(x, dy) -> dx` of GELU.
+/// `gelu(x + bias)`, `bias` one row; see [`gelu`].
+struct BiasGelu;
+
+impl CustomOp2 for BiasGelu {
+    fn name(&self) -> &'static str {
+        "fused-bias-gelu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, bias) = (slice(self.name(), s1, l1)?, slice(self.name(), s2, l2)?);
+        let mut y = vec![0f32; x.len()];
+        fused::gelu(x, bias, &mut y).map_err(kernel)?;
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let dx = x.apply_op3_no_bwd(bias, &grad.contiguous()?, &GeluBackward)?;
+        let db = dx.reshape(((), bias.elem_count()))?.sum(0)?;
+        Ok((Some(dx), Some(db)))
+    }
+}
+
+/// `(x, bias, dy) -> dx` of GELU (`bias` empty or one row).
 struct GeluBackward;
 
-impl CustomOp2 for GeluBackward {
+impl CustomOp3 for GeluBackward {
     fn name(&self) -> &'static str {
         "fused-gelu-backward"
     }
@@ -74,17 +111,24 @@ impl CustomOp2 for GeluBackward {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, dy) = (slice(self.name(), s1, l1)?, slice(self.name(), s2, l2)?);
+        let n = self.name();
+        let (x, bias, dy) = (slice(n, s1, l1)?, slice(n, s2, l2)?, slice(n, s3, l3)?);
         let mut dx = vec![0f32; x.len()];
-        fused::gelu_backward(x, dy, &mut dx).map_err(kernel)?;
+        fused::gelu_backward(x, bias, dy, &mut dx).map_err(kernel)?;
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }
 
-/// GELU, exact erf form, elementwise.
-pub(crate) fn gelu(x: &Tensor) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Gelu)
+/// GELU, exact erf form, of `x + bias` (`bias`: a dense layer's bias, one value per column of
+/// `x`; `None`: GELU of `x`).
+pub(crate) fn gelu(x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match bias {
+        None => x.contiguous()?.apply_op1(Gelu),
+        Some(b) => x.contiguous()?.apply_op2(&b.contiguous()?, BiasGelu),
+    }
 }
 
 /// `softmax(scale * x + bias)` over the last dimension; see [`attention_softmax`].
@@ -182,7 +226,7 @@ impl CustomOp3 for LayerNorm {
         let n = self.name();
         let (x, w, b) = (slice(n, s1, l1)?, slice(n, s2, l2)?, slice(n, s3, l3)?);
         let mut y = vec![0f32; x.len()];
-        fused::layer_norm(x, &[], w, b, self.eps, &mut y).map_err(kernel)?;
+        fused::layer_norm(x, &[], &[], w, b, self.eps, &mut y).map_err(kernel)?;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -199,7 +243,8 @@ impl CustomOp3 for LayerNorm {
     }
 }
 
-/// Layer norm of `x + residual` with `wb` = `[w | b]` `(2, H)`; see [`add_layer_norm`].
+/// Layer norm of `x + residual` (+ `bias`) with `wb` = `[w; b]` `(2, H)` or `[w; b; bias]`
+/// `(3, H)`; see [`add_layer_norm`].
 struct AddLayerNorm {
     eps: f32,
 }
@@ -220,9 +265,11 @@ impl CustomOp3 for AddLayerNorm {
     ) -> Result<(CpuStorage, Shape)> {
         let n = self.name();
         let (x, r, wb) = (slice(n, s1, l1)?, slice(n, s2, l2)?, slice(n, s3, l3)?);
-        let (w, b) = wb.split_at(wb.len() / 2);
+        let cols = last_dim(n, l3)?;
+        let (w, rest) = wb.split_at(cols);
+        let (b, bias) = rest.split_at(cols);
         let mut y = vec![0f32; x.len()];
-        fused::layer_norm(x, r, w, b, self.eps, &mut y).map_err(kernel)?;
+        fused::layer_norm(x, bias, r, w, b, self.eps, &mut y).map_err(kernel)?;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -234,10 +281,17 @@ impl CustomOp3 for AddLayerNorm {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let z = (x.detach() + r.detach())?;
-        let (dz, dw, db) = layer_norm_grads(&z, &wb.detach().get(0)?, grad, self.eps)?;
-        let dwb = Tensor::stack(&[dw, db], 0)?;
-        Ok((Some(dz.clone()), Some(dz), Some(dwb)))
+        let wb = wb.detach();
+        let mut z = (x.detach() + r.detach())?;
+        if wb.dim(0)? == 3 {
+            z = z.broadcast_add(&wb.get(2)?)?;
+        }
+        let (dz, dw, db) = layer_norm_grads(&z, &wb.get(0)?, grad, self.eps)?;
+        let mut rows = vec![dw, db];
+        if wb.dim(0)? == 3 {
+            rows.push(dz.reshape(((), wb.dim(1)?))?.sum(0)?);
+        }
+        Ok((Some(dz.clone()), Some(dz), Some(Tensor::stack(&rows, 0)?)))
     }
 }
 
@@ -304,15 +358,20 @@ pub(crate) fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result
     )
 }
 
-/// `layer_norm(x + residual)`: the post-LN residual block in one pass.
+/// `layer_norm(x + bias + residual)`: the post-LN residual block in one pass, with the bias of
+/// the dense layer that made `x` folded in when given.
 pub(crate) fn add_layer_norm(
     x: &Tensor,
+    bias: Option<&Tensor>,
     residual: &Tensor,
     w: &Tensor,
     b: &Tensor,
     eps: f64,
 ) -> Result<Tensor> {
-    let wb = Tensor::stack(&[w, b], 0)?;
+    let wb = match bias {
+        None => Tensor::stack(&[w, b], 0)?,
+        Some(bias) => Tensor::stack(&[w, b, bias], 0)?,
+    };
     x.contiguous()?.apply_op3(
         &residual.contiguous()?,
         &wb,

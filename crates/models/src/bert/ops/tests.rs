@@ -80,11 +80,18 @@ fn check_fd(
 fn gelu_matches_candle_gelu_erf_forward_and_backward() {
     let x = rand(&[7, 33], 1, 5.0);
     let coef = rand(&[7, 33], 2, 1.0);
-    assert!(max_abs_diff(&gelu(&x).unwrap(), &x.gelu_erf().unwrap()) < 1e-6);
-    let fused = grads_of(&|t| gelu(&t[0]).unwrap(), &[x.clone()], &coef);
+    assert!(max_abs_diff(&gelu(&x, None).unwrap(), &x.gelu_erf().unwrap()) < 1e-6);
+    let fused = grads_of(&|t| gelu(&t[0], None).unwrap(), &[x.clone()], &coef);
     let prim = grads_of(&|t| t[0].gelu_erf().unwrap(), &[x.clone()], &coef);
     assert!(max_abs_diff(&fused[0], &prim[0]) < 1e-5);
-    check_fd(&|t| gelu(&t[0]).unwrap(), &[x], &coef, 0, &fused[0], 2e-3);
+    check_fd(
+        &|t| gelu(&t[0], None).unwrap(),
+        &[x],
+        &coef,
+        0,
+        &fused[0],
+        2e-3,
+    );
 }
 
 fn reference_attention_softmax(scores: &Tensor, bias: &Tensor, scale: f64) -> Tensor {
@@ -152,7 +159,7 @@ fn add_layer_norm_matches_add_then_layer_norm_forward_and_backward() {
     let b = rand(&[40], 12, 0.5);
     let coef = rand(&[9, 40], 13, 1.0);
     let eps = 1e-12;
-    let f = |t: &[Tensor]| add_layer_norm(&t[0], &t[1], &t[2], &t[3], eps).unwrap();
+    let f = |t: &[Tensor]| add_layer_norm(&t[0], None, &t[1], &t[2], &t[3], eps).unwrap();
     let p = |t: &[Tensor]| net::layer_norm(&(&t[0] + &t[1]).unwrap(), &t[2], &t[3], eps).unwrap();
     let inputs = [x, r, w, b];
     assert!(max_abs_diff(&f(&inputs), &p(&inputs)) < 1e-5);
@@ -165,8 +172,47 @@ fn add_layer_norm_matches_add_then_layer_norm_forward_and_backward() {
 }
 
 #[test]
+fn bias_gelu_matches_gelu_of_the_broadcast_sum_forward_and_backward() {
+    let x = rand(&[6, 10], 14, 3.0);
+    let bias = rand(&[10], 15, 1.0);
+    let coef = rand(&[6, 10], 16, 1.0);
+    let f = |t: &[Tensor]| gelu(&t[0], Some(&t[1])).unwrap();
+    let p = |t: &[Tensor]| t[0].broadcast_add(&t[1]).unwrap().gelu_erf().unwrap();
+    let inputs = [x, bias];
+    assert!(max_abs_diff(&f(&inputs), &p(&inputs)) < 1e-6);
+    let (gf, gp) = (grads_of(&f, &inputs, &coef), grads_of(&p, &inputs, &coef));
+    for (i, (a, q)) in gf.iter().zip(&gp).enumerate() {
+        assert!(max_abs_diff(a, q) < 1e-4, "input {i}");
+        check_fd(&f, &inputs, &coef, i, a, 2e-3);
+    }
+}
+
+#[test]
+fn add_layer_norm_with_a_dense_bias_matches_the_primitive_ops_forward_and_backward() {
+    let x = rand(&[5, 16], 17, 2.0);
+    let bias = rand(&[16], 18, 1.0);
+    let r = rand(&[5, 16], 19, 2.0);
+    let w = rand(&[16], 20, 1.5);
+    let b = rand(&[16], 21, 0.5);
+    let coef = rand(&[5, 16], 22, 1.0);
+    let eps = 1e-12;
+    let f = |t: &[Tensor]| add_layer_norm(&t[0], Some(&t[1]), &t[2], &t[3], &t[4], eps).unwrap();
+    let p = |t: &[Tensor]| {
+        let z = (t[0].broadcast_add(&t[1]).unwrap() + &t[2]).unwrap();
+        net::layer_norm(&z, &t[3], &t[4], eps).unwrap()
+    };
+    let inputs = [x, bias, r, w, b];
+    assert!(max_abs_diff(&f(&inputs), &p(&inputs)) < 1e-5);
+    let (gf, gp) = (grads_of(&f, &inputs, &coef), grads_of(&p, &inputs, &coef));
+    for (i, (a, q)) in gf.iter().zip(&gp).enumerate() {
+        assert!(max_abs_diff(a, q) < 1e-4, "input {i}");
+        check_fd(&f, &inputs, &coef, i, a, 5e-3);
+    }
+}
+
+#[test]
 fn non_f32_input_is_an_error_naming_the_op() {
     let x = Tensor::new(&[1f64, 2.0], &Device::Cpu).unwrap();
-    let err = gelu(&x).unwrap_err().to_string();
+    let err = gelu(&x, None).unwrap_err().to_string();
     assert!(err.contains("fused-gelu") && err.contains("f32"), "{err}");
 }
