@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod eval;
+pub mod model;
 pub mod predict;
 pub mod quickstart;
 pub mod registry;
@@ -29,6 +30,10 @@ pub enum Command {
     /// Evaluate a model folder on labelled data: accuracy, macro-F1, per-class P/R/F1,
     /// confusion matrix.
     Eval(eval::EvalArgs),
+    /// Operations on a trained model folder: `optimize` (int8 quantization and magnitude
+    /// pruning of bert models, with size, latency and accuracy before and after).
+    #[command(subcommand)]
+    Model(model::ModelCmd),
     /// Recorded runs: list, show, compare (params, per-epoch metrics, artifacts, data and
     /// code versions, stage timings).
     #[command(subcommand)]
@@ -54,6 +59,7 @@ pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
         Command::Quickstart(a) => quickstart::run(a, ctx),
         Command::Train(a) => train::run(*a, ctx),
         Command::Eval(a) => eval::run(a, ctx),
+        Command::Model(c) => model::run(c, ctx),
         Command::Runs(c) => runs::run(c, ctx),
         Command::Predict(a) => predict::run(a, ctx),
         Command::Registry(c) => registry::run(c, ctx),

@@ -205,6 +205,29 @@ impl BertModel {
     }
 }
 
+/// The int8 kernel this CPU runs (`Avx512Vnni` or `Portable`).
+pub fn int8_kernel() -> &'static str {
+    match taxon_kernels::int8::Isa::best() {
+        taxon_kernels::int8::Isa::Avx512Vnni => "Avx512Vnni",
+        taxon_kernels::int8::Isa::Portable => "Portable",
+    }
+}
+
+/// Runs `f` in a rayon pool of `threads` threads (where bert's prediction and the int8 kernel
+/// split their work).
+pub fn with_threads<R: Send>(
+    threads: usize,
+    f: impl FnOnce() -> R + Send,
+) -> Result<R, ModelError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| ModelError::TrainingData {
+            message: format!("cannot start {threads} threads: {e}"),
+        })?;
+    Ok(pool.install(f))
+}
+
 /// The file `taxon model optimize` writes into the optimized model folder.
 pub const OPTIMIZE_JSON: &str = "optimize.json";
 

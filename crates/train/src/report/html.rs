@@ -258,6 +258,9 @@ pub fn render(eval: &Evaluation) -> String {
     h.push_str("</tbody>\n</table>\n</section>\n");
 
     // Run details.
+    if let Some(o) = &eval.optimization {
+        optimization_section(&mut h, o);
+    }
     h.push_str("<section id=\"details\">\n<h2>Details</h2>\n<dl class=\"meta\">\n");
     let mut meta = |k: &str, v: String| {
         let _ = writeln!(h, "<dt>{}</dt><dd>{}</dd>", escape(k), escape(&v));
@@ -288,6 +291,61 @@ pub fn render(eval: &Evaluation) -> String {
         env!("CARGO_PKG_VERSION")
     );
     h
+}
+
+/// The "Optimization" section: the numbers of the folder's `optimize.json`, before and after.
+fn optimization_section(h: &mut String, o: &taxon_models::bert::OptimizeReport) {
+    let what = match (o.int8, o.prune > 0.0) {
+        (true, true) => format!("int8 + pruned {}", o.prune),
+        (true, false) => "int8".to_string(),
+        _ => format!("pruned {}", o.prune),
+    };
+    let _ = write!(
+        h,
+        "<section id=\"optimization\">\n<h2>Optimization</h2>\n<p class=\"note\">{} from \
+         <b>{}</b> (kernel {}, dense-weight sparsity {:.1}%){}</p>\n<table>\n<thead><tr><th></th>\
+         <th>before</th><th>after</th></tr></thead>\n<tbody>\n",
+        escape(&what),
+        escape(&o.source.display().to_string()),
+        escape(&o.kernel),
+        o.sparsity * 100.0,
+        o.data.as_ref().map_or(String::new(), |d| format!(
+            "; measured on {} with {} thread(s)",
+            escape(&d.display().to_string()),
+            o.threads
+        )),
+    );
+    let (b, a) = (&o.before, &o.after);
+    let mib = |v: u64| Some(format!("{:.2}", v as f64 / 1048576.0));
+    let ms = |v: Option<f64>| v.map(|v| format!("{v:.2}"));
+    let pct = |v: Option<f64>| v.map(|v| format!("{:.2}%", v * 100.0));
+    let f4 = |v: Option<f64>| v.map(|v| format!("{v:.4}"));
+    let rows = [
+        ("size (MiB)", mib(b.size_bytes), mib(a.size_bytes)),
+        (
+            "weights file (MiB)",
+            mib(b.weights_bytes),
+            mib(a.weights_bytes),
+        ),
+        (
+            "latency batch 1 (ms)",
+            ms(b.latency_ms_batch1),
+            ms(a.latency_ms_batch1),
+        ),
+        (
+            "ms per text, batch 32",
+            ms(b.ms_per_seq_batch32),
+            ms(a.ms_per_seq_batch32),
+        ),
+        ("accuracy", pct(b.accuracy), pct(a.accuracy)),
+        ("macro-F1", f4(b.macro_f1), f4(a.macro_f1)),
+    ];
+    for (k, x, y) in rows {
+        if let (Some(x), Some(y)) = (x, y) {
+            let _ = writeln!(h, "<tr><td>{k}</td><td>{x}</td><td>{y}</td></tr>");
+        }
+    }
+    h.push_str("</tbody>\n</table>\n</section>\n");
 }
 
 /// Renders `eval` and writes it to `path` through a temporary file renamed into place.

@@ -106,6 +106,10 @@ pub struct Evaluation {
     /// Per-epoch training metrics from the model folder's `metrics.json`, when present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history: Option<TrainingHistory>,
+    /// The folder's `optimize.json` (size, latency and accuracy before and after `taxon model
+    /// optimize`), when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimization: Option<taxon_models::bert::OptimizeReport>,
     /// Things the user should know that did not stop the evaluation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -205,6 +209,10 @@ pub fn evaluate(
         Ok(h) => eval.history = h,
         Err(message) => eval.warnings.push(message),
     }
+    match taxon_models::bert::OptimizeReport::read(model_dir) {
+        Ok(o) => eval.optimization = o,
+        Err(e) => eval.warnings.push(e.to_string()),
+    }
     Ok(eval)
 }
 
@@ -299,6 +307,7 @@ pub fn evaluate_model(
         temperature: None,
         calibrated: None,
         history: None,
+        optimization: None,
         warnings: Vec::new(),
         model_labels: k,
         scored: Scored { probs, truth },

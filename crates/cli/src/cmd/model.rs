@@ -1,0 +1,382 @@
+//! `taxon model`: operations on a trained model folder. `taxon model optimize MODEL --output OUT
+//! [--int8] [--prune AMOUNT] [--data TEST]` writes an int8 and/or pruned copy of a bert model
+//! (a normal model folder: it loads, evaluates, serves and registers like any other) and, with
+//! labelled data, measures size, latency and accuracy before and after into OUT/optimize.json,
+//! which `taxon eval --report` shows.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{ArgGroup, Args, Subcommand};
+use serde::Serialize;
+use taxon_core::model::{ModelDescription, TextClassifier};
+use taxon_models::bert::optimize::{ModelMeasure, OPTIMIZE_JSON, PruneStats};
+use taxon_models::bert::{self, BertModel, OptimizeOptions, OptimizeReport, WEIGHTS};
+use taxon_train::report::{EvalOptions, evaluate_model};
+
+use crate::ctx::{Ctx, Outcome};
+use crate::output::{print_json, table};
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCmd {
+    /// Make a bert model smaller and faster for inference: int8 quantization of the encoder's
+    /// dense layers (AVX-512 VNNI when the CPU has it) and/or global magnitude pruning. Writes
+    /// a normal model folder to --output; with --data, evaluates before and after (file size,
+    /// latency at batch 1 and 32, accuracy, macro-F1) and records that in OUT/optimize.json.
+    /// Exit codes: 0 done, 1 the accuracy drop exceeded --max-accuracy-drop, 2 an error.
+    Optimize(OptimizeArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("what").required(true).multiple(true).args(["int8", "prune"])))]
+pub struct OptimizeArgs {
+    /// A fine-tuned bert model folder (with model.json). linear and lstm models are not
+    /// supported.
+    pub model: PathBuf,
+    /// Folder for the optimized model (created; must not be MODEL).
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Quantize the encoder's dense layers (Q, K, V, attention output, FFN) to int8 with one
+    /// scale per output channel; activations are quantized per row at run time.
+    #[arg(long)]
+    pub int8: bool,
+    /// Zero this fraction (0 <= AMOUNT < 1) of the encoder's dense weights, those with the
+    /// smallest magnitude across all layers together (global L1 pruning).
+    #[arg(long, value_name = "AMOUNT", value_parser = parse_fraction)]
+    pub prune: Option<f64>,
+    /// Labelled data (JSONL, CSV/TSV or Parquet with `text` and `label`) to measure accuracy,
+    /// macro-F1 and latency on, before and after.
+    #[arg(long, value_name = "TEST")]
+    pub data: Option<PathBuf>,
+    /// Threads for the measurements (1 gives per-core latencies; candle's f32 matmul also
+    /// follows RAYON_NUM_THREADS).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: u64,
+    /// Texts scored one at a time for the batch-1 latency (spread over the data).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub latency_samples: u64,
+    /// Fail (exit 1) when accuracy drops by more than this many percentage points (needs
+    /// --data); the optimized model is written anyway.
+    #[arg(long, value_name = "POINTS", requires = "data")]
+    pub max_accuracy_drop: Option<f64>,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number (expected a fraction like 0.3)"))?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{v} is not a fraction in [0, 1) of the weights to zero"
+        ))
+    }
+}
+
+pub fn run(cmd: ModelCmd, ctx: &Ctx) -> anyhow::Result<Outcome> {
+    match cmd {
+        ModelCmd::Optimize(a) => optimize(a, ctx),
+    }
+}
+
+/// The JSON answer of `taxon model optimize --json`: the report plus where things went.
+#[derive(Serialize)]
+struct Answer<'a> {
+    output: &'a Path,
+    #[serde(flatten)]
+    report: &'a OptimizeReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prune_stats: Option<PruneStats>,
+}
+
+fn optimize(args: OptimizeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
+    let desc = ModelDescription::read(&args.model)
+        .with_context(|| format!("reading the model folder {}", args.model.display()))?;
+    if desc.model_type != bert::MODEL_TYPE {
+        bail!(
+            "{}: model type {:?}: `taxon model optimize` works on bert models only (int8 \
+             quantization and pruning of linear and lstm models are not implemented)",
+            args.model.display(),
+            desc.model_type
+        );
+    }
+    if same_folder(&args.model, &args.output) {
+        bail!(
+            "--output {} is the model folder itself: choose a new folder",
+            args.output.display()
+        );
+    }
+    let threads = usize::try_from(args.threads).unwrap_or(1);
+    let opts = OptimizeOptions {
+        int8: args.int8,
+        prune: args.prune.unwrap_or(0.0),
+    };
+    let rows = match &args.data {
+        Some(d) => Some(
+            taxon_train::data::read_labelled(d)
+                .with_context(|| format!("reading {}", d.display()))?,
+        ),
+        None => None,
+    };
+    bert::optimize::with_threads(threads, || -> anyhow::Result<Outcome> {
+        let model = BertModel::load(&args.model)
+            .with_context(|| format!("loading {}", args.model.display()))?;
+        let (optimized, stats) = model
+            .optimize(&opts)
+            .with_context(|| format!("optimizing {}", args.model.display()))?;
+        optimized
+            .save(&args.output)
+            .with_context(|| format!("saving the optimized model to {}", args.output.display()))?;
+        // Measure the folder as written, loaded back like any model.
+        let optimized = BertModel::load(&args.output)
+            .with_context(|| format!("loading the optimized model {}", args.output.display()))?;
+        let mut before = sizes(&args.model)?;
+        let mut after = sizes(&args.output)?;
+        let mut latency_samples = None;
+        if let (Some(rows), Some(data)) = (&rows, &args.data) {
+            measure(
+                &model,
+                &args.model,
+                rows,
+                "before",
+                &mut before,
+                args.latency_samples,
+                ctx,
+            )
+            .with_context(|| {
+                format!("evaluating {} on {}", args.model.display(), data.display())
+            })?;
+            measure(
+                &optimized,
+                &args.output,
+                rows,
+                "after",
+                &mut after,
+                args.latency_samples,
+                ctx,
+            )
+            .with_context(|| {
+                format!("evaluating {} on {}", args.output.display(), data.display())
+            })?;
+            latency_samples = Some(args.latency_samples.min(rows.len() as u64));
+        }
+        let report = OptimizeReport {
+            source: args.model.clone(),
+            int8: args.int8,
+            prune: opts.prune,
+            sparsity: optimized.dense_sparsity(),
+            data: args.data.clone(),
+            examples: rows.as_ref().map(|r| r.len() as u64),
+            latency_samples,
+            threads,
+            kernel: if args.int8 {
+                bert::optimize::int8_kernel().to_string()
+            } else {
+                "f32".into()
+            },
+            before,
+            after,
+        };
+        let path = report
+            .write(&args.output)
+            .with_context(|| format!("writing {OPTIMIZE_JSON}"))?;
+        ctx.info(format!(
+            "wrote {} and {}",
+            args.output.display(),
+            path.display()
+        ));
+        let drop = match (report.before.accuracy, report.after.accuracy) {
+            (Some(b), Some(a)) => Some((b - a) * 100.0),
+            _ => None,
+        };
+        if ctx.json {
+            print_json(&Answer {
+                output: &args.output,
+                report: &report,
+                prune_stats: stats,
+            })?;
+        } else {
+            print_table(&report, &args.output, stats.as_ref());
+        }
+        match (args.max_accuracy_drop, drop) {
+            (Some(max), Some(d)) if d > max => {
+                eprintln!("accuracy dropped by {d:.2} points, more than --max-accuracy-drop {max}");
+                Ok(Outcome::CheckFailed)
+            }
+            _ => Ok(Outcome::Ok),
+        }
+    })
+    .context("starting the measurement threads")?
+}
+
+/// Whether `a` and `b` name the same existing folder.
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Sizes of the files `model.json` lists (and of model.json itself).
+fn sizes(dir: &Path) -> anyhow::Result<ModelMeasure> {
+    let desc = ModelDescription::read(dir)?;
+    let json = std::fs::metadata(dir.join(taxon_core::model::MODEL_JSON))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    Ok(ModelMeasure {
+        size_bytes: desc.files.iter().map(|f| f.bytes).sum::<u64>() + json,
+        weights_bytes: desc
+            .files
+            .iter()
+            .find(|f| f.name == WEIGHTS)
+            .map_or(0, |f| f.bytes),
+        ..ModelMeasure::default()
+    })
+}
+
+/// Accuracy, macro-F1, time per text over the whole file (batches of 32) and the median batch-1
+/// latency over `samples` texts spread over the file.
+fn measure(
+    model: &BertModel,
+    dir: &Path,
+    rows: &[(String, String)],
+    label: &str,
+    into: &mut ModelMeasure,
+    samples: u64,
+    ctx: &Ctx,
+) -> anyhow::Result<()> {
+    let bar = ctx.items_bar(rows.len() as u64, &format!("evaluating {label}"));
+    let progress = |n: u64, _total: u64| bar.inc(n);
+    let opts = EvalOptions {
+        threads: 1,
+        progress: Some(&progress),
+        ..EvalOptions::default()
+    };
+    let eval = evaluate_model(model, dir, rows, &opts)?;
+    bar.finish_and_clear();
+    into.accuracy = Some(eval.metrics.accuracy);
+    into.macro_f1 = Some(eval.metrics.macro_f1);
+    into.ms_per_seq_batch32 = Some(eval.predict_seconds * 1e3 / rows.len().max(1) as f64);
+    let n = (samples as usize).min(rows.len()).max(1);
+    let step = (rows.len() / n).max(1);
+    let texts: Vec<&str> = (0..n)
+        .filter_map(|i| rows.get(i * step).map(|r| r.0.as_str()))
+        .collect();
+    let bar = ctx.items_bar(texts.len() as u64, &format!("latency {label}"));
+    if let Some(t) = texts.first() {
+        model.predict_batch(&[t]); // warm-up
+    }
+    let mut ms: Vec<f64> = texts
+        .iter()
+        .map(|t| {
+            let start = Instant::now();
+            std::hint::black_box(model.predict_batch(&[t]));
+            bar.inc(1);
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    bar.finish_and_clear();
+    ms.sort_by(f64::total_cmp);
+    into.latency_ms_batch1 = ms.get(ms.len() / 2).copied();
+    Ok(())
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.2}", b as f64 / (1024.0 * 1024.0))
+}
+
+fn print_table(r: &OptimizeReport, output: &Path, stats: Option<&PruneStats>) {
+    let what = match (r.int8, r.prune > 0.0) {
+        (true, true) => format!("int8 + pruned {}", r.prune),
+        (true, false) => "int8".to_string(),
+        _ => format!("pruned {}", r.prune),
+    };
+    println!(
+        "{} -> {} ({what}; dense-weight sparsity {:.1}%; kernel {})",
+        r.source.display(),
+        output.display(),
+        r.sparsity * 100.0,
+        r.kernel
+    );
+    if let Some(s) = stats {
+        println!(
+            "pruned {} of {} dense weights (|w| <= {:.3e})",
+            s.zeroed, s.total, s.threshold
+        );
+    }
+    let (b, a) = (&r.before, &r.after);
+    let mut t = table(["", "before", "after", "change"]);
+    let ratio = |x: f64, y: f64| {
+        if y > 0.0 {
+            format!("{:.2}x", x / y)
+        } else {
+            "-".into()
+        }
+    };
+    t.add_row(vec![
+        "size (MiB)".to_string(),
+        mib(b.size_bytes),
+        mib(a.size_bytes),
+        format!(
+            "{} smaller",
+            ratio(b.size_bytes as f64, a.size_bytes as f64)
+        ),
+    ]);
+    t.add_row(vec![
+        "weights file (MiB)".to_string(),
+        mib(b.weights_bytes),
+        mib(a.weights_bytes),
+        format!(
+            "{} smaller",
+            ratio(b.weights_bytes as f64, a.weights_bytes as f64)
+        ),
+    ]);
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
+    if let (Some(x), Some(y)) = (b.latency_ms_batch1, a.latency_ms_batch1) {
+        t.add_row(vec![
+            "latency batch 1 (ms, median)".to_string(),
+            format!("{x:.2}"),
+            format!("{y:.2}"),
+            format!("{} faster", ratio(x, y)),
+        ]);
+    }
+    if let (Some(x), Some(y)) = (b.ms_per_seq_batch32, a.ms_per_seq_batch32) {
+        t.add_row(vec![
+            "ms per text, batch 32".to_string(),
+            format!("{x:.2}"),
+            format!("{y:.2}"),
+            format!("{} faster", ratio(x, y)),
+        ]);
+    }
+    if b.accuracy.is_some() {
+        t.add_row(vec![
+            "accuracy".to_string(),
+            opt(b.accuracy, &|v| format!("{:.2}%", v * 100.0)),
+            opt(a.accuracy, &|v| format!("{:.2}%", v * 100.0)),
+            match (b.accuracy, a.accuracy) {
+                (Some(x), Some(y)) => format!("{:+.2} points", (y - x) * 100.0),
+                _ => "-".into(),
+            },
+        ]);
+        t.add_row(vec![
+            "macro-F1".to_string(),
+            opt(b.macro_f1, &|v| format!("{v:.4}")),
+            opt(a.macro_f1, &|v| format!("{v:.4}")),
+            match (b.macro_f1, a.macro_f1) {
+                (Some(x), Some(y)) => format!("{:+.4}", y - x),
+                _ => "-".into(),
+            },
+        ]);
+    }
+    println!("{t}");
+    if let (Some(d), Some(n)) = (&r.data, r.examples) {
+        println!(
+            "measured on {} ({n} texts, {} thread(s); batch-1 latency over {} texts)",
+            d.display(),
+            r.threads,
+            r.latency_samples.unwrap_or(0)
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! `taxon model optimize` through the binary: a tiny BERT fine-tuned by `taxon train` is
+//! quantized to int8 and pruned; the optimized folder loads, predicts and evaluates like any
+//! model, optimize.json holds the before/after numbers and the eval report shows them; bad
+//! usage and non-bert models are clear errors (exit 2); --max-accuracy-drop fails with exit 1.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::PredicateBooleanExt;
+use predicates::str::contains;
+use taxon_models::bert::RandomCheckpoint;
+
+const SPORT: [&str; 6] = ["goal", "match", "team", "coach", "league", "striker"];
+const MONEY: [&str; 6] = ["bank", "market", "shares", "profit", "bond", "rates"];
+const FILLER: [&str; 6] = ["the", "a", "of", "on", "said", "today"];
+
+fn taxon_in(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("taxon").unwrap();
+    c.current_dir(dir).env("TAXON_RUNS_DB", dir.join("runs.db"));
+    c
+}
+
+/// Labelled JSONL: sport texts hold sport words, business texts money words, with filler.
+fn write_data(path: &Path, n: usize, seed: usize) {
+    let mut out = String::new();
+    for i in 0..n {
+        let (label, key) = if i % 2 == 0 {
+            ("sport", &SPORT)
+        } else {
+            ("business", &MONEY)
+        };
+        let len = 2 + (i * 5 + seed) % 7;
+        let words: Vec<&str> = (0..len)
+            .map(|j| {
+                if (i + j + seed) % 2 == 0 {
+                    key[(i * 7 + j + seed) % 6]
+                } else {
+                    FILLER[(i + j * 5 + seed) % 6]
+                }
+            })
+            .collect();
+        let text = format!("{} {}", words.join(" "), key[i % 6]);
+        out.push_str(&serde_json::json!({"text": text, "label": label}).to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// A tiny BERT fine-tuned on the synthetic task into `dir/out`.
+fn trained(dir: &Path) {
+    let words: Vec<&str> = SPORT.iter().chain(&MONEY).chain(&FILLER).copied().collect();
+    RandomCheckpoint::tiny(&words)
+        .write(&dir.join("tiny-bert"))
+        .unwrap();
+    write_data(&dir.join("train.jsonl"), 160, 0);
+    write_data(&dir.join("test.jsonl"), 40, 3);
+    taxon_in(dir)
+        .args([
+            "-q",
+            "train",
+            "--model-type",
+            "bert",
+            "--model-path",
+            "tiny-bert",
+        ])
+        .args(["--data", "train.jsonl", "--max-len", "24", "--epochs", "5"])
+        .args([
+            "--learning-rate",
+            "3e-3",
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+        ])
+        .args(["--output", "out"])
+        .assert()
+        .success();
+}
+
+fn json_of(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(out)))
+}
+
+#[test]
+fn optimized_model_loads_predicts_and_reports_before_and_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    let out = taxon_in(d)
+        .args([
+            "-q", "model", "optimize", "out", "--output", "opt", "--int8",
+        ])
+        .args([
+            "--prune",
+            "0.3",
+            "--data",
+            "test.jsonl",
+            "--latency-samples",
+            "4",
+        ])
+        .arg("--json")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let answer = json_of(&out);
+    assert_eq!(answer["int8"], true);
+    assert_eq!(answer["prune"], 0.3);
+    assert_eq!(answer["examples"], 40);
+    let (before, after) = (&answer["before"], &answer["after"]);
+    for m in [before, after] {
+        for k in [
+            "latency_ms_batch1",
+            "ms_per_seq_batch32",
+            "accuracy",
+            "macro_f1",
+        ] {
+            assert!(m[k].as_f64().is_some_and(|v| v > 0.0), "{k}: {answer}");
+        }
+    }
+    assert!(after["weights_bytes"].as_u64() < before["weights_bytes"].as_u64());
+    let acc = after["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.85, "int8 + pruned accuracy {acc}: {answer}");
+    assert!(answer["prune_stats"]["zeroed"].as_u64().unwrap() > 0);
+
+    // optimize.json holds the same numbers; model.json records what was done.
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("opt/optimize.json")).unwrap())
+            .unwrap();
+    assert_eq!(file["after"], answer["after"]);
+    let desc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("opt/model.json")).unwrap()).unwrap();
+    assert_eq!(desc["model_type"], "bert");
+    assert_eq!(desc["params"]["quantization"], "int8");
+    assert_eq!(desc["params"]["pruned"], 0.3);
+
+    // The folder predicts like any model.
+    let out = taxon_in(d)
+        .args(["-q", "predict", "opt", "test.jsonl", "--threads", "1"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let rows: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 40);
+
+    // The eval report shows the optimization.
+    let out = taxon_in(d)
+        .args([
+            "-q",
+            "eval",
+            "opt",
+            "test.jsonl",
+            "--threads",
+            "1",
+            "--json",
+        ])
+        .args(["--report", "report.html"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let eval = json_of(&out);
+    assert_eq!(eval["optimization"]["after"], answer["after"]);
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    assert!(html.contains("<h2>Optimization</h2>") && html.contains("int8 + pruned 0.3"));
+
+    // Prune only, no data: sizes only, the weights file stays f32.
+    let out = taxon_in(d)
+        .args([
+            "-q", "model", "optimize", "out", "-o", "pruned", "--prune", "0.5", "--json",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let answer = json_of(&out);
+    assert_eq!(answer["int8"], false);
+    assert!(answer["after"]["accuracy"].is_null());
+    assert!((answer["sparsity"].as_f64().unwrap() - 0.5).abs() < 1e-3);
+
+    // An accuracy gate that cannot pass: exit 1, the model is written anyway.
+    taxon_in(d)
+        .args(["-q", "model", "optimize", "out", "-o", "gated", "--int8"])
+        .args(["--data", "test.jsonl", "--latency-samples", "1"])
+        .arg("--max-accuracy-drop=-100")
+        .assert()
+        .code(1)
+        .stderr(contains("--max-accuracy-drop"));
+    assert!(d.join("gated/model.json").is_file());
+
+    // An int8 model cannot be optimized again.
+    taxon_in(d)
+        .args(["-q", "model", "optimize", "opt", "-o", "twice", "--int8"])
+        .assert()
+        .code(2)
+        .stderr(contains("already int8"));
+}
+
+#[test]
+fn bad_usage_and_non_bert_models_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("lin")).unwrap();
+    std::fs::write(
+        d.join("lin/model.json"),
+        r#"{"format_version":1,"model_type":"linear","labels":["a","b"],"params":{},
+            "input":{"max_tokens":null,"lowercase":true},"files":[],"created_by":"test"}"#,
+    )
+    .unwrap();
+    taxon_in(d)
+        .args(["model", "optimize", "lin", "-o", "x"])
+        .assert()
+        .code(2)
+        .stderr(contains("--int8").and(contains("--prune")));
+    taxon_in(d)
+        .args(["model", "optimize", "lin", "-o", "x", "--prune", "1.5"])
+        .assert()
+        .code(2)
+        .stderr(contains("fraction"));
+    taxon_in(d)
+        .args(["model", "optimize", "lin", "-o", "x", "--int8"])
+        .assert()
+        .code(2)
+        .stderr(contains("bert models only").and(contains("linear")));
+    taxon_in(d)
+        .args(["model", "optimize", "missing", "-o", "x", "--int8"])
+        .assert()
+        .code(2)
+        .stderr(contains("missing"));
+    taxon_in(d)
+        .args(["model", "optimize", "--help"])
+        .assert()
+        .success()
+        .stdout(contains("int8").and(contains("--max-accuracy-drop")));
+}
