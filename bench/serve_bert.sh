@@ -148,6 +148,7 @@ fi
 start() {
     local name=$1 pid base i
     shift
+    : > "$W/$name.log"
     "$@" > "$W/$name.out" 2> "$W/$name.log" &
     pid=$!
     PIDS+=("$pid")
@@ -206,7 +207,9 @@ fi
 
 # --- closed loops ---------------------------------------------------------------------------------
 metric_sum() {  # metric_sum URL NAME: a label-free sample of /metrics, or nothing
-    curl -s -m 5 "$1/metrics" | awk -v n="$2" '$1 == n {print $2; exit}'
+    local body
+    body=$(curl -s -m 5 "$1/metrics" || true)
+    awk -v n="$2" '$1 == n {print $2; exit}' <<< "$body"
 }
 for c in $CONCURRENCIES; do
     for side in taxon python; do

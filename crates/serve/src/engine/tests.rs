@@ -175,6 +175,34 @@ fn an_announced_request_that_gives_up_ends_the_wait() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_clients_that_come_straight_back_join_the_next_batch() {
+    let f = fixture(ServeConfig {
+        max_wait: Duration::from_millis(50),
+        ..ServeConfig::default()
+    });
+    // Batch 1: the held job, computed for about 600 ms (so the next gather may linger up to
+    // 60 ms). Three more jobs queue behind it, past their own max_wait when it ends.
+    let first = f.hold_worker();
+    let queued: Vec<_> = (0..3)
+        .map(|_| submit_one(&f.engine, BUSINESS).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(600));
+    f.gate.set(true);
+    first.await.unwrap().unwrap();
+    // The worker holds 3 of the 4 texts it expects (3 queued + 1 answered) and waits for the
+    // answered client instead of computing the 3 alone (which would make a second batch).
+    wait_until("the worker to linger or to compute the 3", || {
+        f.engine.shared.lock().gatherers > 0 || f.metrics.batches().1 >= 2
+    });
+    let again = submit_one(&f.engine, SPORT).unwrap();
+    for rx in queued {
+        rx.await.unwrap().unwrap();
+    }
+    again.await.unwrap().unwrap();
+    assert_eq!(f.metrics.batches(), (5, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_respect_size_and_token_limits() {
     let f = fixture(ServeConfig {
         max_batch_size: 4,
@@ -262,7 +290,7 @@ async fn abandoned_requests_are_not_computed() {
 async fn batch_jobs_keep_their_order_across_length_buckets() {
     let f = fixture(config());
     let long = format!("{BUSINESS} {}", "market ".repeat(200));
-    let texts = vec![
+    let texts = [
         long.clone(),
         SPORT.to_string(),
         "goal".to_string(),
