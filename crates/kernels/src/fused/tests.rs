@@ -328,3 +328,62 @@ fn wrong_lengths_are_errors_not_panics() {
     assert!(layer_norm_backward(&x, &[1.0; 5], &x[..5], 1e-5, &mut y).is_err());
     assert!(softmax_backward(&x, &x, 5, 1.0, &mut y[..5]).is_err());
 }
+
+#[test]
+fn adamw_matches_the_textbook_update_over_several_steps() {
+    let n = 70_001;
+    let mut theta = rand(n, 30, 1.0);
+    let (mut m, mut v) = (vec![0f32; n], vec![0f32; n]);
+    let (mut rt, mut rm, mut rv): (Vec<f64>, Vec<f64>, Vec<f64>) = (
+        theta.iter().map(|&x| x as f64).collect(),
+        vec![0.0; n],
+        vec![0.0; n],
+    );
+    for t in 1..=3u32 {
+        let g = rand(n, 30 + t as u64, 0.1);
+        let step = AdamWStep {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            t,
+            grad_scale: 0.5,
+        };
+        adamw(&mut theta, &mut m, &mut v, &g, &step).unwrap();
+        for i in 0..n {
+            let gi = g[i] as f64 * 0.5;
+            rm[i] = 0.9 * rm[i] + 0.1 * gi;
+            rv[i] = 0.999 * rv[i] + 0.001 * gi * gi;
+            let mh = rm[i] / (1.0 - 0.9f64.powi(t as i32));
+            let vh = rv[i] / (1.0 - 0.999f64.powi(t as i32));
+            rt[i] = rt[i] * (1.0 - 1e-5) - 1e-3 * mh / (vh.sqrt() + 1e-8);
+        }
+    }
+    for i in 0..n {
+        assert!(
+            (theta[i] as f64 - rt[i]).abs() < 1e-6,
+            "{i}: {} vs {}",
+            theta[i],
+            rt[i]
+        );
+        assert!((m[i] as f64 - rm[i]).abs() < 1e-7 && (v[i] as f64 - rv[i]).abs() < 1e-8);
+    }
+    let step = AdamWStep {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        t: 0,
+        grad_scale: 1.0,
+    };
+    assert!(adamw(&mut theta, &mut m, &mut v, &[0.0; 3], &step).is_err());
+}
+
+#[test]
+fn sum_squares_matches_the_plain_sum() {
+    let x = rand(100_003, 40, 2.0);
+    let want: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+    assert!((sum_squares(&x) - want).abs() < 1e-6 * want);
+}

@@ -6,7 +6,7 @@
 //! `is_x86_feature_detected!` has confirmed that this CPU has every feature it enables.
 #![allow(unsafe_code)]
 
-use super::rows;
+use super::{AdamWStep, rows};
 
 /// Declares, for each kernel, an AVX-512 copy and a safe dispatcher that picks it when the CPU
 /// has the features, else the portable copy.
@@ -15,7 +15,7 @@ macro_rules! dispatch {
         /// The kernels compiled with AVX-512 enabled.
         #[cfg(target_arch = "x86_64")]
         mod avx512 {
-            use super::rows;
+            use super::{AdamWStep, rows};
             $(
                 #[target_feature(enable = "avx512f,avx2,fma")]
                 pub(super) fn $name($($arg: $ty),*) {
@@ -43,6 +43,38 @@ macro_rules! dispatch {
     };
 }
 
+/// Like `dispatch!`, for kernels that return a value.
+macro_rules! dispatch_ret {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; )*) => {
+        $(
+            $(#[$doc])*
+            #[inline]
+            pub(crate) fn $name($($arg: $ty),*) -> $ret {
+                #[cfg(target_arch = "x86_64")]
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn fast($($arg: $ty),*) -> $ret {
+                    rows::$name($($arg),*)
+                }
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has avx512f, avx2 and fma (checked just above), the
+                    // only features `fast` is compiled with; its body is safe code.
+                    return unsafe { fast($($arg),*) };
+                }
+                rows::$name($($arg),*)
+            }
+        )*
+    };
+}
+
+dispatch_ret! {
+    /// [`rows::sum_squares`].
+    fn sum_squares(x: &[f32]) -> f32;
+}
+
 dispatch! {
     /// [`rows::gelu`].
     fn gelu(x: &[f32], bias: &[f32], y: &mut [f32]);
@@ -54,6 +86,8 @@ dispatch! {
     fn softmax_backward(y: &[f32], dy: &[f32], cols: usize, scale: f32, dx: &mut [f32]);
     /// [`rows::layer_norm`].
     fn layer_norm(x: &[f32], bias: &[f32], residual: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]);
+    /// [`rows::adamw`].
+    fn adamw(theta: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: &AdamWStep);
     /// [`rows::layer_norm_backward`].
     fn layer_norm_backward(x: &[f32], w: &[f32], dy: &[f32], eps: f32, dx: &mut [f32], dwb: &mut [f32]);
 }

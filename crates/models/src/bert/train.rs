@@ -1,7 +1,7 @@
 //! Fine-tuning a bert model: AdamW (Loshchilov & Hutter 2019) at a linearly warmed-up then
 //! linearly decayed learning rate (10% warmup by default), weight decay on every tensor except
-//! biases and LayerNorm parameters (two candle `AdamW`s, the second without decay), gradient
-//! clipping by global norm, seeded shuffling and length-bucketed mini-batches padded to their
+//! biases and LayerNorm parameters, updated in place by one fused pass per tensor ([`adamw`]),
+//! gradient clipping by global norm (folded into that pass), seeded shuffling and length-bucketed mini-batches padded to their
 //! longest text. `freeze_layers: k` keeps the embeddings and the first k encoder layers as plain
 //! tensors, so they get no gradient and no update.
 
@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{Tensor, Var};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 use taxon_core::model::ModelError;
 
@@ -19,6 +18,9 @@ use super::{BertConfig, BertModel};
 use crate::linear::{EpochReport, TrainObserver};
 use crate::lstm::{AdamWOptions, learning_rate_at};
 use crate::rng::SplitMix64;
+use adamw::{FusedAdamW, Hyper};
+
+mod adamw;
 
 fn compute(context: &str) -> impl Fn(candle_core::Error) -> ModelError + '_ {
     move |e| ModelError::TrainingData {
@@ -79,8 +81,8 @@ pub fn train(
 }
 
 /// Where a run stands at an epoch boundary, for checkpoints. Shuffling and dropout of epoch N
-/// come from a generator seeded by (seed, N); AdamW's moments are not saved (candle keeps them
-/// private), so a resumed run restarts them from zero.
+/// come from a generator seeded by (seed, N); AdamW's moments are not saved (not part of the
+/// checkpoint), so a resumed run restarts them from zero.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BertState {
     /// Epochs finished.
@@ -104,8 +106,7 @@ pub struct BertTrainer {
     val_labels: Vec<u32>,
     /// `(index into the net's tensors, variable)` of every trained tensor.
     vars: Vec<(usize, Var)>,
-    decay: AdamW,
-    plain: AdamW,
+    optimizer: FusedAdamW,
     total: usize,
     warmup: usize,
     step: usize,
@@ -130,32 +131,25 @@ fn with_vars(mut net: Net, freeze_layers: usize) -> Result<(Net, Vec<(usize, Var
     Ok((net, vars))
 }
 
-fn optimizers(
-    net: &Net,
-    vars: &[(usize, Var)],
-    labels: usize,
-    opts: &AdamWOptions,
-) -> Result<(AdamW, AdamW), ModelError> {
+fn optimizer(net: &Net, vars: &[(usize, Var)], labels: usize, opts: &AdamWOptions) -> FusedAdamW {
     let spec = names(&net.cfg, labels);
-    let (mut decay, mut plain) = (Vec::new(), Vec::new());
-    for (i, v) in vars {
-        if no_decay(&spec[*i].0) {
-            plain.push(v.clone());
-        } else {
-            decay.push(v.clone());
-        }
-    }
-    let params = |wd| ParamsAdamW {
-        lr: opts.learning_rate,
+    let with_decay = vars
+        .iter()
+        .map(|(i, v)| {
+            let wd = if no_decay(&spec[*i].0) {
+                0.0
+            } else {
+                opts.weight_decay
+            };
+            (v.clone(), wd)
+        })
+        .collect();
+    let hyper = Hyper {
         beta1: opts.beta1,
         beta2: opts.beta2,
         eps: opts.eps,
-        weight_decay: wd,
     };
-    Ok((
-        AdamW::new(decay, params(opts.weight_decay)).map_err(compute("optimizer"))?,
-        AdamW::new(plain, params(0.0)).map_err(compute("optimizer"))?,
-    ))
+    FusedAdamW::new(with_decay, opts.learning_rate, hyper)
 }
 
 impl BertTrainer {
@@ -198,7 +192,7 @@ impl BertTrainer {
                 message: format!("cannot start {} threads: {e}", opts.threads),
             })?;
         let (net, vars) = with_vars(model.net.clone(), config.freeze_layers)?;
-        let (decay, plain) = optimizers(&net, &vars, labels.len(), opts)?;
+        let optimizer = optimizer(&net, &vars, labels.len(), opts);
         let encode = |rows: &[(&str, usize)]| -> (Vec<Vec<u32>>, Vec<u32>) {
             pool.install(|| {
                 use rayon::prelude::*;
@@ -219,8 +213,7 @@ impl BertTrainer {
             val_ids,
             val_labels,
             vars,
-            decay,
-            plain,
+            optimizer,
             total,
             warmup,
             step: 0,
@@ -269,15 +262,19 @@ impl BertTrainer {
                 .forward(&batch, Some(Dropout { rng: &mut rng }))
                 .map_err(compute("forward"))?;
             let loss = Net::loss(&logits, &targets).map_err(compute("loss"))?;
-            let mut grads = loss.backward().map_err(compute("backward"))?;
+            let grads = loss.backward().map_err(compute("backward"))?;
+            let mut grad_scale = 1.0;
             if let Some(max) = self.opts.clip_norm {
-                clip_global_norm(&mut grads, &self.vars, max).map_err(compute("clip"))?;
+                let norm = self.optimizer.grad_norm(&grads).map_err(compute("clip"))?;
+                if norm > max && norm.is_finite() {
+                    grad_scale = max / norm;
+                }
             }
             let lr = learning_rate_at(self.step, self.total, self.warmup, self.opts.learning_rate);
-            self.decay.set_learning_rate(lr);
-            self.plain.set_learning_rate(lr);
-            self.decay.step(&grads).map_err(compute("optimizer step"))?;
-            self.plain.step(&grads).map_err(compute("optimizer step"))?;
+            self.optimizer.set_learning_rate(lr);
+            self.optimizer
+                .step(&grads, grad_scale)
+                .map_err(compute("optimizer step"))?;
             self.step += 1;
             let l = loss.to_scalar::<f32>().map_err(compute("loss"))?;
             loss_sum += l as f64 * targets.len() as f64;
@@ -293,7 +290,7 @@ impl BertTrainer {
             train_loss: loss_sum / self.train_ids.len() as f64,
             validation_loss,
             validation_accuracy,
-            learning_rate: self.decay.learning_rate(),
+            learning_rate: self.optimizer.learning_rate(),
             seconds,
             tokens_per_sec: tokens / seconds.max(1e-9),
         };
@@ -373,14 +370,12 @@ impl BertTrainer {
         for (i, v) in &self.vars {
             v.set(&model.net.tensors[*i]).map_err(compute("restore"))?;
         }
-        let (decay, plain) = optimizers(
+        self.optimizer = optimizer(
             &self.model.net,
             &self.vars,
             self.model.labels.len(),
             &self.opts,
-        )?;
-        self.decay = decay;
-        self.plain = plain;
+        );
         self.step = state.step;
         self.epochs_done = state.epochs_done;
         self.validate()?;
@@ -401,30 +396,6 @@ fn argmax_rows(probs: &[Vec<f32>]) -> Vec<usize> {
             best
         })
         .collect()
-}
-
-/// Scales every gradient so their global L2 norm is at most `max`.
-fn clip_global_norm(
-    grads: &mut candle_core::backprop::GradStore,
-    vars: &[(usize, Var)],
-    max: f64,
-) -> candle_core::Result<()> {
-    let mut sq = 0.0f64;
-    for (_, v) in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
-    let norm = sq.sqrt();
-    if norm > max && norm.is_finite() {
-        let scale = max / norm;
-        for (_, v) in vars {
-            if let Some(g) = grads.remove(v.as_tensor()) {
-                grads.insert(v.as_tensor(), g.affine(scale, 0.0)?);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// One epoch's mini-batches: shuffle, cut into pools of 32 batches, sort each pool by length
