@@ -247,24 +247,35 @@ impl PackedWeights {
     }
 }
 
-/// Quantizes one row into `dst` (at least as long), returning its scale and zero point. Plain
-/// float code that the compiler vectorizes; the SIMD module compiles it for AVX-512 too, with
-/// the same results (rounding is to nearest even, min / max are exact).
+/// The scale and zero point of a row whose values lie in `[lo, hi]` (`lo <= 0 <= hi`).
+#[inline(always)]
+fn scale_and_zero(lo: f32, hi: f32) -> (f32, f32) {
+    let range = hi - lo;
+    if range > 0.0 && range.is_finite() {
+        let sc = range / 255.0;
+        (sc, (-lo / sc).round_ties_even().clamp(0.0, 255.0))
+    } else {
+        (1.0, 0.0)
+    }
+}
+
+/// One activation as u8: `clamp(round_ties_even(v * inv) + zp, 0, 255)`.
+#[inline(always)]
+fn quantize_value(v: f32, inv: f32, zp: f32) -> u8 {
+    ((v * inv).round_ties_even() + zp).clamp(0.0, 255.0) as u8
+}
+
+/// Quantizes one row into `dst` (at least as long), returning its scale and zero point
+/// (the SIMD module has an AVX-512 copy that gives the same bytes).
 #[inline(always)]
 fn quantize_row_with(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
     let (lo, hi) = row
         .iter()
         .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let range = hi - lo;
-    let (sc, zp) = if range > 0.0 && range.is_finite() {
-        let sc = range / 255.0;
-        (sc, (-lo / sc).round_ties_even().clamp(0.0, 255.0))
-    } else {
-        (1.0, 0.0)
-    };
+    let (sc, zp) = scale_and_zero(lo, hi);
     let inv = 1.0 / sc;
     for (d, &v) in dst.iter_mut().zip(row) {
-        *d = ((v * inv).round_ties_even() + zp).clamp(0.0, 255.0) as u8;
+        *d = quantize_value(v, inv, zp);
     }
     (sc, zp as i32)
 }
@@ -682,6 +693,30 @@ mod tests {
                 .zip(&d)
                 .all(|(a, b)| (a - b).abs() <= 0.5 * 2.0 / 127.0)
         );
+    }
+
+    #[test]
+    fn simd_row_quantization_equals_portable() {
+        for (i, len) in [1usize, 5, 16, 17, 31, 64, 100, 384, 1537]
+            .into_iter()
+            .enumerate()
+        {
+            let mut row = values(len, i as u64 + 40);
+            // Ties: with range [-1, 1.55] the scale is 0.01 and these land on k + 0.5.
+            if len > 4 {
+                row[0] = -1.0;
+                row[1] = 1.55;
+                row[2] = 0.125;
+                row[3] = -0.375;
+            }
+            let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
+            let pa = quantize_row_portable(&row, &mut a);
+            let pb = vnni::quantize_row(&row, &mut b);
+            assert_eq!((pa, &a), (pb, &b), "len {len}");
+        }
+        let mut d = [0u8; 3];
+        assert_eq!(vnni::quantize_row(&[0.0; 3], &mut d), (1.0, 0));
+        assert_eq!(d, [0, 0, 0]);
     }
 
     #[test]

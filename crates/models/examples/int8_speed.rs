@@ -1,7 +1,7 @@
 //! Speed of the int8 matmul (`taxon_kernels::int8`, the kernel of `taxon model optimize
 //! --int8`) against candle's f32 matmul on the dense shapes of MiniLM at batch 32 x 128 tokens.
 //!
-//!     RAYON_NUM_THREADS=1 cargo run --release -p taxon-models --example int8_speed [-- --reps 5]
+//!     RAYON_NUM_THREADS=1 cargo run --release -p taxon-models --example int8_speed [-- --reps 5] [--no-portable]
 //!
 //! Prints the median milliseconds of each and the ratio; the int8 time includes quantizing the
 //! activations (as in the model's forward pass).
@@ -35,6 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .position(|a| a == "--reps")
         .and_then(|i| args.get(i + 1))
         .map_or(Ok(5), |s| s.parse())?;
+    let no_portable = args.iter().any(|a| a == "--no-portable");
     println!(
         "int8 kernel: {:?}; rayon threads {}; {reps} reps",
         Isa::best(),
@@ -80,10 +81,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             int8::matmul(&x, n, &packed, Some(&bias), &mut y).unwrap();
             std::hint::black_box(&y);
         });
-        let portable_ms = time(&mut || {
-            int8::matmul_on(Isa::Portable, &x, n, &packed, Some(&bias), &mut y).unwrap();
-            std::hint::black_box(&y);
-        });
+        let portable_ms = if no_portable {
+            f64::NAN
+        } else {
+            time(&mut || {
+                int8::matmul_on(Isa::Portable, &x, n, &packed, Some(&bias), &mut y).unwrap();
+                std::hint::black_box(&y);
+            })
+        };
         let quant_ms = time(&mut || {
             std::hint::black_box(int8::QuantizedRows::quantize(&x, n, inp).unwrap());
         });

@@ -46,8 +46,7 @@ mod imp {
     use std::arch::x86_64::*;
 
     use super::super::{
-        BLOCK_IN, BLOCK_OUT, GROUP, portable_rows, quantize_row_portable, quantize_row_with,
-        sink_rows,
+        BLOCK_IN, BLOCK_OUT, GROUP, portable_rows, quantize_row_portable, sink_rows,
     };
     use super::{PackedWeights, QuantizedRows, Sink};
 
@@ -75,11 +74,48 @@ mod imp {
         unsafe { quantize_row_avx512(row, dst) }
     }
 
-    /// The portable row quantizer compiled with AVX-512 enabled (the same source, so the same
-    /// results).
+    /// `quantize_row_with` in AVX-512 intrinsics: the same operations (exact min / max,
+    /// multiply by the inverse scale, round to nearest even, add the zero point, clamp to
+    /// [0, 255]) 16 lanes at a time, so the same bytes; the tail goes through the scalar code.
     #[target_feature(enable = "avx512f,avx512bw")]
     fn quantize_row_avx512(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
-        quantize_row_with(row, dst)
+        let n = row.len().min(dst.len());
+        let (row, dst) = (&row[..n], &mut dst[..n]);
+        let body = n - n % 16;
+        let mut lo = _mm512_setzero_ps();
+        let mut hi = _mm512_setzero_ps();
+        for c in row[..body].chunks_exact(16) {
+            // SAFETY: `c` holds 16 f32; the load is unaligned.
+            let v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
+            lo = _mm512_min_ps(lo, v);
+            hi = _mm512_max_ps(hi, v);
+        }
+        let (lo, hi) = row[body..].iter().fold(
+            (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi)),
+            |(lo, hi), &v| (lo.min(v), hi.max(v)),
+        );
+        let (sc, zp) = super::super::scale_and_zero(lo, hi);
+        let inv = 1.0 / sc;
+        let (vinv, vzp) = (_mm512_set1_ps(inv), _mm512_set1_ps(zp));
+        let (v0, v255) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
+        for (c, d) in row[..body]
+            .chunks_exact(16)
+            .zip(dst[..body].chunks_exact_mut(16))
+        {
+            // SAFETY: `c` holds 16 f32; the load is unaligned.
+            let v = unsafe { _mm512_loadu_ps(c.as_ptr()) };
+            let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_mul_ps(v, vinv),
+            );
+            let q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, vzp), v0), v255);
+            let bytes = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(q));
+            // SAFETY: `d` holds 16 bytes; the store is unaligned.
+            unsafe { _mm_storeu_si128(d.as_mut_ptr().cast(), bytes) };
+        }
+        for (d, &v) in dst[body..].iter_mut().zip(&row[body..]) {
+            *d = super::super::quantize_value(v, inv, zp);
+        }
+        (sc, zp as i32)
     }
 
     pub(super) fn rows(xq: &QuantizedRows, r0: usize, w: &PackedWeights, sink: Sink<'_>) {
