@@ -291,6 +291,18 @@ pub(crate) mod rows {
     }
 
     #[inline(always)]
+    pub(crate) fn dropout(x: &[f32], seed: u64, first: u64, p: f32, y: &mut [f32]) {
+        let keep = 1.0 / (1.0 - p);
+        for (i, (o, &v)) in y.iter_mut().zip(x).enumerate() {
+            *o = if dropped(seed, first + i as u64, p) {
+                0.0
+            } else {
+                v * keep
+            };
+        }
+    }
+
+    #[inline(always)]
     pub(crate) fn sum_squares(x: &[f32]) -> f32 {
         dot(x, x)
     }
@@ -596,6 +608,35 @@ pub fn layer_norm_backward(
         })
         .unwrap_or_else(|| vec![0f32; 2 * cols]);
     Ok(dwb)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dropout with a counter-based generator: no mask is stored, the backward pass regenerates it.
+
+/// Whether element `i` of a dropout with this `seed` is dropped: a SplitMix64 hash of
+/// `(seed, i)`, its top 24 bits as a uniform number in [0, 1) compared with `p`.
+#[inline(always)]
+pub fn dropped(seed: u64, i: u64, p: f32) -> bool {
+    let mut z = seed.wrapping_add(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 40) as f32) * (1.0 / (1u64 << 24) as f32) < p
+}
+
+/// Inverted dropout: `y[i] = 0` where [`dropped`]`(seed, i, p)`, else `x[i] / (1 - p)`. The op
+/// is linear in `x`, so its backward pass is the same call on the output's gradient (same
+/// `seed`). `p` must be in [0, 1).
+pub fn dropout(x: &[f32], seed: u64, p: f32, y: &mut [f32]) -> Result<(), ShapeError> {
+    same_len("dropout", "y", y.len(), x.len())?;
+    check("dropout", (0.0..1.0).contains(&p), || {
+        format!("p must be in [0, 1), got {p}")
+    })?;
+    y.par_chunks_mut(GRAIN)
+        .zip(x.par_chunks(GRAIN))
+        .enumerate()
+        .for_each(|(c, (yb, xb))| x86::dropout(xb, seed, (c * GRAIN) as u64, p, yb));
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

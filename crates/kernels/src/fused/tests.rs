@@ -387,3 +387,32 @@ fn sum_squares_matches_the_plain_sum() {
     let want: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
     assert!((sum_squares(&x) - want).abs() < 1e-6 * want);
 }
+
+#[test]
+fn dropout_drops_about_p_scales_the_rest_and_repeats_with_its_seed() {
+    let n = 200_000;
+    let x = rand(n, 50, 1.0);
+    let (mut y, mut again) = (vec![0f32; n], vec![0f32; n]);
+    dropout(&x, 7, 0.1, &mut y).unwrap();
+    dropout(&x, 7, 0.1, &mut again).unwrap();
+    assert_eq!(y, again);
+    let zeros = y
+        .iter()
+        .zip(&x)
+        .filter(|(a, b)| **a == 0.0 && **b != 0.0)
+        .count();
+    let frac = zeros as f64 / n as f64;
+    assert!((frac - 0.1).abs() < 0.005, "dropped {frac}");
+    for ((&a, &b), i) in y.iter().zip(&x).zip(0u64..) {
+        if dropped(7, i, 0.1) {
+            assert_eq!(a, 0.0);
+        } else {
+            assert!((a - b / 0.9).abs() < 1e-6);
+        }
+    }
+    dropout(&x, 8, 0.1, &mut again).unwrap();
+    assert_ne!(y, again, "another seed, another mask");
+    dropout(&x, 7, 0.0, &mut again).unwrap();
+    assert_eq!(again, x);
+    assert!(dropout(&x, 7, 1.0, &mut again).is_err());
+}

@@ -86,6 +86,8 @@ dispatch! {
     fn softmax_backward(y: &[f32], dy: &[f32], cols: usize, scale: f32, dx: &mut [f32]);
     /// [`rows::layer_norm`].
     fn layer_norm(x: &[f32], bias: &[f32], residual: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]);
+    /// [`rows::dropout`].
+    fn dropout(x: &[f32], seed: u64, first: u64, p: f32, y: &mut [f32]);
     /// [`rows::adamw`].
     fn adamw(theta: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: &AdamWStep);
     /// [`rows::layer_norm_backward`].

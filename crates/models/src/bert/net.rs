@@ -145,7 +145,8 @@ impl Batch {
     }
 }
 
-/// Inverted dropout with masks from a seeded generator, active only while training.
+/// Inverted dropout with masks from a seeded generator, active only while training: each call
+/// draws a seed, and the fused op derives its mask from that seed ([`ops::dropout`]).
 pub(crate) struct Dropout<'a> {
     pub(crate) rng: &'a mut SplitMix64,
 }
@@ -155,11 +156,7 @@ impl Dropout<'_> {
         if p <= 0.0 {
             return Ok(x.clone());
         }
-        let keep = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..x.elem_count())
-            .map(|_| if self.rng.next_f32() < p { 0.0 } else { keep })
-            .collect();
-        x * Tensor::from_vec(mask, x.shape(), x.device())?
+        ops::dropout(x, self.rng.next_u64(), p)
     }
 }
 

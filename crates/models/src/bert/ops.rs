@@ -1,6 +1,7 @@
 //! The encoder's fused float ops as candle custom ops, so autograd still reaches every weight:
-//! GELU, the attention softmax (scale and padding mask folded in) and layer norm (optionally
-//! with the residual add folded in), each running `taxon_kernels::fused` forward and its
+//! GELU (optionally with the dense bias folded in), the attention softmax (scale and padding
+//! mask folded in), layer norm (optionally with the residual add and the dense bias folded in)
+//! and dropout (mask from a seed, never stored), each running `taxon_kernels::fused` forward and its
 //! hand-written backward pass. Compared with graphs of primitive ops, each saves several passes
 //! over the activations and as many fresh tensors.
 //!
@@ -129,6 +130,40 @@ pub(crate) fn gelu(x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         None => x.contiguous()?.apply_op1(Gelu),
         Some(b) => x.contiguous()?.apply_op2(&b.contiguous()?, BiasGelu),
     }
+}
+
+/// Inverted dropout from a seed; see [`dropout`].
+struct Dropout {
+    seed: u64,
+    p: f32,
+}
+
+impl CustomOp1 for Dropout {
+    fn name(&self) -> &'static str {
+        "fused-dropout"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = slice(self.name(), s, l)?;
+        let mut y = vec![0f32; x.len()];
+        fused::dropout(x, self.seed, self.p, &mut y).map_err(kernel)?;
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    /// Dropout is linear in its input: the gradient goes through the same mask.
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let again = Dropout {
+            seed: self.seed,
+            p: self.p,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&again)?))
+    }
+}
+
+/// Inverted dropout with rate `p` in [0, 1), its mask a function of `seed` and the element's
+/// position (nothing stored; the backward pass regenerates it).
+pub(crate) fn dropout(x: &Tensor, seed: u64, p: f32) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Dropout { seed, p })
 }
 
 /// `softmax(scale * x + bias)` over the last dimension; see [`attention_softmax`].

@@ -211,6 +211,25 @@ fn add_layer_norm_with_a_dense_bias_matches_the_primitive_ops_forward_and_backwa
 }
 
 #[test]
+fn dropout_gradient_goes_through_the_forward_mask() {
+    let x = (rand(&[50, 40], 23, 1.0) + 2.0).unwrap(); // no zeros
+    let coef = rand(&[50, 40], 24, 1.0);
+    let f = |t: &[Tensor]| dropout(&t[0], 99, 0.2).unwrap();
+    let y = f(std::slice::from_ref(&x));
+    let g = grads_of(&f, std::slice::from_ref(&x), &coef);
+    // d(sum(y * c))/dx = c * y / x: 0 where dropped, c / 0.8 where kept.
+    let want = (&coef * (&y / &x).unwrap()).unwrap();
+    assert!(max_abs_diff(&g[0], &want) < 1e-5);
+    let kept = y
+        .ne(0f32)
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap();
+    let frac = kept.mean_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!((frac - 0.8).abs() < 0.05, "kept {frac}");
+}
+
+#[test]
 fn non_f32_input_is_an_error_naming_the_op() {
     let x = Tensor::new(&[1f64, 2.0], &Device::Cpu).unwrap();
     let err = gelu(&x, None).unwrap_err().to_string();
