@@ -18,10 +18,13 @@ The setup is the one FastAPI users get: one uvicorn worker (uvloop + httptools w
 torch.set_num_threads(--threads), one forward pass per request under torch.inference_mode().
 `--endpoint async` (the default) declares the handler `async def`, so forwards run one at a time
 on the event loop thread; `--endpoint sync` declares it `def`, so FastAPI runs each forward in its
-thread pool (up to 40 at once, sharing the torch threads).
+thread pool (up to 40 at once, sharing the torch threads). `--quantize int8` applies PyTorch's
+dynamic int8 quantization (torch.ao.quantization.quantize_dynamic) to the encoder's Linear
+layers, the usual int8 recipe for BERT on CPU (the peer of `taxon model optimize --int8`).
 
 usage: bert_server.py MODEL_DIR [--host 127.0.0.1] [--port 0] [--threads 1]
-                      [--endpoint async|sync] [--name NAME] [--version VERSION]
+                      [--endpoint async|sync] [--quantize none|int8] [--name NAME]
+                      [--version VERSION]
 Prints "listening on http://HOST:PORT" on stderr once the model is loaded and the socket bound.
 """
 
@@ -54,7 +57,7 @@ def split(n, max_len, truncation):
 class Classifier:
     """The encoder, pooling and head of a taxon bert folder, for one text at a time."""
 
-    def __init__(self, model_dir, torch, transformers, tokenizers, safetensors_torch):
+    def __init__(self, model_dir, torch, transformers, tokenizers, safetensors_torch, quantize):
         self.torch = torch
         desc_path = os.path.join(model_dir, "model.json")
         try:
@@ -86,6 +89,9 @@ class Classifier:
         # model.safetensors also holds classifier.*, which the encoder does not use.
         self.encoder = transformers.AutoModel.from_pretrained(model_dir, config=config, **extra)
         self.encoder.eval()
+        if quantize == "int8":
+            self.encoder = torch.ao.quantization.quantize_dynamic(
+                self.encoder, {torch.nn.Linear}, dtype=torch.qint8)
         weights = safetensors_torch.load_file(os.path.join(model_dir, "model.safetensors"))
         try:
             w, b = weights["classifier.weight"], weights["classifier.bias"]
@@ -171,6 +177,8 @@ def main():
     ap.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     ap.add_argument("--endpoint", choices=["async", "sync"], default="async")
+    ap.add_argument("--quantize", choices=["none", "int8"], default="none",
+                    help="int8: dynamic int8 quantization of the encoder's Linear layers")
     ap.add_argument("--name", default="bert")
     ap.add_argument("--version", default="python")
     args = ap.parse_args()
@@ -194,13 +202,15 @@ def main():
     torch.set_num_interop_threads(1)
 
     started = time.perf_counter()
-    clf = Classifier(args.model_dir, torch, transformers, tokenizers, safetensors.torch)
+    clf = Classifier(args.model_dir, torch, transformers, tokenizers, safetensors.torch,
+                     args.quantize)
     # Warm-up: one-time costs (oneDNN primitives, allocator) on a short and a long text.
     for text in ["warm up", " ".join(["the market rose"] * 200)]:
         clf.predict(text)
     log(f"loaded {args.model_dir} in {time.perf_counter() - started:.1f}s: torch {torch.__version__}, "
         f"{torch.get_num_threads()} thread(s), labels {clf.labels}, max_len {clf.max_len}, "
-        f"{clf.truncation}, {clf.pooling} pooling, {args.endpoint} endpoint")
+        f"{clf.truncation}, {clf.pooling} pooling, {args.endpoint} endpoint, "
+        f"quantize {args.quantize}")
 
     app = build_app(clf, args.name, args.version, args.endpoint)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -11,7 +11,9 @@
 #        TEXTS_COUNT=20000 (sentences), SERVER_CPUS (the cores both servers are pinned to;
 #        default every core but the last), LOADGEN_CPUS (default the last core), THREADS (the
 #        servers' thread budget; default the number of SERVER_CPUS), PY_ENDPOINT=async|sync
-#        (bench/bert_server.py --endpoint), CHECK_TEXTS=200 (texts sent to both servers to
+#        (bench/bert_server.py --endpoint), INT8=1 (both sides int8: taxon serves the folder
+#        `taxon model optimize MODEL --int8` writes, the peer applies PyTorch's dynamic int8
+#        quantization to the same fp32 folder), CHECK_TEXTS=200 (texts sent to both servers to
 #        compare labels), SERVE_ARGS (extra `taxon serve` flags), PYTHON (default
 #        ~/.cache/taxon/venv-torch/bin/python, from scripts/setup-bench-torch.sh), BENCH_DIR
 #        (default ~/.cache/taxon/bench-linear: data/bbc/test.jsonl), OUT (default
@@ -33,7 +35,7 @@
 set -euo pipefail
 REPRO=
 for v in MODEL DURATION WARMUP CONCURRENCIES TEXTS TEXTS_COUNT SERVER_CPUS LOADGEN_CPUS THREADS \
-    PY_ENDPOINT CHECK_TEXTS SERVE_ARGS; do
+    PY_ENDPOINT INT8 CHECK_TEXTS SERVE_ARGS; do
     if [[ -n ${!v+set} ]]; then
         REPRO+="$v=$(printf '%q' "${!v}") "
     fi
@@ -48,6 +50,7 @@ CONCURRENCIES=${CONCURRENCIES:-1 8 32}
 TEXTS=${TEXTS:-sentences}
 TEXTS_COUNT=${TEXTS_COUNT:-20000}
 PY_ENDPOINT=${PY_ENDPOINT:-async}
+INT8=${INT8:-0}
 CHECK_TEXTS=${CHECK_TEXTS:-200}
 PYTHON=${PYTHON:-$HOME/.cache/taxon/venv-torch/bin/python}
 BENCH_DIR=${BENCH_DIR:-$HOME/.cache/taxon/bench-linear}
@@ -99,7 +102,9 @@ DATA=$BENCH_DIR/data/bbc/test.jsonl
 mkdir -p "$W"
 W=$(cd "$W" && pwd)
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=${OUT:-$HOME/.cache/taxon/bench-serve-bert}/$STAMP-$TEXTS
+PRECISION=fp32
+[[ $INT8 == 1 ]] && PRECISION=int8
+OUT=${OUT:-$HOME/.cache/taxon/bench-serve-bert}/$STAMP-$TEXTS-$PRECISION
 mkdir -p "$OUT"
 ulimit -n 8192 2>/dev/null || true
 
@@ -121,6 +126,22 @@ if [[ -z ${TAXON_BIN:-} || -z ${LOADGEN_BIN:-} ]]; then
 fi
 TAXON=${TAXON_BIN:-$CARGO_TARGET_DIR/release/taxon}
 LOADGEN=${LOADGEN_BIN:-$CARGO_TARGET_DIR/release/taxon-loadgen}
+if [[ -n ${TAXON_BIN:-} ]]; then
+    TAXON_DESC="taxon: the prebuilt \`$TAXON_BIN\`"
+else
+    TAXON_DESC="taxon $(git rev-parse --short HEAD)"
+fi
+
+# --- the models ---------------------------------------------------------------------------------
+TAXON_MODEL=$MODEL
+PY_QUANTIZE=none
+if [[ $INT8 == 1 ]]; then
+    TAXON_MODEL=$W/int8
+    rm -rf "$TAXON_MODEL"
+    log "writing the int8 copy of $MODEL with taxon model optimize --int8"
+    "$TAXON" -q model optimize "$MODEL" --output "$TAXON_MODEL" --int8 >&2
+    PY_QUANTIZE=int8
+fi
 
 # --- the texts ----------------------------------------------------------------------------------
 if [[ $TEXTS == sentences ]]; then
@@ -172,10 +193,10 @@ start() {
     die "$name at $base was not ready in 60 s (log: $W/$name.log)"
 }
 
-start taxon taskset -c "$SERVER_CPUS" "$TAXON" serve --model "$MODEL" --host 127.0.0.1 --port 0 \
+start taxon taskset -c "$SERVER_CPUS" "$TAXON" serve --model "$TAXON_MODEL" --host 127.0.0.1 --port 0 \
     --threads "$THREADS" --model-threads "$THREADS" --cache-size 0 "${EXTRA[@]}"
 start python taskset -c "$SERVER_CPUS" "$PYTHON" "$ROOT/bench/bert_server.py" "$MODEL" \
-    --host 127.0.0.1 --port 0 --threads "$THREADS" --endpoint "$PY_ENDPOINT"
+    --host 127.0.0.1 --port 0 --threads "$THREADS" --endpoint "$PY_ENDPOINT" --quantize "$PY_QUANTIZE"
 
 # --- the same function on both sides -------------------------------------------------------------
 CHECK="(skipped: CHECK_TEXTS=0)"
@@ -266,13 +287,14 @@ PY
 SUMMARY=$(cat <<MD
 ### Serving MiniLM: \`taxon serve\` vs FastAPI + uvicorn + PyTorch (\`bench/serve_bert.sh\`)
 
-Machine: ${CPU:-unknown CPU}, $NCPU cores, $(uname -sr); $(date -u +%Y-%m-%d); taxon $(git rev-parse --short HEAD); $TORCH.
+Machine: ${CPU:-unknown CPU}, $NCPU cores, $(uname -sr); $(date -u +%Y-%m-%d); $TAXON_DESC; $TORCH.
 Model: \`$(basename "$MODEL")\` (all-MiniLM-L6-v2 fine-tuned on BBC by taxon: mean pooling,
-max_len 128, head-tail truncation), the same folder on both sides. Texts: $TEXTS from the BBC test
+max_len 128, head-tail truncation), the same folder on both sides; precision: $PRECISION$(
+[[ $INT8 == 1 ]] && echo " (taxon: \`taxon model optimize --int8\`; python: quantize_dynamic on the Linear layers)"). Texts: $TEXTS from the BBC test
 split ($(wc -l < "$W/texts.txt") distinct, $(awk '{w += NF} END {printf "%.0f", w / NR}' "$W/texts.txt") words on average).
 Servers pinned to cores $SERVER_CPUS with $THREADS thread(s) each: \`taxon serve --threads $THREADS
 --model-threads $THREADS --cache-size 0${SERVE_ARGS:+ $SERVE_ARGS}\` (cache off so every request runs the model;
-default batching) and \`bert_server.py --threads $THREADS --endpoint $PY_ENDPOINT\` (one uvicorn worker,
+default batching) and \`bert_server.py --threads $THREADS --endpoint $PY_ENDPOINT --quantize $PY_QUANTIZE\` (one uvicorn worker,
 torch.set_num_threads($THREADS), one forward pass per request under inference_mode). taxon-loadgen
 closed loop on cores $LOADGEN_CPUS, 127.0.0.1, $DURATION per row after a $WARMUP warmup.
 Same function: $CHECK
