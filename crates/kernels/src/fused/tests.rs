@@ -318,7 +318,7 @@ fn wrong_lengths_are_errors_not_panics() {
     let x = vec![0f32; 10];
     let mut y = vec![0f32; 9];
     assert!(gelu(&x, &[], &mut y).is_err());
-    assert!(gelu(&x, &[0.0; 3], &mut vec![0f32; 10]).is_err());
+    assert!(gelu(&x, &[0.0; 3], &mut [0f32; 10]).is_err());
     let mut y = vec![0f32; 10];
     assert!(softmax(&x, &[], 3, 1.0, &mut y).is_err());
     assert!(softmax(&x, &[0.0; 3], 5, 1.0, &mut y).is_err());

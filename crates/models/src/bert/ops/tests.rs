@@ -81,8 +81,16 @@ fn gelu_matches_candle_gelu_erf_forward_and_backward() {
     let x = rand(&[7, 33], 1, 5.0);
     let coef = rand(&[7, 33], 2, 1.0);
     assert!(max_abs_diff(&gelu(&x, None).unwrap(), &x.gelu_erf().unwrap()) < 1e-6);
-    let fused = grads_of(&|t| gelu(&t[0], None).unwrap(), &[x.clone()], &coef);
-    let prim = grads_of(&|t| t[0].gelu_erf().unwrap(), &[x.clone()], &coef);
+    let fused = grads_of(
+        &|t| gelu(&t[0], None).unwrap(),
+        std::slice::from_ref(&x),
+        &coef,
+    );
+    let prim = grads_of(
+        &|t| t[0].gelu_erf().unwrap(),
+        std::slice::from_ref(&x),
+        &coef,
+    );
     assert!(max_abs_diff(&fused[0], &prim[0]) < 1e-5);
     check_fd(
         &|t| gelu(&t[0], None).unwrap(),
@@ -118,10 +126,10 @@ fn attention_softmax_matches_the_primitive_ops_forward_and_backward() {
     let prim = reference_attention_softmax(&scores, &bias, scale);
     assert!(max_abs_diff(&fused, &prim) < 1e-6);
     let f = |t: &[Tensor]| attention_softmax(&t[0], &bias, scale).unwrap();
-    let gf = grads_of(&f, &[scores.clone()], &coef);
+    let gf = grads_of(&f, std::slice::from_ref(&scores), &coef);
     let gp = grads_of(
         &|t| reference_attention_softmax(&t[0], &bias, scale),
-        &[scores.clone()],
+        std::slice::from_ref(&scores),
         &coef,
     );
     assert!(max_abs_diff(&gf[0], &gp[0]) < 1e-5);
