@@ -136,30 +136,19 @@ fn optimize(args: OptimizeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         let mut after = sizes(&args.output)?;
         let mut latency_samples = None;
         if let (Some(rows), Some(data)) = (&rows, &args.data) {
-            measure(
-                &model,
-                &args.model,
-                rows,
-                "before",
-                &mut before,
-                args.latency_samples,
-                ctx,
-            )
-            .with_context(|| {
+            quality(&model, &args.model, rows, "before", &mut before, ctx).with_context(|| {
                 format!("evaluating {} on {}", args.model.display(), data.display())
             })?;
-            measure(
-                &optimized,
-                &args.output,
+            quality(&optimized, &args.output, rows, "after", &mut after, ctx).with_context(
+                || format!("evaluating {} on {}", args.output.display(), data.display()),
+            )?;
+            latencies(
+                [&model, &optimized],
+                [&mut before, &mut after],
                 rows,
-                "after",
-                &mut after,
                 args.latency_samples,
                 ctx,
-            )
-            .with_context(|| {
-                format!("evaluating {} on {}", args.output.display(), data.display())
-            })?;
+            );
             latency_samples = Some(args.latency_samples.min(rows.len() as u64));
         }
         let report = OptimizeReport {
@@ -236,15 +225,13 @@ fn sizes(dir: &Path) -> anyhow::Result<ModelMeasure> {
     })
 }
 
-/// Accuracy, macro-F1, time per text over the whole file (batches of 32) and the median batch-1
-/// latency over `samples` texts spread over the file.
-fn measure(
+/// Accuracy and macro-F1 on the whole file.
+fn quality(
     model: &BertModel,
     dir: &Path,
     rows: &[(String, String)],
     label: &str,
     into: &mut ModelMeasure,
-    samples: u64,
     ctx: &Ctx,
 ) -> anyhow::Result<()> {
     let bar = ctx.items_bar(rows.len() as u64, &format!("evaluating {label}"));
@@ -258,29 +245,66 @@ fn measure(
     bar.finish_and_clear();
     into.accuracy = Some(eval.metrics.accuracy);
     into.macro_f1 = Some(eval.metrics.macro_f1);
-    into.ms_per_seq_batch32 = Some(eval.predict_seconds * 1e3 / rows.len().max(1) as f64);
-    let n = (samples as usize).min(rows.len()).max(1);
-    let step = (rows.len() / n).max(1);
-    let texts: Vec<&str> = (0..n)
-        .filter_map(|i| rows.get(i * step).map(|r| r.0.as_str()))
-        .collect();
-    let bar = ctx.items_bar(texts.len() as u64, &format!("latency {label}"));
-    if let Some(t) = texts.first() {
-        model.predict_batch(&[t]); // warm-up
-    }
-    let mut ms: Vec<f64> = texts
-        .iter()
-        .map(|t| {
-            let start = Instant::now();
-            std::hint::black_box(model.predict_batch(&[t]));
-            bar.inc(1);
-            start.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    bar.finish_and_clear();
-    ms.sort_by(f64::total_cmp);
-    into.latency_ms_batch1 = ms.get(ms.len() / 2).copied();
     Ok(())
+}
+
+/// Texts per batch of the throughput measurement (bert's own prediction batch).
+const BATCH: usize = 32;
+/// Batches of [`BATCH`] texts timed per model.
+const BATCHES: usize = 4;
+
+/// The median batch-1 latency over `samples` texts spread over the file, and the time per text
+/// in batches of 32 over up to four batches, of both models. The two models run alternately
+/// (text by text, batch by batch, which one goes first alternating too), so a machine whose
+/// load changes during the measurement slows both alike.
+fn latencies(
+    models: [&BertModel; 2],
+    into: [&mut ModelMeasure; 2],
+    rows: &[(String, String)],
+    samples: u64,
+    ctx: &Ctx,
+) {
+    let spread = |n: usize| -> Vec<&str> {
+        let n = n.min(rows.len()).max(1);
+        let step = (rows.len() / n).max(1);
+        (0..n)
+            .filter_map(|i| rows.get(i * step).map(|r| r.0.as_str()))
+            .collect()
+    };
+    let single = spread(samples as usize);
+    let batched = spread(BATCH * BATCHES);
+    let batches: Vec<&[&str]> = batched.chunks(BATCH).collect();
+    let bar = ctx.items_bar((single.len() + batches.len()) as u64, "timing");
+    let time = |m: &BertModel, texts: &[&str]| {
+        let start = Instant::now();
+        std::hint::black_box(m.predict_batch(texts));
+        start.elapsed().as_secs_f64() * 1e3
+    };
+    for m in models {
+        if let Some(t) = single.first() {
+            time(m, &[t]); // warm-up
+        }
+    }
+    let mut one: [Vec<f64>; 2] = Default::default();
+    let mut many = [0f64; 2];
+    for (i, t) in single.iter().enumerate() {
+        for j in [i % 2, 1 - i % 2] {
+            one[j].push(time(models[j], &[t]));
+        }
+        bar.inc(1);
+    }
+    for (i, b) in batches.iter().enumerate() {
+        for j in [i % 2, 1 - i % 2] {
+            many[j] += time(models[j], b);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    for ((m, mut ms), total) in into.into_iter().zip(one).zip(many) {
+        ms.sort_by(f64::total_cmp);
+        m.latency_ms_batch1 = ms.get(ms.len() / 2).copied();
+        m.ms_per_seq_batch32 = Some(total / batched.len().max(1) as f64);
+    }
 }
 
 fn mib(b: u64) -> String {
@@ -373,10 +397,12 @@ fn print_table(r: &OptimizeReport, output: &Path, stats: Option<&PruneStats>) {
     println!("{t}");
     if let (Some(d), Some(n)) = (&r.data, r.examples) {
         println!(
-            "measured on {} ({n} texts, {} thread(s); batch-1 latency over {} texts)",
+            "accuracy on all {n} texts of {}; latency over {} texts one at a time and up to \
+             {} texts in batches of {BATCH}, the two models alternating, {} thread(s)",
             d.display(),
+            r.latency_samples.unwrap_or(0),
+            BATCH * BATCHES,
             r.threads,
-            r.latency_samples.unwrap_or(0)
         );
     }
 }

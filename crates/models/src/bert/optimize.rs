@@ -240,7 +240,7 @@ pub struct ModelMeasure {
     pub weights_bytes: u64,
     /// Median milliseconds to score one text alone (batch 1).
     pub latency_ms_batch1: Option<f64>,
-    /// Milliseconds per text when scoring the whole file in batches of 32.
+    /// Milliseconds per text when scoring batches of 32 texts (up to 128 texts of the file).
     pub ms_per_seq_batch32: Option<f64>,
     /// Accuracy on the labelled file.
     pub accuracy: Option<f64>,
