@@ -9,6 +9,10 @@
 //!     ~/.cache/taxon/bench-linear/data/bbc/test.jsonl [--threads 1] [--reps 3] [--only infer|train]
 //! ```
 //!
+//! Set `CANDLE_NUM_THREADS=1` with `--threads 1`: candle sizes its own worker pool for
+//! elementwise ops (and splits matmuls) by that variable, not by the rayon pool the model runs
+//! in, so without it a "one thread" run still spins up one worker per core.
+//!
 //! For a profile: `perf record -g` on the built binary
 //! (`$CARGO_TARGET_DIR/release/examples/bert_speed`) with the same arguments.
 
