@@ -32,10 +32,40 @@ struct Cli {
     command: Command,
 }
 
+/// Environment variable candle sizes its own elementwise thread pool from.
+const CANDLE_THREADS_ENV: &str = "CANDLE_NUM_THREADS";
+
+/// Makes `--threads N` bind candle too. candle's CPU backend runs elementwise ops on a pool it
+/// sizes once per process from `CANDLE_NUM_THREADS` (else `RAYON_NUM_THREADS`, else every
+/// core), read only from the environment; changing the environment of a running process is
+/// `unsafe` in Rust 2024 (other threads may read it). So when the variable does not already
+/// say `n`, the binary replaces itself (`exec`, same PID, same arguments) with the variable
+/// set; if that fails, it carries on with candle's default pool.
+fn pin_candle_threads(n: usize) {
+    use std::os::unix::process::CommandExt;
+    let want = n.to_string();
+    if std::env::var(CANDLE_THREADS_ENV).is_ok_and(|v| v == want) {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(CANDLE_THREADS_ENV, want)
+        .exec();
+    eprintln!(
+        "warning: could not restart with {CANDLE_THREADS_ENV}={n} ({err}); the model's elementwise kernels may use every core"
+    );
+}
+
 fn main() -> ExitCode {
     // `taxon ... | head` must end quietly like other Unix tools, not panic in println!.
     sigpipe::reset();
     let cli = Cli::parse();
+    if let Some(n) = cli.command.compute_threads() {
+        pin_candle_threads(n);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("TAXON_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()

@@ -53,6 +53,21 @@ pub enum Command {
     Users(users::UsersCmd),
 }
 
+impl Command {
+    /// The compute threads the command line asks the model kernels to use, if it says.
+    pub fn compute_threads(&self) -> Option<usize> {
+        match self {
+            Command::Train(a) => a.threads,
+            Command::Eval(a) => a.threads,
+            Command::Predict(a) => a.threads,
+            Command::Serve(a) => a.model_threads,
+            Command::Model(model::ModelCmd::Optimize(a)) => usize::try_from(a.threads).ok(),
+            _ => None,
+        }
+        .filter(|&n| n > 0)
+    }
+}
+
 pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
     match cmd {
         Command::Data(c) => data::run(c, ctx),
