@@ -193,6 +193,9 @@ start() {
     die "$name at $base was not ready in 60 s (log: $W/$name.log)"
 }
 
+# candle also keeps a process-wide helper pool (threads candle-bp-N), sized once from
+# CANDLE_NUM_THREADS, else RAYON_NUM_THREADS, else the CPU mask; it is left at its default
+# (CANDLE_NUM_THREADS=1 measured 5-10% fewer req/s at c=32 on one core).
 start taxon taskset -c "$SERVER_CPUS" "$TAXON" serve --model "$TAXON_MODEL" --host 127.0.0.1 --port 0 \
     --threads "$THREADS" --model-threads "$THREADS" --cache-size 0 "${EXTRA[@]}"
 start python taskset -c "$SERVER_CPUS" "$PYTHON" "$ROOT/bench/bert_server.py" "$MODEL" \
