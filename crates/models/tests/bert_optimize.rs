@@ -177,16 +177,18 @@ fn pruning_zeroes_the_fraction_and_combines_with_int8() {
     assert!(err.contains("nothing to do"), "{err}");
 }
 
+/// A weights file's tensors: name, dtype, shape, bytes.
+type Tensors = Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>;
+/// A damage done to a weights file.
+type Edit = Box<dyn Fn(&mut Tensors)>;
+
 /// Rewrites `dir`'s weights file with `edit` applied to its tensors and fixes the md5 and size
 /// in model.json, so only the tensor check can catch the damage.
-fn rewrite_weights(
-    dir: &Path,
-    edit: impl FnOnce(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>),
-) {
+fn rewrite_weights(dir: &Path, edit: impl FnOnce(&mut Tensors)) {
     let path = dir.join(WEIGHTS);
     let bytes = std::fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut all: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+    let mut all: Tensors = st
         .tensors()
         .into_iter()
         .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
@@ -218,10 +220,7 @@ fn damaged_int8_weights_are_errors_naming_the_file_and_tensor() {
     let ck = tempfile::tempdir().unwrap();
     let (q, _) = tiny_model(Arch::Bert, ck.path()).optimize(&int8()).unwrap();
     let name = "encoder.layer.1.intermediate.dense.weight";
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&mut Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)>)>,
-    )> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "_scale` (the scales",
             Box::new(|all| all.retain(|t| t.0 != format!("{name}_scale"))),
