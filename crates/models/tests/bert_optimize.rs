@@ -223,17 +223,20 @@ fn damaged_int8_weights_are_errors_naming_the_file_and_tensor() {
     let cases: Vec<(&str, Edit)> = vec![
         (
             "_scale` (the scales",
-            Box::new(|all| all.retain(|t| t.0 != format!("{name}_scale"))),
+            Box::new(move |all| all.retain(|t| t.0 != format!("{name}_scale"))),
         ),
         (
             "shape",
-            Box::new(|all| {
+            Box::new(move |all| {
                 let t = all.iter_mut().find(|t| t.0 == name).unwrap();
                 let (o, i) = (t.2[0], t.2[1]);
                 t.2 = vec![i, o];
             }),
         ),
-        ("is missing", Box::new(|all| all.retain(|t| t.0 != name))),
+        (
+            "is missing",
+            Box::new(move |all| all.retain(|t| t.0 != name)),
+        ),
     ];
     for (want, edit) in cases {
         let dir = tempfile::tempdir().unwrap();
