@@ -9,3 +9,4 @@
 
 pub mod fused;
 pub mod int8;
+pub mod matmul;
