@@ -15,7 +15,10 @@
 //! `embeddings.*` / `encoder.layer.N.*`, DistilBERT's `embeddings.*` / `transformer.layer.N.*`)
 //! followed by `classifier.weight` and `classifier.bias`.
 
-use candle_core::{D, Device, Result, Tensor};
+use candle_core::{D, DType, Device, Error, Layout, Result, Storage, Tensor};
+use rayon::prelude::*;
+use taxon_kernels::fused;
+use taxon_kernels::matmul::{View, ViewMut, matmul};
 
 use super::Pooling;
 use super::config::{Arch, EncoderConfig};
@@ -217,6 +220,128 @@ impl Net {
         Ok((x.matmul(&self.t(k).t()?)?, Some(self.t(k + 1))))
     }
 
+    /// Whether inference can run on plain buffers ([`Self::layers_on_buffers`]): every tensor
+    /// a contiguous f32 CPU tensor that no gradient is tracked through (a trainer's variables
+    /// take the differentiable candle path even without dropout, for their backward pass).
+    fn fast_path_applies(&self) -> bool {
+        self.tensors.iter().all(|t| {
+            !t.track_op() && t.dtype() == DType::F32 && t.device().is_cpu() && t.is_contiguous()
+        })
+    }
+
+    /// The encoder layers at inference on plain `Vec<f32>` buffers reused across layers:
+    /// Q, K, V from three products written side by side, attention per (text, head) straight
+    /// from the `(B * T, hidden)` projections through strided views (no head transposes), the
+    /// fused softmax / GELU / residual layer-norm kernels, int8 layers through their kernel.
+    /// `x` is the embedding output `(B * T, hidden)`; returns the final states, same shape.
+    /// Equal to the candle path up to float rounding (tested).
+    fn layers_on_buffers(&self, x: &Tensor, batch: &Batch) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, t, h, f) = (batch.b, batch.t, cfg.hidden, cfg.intermediate);
+        let (nh, dh) = (cfg.heads, cfg.head_dim());
+        let n = b * t;
+        let threads = rayon::current_num_threads();
+        let eps = cfg.layer_norm_eps as f32;
+        let scale = 1.0 / (dh as f32).sqrt();
+        // (B, T): 0 on tokens, -1e4 on padding, as the candle path.
+        let mask: Vec<f32> = batch
+            .mask
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .map(|&m| m * (-MASK_NEG as f32) + MASK_NEG as f32)
+            .collect();
+        let mut x = x.flatten_all()?.to_vec1::<f32>()?;
+        if x.len() != n * h {
+            return Err(Error::Msg(format!(
+                "bert inference: embeddings hold {} values, expected {b}x{t}x{h}",
+                x.len()
+            )));
+        }
+        let mut x2 = vec![0f32; n * h];
+        let (mut q, mut k, mut v) = (vec![0f32; n * h], vec![0f32; n * h], vec![0f32; n * h]);
+        let mut ctx = vec![0f32; n * h];
+        let mut y = vec![0f32; n * h];
+        let (mut ff, mut ff2) = (vec![0f32; n * f], vec![0f32; n * f]);
+        let first = embedding_count(cfg);
+        for layer in 0..cfg.layers {
+            let base = first + layer * PER_LAYER;
+            let guards: Vec<_> = (0..PER_LAYER)
+                .map(|j| self.t(base + j).storage_and_layout())
+                .collect();
+            let w = |j: usize| -> Result<&[f32]> {
+                let (storage, layout) = &guards[j];
+                cpu_f32(storage, layout, base + j)
+            };
+            let dense = |j: usize, x: &[f32], inp: usize, out: &mut [f32], bias: bool| {
+                self.dense_on_buffers(base + j, w(j)?, w(j + 1)?, x, inp, out, bias, threads)
+            };
+            dense(0, &x, h, &mut q, true)?;
+            dense(2, &x, h, &mut k, true)?;
+            dense(4, &x, h, &mut v, true)?;
+            attention(&q, &k, &v, &mask, (b, t, nh, dh), scale, &mut ctx)?;
+            let biased = dense(6, &ctx, h, &mut y, false)?;
+            let bias = if biased { &[][..] } else { w(7)? };
+            fused::layer_norm(&y, bias, &x, w(8)?, w(9)?, eps, &mut x2).map_err(kernel)?;
+            std::mem::swap(&mut x, &mut x2);
+            let biased = dense(10, &x, h, &mut ff, false)?;
+            let bias = if biased { &[][..] } else { w(11)? };
+            fused::gelu(&ff, bias, &mut ff2).map_err(kernel)?;
+            let biased = dense(12, &ff2, f, &mut y, false)?;
+            let bias = if biased { &[][..] } else { w(13)? };
+            fused::layer_norm(&y, bias, &x, w(14)?, w(15)?, eps, &mut x2).map_err(kernel)?;
+            std::mem::swap(&mut x, &mut x2);
+        }
+        Tensor::from_vec(x, (n, h), &Device::Cpu)
+    }
+
+    /// `out = x W^T` (`+ b` when `bias`) for the dense layer whose weight is tensor `k`, `x` of
+    /// `n = out.len() / W.rows` rows of `inp`; int8 when the model was quantized (and then the
+    /// bias is always added). Returns whether the bias was added.
+    #[allow(clippy::too_many_arguments)]
+    fn dense_on_buffers(
+        &self,
+        k: usize,
+        weight: &[f32],
+        b: &[f32],
+        x: &[f32],
+        inp: usize,
+        out: &mut [f32],
+        bias: bool,
+        threads: usize,
+    ) -> Result<bool> {
+        let rows = x.len() / inp.max(1);
+        if let Some(q) = self.int8.as_ref().and_then(|q| q.get(k)) {
+            taxon_kernels::int8::matmul(x, rows, &q.packed, Some(b), out)
+                .map_err(|e| Error::Msg(format!("bert inference: int8 dense layer {k}: {e}")))?;
+            return Ok(true);
+        }
+        let outs = b.len();
+        if bias {
+            for row in out.chunks_exact_mut(outs.max(1)) {
+                row.copy_from_slice(b);
+            }
+        }
+        let dst = ViewMut {
+            data: out,
+            offset: 0,
+            rows,
+            cols: outs,
+            row_stride: outs,
+        };
+        let wt = View::rows(weight, 0, outs, inp, inp).t();
+        matmul(
+            dst,
+            View::rows(x, 0, rows, inp, inp),
+            wt,
+            1.0,
+            bias,
+            threads,
+        )
+        .map_err(|e| Error::Msg(format!("bert inference: dense layer {k}: {e}")))?;
+        Ok(bias)
+    }
+
     /// Seeded classification head: weights normal(0, 0.02) as in `transformers`' init, zero bias.
     pub(crate) fn init_head(
         hidden: usize,
@@ -243,6 +368,17 @@ impl Net {
         batch: &Batch,
         dropout: &mut Option<Dropout<'_>>,
     ) -> Result<Tensor> {
+        self.encode_with(batch, dropout, true)
+    }
+
+    /// [`Self::encode`]; `fast` lets inference (no dropout, no tracked gradients) run the layers
+    /// on plain buffers ([`Self::layers_on_buffers`]) instead of the differentiable candle ops.
+    fn encode_with(
+        &self,
+        batch: &Batch,
+        dropout: &mut Option<Dropout<'_>>,
+        fast: bool,
+    ) -> Result<Tensor> {
         let cfg = &self.cfg;
         let (b, t, h) = (batch.b, batch.t, cfg.hidden);
         let (nh, dh) = (cfg.heads, cfg.head_dim());
@@ -262,6 +398,10 @@ impl Net {
         let scale = 1.0 / (dh as f64).sqrt();
         let first = embedding_count(cfg);
         let training = dropout.is_some();
+        if fast && !training && self.fast_path_applies() {
+            let x = self.layers_on_buffers(&x, batch)?;
+            return self.pool(x, batch);
+        }
         for layer in 0..cfg.layers {
             let base = first + layer * PER_LAYER;
             let w = |k: usize| self.t(base + k);
@@ -289,7 +429,12 @@ impl Net {
             let ff = drop(dropout, ff, cfg.hidden_dropout)?;
             x = ops::add_layer_norm(&ff, out_bias, &x, w(14), w(15), cfg.layer_norm_eps)?;
         }
-        let x = x.reshape((b, t, h))?;
+        self.pool(x, batch)
+    }
+
+    /// Pools the final hidden states `(B * T, hidden)` into text vectors `(B, hidden)`.
+    fn pool(&self, x: Tensor, batch: &Batch) -> Result<Tensor> {
+        let x = x.reshape((batch.b, batch.t, self.cfg.hidden))?;
         match self.pooling {
             Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1),
             Pooling::Mean => {
@@ -322,6 +467,85 @@ impl Net {
         let targets = Tensor::from_slice(targets, targets.len(), &Device::Cpu)?;
         candle_nn::loss::cross_entropy(logits, &targets)
     }
+}
+
+/// The f32 values of tensor `index` held in `storage` with `layout` (contiguous, CPU).
+fn cpu_f32<'a>(storage: &'a Storage, layout: &Layout, index: usize) -> Result<&'a [f32]> {
+    let Storage::Cpu(cpu) = storage else {
+        return Err(Error::Msg(format!(
+            "bert inference: tensor {index} is not on the CPU"
+        )));
+    };
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| Error::Msg(format!("bert inference: tensor {index} is not contiguous")))?;
+    Ok(&cpu.as_slice::<f32>()?[start..end])
+}
+
+fn kernel(e: fused::ShapeError) -> Error {
+    Error::Msg(format!("bert inference: {e}"))
+}
+
+/// Multi-head attention at inference from the `(B * T, hidden)` projections `q`, `k`, `v`
+/// (head `j` in columns `j * dh .. (j + 1) * dh`), padding bias `mask` `(B, T)`: per text and
+/// head, scores `Q K^T` into a `T x T` buffer, the fused scaled and masked softmax, and `P V`
+/// written straight into the head's columns of `ctx`. Texts run in parallel on the rayon pool.
+fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &[f32],
+    (b, t, nh, dh): (usize, usize, usize, usize),
+    scale: f32,
+    ctx: &mut [f32],
+) -> Result<()> {
+    let h = nh * dh;
+    let bad = |what: &str, len: usize, want: usize| {
+        Error::Msg(format!(
+            "bert attention: {what} holds {len} values, expected {want}"
+        ))
+    };
+    for (what, s) in [("q", q), ("k", k), ("v", v), ("context", &*ctx)] {
+        if s.len() != b * t * h {
+            return Err(bad(what, s.len(), b * t * h));
+        }
+    }
+    if mask.len() != b * t {
+        return Err(bad("mask", mask.len(), b * t));
+    }
+    if t == 0 || h == 0 {
+        return Ok(());
+    }
+    let err = |e: &dyn std::fmt::Display| Error::Msg(format!("bert attention: {e}"));
+    ctx.par_chunks_mut(t * h).enumerate().try_for_each_init(
+        || (vec![0f32; t * t], vec![0f32; t * t]),
+        |(scores, probs), (i, out)| -> Result<()> {
+            for head in 0..nh {
+                let at = i * t * h + head * dh;
+                let dst = ViewMut {
+                    data: scores,
+                    offset: 0,
+                    rows: t,
+                    cols: t,
+                    row_stride: t,
+                };
+                let kt = View::rows(k, at, t, dh, h).t();
+                matmul(dst, View::rows(q, at, t, dh, h), kt, 1.0, false, 1).map_err(|e| err(&e))?;
+                fused::softmax(scores, &mask[i * t..(i + 1) * t], t, scale, probs)
+                    .map_err(|e| err(&e))?;
+                let dst = ViewMut {
+                    data: out,
+                    offset: head * dh,
+                    rows: t,
+                    cols: dh,
+                    row_stride: h,
+                };
+                let p = View::rows(probs, 0, t, t, t);
+                matmul(dst, p, View::rows(v, at, t, dh, h), 1.0, false, 1).map_err(|e| err(&e))?;
+            }
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]
@@ -392,5 +616,93 @@ mod tests {
             let numeric = (fu - fd) / 2e-2;
             assert!((numeric - g[i]).abs() < 2e-3, "{i}: {numeric} vs {}", g[i]);
         }
+    }
+
+    /// A tiny random network of `arch` (2 layers, hidden 16, 2 heads) with a 3-label head.
+    fn tiny_net(arch: super::super::Arch, pooling: Pooling) -> Net {
+        let dir = tempfile::tempdir().unwrap();
+        let words = [
+            "goal", "match", "team", "bank", "market", "the", "a", "of", "said",
+        ];
+        let mut spec = super::super::RandomCheckpoint::tiny(&words);
+        spec.arch = arch;
+        spec.write(dir.path()).unwrap();
+        let config = super::super::BertConfig {
+            base_model: "tiny".into(),
+            pooling,
+            max_len: 24,
+            ..Default::default()
+        };
+        let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        super::super::BertModel::from_checkpoint(dir.path(), &config, &labels, 7)
+            .unwrap()
+            .net
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let (a, b) = (
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// Padded batches of different lengths and batch 1, every arch and pooling, f32 and int8.
+    #[test]
+    fn inference_on_buffers_matches_the_candle_path() {
+        use super::super::Arch;
+        let seqs: Vec<Vec<u32>> = vec![
+            vec![2, 5, 7, 9, 3],
+            vec![2, 8, 3],
+            vec![2, 5, 6, 7, 8, 9, 10, 11, 12, 3],
+            vec![2, 3],
+        ];
+        for arch in [Arch::Bert, Arch::DistilBert] {
+            for pooling in [Pooling::Mean, Pooling::Cls] {
+                let mut net = tiny_net(arch, pooling);
+                assert!(net.fast_path_applies());
+                for int8 in [false, true] {
+                    if int8 {
+                        let q = Int8Linears::quantize(&net.tensors, &net.cfg).unwrap();
+                        net.int8 = Some(std::sync::Arc::new(q));
+                    }
+                    let tol = if int8 { 1e-3 } else { 1e-5 };
+                    let all: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+                    for batch in [all.clone(), vec![all[2]], vec![all[3]]] {
+                        let batch = Batch::new(&batch, net.cfg.pad_token_id).unwrap();
+                        let fast = net.encode_with(&batch, &mut None, true).unwrap();
+                        let slow = net.encode_with(&batch, &mut None, false).unwrap();
+                        let d = max_diff(&fast, &slow);
+                        assert!(d < tol, "{arch:?} {pooling:?} int8 {int8}: {d}");
+                        let scale = slow.abs().unwrap().max_all().unwrap();
+                        assert!(scale.to_scalar::<f32>().unwrap() > 0.1);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tracked_gradients_take_the_candle_path() {
+        let mut net = tiny_net(super::super::Arch::Bert, Pooling::Mean);
+        assert!(net.fast_path_applies());
+        net.tensors[0] = candle_core::Var::from_tensor(&net.tensors[0])
+            .unwrap()
+            .into_inner();
+        assert!(!net.fast_path_applies());
+    }
+
+    #[test]
+    fn attention_rejects_wrong_sizes() {
+        let (q, mask) = (vec![0f32; 2 * 3 * 4], vec![0f32; 6]);
+        let mut ctx = vec![0f32; 2 * 3 * 4];
+        assert!(attention(&q, &q, &q, &mask, (2, 3, 2, 2), 1.0, &mut ctx).is_ok());
+        let e = attention(&q, &q, &q[1..], &mask, (2, 3, 2, 2), 1.0, &mut ctx).unwrap_err();
+        assert!(e.to_string().contains('v'), "{e}");
+        assert!(attention(&q, &q, &q, &mask[1..], (2, 3, 2, 2), 1.0, &mut ctx).is_err());
     }
 }
