@@ -15,7 +15,10 @@
 //! `embeddings.*` / `encoder.layer.N.*`, DistilBERT's `embeddings.*` / `transformer.layer.N.*`)
 //! followed by `classifier.weight` and `classifier.bias`.
 
-use candle_core::{D, DType, Device, Error, Layout, Result, Storage, Tensor};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use candle_core::{D, DType, Device, Error, Layout, Result, Storage, Tensor, TensorId};
 use rayon::prelude::*;
 use taxon_kernels::fused;
 use taxon_kernels::matmul::{View, ViewMut, matmul};
@@ -109,6 +112,48 @@ pub(crate) struct Net {
     /// int8 versions of some dense layers (an optimized model), used instead of their f32
     /// weights at inference; `None` for a trainable network.
     pub(crate) int8: Option<std::sync::Arc<Int8Linears>>,
+    /// The f32 dense weights transposed for inference on buffers, built on first use.
+    pub(crate) transposed: TransposedWeights,
+}
+
+/// Dense weights transposed to `(in, out)` row-major for [`Net::layers_on_buffers`]: gemm
+/// multiplies by them without repacking the weight on every call (measured 1.2-1.8x faster
+/// products at 128 rows, the same at 4096). Entries are keyed by the tensor's id, so a replaced
+/// tensor (pruning, a trainer's snapshot) gets a fresh entry; clones share the cache.
+#[derive(Clone, Default)]
+pub(crate) struct TransposedWeights(Arc<Mutex<HashMap<usize, (TensorId, Arc<Vec<f32>>)>>>);
+
+impl std::fmt::Debug for TransposedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map_or(0, |m| m.len());
+        write!(f, "TransposedWeights({n} cached)")
+    }
+}
+
+impl TransposedWeights {
+    /// Tensor `k` (`t`, values `w` of shape `(out, inp)`) as `(inp, out)` row-major.
+    fn get(&self, k: usize, t: &Tensor, w: &[f32], out: usize, inp: usize) -> Arc<Vec<f32>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((id, wt)) = map.get(&k)
+            && *id == t.id()
+        {
+            return wt.clone();
+        }
+        let mut wt = vec![0f32; w.len()];
+        const BLOCK: usize = 32;
+        for o0 in (0..out).step_by(BLOCK) {
+            for i0 in (0..inp).step_by(BLOCK) {
+                for o in o0..(o0 + BLOCK).min(out) {
+                    for i in i0..(i0 + BLOCK).min(inp) {
+                        wt[i * out + o] = w[o * inp + i];
+                    }
+                }
+            }
+        }
+        let wt = Arc::new(wt);
+        map.insert(k, (t.id(), wt.clone()));
+        wt
+    }
 }
 
 /// A right-padded batch of token ids.
@@ -317,6 +362,13 @@ impl Net {
             return Ok(true);
         }
         let outs = b.len();
+        if weight.len() != outs * inp {
+            return Err(Error::Msg(format!(
+                "bert inference: dense layer {k} holds {} weights, expected {outs}x{inp}",
+                weight.len()
+            )));
+        }
+        let wt = self.transposed.get(k, self.t(k), weight, outs, inp);
         if bias {
             for row in out.chunks_exact_mut(outs.max(1)) {
                 row.copy_from_slice(b);
@@ -329,7 +381,7 @@ impl Net {
             cols: outs,
             row_stride: outs,
         };
-        let wt = View::rows(weight, 0, outs, inp, inp).t();
+        let wt = View::rows(&wt, 0, inp, outs, outs);
         matmul(
             dst,
             View::rows(x, 0, rows, inp, inp),
@@ -668,7 +720,7 @@ mod tests {
                 for int8 in [false, true] {
                     if int8 {
                         let q = Int8Linears::quantize(&net.tensors, &net.cfg).unwrap();
-                        net.int8 = Some(std::sync::Arc::new(q));
+                        net.int8 = Some(Arc::new(q));
                     }
                     let tol = if int8 { 1e-3 } else { 1e-5 };
                     let all: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
@@ -684,6 +736,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_replaced_weight_is_transposed_again() {
+        let mut net = tiny_net(super::super::Arch::Bert, Pooling::Mean);
+        let seqs: [&[u32]; 2] = [&[2, 5, 7, 3], &[2, 9, 3]];
+        let batch = Batch::new(&seqs, net.cfg.pad_token_id).unwrap();
+        let before = net.encode_with(&batch, &mut None, true).unwrap();
+        let k = embedding_count(&net.cfg) + 10; // the first layer's intermediate dense
+        net.tensors[k] = (&net.tensors[k] * 3.0).unwrap();
+        let fast = net.encode_with(&batch, &mut None, true).unwrap();
+        let slow = net.encode_with(&batch, &mut None, false).unwrap();
+        assert!(max_diff(&fast, &slow) < 1e-5);
+        assert!(
+            max_diff(&fast, &before) > 1e-3,
+            "the new weight was not used"
+        );
     }
 
     #[test]
