@@ -121,7 +121,10 @@ pub(crate) struct Net {
 /// products at 128 rows, the same at 4096). Entries are keyed by the tensor's id, so a replaced
 /// tensor (pruning, a trainer's snapshot) gets a fresh entry; clones share the cache.
 #[derive(Clone, Default)]
-pub(crate) struct TransposedWeights(Arc<Mutex<HashMap<usize, (TensorId, Arc<Vec<f32>>)>>>);
+pub(crate) struct TransposedWeights(Arc<Mutex<TransposedMap>>);
+
+/// Weight index -> (id of the tensor it was built from, the transposed values).
+type TransposedMap = HashMap<usize, (TensorId, Arc<Vec<f32>>)>;
 
 impl std::fmt::Debug for TransposedWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
