@@ -9,7 +9,8 @@
 //! `softmax_last_dim` have no backward pass and silently cut the graph), and padding is masked
 //! with a finite additive -1e4, not `f32::MIN` (which overflows to NaN in reduced precision).
 //! The primitive-op versions of layer norm and softmax stay here as the references the fused
-//! ops are tested against.
+//! ops are tested against. Inference without tracked gradients skips padding altogether: it
+//! runs on the real tokens of every text packed into one buffer ([`Net::encode_packed`]).
 //!
 //! Tensors are held in one list in [`names`] order, with Hugging Face's names (BERT's
 //! `embeddings.*` / `encoder.layer.N.*`, DistilBERT's `embeddings.*` / `transformer.layer.N.*`)
@@ -159,7 +160,8 @@ impl TransposedWeights {
     }
 }
 
-/// A right-padded batch of token ids.
+/// A batch of token ids, right-padded (for the candle path) and packed (for inference on
+/// buffers, which runs on the real tokens only).
 pub(crate) struct Batch {
     /// `(B, T)` ids.
     ids: Tensor,
@@ -167,6 +169,10 @@ pub(crate) struct Batch {
     mask: Tensor,
     b: usize,
     t: usize,
+    /// The ids of every text one after the other, no padding: `sum(lens)` ids.
+    packed: Vec<u32>,
+    /// Each text's length in tokens.
+    lens: Vec<usize>,
 }
 
 impl Batch {
@@ -176,6 +182,8 @@ impl Batch {
         let t = seqs.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
         let mut ids = vec![pad; b * t];
         let mut mask = vec![0f32; b * t];
+        let packed: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         for (j, s) in seqs.iter().enumerate() {
             ids[j * t..j * t + s.len()].copy_from_slice(s);
             mask[j * t..j * t + s.len()]
@@ -187,6 +195,8 @@ impl Batch {
             mask: Tensor::from_vec(mask, (b, t), &Device::Cpu)?,
             b,
             t,
+            packed,
+            lens,
         })
     }
 
@@ -277,32 +287,75 @@ impl Net {
         })
     }
 
-    /// The encoder layers at inference on plain `Vec<f32>` buffers reused across layers:
-    /// Q, K, V from three products written side by side, attention per (text, head) straight
-    /// from the `(B * T, hidden)` projections through strided views (no head transposes), the
-    /// fused softmax / GELU / residual layer-norm kernels, int8 layers through their kernel.
-    /// `x` is the embedding output `(B * T, hidden)`; returns the final states, same shape.
-    /// Equal to the candle path up to float rounding (tested).
-    fn layers_on_buffers(&self, x: &Tensor, batch: &Batch) -> Result<Tensor> {
+    /// Inference (no dropout, no tracked gradients) on packed token rows: the embeddings of
+    /// the real tokens only (`sum(lens)` rows, no padding), [`Self::layers_on_buffers`], and
+    /// pooling per text from its own rows. Returns the pooled vectors `(B, hidden)`, equal to
+    /// the padded candle path up to float rounding (tested).
+    fn encode_packed(&self, batch: &Batch) -> Result<Tensor> {
         let cfg = &self.cfg;
-        let (b, t, h, f) = (batch.b, batch.t, cfg.hidden, cfg.intermediate);
+        let h = cfg.hidden;
+        let n = batch.packed.len();
+        let max_pos = self.t(1).dim(0)?;
+        for (j, &len) in batch.lens.iter().enumerate() {
+            if len == 0 || len > max_pos {
+                return Err(Error::Msg(format!(
+                    "bert inference: text {j} of the batch has {len} tokens, expected 1 to {max_pos}"
+                )));
+            }
+        }
+        let ids = Tensor::from_slice(&batch.packed, n, &Device::Cpu)?;
+        let pos: Vec<u32> = batch.lens.iter().flat_map(|&l| 0..l as u32).collect();
+        let pos = Tensor::from_vec(pos, n, &Device::Cpu)?;
+        // The same sums in the same order as the padded path.
+        let mut x = self
+            .t(0)
+            .index_select(&ids, 0)?
+            .add(&self.t(1).index_select(&pos, 0)?)?;
+        let mut i = 2;
+        if cfg.arch == Arch::Bert {
+            x = x.broadcast_add(&self.t(2).narrow(0, 0, 1)?)?;
+            i = 3;
+        }
+        let x = ops::layer_norm(&x, self.t(i), self.t(i + 1), cfg.layer_norm_eps)?;
+        let x = self.layers_on_buffers(&x, &batch.lens)?;
+        let mut pooled = vec![0f32; batch.lens.len() * h];
+        let mut at = 0;
+        for (&len, out) in batch.lens.iter().zip(pooled.chunks_exact_mut(h.max(1))) {
+            let rows = &x[at * h..(at + len) * h];
+            match self.pooling {
+                Pooling::Cls => out.copy_from_slice(&rows[..h]),
+                Pooling::Mean => {
+                    for row in rows.chunks_exact(h) {
+                        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+                    }
+                    let inv = len as f32;
+                    out.iter_mut().for_each(|o| *o /= inv);
+                }
+            }
+            at += len;
+        }
+        Tensor::from_vec(pooled, (batch.lens.len(), h), &Device::Cpu)
+    }
+
+    /// The encoder layers at inference on plain `Vec<f32>` buffers reused across layers, on
+    /// packed token rows (text `j` in the `lens[j]` rows after those of texts `0..j`, no
+    /// padding): Q, K, V from three products written side by side, attention per (text, head)
+    /// over the text's own rows straight from the projections through strided views (no head
+    /// transposes, no mask), the fused softmax / GELU / residual layer-norm kernels, int8
+    /// layers through their kernel. `x` is the embedding output `(sum(lens), hidden)`; returns
+    /// the final states, same shape. Equal to the candle path up to float rounding (tested).
+    fn layers_on_buffers(&self, x: &Tensor, lens: &[usize]) -> Result<Vec<f32>> {
+        let cfg = &self.cfg;
+        let (h, f) = (cfg.hidden, cfg.intermediate);
         let (nh, dh) = (cfg.heads, cfg.head_dim());
-        let n = b * t;
+        let n: usize = lens.iter().sum();
         let threads = rayon::current_num_threads();
         let eps = cfg.layer_norm_eps as f32;
         let scale = 1.0 / (dh as f32).sqrt();
-        // (B, T): 0 on tokens, -1e4 on padding, as the candle path.
-        let mask: Vec<f32> = batch
-            .mask
-            .flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .map(|&m| m * (-MASK_NEG as f32) + MASK_NEG as f32)
-            .collect();
         let mut x = x.flatten_all()?.to_vec1::<f32>()?;
         if x.len() != n * h {
             return Err(Error::Msg(format!(
-                "bert inference: embeddings hold {} values, expected {b}x{t}x{h}",
+                "bert inference: embeddings hold {} values, expected {n}x{h}",
                 x.len()
             )));
         }
@@ -327,7 +380,7 @@ impl Net {
             dense(0, &x, h, &mut q, true)?;
             dense(2, &x, h, &mut k, true)?;
             dense(4, &x, h, &mut v, true)?;
-            attention(&q, &k, &v, &mask, (b, t, nh, dh), scale, &mut ctx)?;
+            attention(&q, &k, &v, lens, (nh, dh), scale, &mut ctx)?;
             let biased = dense(6, &ctx, h, &mut y, false)?;
             let bias = if biased { &[][..] } else { w(7)? };
             fused::layer_norm(&y, bias, &x, w(8)?, w(9)?, eps, &mut x2).map_err(kernel)?;
@@ -340,7 +393,7 @@ impl Net {
             fused::layer_norm(&y, bias, &x, w(14)?, w(15)?, eps, &mut x2).map_err(kernel)?;
             std::mem::swap(&mut x, &mut x2);
         }
-        Tensor::from_vec(x, (n, h), &Device::Cpu)
+        Ok(x)
     }
 
     /// `out = x W^T` (`+ b` when `bias`) for the dense layer whose weight is tensor `k`, `x` of
@@ -434,6 +487,10 @@ impl Net {
         dropout: &mut Option<Dropout<'_>>,
         fast: bool,
     ) -> Result<Tensor> {
+        let training = dropout.is_some();
+        if fast && !training && self.fast_path_applies() {
+            return self.encode_packed(batch);
+        }
         let cfg = &self.cfg;
         let (b, t, h) = (batch.b, batch.t, cfg.hidden);
         let (nh, dh) = (cfg.heads, cfg.head_dim());
@@ -452,11 +509,6 @@ impl Net {
         let bias = batch.mask.affine(-MASK_NEG, MASK_NEG)?;
         let scale = 1.0 / (dh as f64).sqrt();
         let first = embedding_count(cfg);
-        let training = dropout.is_some();
-        if fast && !training && self.fast_path_applies() {
-            let x = self.layers_on_buffers(&x, batch)?;
-            return self.pool(x, batch);
-        }
         for layer in 0..cfg.layers {
             let base = first + layer * PER_LAYER;
             let w = |k: usize| self.t(base + k);
@@ -541,42 +593,55 @@ fn kernel(e: fused::ShapeError) -> Error {
     Error::Msg(format!("bert inference: {e}"))
 }
 
-/// Multi-head attention at inference from the `(B * T, hidden)` projections `q`, `k`, `v`
-/// (head `j` in columns `j * dh .. (j + 1) * dh`), padding bias `mask` `(B, T)`: per text and
-/// head, scores `Q K^T` into a `T x T` buffer, the fused scaled and masked softmax, and `P V`
-/// written straight into the head's columns of `ctx`. Texts run in parallel on the rayon pool.
+/// Multi-head attention at inference from the packed projections `q`, `k`, `v`
+/// (`(sum(lens), hidden)`, text `j` in the `lens[j]` rows after those of texts `0..j`, head
+/// `h` in columns `h * dh .. (h + 1) * dh`): per text and head, scores `Q K^T` into a
+/// `len x len` buffer, the fused scaled softmax (no mask: a text attends to its own rows only),
+/// and `P V` written straight into the head's columns of `ctx`. Texts run in parallel on the
+/// rayon pool.
 fn attention(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    mask: &[f32],
-    (b, t, nh, dh): (usize, usize, usize, usize),
+    lens: &[usize],
+    (nh, dh): (usize, usize),
     scale: f32,
     ctx: &mut [f32],
 ) -> Result<()> {
     let h = nh * dh;
-    let bad = |what: &str, len: usize, want: usize| {
-        Error::Msg(format!(
-            "bert attention: {what} holds {len} values, expected {want}"
-        ))
-    };
+    let n: usize = lens.iter().sum();
     for (what, s) in [("q", q), ("k", k), ("v", v), ("context", &*ctx)] {
-        if s.len() != b * t * h {
-            return Err(bad(what, s.len(), b * t * h));
+        if s.len() != n * h {
+            return Err(Error::Msg(format!(
+                "bert attention: {what} holds {} values, expected {n} rows x {h}",
+                s.len()
+            )));
         }
     }
-    if mask.len() != b * t {
-        return Err(bad("mask", mask.len(), b * t));
-    }
-    if t == 0 || h == 0 {
+    if h == 0 {
         return Ok(());
     }
     let err = |e: &dyn std::fmt::Display| Error::Msg(format!("bert attention: {e}"));
-    ctx.par_chunks_mut(t * h).enumerate().try_for_each_init(
-        || (vec![0f32; t * t], vec![0f32; t * t]),
-        |(scores, probs), (i, out)| -> Result<()> {
+    // (first row, the text's context rows) per text.
+    let mut texts = Vec::with_capacity(lens.len());
+    let (mut rest, mut at) = (ctx, 0);
+    for &len in lens {
+        let (out, tail) = rest.split_at_mut(len * h);
+        texts.push((at, out));
+        rest = tail;
+        at += len;
+    }
+    let longest = lens.iter().copied().max().unwrap_or(0);
+    texts.into_par_iter().try_for_each_init(
+        || (vec![0f32; longest * longest], vec![0f32; longest * longest]),
+        |(scores, probs), (row, out)| -> Result<()> {
+            let t = out.len() / h;
+            if t == 0 {
+                return Ok(());
+            }
+            let (scores, probs) = (&mut scores[..t * t], &mut probs[..t * t]);
             for head in 0..nh {
-                let at = i * t * h + head * dh;
+                let at = row * h + head * dh;
                 let dst = ViewMut {
                     data: scores,
                     offset: 0,
@@ -586,8 +651,7 @@ fn attention(
                 };
                 let kt = View::rows(k, at, t, dh, h).t();
                 matmul(dst, View::rows(q, at, t, dh, h), kt, 1.0, false, 1).map_err(|e| err(&e))?;
-                fused::softmax(scores, &mask[i * t..(i + 1) * t], t, scale, probs)
-                    .map_err(|e| err(&e))?;
+                fused::softmax(scores, &[], t, scale, probs).map_err(|e| err(&e))?;
                 let dst = ViewMut {
                     data: out,
                     offset: head * dh,
@@ -715,6 +779,8 @@ mod tests {
             vec![2, 8, 3],
             vec![2, 5, 6, 7, 8, 9, 10, 11, 12, 3],
             vec![2, 3],
+            vec![2],
+            vec![2, 9, 9, 5, 3],
         ];
         for arch in [Arch::Bert, Arch::DistilBert] {
             for pooling in [Pooling::Mean, Pooling::Cls] {
@@ -727,7 +793,8 @@ mod tests {
                     }
                     let tol = if int8 { 1e-3 } else { 1e-5 };
                     let all: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
-                    for batch in [all.clone(), vec![all[2]], vec![all[3]]] {
+                    let mixed = vec![all[4], all[2], all[0], all[3], all[2], all[1]];
+                    for batch in [all.clone(), mixed, vec![all[2]], vec![all[3]], vec![all[4]]] {
                         let batch = Batch::new(&batch, net.cfg.pad_token_id).unwrap();
                         let fast = net.encode_with(&batch, &mut None, true).unwrap();
                         let slow = net.encode_with(&batch, &mut None, false).unwrap();
@@ -738,6 +805,32 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// Each text's vector from a packed batch equals the text encoded alone: no row of one
+    /// text leaks into another's attention or pooling.
+    #[test]
+    fn packed_texts_do_not_see_each_other() {
+        let net = tiny_net(super::super::Arch::Bert, Pooling::Mean);
+        let seqs: [&[u32]; 3] = [&[2, 5, 7, 3], &[2, 3], &[2, 9, 8, 6, 5, 4, 3]];
+        let together = net.encode_with(&Batch::new(&seqs, 0).unwrap(), &mut None, true);
+        let together = together.unwrap().to_vec2::<f32>().unwrap();
+        for (s, row) in seqs.iter().zip(&together) {
+            let alone = net.encode_with(&Batch::new(&[s], 0).unwrap(), &mut None, true);
+            let alone = alone.unwrap().to_vec2::<f32>().unwrap();
+            assert!(close(row, &alone[0]), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn packed_inference_rejects_empty_and_too_long_texts() {
+        let net = tiny_net(super::super::Arch::DistilBert, Pooling::Cls);
+        let long = vec![5u32; net.tensors[1].dim(0).unwrap() + 1];
+        for bad in [&[][..], &long[..]] {
+            let batch = Batch::new(&[&[2, 3][..], bad], 0).unwrap();
+            let e = net.encode_with(&batch, &mut None, true).unwrap_err();
+            assert!(e.to_string().contains("text 1"), "{e}");
         }
     }
 
@@ -770,11 +863,11 @@ mod tests {
 
     #[test]
     fn attention_rejects_wrong_sizes() {
-        let (q, mask) = (vec![0f32; 2 * 3 * 4], vec![0f32; 6]);
-        let mut ctx = vec![0f32; 2 * 3 * 4];
-        assert!(attention(&q, &q, &q, &mask, (2, 3, 2, 2), 1.0, &mut ctx).is_ok());
-        let e = attention(&q, &q, &q[1..], &mask, (2, 3, 2, 2), 1.0, &mut ctx).unwrap_err();
+        let q = vec![0f32; 5 * 4];
+        let mut ctx = vec![0f32; 5 * 4];
+        assert!(attention(&q, &q, &q, &[3, 2], (2, 2), 1.0, &mut ctx).is_ok());
+        let e = attention(&q, &q, &q[1..], &[3, 2], (2, 2), 1.0, &mut ctx).unwrap_err();
         assert!(e.to_string().contains('v'), "{e}");
-        assert!(attention(&q, &q, &q, &mask[1..], (2, 3, 2, 2), 1.0, &mut ctx).is_err());
+        assert!(attention(&q, &q, &q, &[3, 3], (2, 2), 1.0, &mut ctx).is_err());
     }
 }
