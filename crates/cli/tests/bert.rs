@@ -3,56 +3,13 @@
 //! result; a missing `--model-path` and a checkpoint that disagrees with its config are clear
 //! errors.
 
-use std::path::Path;
-
-use assert_cmd::Command;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
-use taxon_models::bert::RandomCheckpoint;
 
-const SPORT: [&str; 6] = ["goal", "match", "team", "coach", "league", "striker"];
-const MONEY: [&str; 6] = ["bank", "market", "shares", "profit", "bond", "rates"];
-const FILLER: [&str; 6] = ["the", "a", "of", "on", "said", "today"];
+#[path = "common/tiny_bert.rs"]
+mod tiny_bert;
 
-/// `taxon` run inside `dir`, recording runs there.
-fn taxon_in(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("taxon").unwrap();
-    c.current_dir(dir).env("TAXON_RUNS_DB", dir.join("runs.db"));
-    c
-}
-
-/// Labelled JSONL: sport texts hold sport words, business texts money words, with filler.
-fn write_data(path: &Path, n: usize, seed: usize) {
-    let mut out = String::new();
-    for i in 0..n {
-        let (label, key) = if i % 2 == 0 {
-            ("sport", &SPORT)
-        } else {
-            ("business", &MONEY)
-        };
-        let len = 2 + (i * 5 + seed) % 7;
-        let words: Vec<&str> = (0..len)
-            .map(|j| {
-                if (i + j + seed) % 2 == 0 {
-                    key[(i * 7 + j + seed) % 6]
-                } else {
-                    FILLER[(i + j * 5 + seed) % 6]
-                }
-            })
-            .collect();
-        let text = format!("{} {}", words.join(" "), key[i % 6]);
-        out.push_str(&serde_json::json!({"text": text, "label": label}).to_string());
-        out.push('\n');
-    }
-    std::fs::write(path, out).unwrap();
-}
-
-fn tiny_checkpoint(dir: &Path) -> std::path::PathBuf {
-    let words: Vec<&str> = SPORT.iter().chain(&MONEY).chain(&FILLER).copied().collect();
-    let ck = dir.join("tiny-bert");
-    RandomCheckpoint::tiny(&words).write(&ck).unwrap();
-    ck
-}
+use tiny_bert::*;
 
 #[test]
 fn training_one_liner_then_eval_and_predict() {
