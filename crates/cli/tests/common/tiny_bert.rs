@@ -52,3 +52,19 @@ pub fn tiny_checkpoint(dir: &Path) -> PathBuf {
     RandomCheckpoint::tiny(&words).write(&ck).unwrap();
     ck
 }
+
+/// `taxon predict MODEL DATA --threads 1` in `dir`: the JSON line of every row.
+pub fn predict_rows(dir: &Path, model: &str, data: &str) -> Vec<serde_json::Value> {
+    let out = taxon_in(dir)
+        .args(["-q", "predict", model, data, "--threads", "1"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
