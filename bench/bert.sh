@@ -11,6 +11,8 @@
 #        N_INFER=0     score N test texts drawn with seed 0 for accuracy and batch-32 timing (0: all 444)
 #        N_LATENCY=32  requests for the batch-1 latency
 #        MAX_LEN=128 TRUNCATION=head-tail BATCH=16 LR=5e-5 SEED=0
+#        POOLING=mean  taxon's --pooling: mean, cls or pooler (the [CLS] state through the
+#                      checkpoint's pooler dense + tanh, the head transformers uses)
 #        RUN_TAXON=1 RUN_PEER=1   set one to 0 to run only the other side
 #        TAXON_BIN=    a taxon binary to use instead of building the release one
 #        BENCH_DIR=~/.cache/taxon/bench-bert VENV=~/.cache/taxon/venv TORCH_VENV=~/.cache/taxon/venv-torch
@@ -31,7 +33,7 @@
 # fewer rows than the peer; both report their own row count.
 # Differences that remain: transformers' classification head for BERT is the [CLS] pooler
 # (dense + tanh) then dropout and a linear layer; taxon's default is masked mean pooling, dropout
-# and a linear layer. taxon buckets training batches by length; at max_len 128 nearly every BBC
+# and a linear layer (POOLING=pooler gives taxon transformers' head). taxon buckets training batches by length; at max_len 128 nearly every BBC
 # article (about 490 tokens) fills the 128, so padding is the same.
 # PyTorch comes from scripts/setup-bench-torch.sh (CPU install, about 1.7 GB); without it the
 # peer is skipped with a note.
@@ -46,6 +48,7 @@ TRUNCATION=${TRUNCATION:-head-tail}
 BATCH=${BATCH:-16}
 LR=${LR:-5e-5}
 SEED=${SEED:-0}
+POOLING=${POOLING:-mean}
 RUN_TAXON=${RUN_TAXON:-1}
 RUN_PEER=${RUN_PEER:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,6 +62,7 @@ if (( N_LATENCY < 2 )); then
 fi
 mkdir -p "$BENCH_DIR"
 TAG="e${EPOCHS}_t${THREADS}_${TRUNCATION}_${MAX_LEN}_s${SUBSET}"
+[[ $POOLING == mean ]] || TAG="${TAG}_$POOLING"
 
 if [[ -n ${TAXON_BIN:-} ]]; then
     TAXON=$TAXON_BIN
@@ -114,7 +118,7 @@ if [[ $RUN_TAXON == 1 ]]; then
     "$TAXON" -q --json train --model-type bert --model-path "$MINILM" --data "$TRAIN" \
         --max-len "$MAX_LEN" --truncation "$TRUNCATION" --epochs "$EPOCHS" --learning-rate "$LR" \
         --batch-size "$BATCH" --threads "$THREADS" --validation-ratio 0 --checkpoint-every 0 \
-        --seed "$SEED" --no-track --output "$model" > "$BENCH_DIR/train_$TAG.json"
+        --seed "$SEED" --pooling "$POOLING" --no-track --output "$model" > "$BENCH_DIR/train_$TAG.json"
     echo "taxon: eval (batch 32) and predict (batch 1)" >&2
     "$TAXON" -q --json eval "$model" "$TEST" --threads "$THREADS" > "$BENCH_DIR/eval_$TAG.json"
     t0=$(date +%s.%N)
@@ -123,7 +127,7 @@ if [[ $RUN_TAXON == 1 ]]; then
     "$TAXON" -q predict "$model" "$BENCH_DIR/latency_texts.jsonl" --batch-size 1 --threads "$THREADS" > /dev/null
     t2=$(date +%s.%N)
     python3 - "$BENCH_DIR/train_$TAG.json" "$BENCH_DIR/eval_$TAG.json" "$t0" "$t1" "$t2" \
-        "$N_LATENCY" "$THREADS" "$EPOCHS" "$MAX_LEN" "$TRUNCATION" > "$TAXON_OUT" <<'PY'
+        "$N_LATENCY" "$THREADS" "$EPOCHS" "$MAX_LEN" "$TRUNCATION" "$POOLING" > "$TAXON_OUT" <<'PY'
 import json, sys
 train, ev = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 t0, t1, t2 = map(float, sys.argv[3:6])
@@ -131,7 +135,7 @@ n_lat, threads, epochs = int(sys.argv[6]), int(sys.argv[7]), int(sys.argv[8])
 secs = train["train_seconds"]
 print(json.dumps({
     "tool": "taxon", "threads": threads, "epochs": epochs, "max_len": int(sys.argv[9]),
-    "truncation": sys.argv[10], "train_examples": train["train_examples"],
+    "truncation": sys.argv[10], "pooling": sys.argv[11], "train_examples": train["train_examples"],
     "train_seconds": round(secs, 2), "seconds_per_epoch": round(secs / epochs, 1),
     "train_sequences_per_sec": round(train["train_examples"] * epochs / secs, 2),
     "test_examples": ev["examples"], "test_accuracy": round(ev["accuracy"], 4),

@@ -101,6 +101,21 @@ fn missing_model_path_and_bad_checkpoint_are_clear_errors() {
         .stderr(contains("model_path").and(contains("--model-path")));
 
     let ck = tiny_checkpoint(d);
+    taxon_in(d)
+        .args(["-q", "train", "--model-type", "bert", "--model-path"])
+        .arg(&ck)
+        .args([
+            "--data",
+            "train.jsonl",
+            "--output",
+            "out",
+            "--pooling",
+            "max",
+        ])
+        .assert()
+        .code(2)
+        .stderr(contains("max").and(contains("mean, cls, pooler")));
+
     let cfg_path = ck.join("config.json");
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();

@@ -83,6 +83,7 @@ fn tiny_bert_and_distilbert_predict_probabilities_batched_like_alone() {
     for (arch, prefixed, pooling) in [
         (Arch::Bert, false, Pooling::Mean),
         (Arch::Bert, true, Pooling::Cls),
+        (Arch::Bert, true, Pooling::Pooler),
         (Arch::DistilBert, false, Pooling::Mean),
         (Arch::DistilBert, true, Pooling::Cls),
     ] {
@@ -224,12 +225,21 @@ fn checkpoint_disagreeing_with_config_names_file_tensor_and_key() {
 #[test]
 fn one_backward_pass_reaches_every_trainable_tensor_and_no_frozen_one() {
     let rows = synthetic(8, 0);
-    for arch in [Arch::Bert, Arch::DistilBert] {
+    for (arch, pooling) in [
+        (Arch::Bert, Pooling::Mean),
+        (Arch::Bert, Pooling::Pooler),
+        (Arch::DistilBert, Pooling::Mean),
+    ] {
         let dir = tiny_dir(arch, false);
         let grads =
-            bert::gradients_of_one_step(dir.path(), &config(Pooling::Mean), 2, &refs(&rows), 5)
-                .unwrap();
+            bert::gradients_of_one_step(dir.path(), &config(pooling), 2, &refs(&rows), 5).unwrap();
         assert!(grads.len() > 30, "{}", grads.len());
+        let has_pooler = grads.iter().any(|(n, _)| n == "pooler.dense.weight");
+        assert_eq!(
+            has_pooler,
+            pooling == Pooling::Pooler,
+            "{arch:?} {pooling:?}"
+        );
         for (name, g) in &grads {
             let g = g
                 .as_ref()
@@ -382,6 +392,89 @@ fn minilm_encoder_matches_an_independent_numpy_forward_pass() {
             );
         }
     }
+}
+
+/// The probabilities `pooler` pooling must give: the `[CLS]` state (from `cls` pooling, the
+/// same encoder), the checkpoint's `pooler.dense`, tanh, the saved model's classifier, softmax.
+#[test]
+fn pooler_pooling_applies_the_checkpoints_pooler_and_round_trips() {
+    use candle_core::{Device, Tensor};
+    let dir = tiny_dir(Arch::Bert, true);
+    let texts = ["goal team", "bank rates of the market", "the"];
+    let m = BertModel::from_checkpoint(dir.path(), &config(Pooling::Pooler), &labels(), 3).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    m.save(out.path()).unwrap();
+    let loaded = taxon_models::load(out.path()).unwrap();
+    assert_eq!(loaded.describe().params["pooling"], "pooler");
+    let probs = m.predict_batch(&texts);
+    assert_eq!(loaded.predict_batch(&texts), probs);
+
+    let dev = Device::Cpu;
+    let ck = candle_core::safetensors::load(dir.path().join("model.safetensors"), &dev).unwrap();
+    let saved = candle_core::safetensors::load(out.path().join("model.safetensors"), &dev).unwrap();
+    let (pw, pb) = (
+        &ck["bert.pooler.dense.weight"],
+        &ck["bert.pooler.dense.bias"],
+    );
+    // Fine-tuning starts from the pre-trained pooler, stored under its unprefixed name.
+    assert_eq!(
+        saved["pooler.dense.weight"].to_vec2::<f32>().unwrap(),
+        pw.to_vec2::<f32>().unwrap()
+    );
+    let cls = BertModel::from_checkpoint(dir.path(), &config(Pooling::Cls), &labels(), 3).unwrap();
+    let states = cls.embed(&texts).unwrap();
+    assert_eq!(m.embed(&texts).unwrap(), states);
+    let linear = |x: &Tensor, w: &Tensor, b: &Tensor| {
+        x.matmul(&w.t().unwrap()).unwrap().broadcast_add(b).unwrap()
+    };
+    let x = Tensor::new(states, &dev).unwrap();
+    let pooled = linear(&x, pw, pb).tanh().unwrap();
+    let logits = linear(
+        &pooled,
+        &saved["classifier.weight"],
+        &saved["classifier.bias"],
+    );
+    let expected = candle_nn::ops::softmax_last_dim(&logits)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    for (p, e) in probs.iter().zip(&expected) {
+        for (a, b) in p.iter().zip(e) {
+            assert!((a - b).abs() < 1e-5, "{p:?} vs {e:?}");
+        }
+    }
+    // Mean of the [CLS] state vs the pooler: different functions, different outputs.
+    assert_ne!(cls.predict_batch(&texts), probs);
+}
+
+#[test]
+fn pooler_pooling_without_a_pooler_is_a_clear_error() {
+    let cfg = config(Pooling::Pooler);
+    let dir = tiny_dir(Arch::DistilBert, false);
+    let err = BertModel::from_checkpoint(dir.path(), &cfg, &labels(), 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("pooling") && err.contains("DistilBERT"),
+        "{err}"
+    );
+
+    let dir = tiny_dir(Arch::Bert, false);
+    let path = dir.path().join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    tensors.remove("pooler.dense.weight").unwrap();
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let err = BertModel::from_checkpoint(dir.path(), &cfg, &labels(), 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains("pooler.dense.weight"),
+        "{err}"
+    );
+    // Mean pooling does not need the pooler.
+    BertModel::from_checkpoint(dir.path(), &config(Pooling::Mean), &labels(), 1).unwrap();
 }
 
 #[test]

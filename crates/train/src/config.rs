@@ -56,7 +56,7 @@ pub struct TrainConfig {
     /// tokenizer.json, model.safetensors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_path: Option<PathBuf>,
-    /// `bert` only: `mean` (default) or `cls` pooling of the encoder's last states.
+    /// `bert` only: `mean` (default), `cls` or `pooler` pooling of the encoder's last states.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooling: Option<taxon_models::bert::Pooling>,
     /// `bert` only: freeze the embeddings and the first N encoder layers (default 0: train all).

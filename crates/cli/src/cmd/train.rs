@@ -60,7 +60,8 @@ pub struct TrainArgs {
     /// model.safetensors; BERT or DistilBERT).
     #[arg(long, value_name = "DIR")]
     pub model_path: Option<PathBuf>,
-    /// bert: pooling of the encoder's last states: mean (default) or cls.
+    /// bert: pooling of the encoder's last states: mean (default), cls, or pooler (the [CLS]
+    /// state through the checkpoint's pre-trained pooler dense + tanh, as transformers does).
     #[arg(long)]
     pub pooling: Option<taxon_models::bert::Pooling>,
     /// bert: freeze the embeddings and the first N encoder layers (default 0: train all).

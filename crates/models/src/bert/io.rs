@@ -21,7 +21,7 @@ use super::net::{Net, names};
 use super::optimize::Quantization;
 use super::quant::{Int8Linear, Int8Linears, dense_weight_indices, placeholder};
 use super::tokenize::{TOKENIZER_JSON, TextEncoder};
-use super::{BertConfig, BertModel, TextClassifier};
+use super::{BertConfig, BertModel, Pooling, TextClassifier};
 
 /// The weights file of a checkpoint or model folder.
 pub const WEIGHTS: &str = "model.safetensors";
@@ -75,19 +75,21 @@ fn candle_tensors(bytes: &[u8], path: &Path) -> Result<HashMap<String, Tensor>, 
         .map_err(|e| weights_err(path, format!("not a safetensors file: {e}")))
 }
 
-/// Looks up the encoder tensors of `cfg` among `all`, accepting `prefix.` names; the tensors
-/// whose index is in `int8` (held as int8 layers) get a placeholder.
+/// Looks up the encoder tensors of `cfg` (and the pooler's with [`Pooling::Pooler`]) among
+/// `all`, accepting `prefix.` names; the tensors whose index is in `int8` (held as int8
+/// layers) get a placeholder.
 fn encoder_tensors(
     mut all: HashMap<String, Tensor>,
     path: &Path,
     cfg: &EncoderConfig,
+    pooling: Pooling,
     int8: &HashSet<usize>,
 ) -> Result<Vec<Tensor>, ModelError> {
     let prefix = match cfg.arch {
         Arch::Bert => "bert.",
         Arch::DistilBert => "distilbert.",
     };
-    let spec = names(cfg, 0);
+    let spec = names(cfg, pooling, 0);
     let encoder = &spec[..spec.len() - 2];
     encoder
         .iter()
@@ -114,6 +116,16 @@ fn encoder_tensors(
                 .iter()
                 .find_map(|n| all.remove(n))
                 .ok_or_else(|| {
+                    if name.starts_with("pooler.") {
+                        return weights_err(
+                            path,
+                            format!(
+                                "tensor `{name}` (or `{prefix}{name}`) is missing: pooling \
+                                 `pooler` needs a checkpoint with a pre-trained pooler \
+                                 (DistilBERT checkpoints have none); use mean or cls pooling"
+                            ),
+                        );
+                    }
                     weights_err(
                         path,
                         format!(
@@ -164,22 +176,20 @@ fn check_shape(
 }
 
 impl Checkpoint {
-    /// Reads the Hugging Face checkpoint folder `dir`.
-    pub(crate) fn read(
-        dir: &Path,
-        max_len: usize,
-        truncation: super::Truncation,
-    ) -> Result<Self, ModelError> {
+    /// Reads the Hugging Face checkpoint folder `dir` for a model with `config`'s settings.
+    pub(crate) fn read(dir: &Path, config: &BertConfig) -> Result<Self, ModelError> {
         let (cfg, config_text) = EncoderConfig::read(dir)?;
-        let (tokenizer, tokenizer_bytes) = TextEncoder::read(dir, max_len, truncation)?;
+        let (tokenizer, tokenizer_bytes) =
+            TextEncoder::read(dir, config.max_len, config.truncation)?;
         let path = dir.join(WEIGHTS);
         let bytes = std::fs::read(&path).map_err(|source| ModelError::Io {
             path: path.clone(),
             source,
         })?;
-        let encoder =
-            encoder_tensors(candle_tensors(&bytes, &path)?, &path, &cfg, &HashSet::new())?;
+        let all = candle_tensors(&bytes, &path)?;
+        let encoder = encoder_tensors(all, &path, &cfg, config.pooling, &HashSet::new())?;
         check_vocab(&tokenizer, &cfg, dir)?;
+        config.validate_for(&cfg)?;
         Ok(Self {
             cfg,
             config_text,
@@ -225,7 +235,7 @@ pub const SCALE_SUFFIX: &str = "_scale";
 /// an f32 `<name>_scale`.
 fn weights_bytes(m: &BertModel) -> Result<Vec<u8>, String> {
     use safetensors::tensor::{Dtype, TensorView};
-    let spec = names(&m.net.cfg, m.labels.len());
+    let spec = names(&m.net.cfg, m.net.pooling, m.labels.len());
     // (name, dtype, shape, bytes)
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(spec.len());
     for (i, ((name, shape), t)) in spec.iter().zip(&m.net.tensors).enumerate() {
@@ -320,6 +330,7 @@ fn int8_layers(
     mut ints: HashMap<String, (Vec<usize>, Vec<i8>)>,
     path: &Path,
     cfg: &EncoderConfig,
+    pooling: Pooling,
     labels: usize,
 ) -> Result<Option<Int8Linears>, ModelError> {
     if quantization == Quantization::None {
@@ -333,7 +344,7 @@ fn int8_layers(
         }
         return Ok(None);
     }
-    let spec = names(cfg, labels);
+    let spec = names(cfg, pooling, labels);
     let mut layers = HashMap::new();
     for i in dense_weight_indices(cfg) {
         let (name, shape) = &spec[i];
@@ -422,8 +433,7 @@ impl BertModel {
                     .into(),
             });
         }
-        let ck = Checkpoint::read(base, config.max_len, config.truncation)?;
-        config.validate_for(&ck.cfg)?;
+        let ck = Checkpoint::read(base, config)?;
         let mut rng = crate::rng::SplitMix64::new(seed);
         let head = Net::init_head(ck.cfg.hidden, labels.len(), &mut rng)
             .map_err(|e| weights_err(&base.join(WEIGHTS), format!("classifier: {e}")))?;
@@ -485,21 +495,22 @@ impl BertModel {
             ints,
             &path,
             &cfg,
+            config.pooling,
             desc.labels.len(),
         )?;
         let skip: HashSet<usize> = int8
             .as_ref()
             .map(|q| q.layers.keys().copied().collect())
             .unwrap_or_default();
-        let head: Vec<Option<Tensor>> = names(&cfg, desc.labels.len())
+        let spec = names(&cfg, config.pooling, desc.labels.len());
+        let head: Vec<Option<Tensor>> = spec
             .iter()
             .rev()
             .take(2)
             .rev()
             .map(|(n, _)| all.get(n).cloned())
             .collect();
-        let mut tensors = encoder_tensors(all, &path, &cfg, &skip)?;
-        let spec = names(&cfg, desc.labels.len());
+        let mut tensors = encoder_tensors(all, &path, &cfg, config.pooling, &skip)?;
         for ((name, shape), t) in spec[spec.len() - 2..].iter().zip(&head) {
             let t = t.as_ref().ok_or_else(|| {
                 weights_err(

@@ -57,6 +57,10 @@ pub enum Pooling {
     Mean,
     /// The state of the `[CLS]` token.
     Cls,
+    /// The `[CLS]` state through the checkpoint's pre-trained pooler (`pooler.dense`, then
+    /// tanh), as `transformers`' `BertForSequenceClassification` does; the pooler is
+    /// fine-tuned with the rest. BERT checkpoints only (DistilBERT has no pooler).
+    Pooler,
 }
 
 impl std::str::FromStr for Pooling {
@@ -65,7 +69,10 @@ impl std::str::FromStr for Pooling {
         match s {
             "mean" => Ok(Self::Mean),
             "cls" => Ok(Self::Cls),
-            other => Err(format!("unknown pooling {other:?} (known: mean, cls)")),
+            "pooler" => Ok(Self::Pooler),
+            other => Err(format!(
+                "unknown pooling {other:?} (known: mean, cls, pooler)"
+            )),
         }
     }
 }
@@ -141,6 +148,14 @@ impl BertConfig {
                 ),
             });
         }
+        if self.pooling == Pooling::Pooler && enc.arch != Arch::Bert {
+            return Err(ModelError::InvalidConfig {
+                field: "pooling".into(),
+                message: "pooler needs a BERT checkpoint's `pooler.dense`; DistilBERT has no \
+                          pooler: use mean or cls"
+                    .into(),
+            });
+        }
         if self.freeze_layers > enc.layers {
             return Err(ModelError::InvalidConfig {
                 field: "freeze_layers".into(),
@@ -192,8 +207,9 @@ impl BertModel {
         self.rows_by_length(seqs, |batch| self.net.probabilities(batch))
     }
 
-    /// The pooled encoder vectors (before the head) of `texts`, in input order; for comparing
-    /// the encoder with a reference implementation.
+    /// The pooled encoder vectors (before the head; with [`Pooling::Pooler`], the `[CLS]` state
+    /// before the pooler) of `texts`, in input order; for comparing the encoder with a reference
+    /// implementation.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
         let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenizer.encode(t)).collect();
         self.rows_by_length(&seqs, |batch| {

@@ -13,8 +13,9 @@
 //! runs on the real tokens of every text packed into one buffer ([`Net::encode_packed`]).
 //!
 //! Tensors are held in one list in [`names`] order, with Hugging Face's names (BERT's
-//! `embeddings.*` / `encoder.layer.N.*`, DistilBERT's `embeddings.*` / `transformer.layer.N.*`)
-//! followed by `classifier.weight` and `classifier.bias`.
+//! `embeddings.*` / `encoder.layer.N.*`, DistilBERT's `embeddings.*` / `transformer.layer.N.*`),
+//! then `pooler.dense.*` with [`Pooling::Pooler`], then `classifier.weight` and
+//! `classifier.bias`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,8 +37,13 @@ const MASK_NEG: f64 = -1e4;
 /// Tensors per encoder layer.
 pub(crate) const PER_LAYER: usize = 16;
 
-/// Name and shape of every tensor, in the order the network holds them.
-pub(crate) fn names(cfg: &EncoderConfig, labels: usize) -> Vec<(String, Vec<usize>)> {
+/// Name and shape of every tensor, in the order the network holds them: the encoder, the
+/// pooler's dense layer when `pooling` is [`Pooling::Pooler`], the classifier (the last two).
+pub(crate) fn names(
+    cfg: &EncoderConfig,
+    pooling: Pooling,
+    labels: usize,
+) -> Vec<(String, Vec<usize>)> {
     let (h, f) = (cfg.hidden, cfg.intermediate);
     let mut out: Vec<(String, Vec<usize>)> = vec![
         (
@@ -90,10 +96,17 @@ pub(crate) fn names(cfg: &EncoderConfig, labels: usize) -> Vec<(String, Vec<usiz
             out.push((format!("{stack}.layer.{i}.{part}.bias"), bias));
         }
     }
+    if pooling == Pooling::Pooler {
+        out.push((POOLER_WEIGHT.into(), vec![h, h]));
+        out.push(("pooler.dense.bias".into(), vec![h]));
+    }
     out.push(("classifier.weight".into(), vec![labels, h]));
     out.push(("classifier.bias".into(), vec![labels]));
     out
 }
+
+/// Name of the pooler's dense weight in a BERT checkpoint.
+pub(crate) const POOLER_WEIGHT: &str = "pooler.dense.weight";
 
 /// Tensors before the first encoder layer.
 pub(crate) fn embedding_count(cfg: &EncoderConfig) -> usize {
@@ -323,7 +336,7 @@ impl Net {
         for (&len, out) in batch.lens.iter().zip(pooled.chunks_exact_mut(h.max(1))) {
             let rows = &x[at * h..(at + len) * h];
             match self.pooling {
-                Pooling::Cls => out.copy_from_slice(&rows[..h]),
+                Pooling::Cls | Pooling::Pooler => out.copy_from_slice(&rows[..h]),
                 Pooling::Mean => {
                     for row in rows.chunks_exact(h) {
                         out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
@@ -543,7 +556,7 @@ impl Net {
     fn pool(&self, x: Tensor, batch: &Batch) -> Result<Tensor> {
         let x = x.reshape((batch.b, batch.t, self.cfg.hidden))?;
         match self.pooling {
-            Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1),
+            Pooling::Cls | Pooling::Pooler => x.narrow(1, 0, 1)?.squeeze(1),
             Pooling::Mean => {
                 let m = batch.mask.unsqueeze(2)?;
                 let sum = x.broadcast_mul(&m)?.sum(1)?;
@@ -558,9 +571,12 @@ impl Net {
         batch: &Batch,
         mut dropout: Option<Dropout<'_>>,
     ) -> Result<Tensor> {
-        let pooled = self.encode(batch, &mut dropout)?;
-        let pooled = drop(&mut dropout, pooled, self.cfg.hidden_dropout)?;
+        let mut pooled = self.encode(batch, &mut dropout)?;
         let n = self.tensors.len();
+        if self.pooling == Pooling::Pooler {
+            pooled = linear(&pooled, self.t(n - 4), self.t(n - 3))?.tanh()?;
+        }
+        let pooled = drop(&mut dropout, pooled, self.cfg.hidden_dropout)?;
         linear(&pooled, self.t(n - 2), self.t(n - 1))
     }
 

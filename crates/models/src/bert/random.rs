@@ -8,6 +8,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use taxon_core::model::ModelError;
 
+use super::Pooling;
 use super::config::{Arch, CONFIG_JSON, EncoderConfig};
 use super::io::WEIGHTS;
 use super::net::names;
@@ -146,7 +147,12 @@ impl RandomCheckpoint {
             (true, Arch::DistilBert) => "distilbert.",
         };
         let mut rng = SplitMix64::new(self.seed);
-        let spec = names(&cfg, 0);
+        // BERT checkpoints carry a pre-trained pooler, DistilBERT ones do not.
+        let pooling = match self.arch {
+            Arch::Bert => Pooling::Pooler,
+            Arch::DistilBert => Pooling::Mean,
+        };
+        let spec = names(&cfg, pooling, 0);
         let mut map = HashMap::new();
         for (name, shape) in &spec[..spec.len() - 2] {
             let n: usize = shape.iter().product();

@@ -132,7 +132,7 @@ fn with_vars(mut net: Net, freeze_layers: usize) -> Result<(Net, Vec<(usize, Var
 }
 
 fn optimizer(net: &Net, vars: &[(usize, Var)], labels: usize, opts: &AdamWOptions) -> FusedAdamW {
-    let spec = names(&net.cfg, labels);
+    let spec = names(&net.cfg, net.pooling, labels);
     let with_decay = vars
         .iter()
         .map(|(i, v)| {
@@ -424,7 +424,7 @@ pub fn gradients_of_one_step(
 ) -> Result<Vec<(String, Option<Tensor>)>, ModelError> {
     let label_names: Vec<String> = (0..labels).map(|i| i.to_string()).collect();
     let model = BertModel::from_checkpoint(base, config, &label_names, seed)?;
-    let spec = names(&model.net.cfg, labels);
+    let spec = names(&model.net.cfg, model.net.pooling, labels);
     let net = model.net.clone();
     let (net, _vars) = with_vars(net, config.freeze_layers)?;
     let ids: Vec<Vec<u32>> = texts.iter().map(|(t, _)| model.encode(t)).collect();
