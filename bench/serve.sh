@@ -85,26 +85,11 @@ ulimit -n 8192 2>/dev/null || true
 
 log() { echo "== $*" >&2; }
 
-PIDS=()
 SERVER_PID=
 FAILED_STEPS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-
-if [[ -z ${TAXON_BIN:-} || -z ${LOADGEN_BIN:-} ]]; then
-    log "building taxon and taxon-loadgen (release)"
-    cargo build --release -q -p taxon-cli -p taxon-loadgen
-fi
-TAXON=${TAXON_BIN:-$CARGO_TARGET_DIR/release/taxon}
-LOADGEN=${LOADGEN_BIN:-$CARGO_TARGET_DIR/release/taxon-loadgen}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_binaries
 
 # --- data: the BBC split, as bench/linear.sh makes it ------------------------------------
 DATA=$BENCH_DIR/data/bbc

@@ -108,24 +108,9 @@ OUT=${OUT:-$HOME/.cache/taxon/bench-serve-bert}/$STAMP-$TEXTS-$PRECISION
 mkdir -p "$OUT"
 ulimit -n 8192 2>/dev/null || true
 
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-
-if [[ -z ${TAXON_BIN:-} || -z ${LOADGEN_BIN:-} ]]; then
-    log "building taxon and taxon-loadgen (release)"
-    cargo build --release -q -p taxon-cli -p taxon-loadgen
-fi
-TAXON=${TAXON_BIN:-$CARGO_TARGET_DIR/release/taxon}
-LOADGEN=${LOADGEN_BIN:-$CARGO_TARGET_DIR/release/taxon-loadgen}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_binaries
 if [[ -n ${TAXON_BIN:-} ]]; then
     TAXON_DESC="taxon: the prebuilt \`$TAXON_BIN\`"
 else
