@@ -8,6 +8,7 @@ pub mod bert;
 pub mod linear;
 pub mod lstm;
 pub mod rng;
+mod scores;
 
 use std::path::Path;
 

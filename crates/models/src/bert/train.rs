@@ -18,6 +18,7 @@ use super::{BertConfig, BertModel};
 use crate::linear::{EpochReport, TrainObserver};
 use crate::lstm::{AdamWOptions, learning_rate_at};
 use crate::rng::SplitMix64;
+use crate::scores::loss_and_accuracy;
 use adamw::{FusedAdamW, Hyper};
 
 mod adamw;
@@ -307,15 +308,9 @@ impl BertTrainer {
             .model()
             .predict_ids(&self.val_ids)
             .map_err(compute("validation"))?;
-        self.val_pred = argmax_rows(&probs);
-        let mut loss = 0.0;
-        let mut right = 0usize;
-        for ((p, &t), &y) in probs.iter().zip(&self.val_pred).zip(&self.val_labels) {
-            loss -= (p[y as usize].max(1e-12) as f64).ln();
-            right += usize::from(t == y as usize);
-        }
-        let n = self.val_labels.len() as f64;
-        Ok((Some(loss / n), Some(right as f64 / n)))
+        let (loss, acc, pred) = loss_and_accuracy(&probs, &self.val_labels);
+        self.val_pred = pred;
+        Ok((Some(loss), Some(acc)))
     }
 
     /// The state at this epoch boundary.
@@ -381,21 +376,6 @@ impl BertTrainer {
         self.validate()?;
         Ok(())
     }
-}
-
-fn argmax_rows(probs: &[Vec<f32>]) -> Vec<usize> {
-    probs
-        .iter()
-        .map(|p| {
-            let mut best = 0;
-            for (i, &x) in p.iter().enumerate() {
-                if x > p[best] {
-                    best = i;
-                }
-            }
-            best
-        })
-        .collect()
 }
 
 /// One epoch's mini-batches: shuffle, cut into pools of 32 batches, sort each pool by length

@@ -244,19 +244,3 @@ impl Net {
             .collect()
     }
 }
-
-/// Index of the largest value along the last dimension, per row.
-pub(crate) fn argmax_rows(probs: &[Vec<f32>]) -> Vec<usize> {
-    probs
-        .iter()
-        .map(|p| {
-            let mut best = 0;
-            for (i, &x) in p.iter().enumerate() {
-                if x > p[best] {
-                    best = i;
-                }
-            }
-            best
-        })
-        .collect()
-}

@@ -14,10 +14,11 @@ use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use serde::{Deserialize, Serialize};
 use taxon_core::model::ModelError;
 
-use super::net::{Batch, Dropout, Net, argmax_rows};
+use super::net::{Batch, Dropout, Net};
 use super::{LstmConfig, LstmModel, Vocab};
 use crate::linear::{EpochReport, TrainObserver};
 use crate::rng::SplitMix64;
+use crate::scores::loss_and_accuracy;
 
 /// Options of the AdamW run (the training config's top-level keys).
 #[derive(Clone, Debug, PartialEq)]
@@ -352,8 +353,8 @@ impl LstmTrainer {
             .model()
             .predict_ids(&self.val_ids)
             .map_err(compute("validation"))?;
-        self.val_pred = argmax_rows(&probs);
-        let (loss, acc) = loss_and_accuracy(&probs, &self.val_labels);
+        let (loss, acc, pred) = loss_and_accuracy(&probs, &self.val_labels);
+        self.val_pred = pred;
         Ok((Some(loss), Some(acc)))
     }
 
@@ -433,19 +434,6 @@ impl LstmTrainer {
         self.validate()?;
         Ok(())
     }
-}
-
-/// Mean log loss and accuracy of probability rows against label ids.
-fn loss_and_accuracy(probs: &[Vec<f32>], truth: &[u32]) -> (f64, f64) {
-    let pred = argmax_rows(probs);
-    let mut loss = 0.0;
-    let mut right = 0usize;
-    for ((p, &t), &y) in probs.iter().zip(&pred).zip(truth) {
-        loss -= (p[y as usize].max(1e-12) as f64).ln();
-        right += usize::from(t == y as usize);
-    }
-    let n = truth.len().max(1) as f64;
-    (loss / n, right as f64 / n)
 }
 
 /// Scales every gradient so their global L2 norm is at most `max`.
