@@ -62,6 +62,8 @@ fn pin_candle_threads(n: usize) {
 fn main() -> ExitCode {
     // `taxon ... | head` must end quietly like other Unix tools, not panic in println!.
     sigpipe::reset();
+    // Before any thread starts: model buffers freed on one step are reused on the next.
+    taxon_kernels::memory::keep_freed_buffers();
     let cli = Cli::parse();
     if let Some(n) = cli.command.compute_threads() {
         pin_candle_threads(n);

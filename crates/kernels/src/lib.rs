@@ -1,5 +1,6 @@
 //! CPU compute kernels of taxon on plain slices, below the model code: fused float ops for
-//! the transformer ([`fused`]) and the int8 matmul ([`int8`]). Every kernel has a portable
+//! the transformer ([`fused`]) and the int8 matmul ([`int8`]), and the allocator settings
+//! their big per-step buffers want ([`memory`]). Every kernel has a portable
 //! fallback and picks its SIMD path (AVX-512, VNNI) at run time, so one binary runs on any
 //! x86-64 (and elsewhere).
 //!
@@ -10,3 +11,4 @@
 pub mod fused;
 pub mod int8;
 pub mod matmul;
+pub mod memory;
