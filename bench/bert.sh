@@ -63,6 +63,7 @@ fi
 mkdir -p "$BENCH_DIR"
 TAG="e${EPOCHS}_t${THREADS}_${TRUNCATION}_${MAX_LEN}_s${SUBSET}"
 [[ $POOLING == mean ]] || TAG="${TAG}_$POOLING"
+[[ $SEED == 0 ]] || TAG="${TAG}_seed$SEED"
 
 if [[ -n ${TAXON_BIN:-} ]]; then
     TAXON=$TAXON_BIN
