@@ -215,10 +215,16 @@ mod imp {
         let xs: [&[u8]; R] =
             std::array::from_fn(|i| &xq.row(t.r + i)[k0 * BLOCK_IN..k1 * BLOCK_IN]);
         let ws: [&[i8]; B] = std::array::from_fn(|j| &w.block(t.b0 + j)[k0 * GROUP..k1 * GROUP]);
+        // The accumulators are only ever read and written by value (never borrowed), so they
+        // stay in registers through the loop: a borrow (or passing one to a call that is not
+        // inlined, which passes vectors by reference) made the compiler store all of them to
+        // the stack on every iteration, which halved the speed.
         let mut acc = [[_mm512_setzero_si512(); B]; R];
         if k0 > 0 {
-            for (i, row) in acc.iter_mut().enumerate() {
-                row.copy_from_slice(&partial[i * NB..i * NB + B]);
+            for i in 0..R {
+                for j in 0..B {
+                    acc[i][j] = partial[i * NB + j];
+                }
             }
         }
         for k in 0..k1 - k0 {
@@ -244,15 +250,17 @@ mod imp {
                 }
             }
         }
-        if k1 < w.k4 {
-            for (i, row) in acc.iter().enumerate() {
-                partial[i * NB..i * NB + B].copy_from_slice(row);
+        for i in 0..R {
+            for j in 0..B {
+                partial[i * NB + j] = acc[i][j];
             }
+        }
+        if k1 < w.k4 {
             return;
         }
-        for (i, row) in acc.iter().enumerate() {
-            for (j, a) in row.iter().enumerate() {
-                store(sink, xq, w, t.r0, t.r + i, t.b0 + j, *a);
+        for i in 0..R {
+            for j in 0..B {
+                store(sink, xq, w, t.r0, t.r + i, t.b0 + j, partial[i * NB + j]);
             }
         }
     }
