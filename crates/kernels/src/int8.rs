@@ -601,7 +601,8 @@ mod tests {
         acc
     }
 
-    const SHAPES: [(usize, usize, usize); 7] = [
+    /// The last one is wider than one input chunk of the SIMD kernel (768 inputs).
+    const SHAPES: [(usize, usize, usize); 8] = [
         (1, 1, 1),
         (1, 7, 5),
         (3, 17, 33),
@@ -609,6 +610,7 @@ mod tests {
         (13, 130, 47),
         (50, 384, 100),
         (97, 61, 16),
+        (14, 1801, 70),
     ];
 
     #[test]
