@@ -132,6 +132,9 @@ dispatch! {
 mod tests {
     use super::{avx2, avx512, rows};
 
+    type Gelu = fn(&[f32], &[f32], &mut [f32]);
+    type Softmax = fn(&[f32], &[f32], usize, f32, &mut [f32]);
+
     /// GELU and softmax give the same bits in every copy this CPU runs: the same operations
     /// in the same order, the multiply-adds fused in each (in hardware or in libm).
     #[test]
@@ -144,11 +147,7 @@ mod tests {
         rows::gelu(&x, &bias, &mut want.0);
         rows::softmax(&x, &[], 30, 0.7, &mut want.1);
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        let mut copies: Vec<(
-            &str,
-            fn(&[f32], &[f32], &mut [f32]),
-            fn(&[f32], &[f32], usize, f32, &mut [f32]),
-        )> = Vec::new();
+        let mut copies: Vec<(&str, Gelu, Softmax)> = Vec::new();
         let has = |f: &str| match f {
             "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
             "avx2" => std::arch::is_x86_feature_detected!("avx2"),
