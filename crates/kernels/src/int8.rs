@@ -200,6 +200,28 @@ impl PackedWeights {
         })
     }
 
+    /// The layers `parts` (all with the same inputs) stacked into one whose outputs are those
+    /// of `parts[0]`, then those of `parts[1]`, ...: one product gives every part's outputs side
+    /// by side in each row, with the activations quantized once, and the same values as the
+    /// separate products bit for bit (the same per-row quantization and per-output sums).
+    pub fn concat(parts: &[&PackedWeights]) -> Result<Self, Int8Error> {
+        let Some(first) = parts.first() else {
+            return Err(Int8Error::Dimension {
+                what: "out",
+                value: 0,
+            });
+        };
+        let inp = first.inp;
+        let mut q = Vec::new();
+        let mut scales = Vec::new();
+        for p in parts {
+            check_len("inputs of a stacked layer", inp, p.inp)?;
+            q.extend(p.int8());
+            scales.extend_from_slice(p.scales());
+        }
+        Self::from_int8(&q, &scales, scales.len(), inp)
+    }
+
     /// Outputs (rows of the weight).
     pub fn out(&self) -> usize {
         self.out
@@ -579,7 +601,8 @@ mod tests {
         acc
     }
 
-    const SHAPES: [(usize, usize, usize); 7] = [
+    /// The last one is wider than one input chunk of the SIMD kernel (768 inputs).
+    const SHAPES: [(usize, usize, usize); 8] = [
         (1, 1, 1),
         (1, 7, 5),
         (3, 17, 33),
@@ -587,6 +610,7 @@ mod tests {
         (13, 130, 47),
         (50, 384, 100),
         (97, 61, 16),
+        (14, 1801, 70),
     ];
 
     #[test]
@@ -676,6 +700,53 @@ mod tests {
             y
         };
         assert_eq!(run(&one), run(&four));
+    }
+
+    #[test]
+    fn stacked_layers_give_the_separate_products_bit_for_bit() {
+        // 40 outputs: the parts' blocks do not line up with the stacked layer's blocks of 16.
+        let (n, inp) = (11, 70);
+        let x = values(n * inp, 21);
+        let outs = [40usize, 8, 33];
+        let parts: Vec<PackedWeights> = outs
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| PackedWeights::quantize(&values(o * inp, 30 + i as u64), o, inp))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let biases: Vec<Vec<f32>> = outs
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| values(o, 50 + i as u64))
+            .collect();
+        let refs: Vec<&PackedWeights> = parts.iter().collect();
+        let stacked = PackedWeights::concat(&refs).unwrap();
+        let total: usize = outs.iter().sum();
+        assert_eq!((stacked.out(), stacked.inp()), (total, inp));
+        let bias: Vec<f32> = biases.concat();
+        for isa in [Isa::Portable, Isa::Avx512Vnni] {
+            let mut y = vec![0f32; n * total];
+            matmul_on(isa, &x, n, &stacked, Some(&bias), &mut y).unwrap();
+            let mut col = 0;
+            for (p, b) in parts.iter().zip(&biases) {
+                let mut yp = vec![0f32; n * p.out()];
+                matmul_on(isa, &x, n, p, Some(b), &mut yp).unwrap();
+                for r in 0..n {
+                    let got = &y[r * total + col..r * total + col + p.out()];
+                    let want = &yp[r * p.out()..(r + 1) * p.out()];
+                    assert!(
+                        got.iter()
+                            .zip(want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{isa:?} row {r} part at column {col}"
+                    );
+                }
+                col += p.out();
+            }
+        }
+        let narrow = PackedWeights::quantize(&values(8 * (inp - 1), 3), 8, inp - 1).unwrap();
+        assert!(PackedWeights::concat(&[&parts[0], &narrow]).is_err());
+        assert!(PackedWeights::concat(&[]).is_err());
     }
 
     #[test]

@@ -134,23 +134,48 @@ pub(crate) struct Net {
 /// multiplies by them without repacking the weight on every call (measured 1.2-1.8x faster
 /// products at 128 rows, the same at 4096). Entries are keyed by the tensor's id, so a replaced
 /// tensor (pruning, a trainer's snapshot) gets a fresh entry; clones share the cache.
+/// It also holds each layer's Q, K and V stacked into one layer ([`StackedQkv`]).
 #[derive(Clone, Default)]
-pub(crate) struct TransposedWeights(Arc<Mutex<TransposedMap>>);
+pub(crate) struct TransposedWeights {
+    single: Arc<Mutex<TransposedMap>>,
+    /// First tensor index of a layer -> its stacked Q, K, V.
+    qkv: Arc<Mutex<HashMap<usize, Arc<StackedQkv>>>>,
+}
 
 /// Weight index -> (id of the tensor it was built from, the transposed values).
 type TransposedMap = HashMap<usize, (TensorId, Arc<Vec<f32>>)>;
 
 impl std::fmt::Debug for TransposedWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.lock().map_or(0, |m| m.len());
-        write!(f, "TransposedWeights({n} cached)")
+        let n = self.single.lock().map_or(0, |m| m.len());
+        let q = self.qkv.lock().map_or(0, |m| m.len());
+        write!(f, "TransposedWeights({n} cached, {q} stacked Q/K/V)")
     }
+}
+
+/// One layer's Q, K and V dense layers as one of `3 * hidden` outputs (Q's, then K's, then
+/// V's), so that inference computes them in one product (one wider gemm; for int8, the
+/// activations quantized once).
+pub(crate) struct StackedQkv {
+    /// Ids of the tensors it was built from (Q, K, V weight and bias, in [`names`] order).
+    from: [TensorId; 6],
+    /// Address of the int8 layers it was built from (0 for f32).
+    int8: usize,
+    weight: StackedWeight,
+    /// The three biases one after the other.
+    bias: Vec<f32>,
+}
+
+enum StackedWeight {
+    /// Transposed, `(hidden, 3 * hidden)` row-major.
+    F32(Vec<f32>),
+    Int8(taxon_kernels::int8::PackedWeights),
 }
 
 impl TransposedWeights {
     /// Tensor `k` (`t`, values `w` of shape `(out, inp)`) as `(inp, out)` row-major.
     fn get(&self, k: usize, t: &Tensor, w: &[f32], out: usize, inp: usize) -> Arc<Vec<f32>> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.single.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((id, wt)) = map.get(&k)
             && *id == t.id()
         {
@@ -352,19 +377,23 @@ impl Net {
 
     /// The encoder layers at inference on plain `Vec<f32>` buffers reused across layers, on
     /// packed token rows (text `j` in the `lens[j]` rows after those of texts `0..j`, no
-    /// padding): Q, K, V from three products written side by side, attention per (text, head)
-    /// over the text's own rows straight from the projections through strided views (no head
-    /// transposes, no mask), the fused softmax / GELU / residual layer-norm kernels, int8
-    /// layers through their kernel. `x` is the embedding output `(sum(lens), hidden)`; returns
-    /// the final states, same shape. Equal to the candle path up to float rounding (tested).
+    /// padding): Q, K, V from one product of the stacked layer ([`StackedQkv`]), attention per
+    /// (text, head) over the text's own rows straight from the projections through strided
+    /// views (no head transposes, no mask), the fused softmax / GELU / residual layer-norm
+    /// kernels, int8 layers through their kernel. The texts go through all the layers in
+    /// groups of about [`GROUP_ROWS`] rows per thread (texts never see each other, so a group
+    /// is a batch of its own), which keeps the activations in cache and the buffers small.
+    /// `x` is the embedding output `(sum(lens), hidden)`; returns the final states, same shape.
+    /// Equal to the candle path up to float rounding (tested).
     fn layers_on_buffers(&self, x: &Tensor, lens: &[usize]) -> Result<Vec<f32>> {
-        let cfg = &self.cfg;
-        let (h, f) = (cfg.hidden, cfg.intermediate);
-        let (nh, dh) = (cfg.heads, cfg.head_dim());
+        let target = GROUP_ROWS * rayon::current_num_threads().max(1);
+        self.layers_in_groups(x, lens, target)
+    }
+
+    /// [`Self::layers_on_buffers`] in groups of texts of at most `target` rows.
+    fn layers_in_groups(&self, x: &Tensor, lens: &[usize], target: usize) -> Result<Vec<f32>> {
+        let h = self.cfg.hidden;
         let n: usize = lens.iter().sum();
-        let threads = rayon::current_num_threads();
-        let eps = cfg.layer_norm_eps as f32;
-        let scale = 1.0 / (dh as f32).sqrt();
         let mut x = x.flatten_all()?.to_vec1::<f32>()?;
         if x.len() != n * h {
             return Err(Error::Msg(format!(
@@ -372,11 +401,37 @@ impl Net {
                 x.len()
             )));
         }
-        let mut x2 = vec![0f32; n * h];
-        let (mut q, mut k, mut v) = (vec![0f32; n * h], vec![0f32; n * h], vec![0f32; n * h]);
-        let mut ctx = vec![0f32; n * h];
-        let mut y = vec![0f32; n * h];
-        let (mut ff, mut ff2) = (vec![0f32; n * f], vec![0f32; n * f]);
+        let groups = text_groups(lens, target);
+        let most = groups.iter().map(|g| g.rows).max().unwrap_or(0);
+        let mut bufs = LayerBuffers::new(most, h, self.cfg.intermediate);
+        for g in groups {
+            let x = &mut x[g.row * h..(g.row + g.rows) * h];
+            self.layers_on_group(x, &lens[g.texts], &mut bufs)?;
+        }
+        Ok(x)
+    }
+
+    /// The encoder layers on the packed rows `x` of the texts of `lens` (see
+    /// [`Self::layers_on_buffers`]), in place.
+    fn layers_on_group(
+        &self,
+        x: &mut [f32],
+        lens: &[usize],
+        bufs: &mut LayerBuffers,
+    ) -> Result<()> {
+        let cfg = &self.cfg;
+        let (h, f) = (cfg.hidden, cfg.intermediate);
+        let (nh, dh) = (cfg.heads, cfg.head_dim());
+        let n: usize = lens.iter().sum();
+        let threads = rayon::current_num_threads();
+        let eps = cfg.layer_norm_eps as f32;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let x2 = &mut bufs.x2[..n * h];
+        let qkv = &mut bufs.qkv[..n * 3 * h];
+        let ctx = &mut bufs.ctx[..n * h];
+        let y = &mut bufs.y[..n * h];
+        let ff = &mut bufs.ff[..n * f];
+        let ff2 = &mut bufs.ff2[..n * f];
         let first = embedding_count(cfg);
         for layer in 0..cfg.layers {
             let base = first + layer * PER_LAYER;
@@ -390,23 +445,138 @@ impl Net {
             let dense = |j: usize, x: &[f32], inp: usize, out: &mut [f32], bias: bool| {
                 self.dense_on_buffers(base + j, w(j)?, w(j + 1)?, x, inp, out, bias, threads)
             };
-            dense(0, &x, h, &mut q, true)?;
-            dense(2, &x, h, &mut k, true)?;
-            dense(4, &x, h, &mut v, true)?;
-            attention(&q, &k, &v, lens, (nh, dh), scale, &mut ctx)?;
-            let biased = dense(6, &ctx, h, &mut y, false)?;
+            let qkv_weights = [w(0)?, w(1)?, w(2)?, w(3)?, w(4)?, w(5)?];
+            match self.stacked_qkv(base, qkv_weights)? {
+                Some(stacked) => self.qkv_on_buffers(&stacked, x, qkv, threads)?,
+                None => {
+                    // Some of Q, K, V int8 and some not: three products, copied side by side.
+                    for part in 0..3 {
+                        dense(2 * part, x, h, ctx, true)?;
+                        for (dst, src) in qkv.chunks_exact_mut(3 * h).zip(ctx.chunks_exact(h)) {
+                            dst[part * h..(part + 1) * h].copy_from_slice(src);
+                        }
+                    }
+                }
+            }
+            attention(qkv, 3 * h, lens, (nh, dh), scale, ctx)?;
+            let biased = dense(6, ctx, h, y, false)?;
             let bias = if biased { &[][..] } else { w(7)? };
-            fused::layer_norm(&y, bias, &x, w(8)?, w(9)?, eps, &mut x2).map_err(kernel)?;
-            std::mem::swap(&mut x, &mut x2);
-            let biased = dense(10, &x, h, &mut ff, false)?;
+            fused::layer_norm(y, bias, x, w(8)?, w(9)?, eps, x2).map_err(kernel)?;
+            let biased = dense(10, x2, h, ff, false)?;
             let bias = if biased { &[][..] } else { w(11)? };
-            fused::gelu(&ff, bias, &mut ff2).map_err(kernel)?;
-            let biased = dense(12, &ff2, f, &mut y, false)?;
+            fused::gelu(ff, bias, ff2).map_err(kernel)?;
+            let biased = dense(12, ff2, f, y, false)?;
             let bias = if biased { &[][..] } else { w(13)? };
-            fused::layer_norm(&y, bias, &x, w(14)?, w(15)?, eps, &mut x2).map_err(kernel)?;
-            std::mem::swap(&mut x, &mut x2);
+            fused::layer_norm(y, bias, x2, w(14)?, w(15)?, eps, x).map_err(kernel)?;
         }
-        Ok(x)
+        Ok(())
+    }
+
+    /// The stacked Q, K, V of the layer whose first tensor is `base` (`ws`: the f32 values of
+    /// its tensors `base..base + 6`, Q, K, V weight and bias), built on first use; `None` when
+    /// only some of the three are int8.
+    fn stacked_qkv(&self, base: usize, ws: [&[f32]; 6]) -> Result<Option<Arc<StackedQkv>>> {
+        let h = self.cfg.hidden;
+        let from: [TensorId; 6] = std::array::from_fn(|j| self.t(base + j).id());
+        let int8 = self.int8.as_ref().map_or(0, |q| Arc::as_ptr(q) as usize);
+        let mut map = self
+            .transposed
+            .qkv
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get(&base)
+            && s.from == from
+            && s.int8 == int8
+        {
+            return Ok(Some(s.clone()));
+        }
+        let err = |what: String| Error::Msg(format!("bert inference: layer at {base}: {what}"));
+        for j in [1, 3, 5] {
+            if ws[j].len() != h {
+                return Err(err(format!(
+                    "bias {j} holds {} values, expected {h}",
+                    ws[j].len()
+                )));
+            }
+        }
+        let q = |j: usize| self.int8.as_ref().and_then(|q| q.get(base + j));
+        let weight = match [q(0), q(2), q(4)] {
+            [Some(a), Some(b), Some(c)] => {
+                let p =
+                    taxon_kernels::int8::PackedWeights::concat(&[&a.packed, &b.packed, &c.packed])
+                        .map_err(|e| err(format!("int8 Q, K, V: {e}")))?;
+                if (p.out(), p.inp()) != (3 * h, h) {
+                    return Err(err(format!(
+                        "int8 Q, K, V of {}x{}, expected {}x{h}",
+                        p.out(),
+                        p.inp(),
+                        3 * h
+                    )));
+                }
+                StackedWeight::Int8(p)
+            }
+            [None, None, None] => {
+                let mut wt = vec![0f32; h * 3 * h];
+                for (part, j) in [0, 2, 4].into_iter().enumerate() {
+                    let w = ws[j];
+                    if w.len() != h * h {
+                        return Err(err(format!(
+                            "weight {j} holds {} values, expected {h}x{h}",
+                            w.len()
+                        )));
+                    }
+                    for (o, row) in w.chunks_exact(h.max(1)).enumerate() {
+                        for (i, &v) in row.iter().enumerate() {
+                            wt[i * 3 * h + part * h + o] = v;
+                        }
+                    }
+                }
+                StackedWeight::F32(wt)
+            }
+            _ => return Ok(None),
+        };
+        let bias = [ws[1], ws[3], ws[5]].concat();
+        let s = Arc::new(StackedQkv {
+            from,
+            int8,
+            weight,
+            bias,
+        });
+        map.insert(base, s.clone());
+        Ok(Some(s))
+    }
+
+    /// `qkv = x W^T + b` for the stacked Q, K, V: `x` `(rows, hidden)`, `qkv` `(rows, 3 hidden)`.
+    fn qkv_on_buffers(
+        &self,
+        s: &StackedQkv,
+        x: &[f32],
+        qkv: &mut [f32],
+        threads: usize,
+    ) -> Result<()> {
+        let h = self.cfg.hidden;
+        let rows = x.len() / h.max(1);
+        let err = |e: &dyn std::fmt::Display| Error::Msg(format!("bert inference: Q, K, V: {e}"));
+        match &s.weight {
+            StackedWeight::Int8(p) => {
+                taxon_kernels::int8::matmul(x, rows, p, Some(&s.bias), qkv).map_err(|e| err(&e))
+            }
+            StackedWeight::F32(wt) => {
+                for row in qkv.chunks_exact_mut(3 * h.max(1)) {
+                    row.copy_from_slice(&s.bias);
+                }
+                let dst = ViewMut {
+                    data: qkv,
+                    offset: 0,
+                    rows,
+                    cols: 3 * h,
+                    row_stride: 3 * h,
+                };
+                let wt = View::rows(wt, 0, h, 3 * h, 3 * h);
+                matmul(dst, View::rows(x, 0, rows, h, h), wt, 1.0, true, threads)
+                    .map_err(|e| err(&e))
+            }
+        }
     }
 
     /// `out = x W^T` (`+ b` when `bias`) for the dense layer whose weight is tensor `k`, `x` of
@@ -609,16 +779,74 @@ fn kernel(e: fused::ShapeError) -> Error {
     Error::Msg(format!("bert inference: {e}"))
 }
 
-/// Multi-head attention at inference from the packed projections `q`, `k`, `v`
-/// (`(sum(lens), hidden)`, text `j` in the `lens[j]` rows after those of texts `0..j`, head
-/// `h` in columns `h * dh .. (h + 1) * dh`): per text and head, scores `Q K^T` into a
-/// `len x len` buffer, the fused scaled softmax (no mask: a text attends to its own rows only),
-/// and `P V` written straight into the head's columns of `ctx`. Texts run in parallel on the
-/// rayon pool.
+/// Token rows per thread in one group of texts of [`Net::layers_on_buffers`]: enough rows for
+/// the products to reuse each weight, few enough for the activations of a group (about 40 KiB a
+/// row for MiniLM) to stay in the caches.
+const GROUP_ROWS: usize = 512;
+
+/// Consecutive texts and their rows in the packed batch.
+struct TextGroup {
+    texts: std::ops::Range<usize>,
+    /// First row.
+    row: usize,
+    rows: usize,
+}
+
+/// Splits texts of `lens` into runs of whole texts of at most `target` rows (a longer text
+/// alone).
+fn text_groups(lens: &[usize], target: usize) -> Vec<TextGroup> {
+    let mut groups: Vec<TextGroup> = Vec::new();
+    let mut row = 0;
+    for (j, &len) in lens.iter().enumerate() {
+        match groups.last_mut() {
+            Some(g) if g.rows + len <= target => {
+                g.texts.end = j + 1;
+                g.rows += len;
+            }
+            _ => groups.push(TextGroup {
+                texts: j..j + 1,
+                row,
+                rows: len,
+            }),
+        }
+        row += len;
+    }
+    groups
+}
+
+/// The work buffers of [`Net::layers_on_group`], for up to `rows` rows.
+struct LayerBuffers {
+    x2: Vec<f32>,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    y: Vec<f32>,
+    ff: Vec<f32>,
+    ff2: Vec<f32>,
+}
+
+impl LayerBuffers {
+    fn new(rows: usize, h: usize, f: usize) -> Self {
+        Self {
+            x2: vec![0f32; rows * h],
+            qkv: vec![0f32; rows * 3 * h],
+            ctx: vec![0f32; rows * h],
+            y: vec![0f32; rows * h],
+            ff: vec![0f32; rows * f],
+            ff2: vec![0f32; rows * f],
+        }
+    }
+}
+
+/// Multi-head attention at inference from the packed projections in `qkv`: row `r` (at
+/// `r * stride`) holds the query, key and value of token `r` side by side (`hidden` values
+/// each, head `h` in columns `h * dh .. (h + 1) * dh` of each), text `j` in the `lens[j]` rows
+/// after those of texts `0..j`. Per text and head: scores `Q K^T` into a `len x len` buffer,
+/// the fused scaled softmax (no mask: a text attends to its own rows only), and `P V` written
+/// straight into the head's columns of `ctx` (`(sum(lens), hidden)`). Texts run in parallel on
+/// the rayon pool.
 fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    qkv: &[f32],
+    stride: usize,
     lens: &[usize],
     (nh, dh): (usize, usize),
     scale: f32,
@@ -626,11 +854,18 @@ fn attention(
 ) -> Result<()> {
     let h = nh * dh;
     let n: usize = lens.iter().sum();
-    for (what, s) in [("q", q), ("k", k), ("v", v), ("context", &*ctx)] {
-        if s.len() != n * h {
+    if stride < 3 * h {
+        return Err(Error::Msg(format!(
+            "bert attention: rows of {stride} values cannot hold q, k and v of {h}"
+        )));
+    }
+    for (what, len, want) in [
+        ("qkv", qkv.len(), n * stride),
+        ("context", ctx.len(), n * h),
+    ] {
+        if len != want {
             return Err(Error::Msg(format!(
-                "bert attention: {what} holds {} values, expected {n} rows x {h}",
-                s.len()
+                "bert attention: {what} holds {len} values, expected {want} ({n} rows)"
             )));
         }
     }
@@ -657,7 +892,7 @@ fn attention(
             }
             let (scores, probs) = (&mut scores[..t * t], &mut probs[..t * t]);
             for head in 0..nh {
-                let at = row * h + head * dh;
+                let at = row * stride + head * dh;
                 let dst = ViewMut {
                     data: scores,
                     offset: 0,
@@ -665,8 +900,9 @@ fn attention(
                     cols: t,
                     row_stride: t,
                 };
-                let kt = View::rows(k, at, t, dh, h).t();
-                matmul(dst, View::rows(q, at, t, dh, h), kt, 1.0, false, 1).map_err(|e| err(&e))?;
+                let kt = View::rows(qkv, at + h, t, dh, stride).t();
+                let q = View::rows(qkv, at, t, dh, stride);
+                matmul(dst, q, kt, 1.0, false, 1).map_err(|e| err(&e))?;
                 fused::softmax(scores, &[], t, scale, probs).map_err(|e| err(&e))?;
                 let dst = ViewMut {
                     data: out,
@@ -676,7 +912,8 @@ fn attention(
                     row_stride: h,
                 };
                 let p = View::rows(probs, 0, t, t, t);
-                matmul(dst, p, View::rows(v, at, t, dh, h), 1.0, false, 1).map_err(|e| err(&e))?;
+                let v = View::rows(qkv, at + 2 * h, t, dh, stride);
+                matmul(dst, p, v, 1.0, false, 1).map_err(|e| err(&e))?;
             }
             Ok(())
         },
@@ -879,11 +1116,158 @@ mod tests {
 
     #[test]
     fn attention_rejects_wrong_sizes() {
-        let q = vec![0f32; 5 * 4];
+        let qkv = vec![0f32; 5 * 12];
         let mut ctx = vec![0f32; 5 * 4];
-        assert!(attention(&q, &q, &q, &[3, 2], (2, 2), 1.0, &mut ctx).is_ok());
-        let e = attention(&q, &q, &q[1..], &[3, 2], (2, 2), 1.0, &mut ctx).unwrap_err();
-        assert!(e.to_string().contains('v'), "{e}");
-        assert!(attention(&q, &q, &q, &[3, 3], (2, 2), 1.0, &mut ctx).is_err());
+        assert!(attention(&qkv, 12, &[3, 2], (2, 2), 1.0, &mut ctx).is_ok());
+        let e = attention(&qkv[1..], 12, &[3, 2], (2, 2), 1.0, &mut ctx).unwrap_err();
+        assert!(e.to_string().contains("qkv"), "{e}");
+        assert!(attention(&qkv, 12, &[3, 3], (2, 2), 1.0, &mut ctx).is_err());
+        let e = attention(&qkv, 10, &[3, 2], (2, 2), 1.0, &mut ctx).unwrap_err();
+        assert!(e.to_string().contains("cannot hold"), "{e}");
+        let e = attention(&qkv, 12, &[3, 2], (2, 2), 1.0, &mut ctx[1..]).unwrap_err();
+        assert!(e.to_string().contains("context"), "{e}");
+    }
+
+    /// Deterministic values in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = SplitMix64::new(seed);
+        (0..n).map(|_| rng.next_f32() * 2.0 - 1.0).collect()
+    }
+
+    /// Attention on rows holding q | k | v (and, with `stride` > 3h, padding) equals the
+    /// textbook formula computed per text and head.
+    #[test]
+    fn attention_on_stacked_rows_matches_the_formula() {
+        let (nh, dh) = (3, 4);
+        let h = nh * dh;
+        let lens = [5usize, 1, 7];
+        let n: usize = lens.iter().sum();
+        let scale = 0.4;
+        for stride in [3 * h, 3 * h + 5] {
+            let qkv = values(n * stride, stride as u64);
+            let mut ctx = vec![f32::NAN; n * h];
+            attention(&qkv, stride, &lens, (nh, dh), scale, &mut ctx).unwrap();
+            let mut first = 0;
+            for &t in &lens {
+                for head in 0..nh {
+                    let at = |r: usize, part: usize, d: usize| {
+                        qkv[(first + r) * stride + part * h + head * dh + d]
+                    };
+                    for i in 0..t {
+                        let s: Vec<f32> = (0..t)
+                            .map(|j| {
+                                scale * (0..dh).map(|d| at(i, 0, d) * at(j, 1, d)).sum::<f32>()
+                            })
+                            .collect();
+                        let m = s.iter().copied().fold(f32::MIN, f32::max);
+                        let e: Vec<f32> = s.iter().map(|v| (v - m).exp()).collect();
+                        let z: f32 = e.iter().sum();
+                        for d in 0..dh {
+                            let want: f32 = (0..t).map(|j| e[j] / z * at(j, 2, d)).sum();
+                            let got = ctx[(first + i) * h + head * dh + d];
+                            assert!(
+                                (got - want).abs() < 1e-5,
+                                "stride {stride}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+                first += t;
+            }
+        }
+    }
+
+    /// The stacked Q, K, V product equals the three dense layers: bit for bit in int8 (the
+    /// same quantized rows, the same sums), up to rounding in f32.
+    #[test]
+    fn stacked_qkv_equals_three_dense_layers() {
+        let mut net = tiny_net(super::super::Arch::Bert, Pooling::Mean);
+        let h = net.cfg.hidden;
+        let rows = 9;
+        let x = values(rows * h, 3);
+        let base = embedding_count(&net.cfg) + PER_LAYER; // the second layer
+        for int8 in [false, true] {
+            if int8 {
+                let q = Int8Linears::quantize(&net.tensors, &net.cfg).unwrap();
+                net.int8 = Some(Arc::new(q));
+            }
+            let vals: Vec<Vec<f32>> = (0..6)
+                .map(|j| {
+                    net.t(base + j)
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
+                .collect();
+            let ws: [&[f32]; 6] = std::array::from_fn(|j| vals[j].as_slice());
+            let stacked = net.stacked_qkv(base, ws).unwrap().unwrap();
+            assert_eq!(
+                matches!(stacked.weight, StackedWeight::Int8(_)),
+                int8,
+                "the cached f32 layers were not rebuilt"
+            );
+            let mut qkv = vec![0f32; rows * 3 * h];
+            net.qkv_on_buffers(&stacked, &x, &mut qkv, 1).unwrap();
+            for part in 0..3 {
+                let j = 2 * part;
+                let mut one = vec![0f32; rows * h];
+                let biased = net
+                    .dense_on_buffers(base + j, ws[j], ws[j + 1], &x, h, &mut one, true, 1)
+                    .unwrap();
+                assert!(biased);
+                for r in 0..rows {
+                    let got = &qkv[r * 3 * h + part * h..r * 3 * h + (part + 1) * h];
+                    let want = &one[r * h..(r + 1) * h];
+                    for (g, w) in got.iter().zip(want) {
+                        if int8 {
+                            assert_eq!(g.to_bits(), w.to_bits(), "part {part} row {r}");
+                        } else {
+                            assert!((g - w).abs() < 1e-5, "part {part} row {r}: {g} vs {w}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn texts_are_grouped_whole_up_to_the_target() {
+        let groups = text_groups(&[3, 4, 2, 9, 1, 1], 7);
+        let got: Vec<_> = groups
+            .iter()
+            .map(|g| (g.texts.clone(), g.row, g.rows))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0..2, 0, 7), (2..3, 7, 2), (3..4, 9, 9), (4..6, 18, 2)]
+        );
+        assert!(text_groups(&[], 7).is_empty());
+    }
+
+    /// Running the texts through the layers in several groups gives what one group gives.
+    #[test]
+    fn grouped_layers_equal_one_group() {
+        let mut net = tiny_net(super::super::Arch::Bert, Pooling::Mean);
+        let lens = [5usize, 3, 10, 2, 1, 5];
+        let n: usize = lens.iter().sum();
+        let x = Tensor::from_vec(
+            values(n * net.cfg.hidden, 8),
+            (n, net.cfg.hidden),
+            &Device::Cpu,
+        )
+        .unwrap();
+        for int8 in [false, true] {
+            if int8 {
+                let q = Int8Linears::quantize(&net.tensors, &net.cfg).unwrap();
+                net.int8 = Some(Arc::new(q));
+            }
+            let one = net.layers_in_groups(&x, &lens, n).unwrap();
+            for target in [1, 8, 11] {
+                let grouped = net.layers_in_groups(&x, &lens, target).unwrap();
+                assert!(close(&one, &grouped), "int8 {int8}, groups of {target}");
+            }
+            assert!(one.iter().all(|v| v.is_finite()));
+        }
     }
 }
