@@ -159,8 +159,9 @@ impl std::fmt::Debug for TransposedWeights {
 pub(crate) struct StackedQkv {
     /// Ids of the tensors it was built from (Q, K, V weight and bias, in [`names`] order).
     from: [TensorId; 6],
-    /// Address of the int8 layers it was built from (0 for f32).
-    int8: usize,
+    /// The int8 layers it was built from (`None` for f32); held, so that their address cannot
+    /// be reused by other layers while this entry compares against it.
+    int8: Option<Arc<Int8Linears>>,
     weight: StackedWeight,
     /// The three biases one after the other.
     bias: Vec<f32>,
@@ -478,7 +479,7 @@ impl Net {
     fn stacked_qkv(&self, base: usize, ws: [&[f32]; 6]) -> Result<Option<Arc<StackedQkv>>> {
         let h = self.cfg.hidden;
         let from: [TensorId; 6] = std::array::from_fn(|j| self.t(base + j).id());
-        let int8 = self.int8.as_ref().map_or(0, |q| Arc::as_ptr(q) as usize);
+        let int8 = self.int8.clone();
         let mut map = self
             .transposed
             .qkv
@@ -486,7 +487,11 @@ impl Net {
             .unwrap_or_else(|e| e.into_inner());
         if let Some(s) = map.get(&base)
             && s.from == from
-            && s.int8 == int8
+            && match (&s.int8, &int8) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
         {
             return Ok(Some(s.clone()));
         }
