@@ -1,5 +1,7 @@
 # Shared by the serving benches (bench/serve.sh, bench/serve_bert.sh); sourced, not run.
-# Needs `log` defined and CARGO_TARGET_DIR exported by the caller.
+# Needs CARGO_TARGET_DIR exported by the caller.
+
+log() { echo "== $*" >&2; }
 
 # Background processes the bench started (servers, load generators): killed and reaped on exit.
 PIDS=()

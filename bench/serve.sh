@@ -83,8 +83,6 @@ mkdir -p "$W"
 W=$(cd "$W" && pwd)
 ulimit -n 8192 2>/dev/null || true
 
-log() { echo "== $*" >&2; }
-
 SERVER_PID=
 FAILED_STEPS=()
 # shellcheck source=bench/lib.sh

@@ -61,7 +61,6 @@ die() {
     echo "bench/serve_bert.sh: $*" >&2
     exit 2
 }
-log() { echo "== $*" >&2; }
 
 NCPU=$(nproc)
 if [[ -z ${SERVER_CPUS:-} ]]; then

@@ -97,16 +97,13 @@ pub(crate) fn names(
         }
     }
     if pooling == Pooling::Pooler {
-        out.push((POOLER_WEIGHT.into(), vec![h, h]));
+        out.push(("pooler.dense.weight".into(), vec![h, h]));
         out.push(("pooler.dense.bias".into(), vec![h]));
     }
     out.push(("classifier.weight".into(), vec![labels, h]));
     out.push(("classifier.bias".into(), vec![labels]));
     out
 }
-
-/// Name of the pooler's dense weight in a BERT checkpoint.
-pub(crate) const POOLER_WEIGHT: &str = "pooler.dense.weight";
 
 /// Tensors before the first encoder layer.
 pub(crate) fn embedding_count(cfg: &EncoderConfig) -> usize {
