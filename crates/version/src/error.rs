@@ -1,4 +1,4 @@
-//! The error kinds of the store crate.
+//! The error kinds of the versioning crate.
 
 use std::path::PathBuf;
 
