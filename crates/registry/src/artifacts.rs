@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use taxon_core::Md5Hex;
+use taxon_version::RemoteError;
 use taxon_version::config::{
     DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, RemoteConfig, RemoteUrl, Secret,
 };
 use taxon_version::hashing::Md5Hasher;
-use taxon_version::remote::{Remote, RemoteError};
+use taxon_version::remote::Remote;
 
 use crate::error::RegistryError;
 

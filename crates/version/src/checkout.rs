@@ -14,15 +14,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use taxon_core::Md5Hex;
-use taxon_dataset::Format;
 
-use crate::add::state_for;
 use crate::cache::{Cache, DirEntry, content_hash, write_new_file};
 use crate::dvcfile::{DvcFile, Out};
 use crate::error::{IoContext, Result, StoreError};
 use crate::hashing::{self, HashState};
 use crate::repo::Repo;
 use crate::versions;
+use crate::workspace::state_for;
 
 /// Options of a checkout.
 #[derive(Clone, Debug, Default)]
@@ -49,42 +48,6 @@ pub struct CheckoutSummary {
 struct Wanted {
     target: PathBuf,
     md5: Md5Hex,
-}
-
-/// The data files of a version that taxon can read, as (cache object path, format): the
-/// object itself for a file (format from `workspace_path`'s extension), the manifest entries
-/// for a folder (format from each relpath). Sorted by relpath.
-pub fn data_files_of(
-    cache: &Cache,
-    id: &Md5Hex,
-    workspace_path: &Path,
-) -> Result<Vec<(PathBuf, Format)>> {
-    Ok(named_files_of(cache, id, workspace_path)?
-        .into_iter()
-        .filter_map(|(rel, obj)| Format::from_path(Path::new(&rel)).map(|f| (obj, f)))
-        .collect())
-}
-
-/// Every file of a version as (relpath, cache object path): for a file version the relpath is
-/// the workspace file name.
-pub fn named_files_of(
-    cache: &Cache,
-    id: &Md5Hex,
-    workspace_path: &Path,
-) -> Result<Vec<(String, PathBuf)>> {
-    if id.is_dir() {
-        Ok(cache
-            .read_dir_manifest(id)?
-            .into_iter()
-            .map(|e| (e.relpath, cache.object_path(&e.md5)))
-            .collect())
-    } else {
-        let name = workspace_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Ok(vec![(name, cache.object_path(id))])
-    }
 }
 
 fn rel(repo: &Repo, p: &Path) -> String {

@@ -68,11 +68,55 @@ pub enum StoreError {
         candidates: Vec<String>,
     },
     #[error(transparent)]
-    Remote(#[from] crate::remote::RemoteError),
+    Remote(#[from] RemoteError),
     #[error(transparent)]
     Read(#[from] taxon_dataset::ReadError),
     #[error("{0}")]
     Other(String),
+}
+
+/// Errors talking to a remote. Messages name the remote and the object; never credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("remote {remote:?}: {message}")]
+    Config { remote: String, message: String },
+    #[error("remote {remote:?}: {op} {object} failed")]
+    Store {
+        remote: String,
+        op: &'static str,
+        object: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("remote {remote:?}: object {object} is not on the remote")]
+    Missing { remote: String, object: Md5Hex },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "remote {remote:?}: object {object} is corrupt or truncated: expected md5 {object}, got {actual} ({size} bytes received)"
+    )]
+    HashMismatch {
+        remote: String,
+        object: Md5Hex,
+        actual: Md5Hex,
+        size: u64,
+    },
+    #[error(
+        "remote {remote:?}: object {object} cannot be decrypted (wrong key, or tampered data): {message}"
+    )]
+    Decrypt {
+        remote: String,
+        object: Md5Hex,
+        message: String,
+    },
+    #[error("remote {remote:?}: encryption key: {message}")]
+    Key { remote: String, message: String },
+    #[error("remote {remote:?}: transfer task failed: {message}")]
+    Task { remote: String, message: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -8,22 +8,33 @@
 // it directly), and errors are cold paths next to hashing gigabytes: keep it unboxed.
 #![allow(clippy::result_large_err)]
 
+// Modules in layers; each uses only those of the layers above it (no cycles):
+//
+//   error, repo                     errors; finding `.dvc/` and `.taxon/`
+//   hashing, dvcfile, config        md5 and the state file; `PATH.dvc` files; DVC's config
+//   cache, versions                 the content-addressed cache; `.taxon/versions.jsonl`
+//   workspace                       a tracked path's hash (state file, into the cache or not)
+//   add, checkout, status           the local commands
+//   remote                          one remote's object operations
+//   transfer                        push and pull
 pub mod error;
 pub mod repo;
 
-// Local versioning: hashing, cache, pointer files, add/checkout/status, version records.
-pub mod add;
-pub mod cache;
-pub mod checkout;
+pub mod config;
 pub mod dvcfile;
 pub mod hashing;
-pub mod status;
+
+pub mod cache;
 pub mod versions;
 
-// Remotes: configuration, object-store access, parallel push/pull.
-pub mod config;
+pub mod workspace;
+
+pub mod add;
+pub mod checkout;
+pub mod status;
+
 pub mod remote;
 pub mod transfer;
 
-pub use error::{Result, StoreError};
+pub use error::{RemoteError, Result, StoreError};
 pub use repo::Repo;

@@ -21,8 +21,8 @@ use taxon_core::Md5Hex;
 
 use crate::cache::{Cache, objects_for, parse_manifest};
 use crate::dvcfile::{DvcFile, find_dvc_files};
-use crate::error::{IoContext, Result, StoreError};
-use crate::remote::{Downloaded, Remote, RemoteError};
+use crate::error::{IoContext, RemoteError, Result, StoreError};
+use crate::remote::{Downloaded, Remote};
 use crate::repo::Repo;
 
 /// Progress of a transfer, reported as objects finish (called from worker tasks).

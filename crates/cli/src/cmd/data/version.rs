@@ -8,8 +8,8 @@ use clap::Args;
 use taxon_core::VersionRecord;
 use taxon_dataset::{Format, OnError, ReadOptions};
 use taxon_version::Repo;
-use taxon_version::cache::Cache;
-use taxon_version::checkout::{CheckoutOptions, named_files_of};
+use taxon_version::cache::{Cache, named_files_of};
+use taxon_version::checkout::CheckoutOptions;
 use taxon_version::dvcfile::find_dvc_files;
 
 use crate::ctx::{Ctx, Outcome};
@@ -77,7 +77,7 @@ pub fn add(args: AddArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mut records = Vec::new();
     for path in &args.paths {
         let before = taxon_version::versions::list_versions(&repo, path)?.len();
-        let total = taxon_version::add::data_size(path)?;
+        let total = taxon_version::workspace::data_size(path)?;
         let bar = ctx.bytes_bar(total, &format!("add {}", path.display()));
         let record =
             taxon_version::add::add_with_progress(&repo, path, args.message.as_deref(), &|n| {
