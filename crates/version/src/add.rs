@@ -7,7 +7,7 @@ use taxon_core::{DatasetStats, Md5Hex, VersionRecord};
 
 use crate::cache::{self, Cache};
 use crate::dvcfile::{self, DvcFile, Out};
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 use crate::repo::Repo;
 use crate::versions;
 use crate::workspace::{hash_path, state_for};
@@ -29,13 +29,13 @@ pub fn add_with_progress(
     let abs = dvcfile::strip_trailing_slash(&std::path::absolute(path).at(path)?);
     let rel = versions::rel_path(repo, &abs)?;
     if rel == ".dvc" || rel.starts_with(".dvc/") || rel == ".taxon" || rel.starts_with(".taxon/") {
-        return Err(StoreError::InvalidFile {
+        return Err(VersionError::InvalidFile {
             path: abs,
             message: "is taxon/DVC metadata and cannot be tracked".into(),
         });
     }
     if abs.extension().is_some_and(|e| e == "dvc") {
-        return Err(StoreError::InvalidFile {
+        return Err(VersionError::InvalidFile {
             path: abs,
             message: "is a .dvc pointer file; add the data it points to instead".into(),
         });
@@ -43,7 +43,7 @@ pub fn add_with_progress(
     let name = abs
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| StoreError::InvalidFile {
+        .ok_or_else(|| VersionError::InvalidFile {
             path: abs.clone(),
             message: "name is not valid UTF-8".into(),
         })?

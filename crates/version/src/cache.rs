@@ -21,7 +21,7 @@ use taxon_core::Md5Hex;
 use taxon_dataset::Format;
 
 use crate::dvcfile::DvcFile;
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 use crate::hashing;
 use crate::repo::Repo;
 
@@ -108,7 +108,7 @@ impl Cache {
         let expected_content = content_hash(expected);
         if actual.as_str() != expected_content {
             let _ = fs::remove_file(tmp);
-            return Err(StoreError::HashMismatch {
+            return Err(VersionError::HashMismatch {
                 path: tmp.to_path_buf(),
                 expected: expected.clone(),
                 actual,
@@ -130,7 +130,7 @@ impl Cache {
         let bytes = manifest_bytes(entries);
         let hash: Md5Hex = format!("{}.dir", Md5Hex::of_bytes(&bytes))
             .parse()
-            .map_err(|e: taxon_core::hash::InvalidHash| StoreError::Other(e.to_string()))?;
+            .map_err(|e: taxon_core::hash::InvalidHash| VersionError::Other(e.to_string()))?;
         if !self.contains(&hash) {
             let tmp = self.temp_path("dir")?;
             fs::write(&tmp, &bytes).at(&tmp)?;
@@ -146,7 +146,7 @@ impl Cache {
         let bytes = fs::read(&path).at(&path)?;
         let actual = Md5Hex::of_bytes(&bytes);
         if actual.as_str() != content_hash(hash) {
-            return Err(StoreError::HashMismatch {
+            return Err(VersionError::HashMismatch {
                 path,
                 expected: hash.clone(),
                 actual,
@@ -349,20 +349,20 @@ pub(crate) fn set_read_only(path: &Path) -> Result<()> {
 
 pub(crate) fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Vec<DirEntry>> {
     let entries: Vec<DirEntry> =
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Malformed {
+        serde_json::from_slice(bytes).map_err(|e| VersionError::Malformed {
             path: path.to_path_buf(),
             field: "manifest".into(),
             message: format!("not a DVC folder manifest: {e}"),
         })?;
     for e in &entries {
         if !is_safe_relpath(&e.relpath) {
-            return Err(StoreError::UnsafeRelpath {
+            return Err(VersionError::UnsafeRelpath {
                 manifest: path.to_path_buf(),
                 relpath: e.relpath.clone(),
             });
         }
         if e.md5.is_dir() {
-            return Err(StoreError::Malformed {
+            return Err(VersionError::Malformed {
                 path: path.to_path_buf(),
                 field: format!("{}.md5", e.relpath),
                 message: "a manifest entry cannot be a folder hash".into(),

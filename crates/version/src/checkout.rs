@@ -17,7 +17,7 @@ use taxon_core::Md5Hex;
 
 use crate::cache::{Cache, DirEntry, content_hash, write_new_file};
 use crate::dvcfile::{DvcFile, Out};
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 use crate::hashing::{self, HashState};
 use crate::repo::Repo;
 use crate::versions;
@@ -76,7 +76,7 @@ pub fn checkout(
         let base = f.parent().unwrap_or(Path::new("."));
         for out in &dvc.outs {
             if out.hash != "md5" {
-                return Err(StoreError::UnsupportedHash {
+                return Err(VersionError::UnsupportedHash {
                     path: f.clone(),
                     hash: out.hash.clone(),
                 });
@@ -85,7 +85,7 @@ pub fn checkout(
         }
         if let Some(v) = &opts.version {
             if dvc_files.len() != 1 || dvc.outs.len() != 1 {
-                return Err(StoreError::Other(format!(
+                return Err(VersionError::Other(format!(
                     "--version restores one tracked path; got {} .dvc file(s) with {} output(s)",
                     dvc_files.len(),
                     dvc.outs.len()
@@ -141,7 +141,7 @@ pub fn checkout(
         }
     }
     if !missing.is_empty() {
-        return Err(StoreError::MissingObjects {
+        return Err(VersionError::MissingObjects {
             cache: cache.root.clone(),
             missing,
         });
@@ -243,7 +243,7 @@ fn stage_all(
     cache: &Cache,
     state: &HashState,
     wanted: &[Wanted],
-) -> std::result::Result<Vec<Staged>, (StoreError, Vec<PathBuf>)> {
+) -> std::result::Result<Vec<Staged>, (VersionError, Vec<PathBuf>)> {
     use rayon::prelude::*;
     let budget = std::sync::atomic::AtomicU64::new(MEMORY_BUDGET);
     let results: Vec<Result<Option<Staged>>> = crate::cache::in_fs_pool(|| {
@@ -289,7 +289,7 @@ fn stage_one(
         return Ok(None);
     }
     let obj = cache.object_path(&w.md5);
-    let mismatch = |actual: Md5Hex| StoreError::HashMismatch {
+    let mismatch = |actual: Md5Hex| VersionError::HashMismatch {
         path: obj.clone(),
         expected: w.md5.clone(),
         actual,
@@ -380,7 +380,7 @@ fn move_into_place(tmp: &Path, target: &Path) -> Result<fs::Metadata> {
     }
     if fs::rename(tmp, target).is_err() {
         if target.is_dir() {
-            return Err(StoreError::InvalidFile {
+            return Err(VersionError::InvalidFile {
                 path: target.to_path_buf(),
                 message: "is a folder where a file must be restored".into(),
             });

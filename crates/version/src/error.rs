@@ -1,4 +1,6 @@
-//! The error kinds of the versioning crate.
+//! The error kinds of the versioning crate: [`VersionError`] for everything it does, and
+//! [`RemoteError`] for the operations of one remote (which the registry's artifact store uses
+//! alone). The bottom of the crate: every other module uses it, it uses none of them.
 
 use std::path::PathBuf;
 
@@ -6,7 +8,7 @@ use taxon_core::Md5Hex;
 
 /// Everything that can go wrong while versioning data or talking to a remote.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum VersionError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -119,7 +121,7 @@ pub enum RemoteError {
     Task { remote: String, message: String },
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub type Result<T, E = VersionError> = std::result::Result<T, E>;
 
 /// Attaches a path to an I/O error.
 pub trait IoContext<T> {
@@ -128,7 +130,7 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| StoreError::Io {
+        self.map_err(|source| VersionError::Io {
             path: path.into(),
             source,
         })

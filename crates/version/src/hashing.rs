@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use taxon_core::Md5Hex;
 
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 
 /// An md5 hasher with the fastest backend this build has.
 ///
@@ -140,7 +140,7 @@ pub fn copy_hashing(
         || after.len() != before.len()
         || after.modified().ok() != before.modified().ok()
     {
-        return Err(StoreError::Other(format!(
+        return Err(VersionError::Other(format!(
             "{} changed while it was being added ({} bytes hashed, {} copied); add it again",
             src.display(),
             total,
@@ -190,7 +190,7 @@ pub fn walk_files(dir: &Path) -> Result<Vec<WalkedFile>> {
             let name = entry
                 .file_name()
                 .into_string()
-                .map_err(|n| StoreError::InvalidFile {
+                .map_err(|n| VersionError::InvalidFile {
                     path: path.clone(),
                     message: format!("file name {n:?} is not valid UTF-8"),
                 })?;
@@ -329,7 +329,7 @@ impl HashState {
         if !guard.1 {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&guard.0).map_err(|e| StoreError::Other(e.to_string()))?;
+        let bytes = serde_json::to_vec(&guard.0).map_err(|e| VersionError::Other(e.to_string()))?;
         if let Some(parent) = self.path.parent() {
             fs::create_dir_all(parent).at(parent)?;
         }

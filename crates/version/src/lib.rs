@@ -4,7 +4,7 @@
 //! Everything written here is readable by the real `dvc` CLI, and everything `dvc` writes is
 //! readable here; the version records (statistics, content diff) are taxon's addition.
 
-// `StoreError::Remote(RemoteError)` is part of the crate's public contract (other code builds
+// `VersionError::Remote(RemoteError)` is part of the crate's public contract (other code builds
 // it directly), and errors are cold paths next to hashing gigabytes: keep it unboxed.
 #![allow(clippy::result_large_err)]
 
@@ -36,5 +36,5 @@ pub mod status;
 pub mod remote;
 pub mod transfer;
 
-pub use error::{RemoteError, Result, StoreError};
+pub use error::{RemoteError, Result, VersionError};
 pub use repo::Repo;

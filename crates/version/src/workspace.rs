@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use taxon_core::Md5Hex;
 
 use crate::cache::{self, Cache, DirEntry, manifest_bytes};
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 use crate::hashing::{self, HashState};
 use crate::repo::Repo;
 
@@ -99,7 +99,7 @@ pub fn hash_path(
         Some(c) => c.insert_manifest(&entries)?,
         None => format!("{}.dir", Md5Hex::of_bytes(&manifest_bytes(&entries)))
             .parse()
-            .map_err(|e: taxon_core::hash::InvalidHash| StoreError::Other(e.to_string()))?,
+            .map_err(|e: taxon_core::hash::InvalidHash| VersionError::Other(e.to_string()))?,
     };
     Ok(Hashed {
         md5,
