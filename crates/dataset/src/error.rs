@@ -108,6 +108,10 @@ pub enum ReadError {
     /// A folder to import has no label sub-folders with files.
     #[error("{}: no label folders with files found: expected one sub-folder per label holding text files", path.display())]
     NoLabelFolders { path: PathBuf },
+
+    /// A file to train or evaluate on holds no records.
+    #[error("{}: no records", path.display())]
+    NoRecords { path: PathBuf },
 }
 
 impl ReadError {

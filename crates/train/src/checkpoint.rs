@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use taxon_core::Md5Hex;
+use taxon_eval::Metrics;
 use taxon_models::linear::EpochReport;
 
 use crate::config::{Monitor, TrainConfig};
 use crate::error::TrainError;
-use crate::metrics::Metrics;
 
 /// Folder of the checkpoints inside a run's output folder.
 pub const CHECKPOINTS_DIR: &str = "checkpoints";

@@ -85,7 +85,7 @@ impl Monitor {
     }
 
     /// The monitored value of `m`.
-    pub fn value(self, m: &crate::metrics::Metrics) -> f64 {
+    pub fn value(self, m: &taxon_eval::Metrics) -> f64 {
         match self {
             Monitor::MacroF1 => m.macro_f1,
             Monitor::Accuracy => m.accuracy,

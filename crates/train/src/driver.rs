@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use taxon_core::model::TextClassifier;
+use taxon_dataset::read_labelled;
+use taxon_eval::Metrics;
 use taxon_models::bert::{self, BertConfig};
 use taxon_models::linear::{self, EpochReport, LinearConfig, SgdOptions, TrainObserver};
 use taxon_models::lstm::{self, LstmConfig};
@@ -21,13 +23,11 @@ use taxon_models::rng::SplitMix64;
 
 use crate::checkpoint::{self, BestEpoch, RunState, STATE_FORMAT_VERSION};
 use crate::config::{DEFAULT_VALIDATION_RATIO, Monitor, TrainConfig};
-use crate::data::read_labelled;
 use crate::error::TrainError;
-use crate::metrics::Metrics;
 use crate::trainer::EpochTrainer;
 
-/// File name of the training metrics in a model folder.
-pub const METRICS_JSON: &str = "metrics.json";
+/// File name of the training metrics in a model folder (taxon-eval reads its history).
+pub use taxon_eval::METRICS_JSON;
 
 /// Defaults of the linear model's SGD, tuned on a validation split of BBC News' training part.
 pub const LINEAR_LEARNING_RATE: f32 = 1.0;
@@ -122,16 +122,6 @@ impl TrainSummary {
         }
         v
     }
-}
-
-/// Evaluation of a model on labelled data.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EvalReport {
-    #[serde(flatten)]
-    pub metrics: Metrics,
-    pub predict_seconds: f64,
-    pub docs_per_sec: f64,
-    pub threads: usize,
 }
 
 /// Every core, as the default thread count.
@@ -702,56 +692,6 @@ pub fn stratified_split(records: Rows, ratio: f64, seed: u64) -> (Rows, Rows) {
     rng.shuffle(&mut train);
     rng.shuffle(&mut val);
     (train, val)
-}
-
-/// Arg-max labels of `texts`, predicted in batches over `threads` threads.
-pub fn predict_labels(model: &dyn TextClassifier, texts: &[&str], threads: usize) -> Vec<usize> {
-    crate::report::predict_probabilities(model, texts, threads, None)
-        .iter()
-        .map(|p| crate::report::argmax(p))
-        .collect()
-}
-
-/// Evaluates the model in `model_dir` on the labelled file `data`.
-pub fn evaluate(model_dir: &Path, data: &Path, threads: usize) -> Result<EvalReport, TrainError> {
-    let model = taxon_models::load(model_dir)?;
-    let rows = read_labelled(data)?;
-    Ok(evaluate_model(model.as_ref(), &rows, threads))
-}
-
-/// Evaluates `model` on (text, label) rows. Labels the model does not know are appended to the
-/// label list, so their examples count as errors.
-pub fn evaluate_model(
-    model: &dyn TextClassifier,
-    rows: &[(String, String)],
-    threads: usize,
-) -> EvalReport {
-    let mut labels: Vec<String> = model.labels().to_vec();
-    let mut idx: HashMap<String, usize> = labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.clone(), i))
-        .collect();
-    let truth: Vec<usize> = rows
-        .iter()
-        .map(|(_, l)| {
-            *idx.entry(l.clone()).or_insert_with(|| {
-                labels.push(l.clone());
-                labels.len() - 1
-            })
-        })
-        .collect();
-    let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
-    let threads = threads.max(1);
-    let start = Instant::now();
-    let pred = predict_labels(model, &texts, threads);
-    let predict_seconds = start.elapsed().as_secs_f64();
-    EvalReport {
-        metrics: Metrics::compute(&labels, &truth, &pred),
-        predict_seconds,
-        docs_per_sec: texts.len() as f64 / predict_seconds.max(1e-9),
-        threads,
-    }
 }
 
 #[cfg(test)]

@@ -1,20 +1,14 @@
-//! The train and evaluate stages: a YAML training config with flag overrides, the driver that
-//! reads data, takes a validation split, trains the configured model type and writes its folder
-//! and `metrics.json`, and the evaluation metrics (accuracy, macro-F1, per-class P/R/F1,
-//! confusion matrix), with checkpoints, resume and early stopping; calibration (ECE, temperature
-//! scaling) and the self-contained HTML evaluation report.
+//! The train stage: a YAML training config with flag overrides, and the driver that reads data,
+//! takes a validation split, trains the configured model type with checkpoints, resume and
+//! early stopping, scores each epoch on the validation split (taxon-eval's metrics), and writes
+//! the model folder and `metrics.json`.
 
-pub mod calibration;
 pub mod checkpoint;
 pub mod config;
-pub mod data;
 pub mod driver;
 pub mod error;
-pub mod metrics;
-pub mod report;
 pub mod trainer;
 
 pub use config::{Monitor, Overrides, TrainConfig};
-pub use driver::{EvalReport, METRICS_JSON, RunOptions, TrainSummary, evaluate, train, train_with};
+pub use driver::{METRICS_JSON, RunOptions, TrainSummary, train, train_with};
 pub use error::TrainError;
-pub use metrics::{ClassMetrics, Metrics};

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use taxon_train::calibration::{ECE_BINS, TEMPERATURE_JSON, TemperatureFile};
-use taxon_train::report::{self, EvalOptions};
+use taxon_eval::EvalOptions;
+use taxon_eval::calibration::{ECE_BINS, TEMPERATURE_JSON, TemperatureFile};
+use taxon_eval::report;
 
 use crate::ctx::{Ctx, Outcome};
 use crate::output::{print_json, table};
@@ -56,13 +57,17 @@ pub fn run(args: EvalArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         calibrate_on: args.calibrate_on.clone(),
         progress: Some(&progress),
     };
-    let eval = report::evaluate(&args.model, &args.data, &opts).with_context(|| {
-        format!(
-            "evaluating {} on {}",
-            args.model.display(),
-            args.data.display()
-        )
-    })?;
+    let model = taxon_models::load(&args.model)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let eval = taxon_eval::evaluate(model.as_ref(), &args.model, &args.data, &opts).with_context(
+        || {
+            format!(
+                "evaluating {} on {}",
+                args.model.display(),
+                args.data.display()
+            )
+        },
+    )?;
     bar.finish_and_clear();
     for w in &eval.warnings {
         ctx.info(format!("warning: {w}"));

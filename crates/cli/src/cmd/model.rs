@@ -5,15 +5,16 @@
 //! which `taxon eval --report` shows.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
 use taxon_core::model::{ModelDescription, TextClassifier};
-use taxon_models::bert::optimize::{ModelMeasure, OPTIMIZE_JSON, PruneStats};
-use taxon_models::bert::{self, BertModel, OptimizeOptions, OptimizeReport, WEIGHTS};
-use taxon_train::report::{EvalOptions, evaluate_model};
+use taxon_eval::optimize::{
+    self as measure, BATCH, BATCHES, ModelMeasure, OPTIMIZE_JSON, OptimizeReport,
+};
+use taxon_models::bert::optimize::PruneStats;
+use taxon_models::bert::{self, BertModel, OptimizeOptions, WEIGHTS};
 
 use crate::ctx::{Ctx, Outcome};
 use crate::output::{print_json, table};
@@ -115,8 +116,7 @@ fn optimize(args: OptimizeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     };
     let rows = match &args.data {
         Some(d) => Some(
-            taxon_train::data::read_labelled(d)
-                .with_context(|| format!("reading {}", d.display()))?,
+            taxon_dataset::read_labelled(d).with_context(|| format!("reading {}", d.display()))?,
         ),
         None => None,
     };
@@ -132,8 +132,8 @@ fn optimize(args: OptimizeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         // Measure the folder as written, loaded back like any model.
         let optimized = BertModel::load(&args.output)
             .with_context(|| format!("loading the optimized model {}", args.output.display()))?;
-        let mut before = sizes(&args.model)?;
-        let mut after = sizes(&args.output)?;
+        let mut before = measure::sizes(&args.model, WEIGHTS)?;
+        let mut after = measure::sizes(&args.output, WEIGHTS)?;
         let mut latency_samples = None;
         if let (Some(rows), Some(data)) = (&rows, &args.data) {
             quality(&model, &args.model, rows, "before", &mut before, ctx).with_context(|| {
@@ -208,24 +208,7 @@ fn same_folder(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Sizes of the files `model.json` lists (and of model.json itself).
-fn sizes(dir: &Path) -> anyhow::Result<ModelMeasure> {
-    let desc = ModelDescription::read(dir)?;
-    let json = std::fs::metadata(dir.join(taxon_core::model::MODEL_JSON))
-        .map(|m| m.len())
-        .unwrap_or(0);
-    Ok(ModelMeasure {
-        size_bytes: desc.files.iter().map(|f| f.bytes).sum::<u64>() + json,
-        weights_bytes: desc
-            .files
-            .iter()
-            .find(|f| f.name == WEIGHTS)
-            .map_or(0, |f| f.bytes),
-        ..ModelMeasure::default()
-    })
-}
-
-/// Accuracy and macro-F1 on the whole file.
+/// Accuracy and macro-F1 on the whole file, with a progress bar.
 fn quality(
     model: &BertModel,
     dir: &Path,
@@ -236,27 +219,12 @@ fn quality(
 ) -> anyhow::Result<()> {
     let bar = ctx.items_bar(rows.len() as u64, &format!("evaluating {label}"));
     let progress = |n: u64, _total: u64| bar.inc(n);
-    let opts = EvalOptions {
-        threads: 1,
-        progress: Some(&progress),
-        ..EvalOptions::default()
-    };
-    let eval = evaluate_model(model, dir, rows, &opts)?;
+    measure::quality(model, dir, rows, into, Some(&progress))?;
     bar.finish_and_clear();
-    into.accuracy = Some(eval.metrics.accuracy);
-    into.macro_f1 = Some(eval.metrics.macro_f1);
     Ok(())
 }
 
-/// Texts per batch of the throughput measurement (bert's own prediction batch).
-const BATCH: usize = 32;
-/// Batches of [`BATCH`] texts timed per model.
-const BATCHES: usize = 4;
-
-/// The median batch-1 latency over `samples` texts spread over the file, and the time per text
-/// in batches of 32 over up to four batches, of both models. The two models run alternately
-/// (text by text, batch by batch, which one goes first alternating too), so a machine whose
-/// load changes during the measurement slows both alike.
+/// [`measure::latencies`] of both models, with a progress bar.
 fn latencies(
     models: [&BertModel; 2],
     into: [&mut ModelMeasure; 2],
@@ -264,47 +232,19 @@ fn latencies(
     samples: u64,
     ctx: &Ctx,
 ) {
-    let spread = |n: usize| -> Vec<&str> {
-        let n = n.min(rows.len()).max(1);
-        let step = (rows.len() / n).max(1);
-        (0..n)
-            .filter_map(|i| rows.get(i * step).map(|r| r.0.as_str()))
-            .collect()
+    let bar = ctx.items_bar(0, "timing");
+    let progress = |n: u64, total: u64| {
+        bar.set_length(total);
+        bar.inc(n);
     };
-    let single = spread(samples as usize);
-    let batched = spread(BATCH * BATCHES);
-    let batches: Vec<&[&str]> = batched.chunks(BATCH).collect();
-    let bar = ctx.items_bar((single.len() + batches.len()) as u64, "timing");
-    let time = |m: &BertModel, texts: &[&str]| {
-        let start = Instant::now();
-        std::hint::black_box(m.predict_batch(texts));
-        start.elapsed().as_secs_f64() * 1e3
-    };
-    for m in models {
-        if let Some(t) = single.first() {
-            time(m, &[t]); // warm-up
-        }
-    }
-    let mut one: [Vec<f64>; 2] = Default::default();
-    let mut many = [0f64; 2];
-    for (i, t) in single.iter().enumerate() {
-        for j in [i % 2, 1 - i % 2] {
-            one[j].push(time(models[j], &[t]));
-        }
-        bar.inc(1);
-    }
-    for (i, b) in batches.iter().enumerate() {
-        for j in [i % 2, 1 - i % 2] {
-            many[j] += time(models[j], b);
-        }
-        bar.inc(1);
-    }
+    measure::latencies(
+        models.map(|m| m as &dyn TextClassifier),
+        into,
+        rows,
+        samples,
+        &progress,
+    );
     bar.finish_and_clear();
-    for ((m, mut ms), total) in into.into_iter().zip(one).zip(many) {
-        ms.sort_by(f64::total_cmp);
-        m.latency_ms_batch1 = ms.get(ms.len() / 2).copied();
-        m.ms_per_seq_batch32 = Some(total / batched.len().max(1) as f64);
-    }
 }
 
 fn mib(b: u64) -> String {

@@ -31,7 +31,7 @@ use taxon_core::model::{
 
 pub use config::{Arch, CONFIG_JSON, EncoderConfig};
 pub use io::WEIGHTS;
-pub use optimize::{OptimizeOptions, OptimizeReport, Quantization};
+pub use optimize::{OptimizeOptions, Quantization};
 pub use random::RandomCheckpoint;
 pub use tokenize::{TOKENIZER_JSON, TextEncoder, Truncation};
 pub use train::{BertState, BertTrainer, gradients_of_one_step, train};

@@ -11,10 +11,9 @@
 //! [`super::quant`]. Both combine: pruning first, then quantizing (zeros stay zero).
 //!
 //! The result records both in `model.json` params (`quantization`, `pruned`) and saves as a
-//! normal model folder (see [`super::io`]); [`OptimizeReport`] (`optimize.json`) holds the
-//! before/after numbers the CLI measured.
+//! normal model folder (see [`super::io`]); taxon-eval measures it before and after
+//! (`optimize.json`).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
@@ -228,82 +227,6 @@ pub fn with_threads<R: Send>(
     Ok(pool.install(f))
 }
 
-/// The file `taxon model optimize` writes into the optimized model folder.
-pub const OPTIMIZE_JSON: &str = "optimize.json";
-
-/// Measurements of one model (before or after optimization).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct ModelMeasure {
-    /// Bytes of the model folder's files (those listed in `model.json`).
-    pub size_bytes: u64,
-    /// Bytes of the weights file.
-    pub weights_bytes: u64,
-    /// Median milliseconds to score one text alone (batch 1).
-    pub latency_ms_batch1: Option<f64>,
-    /// Milliseconds per text when scoring batches of 32 texts (up to 128 texts of the file).
-    pub ms_per_seq_batch32: Option<f64>,
-    /// Accuracy on the labelled file.
-    pub accuracy: Option<f64>,
-    /// Macro-F1 on the labelled file.
-    pub macro_f1: Option<f64>,
-}
-
-/// `optimize.json`: what was done and the numbers before and after.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OptimizeReport {
-    /// The model folder that was optimized.
-    pub source: PathBuf,
-    /// int8 quantization of the encoder's dense layers.
-    pub int8: bool,
-    /// The pruning amount asked for (fraction of dense weights zeroed).
-    pub prune: f64,
-    /// The fraction of zeros among the dense weights afterwards.
-    pub sparsity: f64,
-    /// The labelled file measured on, if any.
-    pub data: Option<PathBuf>,
-    /// Rows of that file.
-    pub examples: Option<u64>,
-    /// Texts timed one at a time for the batch-1 latency.
-    pub latency_samples: Option<u64>,
-    /// Threads the measurements ran on.
-    pub threads: usize,
-    /// The int8 kernel that ran (`Avx512Vnni`, `Portable`).
-    pub kernel: String,
-    /// The source model.
-    pub before: ModelMeasure,
-    /// The optimized model.
-    pub after: ModelMeasure,
-}
-
-impl OptimizeReport {
-    /// Writes `dir/optimize.json`.
-    pub fn write(&self, dir: &Path) -> Result<PathBuf, ModelError> {
-        let path = dir.join(OPTIMIZE_JSON);
-        let text = serde_json::to_string_pretty(self).map_err(|source| ModelError::Json {
-            path: path.clone(),
-            source,
-        })?;
-        std::fs::write(&path, text + "\n").map_err(|source| ModelError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        Ok(path)
-    }
-
-    /// Reads `dir/optimize.json`: `Ok(None)` when the folder has none.
-    pub fn read(dir: &Path) -> Result<Option<Self>, ModelError> {
-        let path = dir.join(OPTIMIZE_JSON);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ModelError::Io { path, source }),
-        };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|source| ModelError::Json { path, source })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,33 +272,5 @@ mod tests {
         let mut w = vec![vec![1.0f32; 4]];
         assert_eq!(prune_global(&mut w, 0.0).zeroed, 0);
         assert_eq!(zeros(&w), 0);
-    }
-
-    #[test]
-    fn report_round_trips_and_a_missing_file_is_none() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(OptimizeReport::read(dir.path()).unwrap(), None);
-        let r = OptimizeReport {
-            source: "m".into(),
-            int8: true,
-            prune: 0.3,
-            sparsity: 0.3,
-            data: Some("t.jsonl".into()),
-            examples: Some(4),
-            latency_samples: Some(4),
-            threads: 1,
-            kernel: "Portable".into(),
-            before: ModelMeasure {
-                size_bytes: 10,
-                accuracy: Some(0.9),
-                ..ModelMeasure::default()
-            },
-            after: ModelMeasure::default(),
-        };
-        r.write(dir.path()).unwrap();
-        assert_eq!(OptimizeReport::read(dir.path()).unwrap(), Some(r));
-        std::fs::write(dir.path().join(OPTIMIZE_JSON), "{").unwrap();
-        let err = OptimizeReport::read(dir.path()).unwrap_err().to_string();
-        assert!(err.contains(OPTIMIZE_JSON), "{err}");
     }
 }

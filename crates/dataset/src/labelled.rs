@@ -3,14 +3,12 @@
 
 use std::path::Path;
 
-use taxon_dataset::{DatasetReader, ReadOptions};
-
-use crate::error::TrainError;
+use crate::{DatasetReader, ReadError, ReadOptions};
 
 /// All labelled records of `path` (format from its extension, fields `text` and `label`).
 /// A bad row, or a row without a label, is an error at its line: training never silently
 /// drops data.
-pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>, TrainError> {
+pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>, ReadError> {
     let opts = ReadOptions {
         label_required: true,
         ..ReadOptions::default()
@@ -24,9 +22,8 @@ pub fn read_labelled(path: &Path) -> Result<Vec<(String, String)>, TrainError> {
         out.push((rec.text, label));
     }
     if out.is_empty() {
-        return Err(TrainError::Dataset {
+        return Err(ReadError::NoRecords {
             path: path.to_path_buf(),
-            message: "no records".into(),
         });
     }
     Ok(out)

@@ -294,7 +294,7 @@ pub fn render(eval: &Evaluation) -> String {
 }
 
 /// The "Optimization" section: the numbers of the folder's `optimize.json`, before and after.
-fn optimization_section(h: &mut String, o: &taxon_models::bert::OptimizeReport) {
+fn optimization_section(h: &mut String, o: &crate::optimize::OptimizeReport) {
     let what = match (o.int8, o.prune > 0.0) {
         (true, true) => format!("int8 + pruned {}", o.prune),
         (true, false) => "int8".to_string(),
