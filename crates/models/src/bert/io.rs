@@ -17,7 +17,7 @@ use taxon_core::Md5Hex;
 use taxon_core::model::{MODEL_JSON, ModelDescription, ModelError, ModelFile};
 
 use super::config::{Arch, CONFIG_JSON, EncoderConfig};
-use super::net::{Net, names};
+use super::encoder::{Net, names};
 use super::optimize::Quantization;
 use super::quant::{Int8Linear, Int8Linears, dense_weight_indices, placeholder};
 use super::tokenize::{TOKENIZER_JSON, TextEncoder};

@@ -15,8 +15,9 @@
 //! inside a pool of `AdamWOptions::threads` threads.
 
 mod config;
+mod encoder;
+mod infer;
 mod io;
-mod net;
 mod ops;
 pub mod optimize;
 mod quant;
@@ -36,7 +37,7 @@ pub use random::RandomCheckpoint;
 pub use tokenize::{TOKENIZER_JSON, TextEncoder, Truncation};
 pub use train::{BertState, BertTrainer, gradients_of_one_step, train};
 
-use net::{Batch, Net};
+use encoder::{Batch, Net};
 
 /// The `model_type` of this model.
 pub const MODEL_TYPE: &str = "bert";

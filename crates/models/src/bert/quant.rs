@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 use taxon_kernels::int8::{self, PackedWeights};
 
 use super::config::EncoderConfig;
-use super::net::{PER_LAYER, embedding_count};
+use super::encoder::{PER_LAYER, embedding_count};
 
 /// Offsets, within one encoder layer's tensors, of the dense weights that can be quantized and
 /// pruned (each followed by its bias): Q, K, V, attention output, FFN in, FFN out.

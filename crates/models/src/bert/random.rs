@@ -10,8 +10,8 @@ use taxon_core::model::ModelError;
 
 use super::Pooling;
 use super::config::{Arch, CONFIG_JSON, EncoderConfig};
+use super::encoder::names;
 use super::io::WEIGHTS;
-use super::net::names;
 use super::tokenize::TOKENIZER_JSON;
 use crate::rng::SplitMix64;
 

@@ -13,7 +13,7 @@ use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 use taxon_core::model::ModelError;
 
-use super::net::{Batch, Dropout, Net, PER_LAYER, embedding_count, names};
+use super::encoder::{Batch, Dropout, Net, PER_LAYER, embedding_count, names};
 use super::{BertConfig, BertModel};
 use crate::linear::{EpochReport, TrainObserver};
 use crate::lstm::{AdamWOptions, learning_rate_at};

@@ -4,7 +4,7 @@
 use candle_core::{Device, Tensor, Var};
 
 use super::*;
-use crate::bert::net;
+use crate::bert::encoder;
 
 fn rand(shape: &[usize], seed: u64, scale: f32) -> Tensor {
     let mut rng = crate::rng::SplitMix64::new(seed);
@@ -108,7 +108,7 @@ fn reference_attention_softmax(scores: &Tensor, bias: &Tensor, scale: f64) -> Te
         .unwrap()
         .broadcast_add(&bias.reshape((b, 1, 1, t)).unwrap())
         .unwrap();
-    net::softmax(&z).unwrap()
+    encoder::softmax(&z).unwrap()
 }
 
 #[test]
@@ -144,12 +144,12 @@ fn layer_norm_matches_the_primitive_ops_forward_and_backward() {
     let coef = rand(&[2, 5, 24], 8, 1.0);
     let eps = 1e-5;
     let fused = layer_norm(&x, &w, &b, eps).unwrap();
-    assert!(max_abs_diff(&fused, &net::layer_norm(&x, &w, &b, eps).unwrap()) < 1e-5);
+    assert!(max_abs_diff(&fused, &encoder::layer_norm(&x, &w, &b, eps).unwrap()) < 1e-5);
     let f = |t: &[Tensor]| layer_norm(&t[0], &t[1], &t[2], eps).unwrap();
     let inputs = [x, w, b];
     let gf = grads_of(&f, &inputs, &coef);
     let gp = grads_of(
-        &|t| net::layer_norm(&t[0], &t[1], &t[2], eps).unwrap(),
+        &|t| encoder::layer_norm(&t[0], &t[1], &t[2], eps).unwrap(),
         &inputs,
         &coef,
     );
@@ -168,7 +168,8 @@ fn add_layer_norm_matches_add_then_layer_norm_forward_and_backward() {
     let coef = rand(&[9, 40], 13, 1.0);
     let eps = 1e-12;
     let f = |t: &[Tensor]| add_layer_norm(&t[0], None, &t[1], &t[2], &t[3], eps).unwrap();
-    let p = |t: &[Tensor]| net::layer_norm(&(&t[0] + &t[1]).unwrap(), &t[2], &t[3], eps).unwrap();
+    let p =
+        |t: &[Tensor]| encoder::layer_norm(&(&t[0] + &t[1]).unwrap(), &t[2], &t[3], eps).unwrap();
     let inputs = [x, r, w, b];
     assert!(max_abs_diff(&f(&inputs), &p(&inputs)) < 1e-5);
     let gf = grads_of(&f, &inputs, &coef);
@@ -207,7 +208,7 @@ fn add_layer_norm_with_a_dense_bias_matches_the_primitive_ops_forward_and_backwa
     let f = |t: &[Tensor]| add_layer_norm(&t[0], Some(&t[1]), &t[2], &t[3], &t[4], eps).unwrap();
     let p = |t: &[Tensor]| {
         let z = (t[0].broadcast_add(&t[1]).unwrap() + &t[2]).unwrap();
-        net::layer_norm(&z, &t[3], &t[4], eps).unwrap()
+        encoder::layer_norm(&z, &t[3], &t[4], eps).unwrap()
     };
     let inputs = [x, bias, r, w, b];
     assert!(max_abs_diff(&f(&inputs), &p(&inputs)) < 1e-5);
