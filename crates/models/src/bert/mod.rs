@@ -4,9 +4,10 @@
 //! A text is tokenized with the checkpoint's `tokenizer.json`, truncated on purpose (`head-tail`
 //! by default, see [`tokenize`]), wrapped in `[CLS] ... [SEP]` and batched with padding to the
 //! longest text of the batch; the encoder's last hidden states are pooled (`[CLS]` state or
-//! masked mean), then dropout and a linear head give one logit per label ([`net`]). Training
-//! fine-tunes every layer, or freezes the embeddings and the first `freeze_layers` layers
-//! ([`train`]).
+//! masked mean), then dropout and a linear head give one logit per label ([`encoder`], the
+//! differentiable candle path). Training fine-tunes every layer, or freezes the embeddings and
+//! the first `freeze_layers` layers ([`train`]). Prediction runs the packed inference path on
+//! reused buffers, without padding ([`infer`]).
 //!
 //! On disk: see [`io`]. The folder is a Hugging Face folder plus `model.json` and the
 //! `classifier.*` tensors.
