@@ -17,7 +17,7 @@ use taxon_models::bert::optimize::PruneStats;
 use taxon_models::bert::{self, BertModel, OptimizeOptions, WEIGHTS};
 
 use crate::ctx::{Ctx, Outcome};
-use crate::output::{print_json, table};
+use crate::output::{human_bytes, print_json, table};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCmd {
@@ -247,10 +247,6 @@ fn latencies(
     bar.finish_and_clear();
 }
 
-fn mib(b: u64) -> String {
-    format!("{:.2}", b as f64 / (1024.0 * 1024.0))
-}
-
 fn print_table(r: &OptimizeReport, output: &Path, stats: Option<&PruneStats>) {
     let what = match (r.int8, r.prune > 0.0) {
         (true, true) => format!("int8 + pruned {}", r.prune),
@@ -280,18 +276,18 @@ fn print_table(r: &OptimizeReport, output: &Path, stats: Option<&PruneStats>) {
         }
     };
     t.add_row(vec![
-        "size (MiB)".to_string(),
-        mib(b.size_bytes),
-        mib(a.size_bytes),
+        "size".to_string(),
+        human_bytes(b.size_bytes),
+        human_bytes(a.size_bytes),
         format!(
             "{} smaller",
             ratio(b.size_bytes as f64, a.size_bytes as f64)
         ),
     ]);
     t.add_row(vec![
-        "weights file (MiB)".to_string(),
-        mib(b.weights_bytes),
-        mib(a.weights_bytes),
+        "weights file".to_string(),
+        human_bytes(b.weights_bytes),
+        human_bytes(a.weights_bytes),
         format!(
             "{} smaller",
             ratio(b.weights_bytes as f64, a.weights_bytes as f64)

@@ -16,7 +16,7 @@ use taxon_registry::{
 use taxon_track::{RunStatus, RunStore};
 
 use crate::ctx::{Ctx, Outcome};
-use crate::output::{print_json, table};
+use crate::output::{human_bytes, print_json, table};
 
 #[derive(Debug, Subcommand)]
 pub enum RegistryCmd {
@@ -582,24 +582,6 @@ fn headline_metrics(m: &BTreeMap<String, f64>) -> String {
         .join(" ")
 }
 
-/// Bytes in decimal units, one decimal: `812 B`, `1.2 MB`.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut x = n as f64 / 1000.0;
-    let mut unit = UNITS[0];
-    for u in &UNITS[1..] {
-        if x < 1000.0 {
-            break;
-        }
-        x /= 1000.0;
-        unit = u;
-    }
-    format!("{x:.1} {unit}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -611,13 +593,6 @@ mod tests {
             .version("0")
             .propagate_version(true);
         <RegistryCmd as Subcommand>::augment_subcommands(cmd).debug_assert();
-    }
-
-    #[test]
-    fn sizes_read_in_decimal_units() {
-        assert_eq!(human_bytes(812), "812 B");
-        assert_eq!(human_bytes(1_234_567), "1.2 MB");
-        assert_eq!(human_bytes(3_000_000_000), "3.0 GB");
     }
 
     #[test]

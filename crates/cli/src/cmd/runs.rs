@@ -14,7 +14,7 @@ use taxon_track::artifacts::{file_artifact, folder_artifacts};
 use taxon_track::{Mirrors, NewRun, RunEnd, RunRecord, RunStore, Tracker, env, flatten_params};
 
 use crate::ctx::{Ctx, Outcome};
-use crate::output::{print_json, table};
+use crate::output::{human_bytes, print_json, table};
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCmd {
@@ -158,11 +158,11 @@ fn show(store: &RunStore, id: &str, ctx: &Ctx) -> anyhow::Result<Outcome> {
     );
     let m = &r.machine;
     println!(
-        "  machine     {} / {} / {} cores / {} MiB / {}",
+        "  machine     {} / {} / {} cores / {} / {}",
         m.hostname,
         m.cpu_model,
         m.cores,
-        m.memory_bytes >> 20,
+        human_bytes(m.memory_bytes),
         m.os
     );
     if let Some(id) = &r.mlflow_run_id {
@@ -203,12 +203,12 @@ fn show(store: &RunStore, id: &str, ctx: &Ctx) -> anyhow::Result<Outcome> {
         }
         println!("{t}");
     }
-    let mut t = table(["stage", "seconds", "peak RSS (MiB)"]);
+    let mut t = table(["stage", "seconds", "peak RSS"]);
     for st in &r.stages {
         t.add_row(vec![
             st.name.clone(),
             format!("{:.3}", st.seconds),
-            format!("{:.1}", st.peak_rss_bytes as f64 / (1 << 20) as f64),
+            human_bytes(st.peak_rss_bytes),
         ]);
     }
     println!("{t}");

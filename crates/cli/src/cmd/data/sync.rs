@@ -13,7 +13,7 @@ use taxon_version::remote::Remote;
 use taxon_version::transfer::{self, Progress, TransferOptions};
 
 use crate::ctx::{Ctx, Outcome};
-use crate::output::print_json;
+use crate::output::{human_bytes, print_json};
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -60,21 +60,6 @@ impl Progress for BarProgress {
             + bytes;
         self.bar.inc(1);
         self.bar.set_message(human_bytes(total));
-    }
-}
-
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
     }
 }
 
@@ -185,16 +170,4 @@ pub fn pull(args: PullArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         );
     }
     Ok(Outcome::Ok)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_bytes;
-
-    #[test]
-    fn bytes_are_human() {
-        assert_eq!(human_bytes(12), "12 B");
-        assert_eq!(human_bytes(2048), "2.0 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024 + 1), "5.0 MiB");
-    }
 }

@@ -13,7 +13,7 @@ use taxon_version::checkout::CheckoutOptions;
 use taxon_version::dvcfile::find_dvc_files;
 
 use crate::ctx::{Ctx, Outcome};
-use crate::output::{print_json, table};
+use crate::output::{human_bytes, print_json, table};
 
 fn discover() -> anyhow::Result<Repo> {
     Ok(Repo::discover(Path::new("."))?)
@@ -55,21 +55,6 @@ pub struct AddArgs {
     /// A note stored with the version record.
     #[arg(short, long)]
     pub message: Option<String>,
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < UNITS.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 pub fn add(args: AddArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
