@@ -1,7 +1,8 @@
 //! Shared types of taxon: the ids, records and artifacts that one stage hands the next.
 //!
-//! Every stage crate depends on this one and on nothing upstream of it but this one, so the
-//! types here stay small, serde-friendly and free of I/O.
+//! Every crate depends on this one, and this one on no other taxon crate, so the types here stay
+//! small and serde-friendly. Its only I/O is a model folder's description: reading and writing
+//! `model.json` and reading a file checked against it ([`model::ModelDescription`]).
 
 pub mod hash;
 pub mod model;

@@ -16,10 +16,11 @@ pub const DEFAULT_VALIDATION_RATIO: f64 = 0.1;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
-    /// Which model to train (`linear`).
+    /// Which model to train: `linear` (the default), `lstm` or `bert`.
     pub model_type: Option<String>,
     /// The model type's own hyper-parameters (for `linear`: dim, word_ngrams, minn, maxn,
-    /// buckets, lowercase, max_tokens, weighting).
+    /// buckets, lowercase, max_tokens, weighting; for `lstm`: dim, hidden, pooling, dropout,
+    /// min_count, max_vocab, max_len, lowercase; `bert` takes its options as top-level keys).
     pub model_config: Option<serde_json::Value>,
     pub learning_rate: Option<f32>,
     /// Linear warmup steps of AdamW-trained models (`linear` uses SGD and ignores it).

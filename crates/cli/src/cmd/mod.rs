@@ -24,8 +24,8 @@ pub enum Command {
     /// Run the main job end to end on the BBC News benchmark (fetch, split, version,
     /// validate, statistics, train, evaluate, predict, register, serve).
     Quickstart(quickstart::QuickstartArgs),
-    /// Train a model (`linear`) from a YAML config and/or flags; writes model.json, weights and
-    /// metrics.json to the output folder.
+    /// Train a model (`linear`, `lstm` or `bert`) from a YAML config and/or flags; writes
+    /// model.json, weights and metrics.json to the output folder.
     Train(Box<train::TrainArgs>),
     /// Evaluate a model folder on labelled data: accuracy, macro-F1, per-class P/R/F1,
     /// confusion matrix.
