@@ -2,14 +2,11 @@
 //! the store round trip through the binary, id prefixes, compare marks, data versions from a
 //! `.dvc` pointer, failed runs, and a killed training process shown as `killed`.
 
-#[path = "common/tools.rs"]
-mod tools;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common::tools::{taxon, taxon_json};
 use serde_json::Value;
-use tools::{taxon, taxon_json};
 
 /// A small two-topic dataset with `n` rows.
 fn write_data(path: &Path, n: usize) {

@@ -3,18 +3,15 @@
 //! read the history and `--at`, pull and load a version, refuse tampered artifacts and cache
 //! files, survive a register killed between upload and commit, and keep artifacts on S3 (moto).
 
-#[path = "common/tools.rs"]
-mod tools;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::tools::{Moto, objects_under};
 use assert_cmd::Command;
 use serde_json::Value;
-use tools::{Moto, objects_under};
 
 /// `taxon` in `dir` with a clean registry/tracking environment and a known user.
 fn taxon(dir: &Path) -> Command {
-    let mut c = tools::taxon(dir);
+    let mut c = crate::common::tools::taxon(dir);
     c.env("TAXON_USER", "alice")
         .env_remove("TAXON_RUNS_DB")
         .env_remove("TAXON_REGISTRY_DB")

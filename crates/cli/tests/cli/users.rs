@@ -1,9 +1,6 @@
 //! `taxon users add | remove | list | passwd` through the binary: the store round trip, scopes,
 //! where passwords come from, `--json`, and exit codes (0 done, 1 no such user, 2 refused).
 
-#[path = "common/tools.rs"]
-mod tools;
-
 use std::path::Path;
 
 use assert_cmd::Command;
@@ -15,7 +12,7 @@ use taxon_auth::{Scope, UserStore};
 /// `taxon` in `dir` with no password or store coming from the caller's environment and an
 /// empty, non-terminal stdin.
 fn users(dir: &Path) -> Command {
-    let mut c = tools::taxon(dir);
+    let mut c = crate::common::tools::taxon(dir);
     c.env_remove("TAXON_PASSWORD")
         .env_remove("TAXON_USERS_DB")
         .write_stdin("")

@@ -6,10 +6,7 @@
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 
-#[path = "common/tiny_bert.rs"]
-mod tiny_bert;
-
-use tiny_bert::*;
+use crate::common::tiny_bert::*;
 
 #[test]
 fn training_one_liner_then_eval_and_predict() {

@@ -3,17 +3,14 @@
 //! API (params, metric history with steps, tags, status, artifacts through the server's proxy
 //! and in a local-path artifact store).
 
-#[path = "common/tools.rs"]
-mod tools;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::tools::{free_port, require_tool, taxon, taxon_json};
 use serde_json::Value;
-use tools::{free_port, require_tool, taxon, taxon_json};
 
 /// An `mlflow server`, killed on drop.
 struct Mlflow {

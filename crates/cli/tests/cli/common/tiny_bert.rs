@@ -1,7 +1,6 @@
 //! Helpers for integration tests of the `bert` model type through the binary: a synthetic
 //! two-label task (sport vs money words among filler) and a tiny random BERT checkpoint whose
-//! vocabulary covers it. Include with `#[path = "common/tiny_bert.rs"] mod tiny_bert;`.
-#![allow(dead_code)]
+//! vocabulary covers it.
 
 use std::path::{Path, PathBuf};
 

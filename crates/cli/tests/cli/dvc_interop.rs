@@ -7,13 +7,12 @@
 //! moto accepts any credentials (credential checking is not tested here). Without dvc or
 //! moto_server the tests print a skip notice, or fail under `TAXON_REQUIRE_TOOLS=1` (CI).
 
-#[path = "common/tools.rs"]
-mod tools;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use tools::{Moto, remove_tree, require_tool, snapshot, taxon, taxon_json, write_tree};
+use crate::common::tools::{
+    Moto, remove_tree, require_tool, snapshot, taxon, taxon_json, write_tree,
+};
 
 fn dvc(bin: &Path, dir: &Path, args: &[&str]) -> Output {
     std::process::Command::new(bin)

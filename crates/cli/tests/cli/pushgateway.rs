@@ -1,14 +1,11 @@
 //! `taxon train --pushgateway` against Debian's `prometheus-pushgateway` on 127.0.0.1: the
 //! per-stage time and peak memory series arrive under job `taxon_train`, grouped by run id.
 
-#[path = "common/tools.rs"]
-mod tools;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tools::{free_port, http_raw, http_status, taxon, taxon_json};
+use crate::common::tools::{free_port, http_raw, http_status, taxon, taxon_json};
 
 struct Gateway {
     child: Child,

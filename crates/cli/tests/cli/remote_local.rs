@@ -2,12 +2,9 @@
 //! idempotent re-push, a corrupt remote object that leaves the workspace untouched, an
 //! encrypted remote, and `taxon data remote` writing DVC's config files.
 
-#[path = "common/tools.rs"]
-mod tools;
-
 use std::path::{Path, PathBuf};
 
-use tools::{objects_under, remove_tree, snapshot, taxon, taxon_json, write_tree};
+use crate::common::tools::{objects_under, remove_tree, snapshot, taxon, taxon_json, write_tree};
 
 /// A repository with `data/` (30 files) and `labels.tsv` tracked, and a default local remote.
 fn repo_with_data() -> (tempfile::TempDir, PathBuf, PathBuf) {

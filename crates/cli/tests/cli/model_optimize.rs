@@ -8,10 +8,7 @@ use std::path::Path;
 use predicates::prelude::PredicateBooleanExt;
 use predicates::str::contains;
 
-#[path = "common/tiny_bert.rs"]
-mod tiny_bert;
-
-use tiny_bert::*;
+use crate::common::tiny_bert::*;
 
 /// A tiny BERT fine-tuned on the synthetic task into `dir/out`.
 fn trained(dir: &Path) {

@@ -6,13 +6,10 @@
 //! multipart, GET), not credential checking. Without moto_server the tests print a skip notice,
 //! or fail under `TAXON_REQUIRE_TOOLS=1` (CI).
 
-#[path = "common/tools.rs"]
-mod tools;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tools::{Moto, remove_tree, snapshot, taxon, taxon_json, write_tree};
+use crate::common::tools::{Moto, remove_tree, snapshot, taxon, taxon_json, write_tree};
 
 const BUCKET: &str = "taxon-test";
 

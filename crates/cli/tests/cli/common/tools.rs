@@ -1,11 +1,9 @@
 //! Generic helpers for integration tests that need external tools (moto_server, dvc) and a
-//! scratch repository driven through the `taxon` binary. Include with
-//! `#[path = "common/tools.rs"] mod tools;`.
+//! scratch repository driven through the `taxon` binary.
 //!
 //! Tools come from `$TAXON_VENV/bin` (default `$HOME/.cache/taxon/venv/bin`). When one is
 //! missing a test prints a skip notice and returns, unless `TAXON_REQUIRE_TOOLS=1` (CI), where
 //! it fails.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,0 +1,34 @@
+//! The integration tests of the `taxon` binary, in one test binary (one link instead of one per
+//! file): a module per command group, in the order of the flow, and the helpers they share in
+//! [`common`].
+
+mod common;
+
+// data
+mod data_crypto;
+mod data_io;
+mod data_validate;
+mod data_version;
+mod dvc_interop;
+mod remote_local;
+mod remote_s3;
+
+// train, evaluate, predict
+mod bert;
+mod eval;
+mod model_optimize;
+mod predict;
+mod train;
+
+// track and register
+mod mlflow;
+mod pushgateway;
+mod registry;
+mod runs;
+
+// serve
+mod serve;
+mod users;
+
+// the whole flow
+mod quickstart;
