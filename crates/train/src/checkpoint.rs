@@ -124,19 +124,27 @@ pub fn read_latest(output: &Path) -> Result<Option<(PathBuf, RunState)>, TrainEr
     let dir = root.join(&name);
     let path = dir.join(STATE_JSON);
     let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-    let state: RunState = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+    let unreadable = |e: serde_json::Error| TrainError::Checkpoint {
         path: path.clone(),
         message: format!("unreadable run state: {e}"),
-    })?;
-    if state.format_version != STATE_FORMAT_VERSION {
+    };
+    // The layout version first: a state of another layout does not decode as this one.
+    #[derive(Deserialize)]
+    struct Layout {
+        format_version: u32,
+    }
+    let layout: Layout = serde_json::from_str(&text).map_err(unreadable)?;
+    if layout.format_version != STATE_FORMAT_VERSION {
         return Err(TrainError::Checkpoint {
             path,
             message: format!(
-                "state format {} (this build reads {STATE_FORMAT_VERSION})",
-                state.format_version
+                "state format {} (this build reads {STATE_FORMAT_VERSION}): train from scratch \
+                 without --resume",
+                layout.format_version
             ),
         });
     }
+    let state: RunState = serde_json::from_str(&text).map_err(unreadable)?;
     Ok(Some((dir, state)))
 }
 
@@ -329,6 +337,24 @@ mod tests {
         copy_model(&d, &copy).unwrap();
         assert!(copy.join("model.bin").is_file());
         assert!(!copy.join(STATE_JSON).exists());
+    }
+
+    #[test]
+    fn a_state_of_another_layout_is_refused_by_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let ck = write(out, &state(1), &|_| Ok(())).unwrap();
+        // What taxon wrote before the typed model config: format 1, other keys.
+        fs::write(
+            ck.join(STATE_JSON),
+            r#"{"format_version": 1, "epoch": 1, "config": {"warmup_steps": null}}"#,
+        )
+        .unwrap();
+        let err = read_latest(out).unwrap_err().to_string();
+        assert!(
+            err.contains("state format 1 (this build reads 2)") && err.contains("--resume"),
+            "{err}"
+        );
     }
 
     #[test]
