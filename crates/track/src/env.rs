@@ -1,6 +1,6 @@
 //! Where a run ran and on what: machine info, code version (git), this process's identity (to
 //! tell a killed run), and peak memory. (The data's version id is
-//! `taxon_store::dvcfile::data_version`, the rule the train driver records too.)
+//! `taxon_version::dvcfile::data_version`, the rule the train driver records too.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,7 +82,7 @@ pub fn code_version(dir: &Path, taxon_version: &str) -> CodeVersion {
 /// The folder runs are stored in: `.taxon/` of the repository around `start`, or
 /// `start/.taxon/` outside a repository.
 pub fn default_taxon_dir(start: &Path) -> PathBuf {
-    match taxon_store::Repo::discover(start) {
+    match taxon_version::Repo::discover(start) {
         Ok(repo) => repo.taxon_dir(),
         Err(_) => start.join(".taxon"),
     }

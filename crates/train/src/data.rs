@@ -32,7 +32,7 @@ pub fn read_hashed(path: &Path, observer: &dyn TrainObserver) -> Result<Labelled
     let (rows, md5) = read(path, true, observer)?;
     let md5 = match md5 {
         Some(md5) => md5,
-        None => taxon_store::hashing::md5_file(path)?.0,
+        None => taxon_version::hashing::md5_file(path)?.0,
     };
     Ok(Labelled { rows, md5 })
 }

@@ -135,7 +135,7 @@ pub fn train_with(
     if let Some(suite) = &cfg.expectations {
         check_expectations(data_path, suite, observer)?;
     }
-    let data_version = taxon_store::dvcfile::data_version(data_path)?.map(String::from);
+    let data_version = taxon_version::dvcfile::data_version(data_path)?.map(String::from);
     let data = read_hashed(data_path, observer)?;
     let (train_rows, val_rows, validation_source) = match &cfg.validation {
         Some(p) => (data.rows, read_labelled(p)?, p.display().to_string()),

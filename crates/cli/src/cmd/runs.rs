@@ -512,7 +512,7 @@ impl<O: TrainObserver> TrainObserver for Tracked<'_, O> {
 /// The version id of `data` as the train driver records it; `None` when untracked (or when its
 /// pointer cannot be read: tracking never fails a command).
 fn data_version(data: &Path) -> Option<String> {
-    taxon_store::dvcfile::data_version(data)
+    taxon_version::dvcfile::data_version(data)
         .ok()
         .flatten()
         .map(String::from)
