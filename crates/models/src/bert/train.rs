@@ -407,7 +407,10 @@ pub fn gradients_of_one_step(
     let spec = names(&model.net.cfg, model.net.pooling, labels);
     let net = model.net.clone();
     let (net, _vars) = with_vars(net, config.freeze_layers)?;
-    let ids: Vec<Vec<u32>> = texts.iter().map(|(t, _)| model.encode(t)).collect();
+    let ids = texts
+        .iter()
+        .map(|(t, _)| model.token_ids(t))
+        .collect::<Result<Vec<_>, _>>()?;
     let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let targets: Vec<u32> = texts.iter().map(|(_, l)| *l as u32).collect();
     let batch = Batch::new(&seqs, net.cfg.pad_token_id).map_err(compute("batch"))?;
