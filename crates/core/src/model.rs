@@ -287,6 +287,9 @@ mod tests {
         assert_eq!(e.input::<Vec<u32>>("lstm").unwrap(), &vec![7, 8, 9]);
         let err = e.input::<String>("bert").unwrap_err();
         assert!(matches!(&err, ModelError::Inference { model_type, .. } if model_type == "bert"));
-        assert!(err.to_string().contains("not encoded by a bert model"), "{err}");
+        assert!(
+            err.to_string().contains("not encoded by a bert model"),
+            "{err}"
+        );
     }
 }

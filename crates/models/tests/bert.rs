@@ -129,7 +129,10 @@ fn save_and_load_round_trip_through_the_factory() {
         assert!(names.contains(&f), "{names:?}");
     }
     let texts = ["goal team", "bank rates"];
-    assert_eq!(m.predict_batch(&texts).unwrap(), loaded.predict_batch(&texts).unwrap());
+    assert_eq!(
+        m.predict_batch(&texts).unwrap(),
+        loaded.predict_batch(&texts).unwrap()
+    );
 
     // A changed byte is caught by the md5 in model.json.
     let tok = out.path().join("tokenizer.json");
@@ -310,7 +313,8 @@ fn fine_tuning_the_tiny_bert_learns_a_separable_task() {
     );
     let texts: Vec<&str> = train.iter().map(|(t, _)| t.as_str()).collect();
     let right = model
-        .predict_batch(&texts).unwrap()
+        .predict_batch(&texts)
+        .unwrap()
         .iter()
         .zip(&train)
         .filter(|(p, (_, l))| usize::from(p[1] > p[0]) == *l)
@@ -497,5 +501,8 @@ fn layer_norm_gamma_beta_names_load_like_weight_bias() {
     candle_core::safetensors::save(&renamed, &path).unwrap();
     let after = BertModel::from_checkpoint(dir.path(), &cfg, &labels(), 1).unwrap();
     let texts = ["goal team", "bank rates of the market"];
-    assert_eq!(before.predict_batch(&texts).unwrap(), after.predict_batch(&texts).unwrap());
+    assert_eq!(
+        before.predict_batch(&texts).unwrap(),
+        after.predict_batch(&texts).unwrap()
+    );
 }

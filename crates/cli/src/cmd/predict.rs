@@ -58,7 +58,10 @@ fn score(
         let mut out = Vec::with_capacity(texts.len());
         for h in handles {
             // A panicking model is a bug: it goes on as a panic, never as missing rows.
-            out.extend(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?);
+            out.extend(
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            );
         }
         Ok(out)
     })

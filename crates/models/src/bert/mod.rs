@@ -26,7 +26,8 @@ mod train;
 
 use serde::{Deserialize, Serialize};
 use taxon_core::model::{
-    Encoded, InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile, TextClassifier,
+    Encoded, InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile,
+    TextClassifier,
 };
 
 pub use config::{Arch, CONFIG_JSON, EncoderConfig};
@@ -269,7 +270,10 @@ impl TextClassifier for BertModel {
     fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
         let seqs = inputs
             .iter()
-            .map(|e| e.input::<TokenIds>(MODEL_TYPE).map(|TokenIds(ids)| ids.as_slice()))
+            .map(|e| {
+                e.input::<TokenIds>(MODEL_TYPE)
+                    .map(|TokenIds(ids)| ids.as_slice())
+            })
             .collect::<Result<Vec<_>, _>>()?;
         self.predict_ids(&seqs).map_err(inference)
     }

@@ -24,7 +24,8 @@ pub mod vocab;
 
 use serde::{Deserialize, Serialize};
 use taxon_core::model::{
-    Encoded, InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile, TextClassifier,
+    Encoded, InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile,
+    TextClassifier,
 };
 
 pub use io::WEIGHTS;
@@ -166,7 +167,6 @@ impl LstmModel {
         }
         Ok(out)
     }
-
 }
 
 /// A text as an lstm model reads it ([`TextClassifier::encode`]): its word ids.
@@ -188,13 +188,15 @@ impl TextClassifier for LstmModel {
     fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
         let seqs = inputs
             .iter()
-            .map(|e| e.input::<WordIds>(MODEL_TYPE).map(|WordIds(ids)| ids.as_slice()))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.predict_ids(&seqs)
-            .map_err(|e| ModelError::Inference {
-                model_type: MODEL_TYPE.into(),
-                message: e.to_string(),
+            .map(|e| {
+                e.input::<WordIds>(MODEL_TYPE)
+                    .map(|WordIds(ids)| ids.as_slice())
             })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.predict_ids(&seqs).map_err(|e| ModelError::Inference {
+            model_type: MODEL_TYPE.into(),
+            message: e.to_string(),
+        })
     }
 
     fn save(&self, dir: &std::path::Path) -> Result<(), ModelError> {

@@ -112,9 +112,7 @@ pub async fn move_alias(
         .await
         .map_err(|e| ApiError::internal(format!("the alias change did not finish: {e}")))?
         .map_err(|e| match e {
-            SourceError::Unsupported { .. } => {
-                ApiError::new(ErrorKind::NoRegistry, e.to_string())
-            }
+            SourceError::Unsupported { .. } => ApiError::new(ErrorKind::NoRegistry, e.to_string()),
             SourceError::Refused { .. } => {
                 ApiError::new(ErrorKind::PromotionRefused, e.to_string())
             }

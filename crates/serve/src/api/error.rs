@@ -297,14 +297,20 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for kind in ErrorKind::ALL {
             let (status, name) = kind.parts();
-            assert!(status.is_client_error() || status.is_server_error(), "{kind:?}");
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{kind:?}"
+            );
             assert!(
                 !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
                 "{kind:?}: {name}"
             );
             assert!(seen.insert(name), "{name} used twice");
         }
-        assert_eq!(ErrorKind::ModelError.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            ErrorKind::ModelError.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         assert_eq!(ErrorKind::ModelError.as_str(), "model_error");
     }
 

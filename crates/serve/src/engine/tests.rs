@@ -180,9 +180,7 @@ async fn answered_clients_that_come_straight_back_join_the_next_batch() {
     // Batch 1: the held job, computed for about 600 ms (so the next gather may linger up to
     // 60 ms). Three more jobs queue behind it, past their own max_wait when it ends.
     let first = f.hold_worker();
-    let queued: Vec<_> = (0..3)
-        .map(|_| f.submit_one(BUSINESS).unwrap())
-        .collect();
+    let queued: Vec<_> = (0..3).map(|_| f.submit_one(BUSINESS).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(600));
     f.gate.set(true);
     first.await.unwrap().unwrap();
@@ -209,9 +207,7 @@ async fn batches_respect_size_and_token_limits() {
     let first = f.hold_worker();
     // 10 texts of 10 words: at most 3 fit the token budget.
     let text = "one two three four five six seven eight nine ten";
-    let receivers: Vec<_> = (0..10)
-        .map(|_| f.submit_one(text).unwrap())
-        .collect();
+    let receivers: Vec<_> = (0..10).map(|_| f.submit_one(text).unwrap()).collect();
     f.gate.set(true);
     first.await.unwrap().unwrap();
     for rx in receivers {
@@ -229,9 +225,7 @@ async fn a_full_queue_refuses_and_recovers() {
         ..config()
     });
     let first = f.hold_worker();
-    let queued: Vec<_> = (0..3)
-        .map(|_| f.submit_one(SPORT).unwrap())
-        .collect();
+    let queued: Vec<_> = (0..3).map(|_| f.submit_one(SPORT).unwrap()).collect();
     let refused = f.submit_one(SPORT).unwrap_err();
     assert_eq!(
         refused,
@@ -255,11 +249,7 @@ async fn a_full_queue_refuses_and_recovers() {
         rx.await.unwrap().unwrap();
     }
     assert_eq!(f.engine.admitted(), 0);
-    f.submit_one(SPORT)
-        .unwrap()
-        .await
-        .unwrap()
-        .unwrap();
+    f.submit_one(SPORT).unwrap().await.unwrap().unwrap();
     assert!(
         f.metrics
             .render(0)
@@ -315,7 +305,8 @@ async fn batch_jobs_keep_their_order_across_length_buckets() {
 async fn a_panicking_model_fails_the_batch_not_the_worker() {
     let f = fixture(config());
     *f.gate.panic_on.lock().unwrap() = Some("boom".into());
-    let err = f.submit_one("boom goes the text")
+    let err = f
+        .submit_one("boom goes the text")
         .unwrap()
         .await
         .unwrap()
@@ -324,11 +315,7 @@ async fn a_panicking_model_fails_the_batch_not_the_worker() {
         matches!(&err, EngineError::Model { message, .. } if message.contains("test model refuses")),
         "{err}"
     );
-    f.submit_one(SPORT)
-        .unwrap()
-        .await
-        .unwrap()
-        .unwrap();
+    f.submit_one(SPORT).unwrap().await.unwrap().unwrap();
     assert_eq!(f.engine.admitted(), 0);
 }
 
@@ -417,10 +404,7 @@ async fn shutdown_answers_queued_jobs_and_refuses_new_ones() {
     let first = f.hold_worker();
     let queued = f.submit_one(BUSINESS).unwrap();
     f.engine.close();
-    assert_eq!(
-        f.submit_one(SPORT).unwrap_err(),
-        EngineError::Closed
-    );
+    assert_eq!(f.submit_one(SPORT).unwrap_err(), EngineError::Closed);
     f.gate.set(true);
     first.await.unwrap().unwrap();
     queued.await.unwrap().unwrap();

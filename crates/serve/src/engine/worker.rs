@@ -191,7 +191,9 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
         .iter_mut()
         .map(|job| {
             catch_unwind(AssertUnwindSafe(|| job.texts.encode_for(&model)))
-                .map_err(|panic| format!("model panicked encoding a text: {}", panic_message(panic)))
+                .map_err(|panic| {
+                    format!("model panicked encoding a text: {}", panic_message(panic))
+                })
                 .and_then(|encoded| encoded.map_err(|e| e.to_string()))
                 .map(|()| vec![Vec::new(); job.texts.len()])
                 .map_err(|message| EngineError::model(&model, message))
@@ -277,11 +279,8 @@ fn compute_bucket(
         "the model failed on a batch; computing its requests one by one: {failure}"
     );
     for j in jobs {
-        let alone: Vec<(usize, usize, usize)> = bucket
-            .iter()
-            .copied()
-            .filter(|&(_, k, _)| k == j)
-            .collect();
+        let alone: Vec<(usize, usize, usize)> =
+            bucket.iter().copied().filter(|&(_, k, _)| k == j).collect();
         match predict_checked(model, batch, &alone) {
             Ok(probs) => fill(results, &alone, probs),
             Err(message) => results[j] = Err(EngineError::model(model, message)),

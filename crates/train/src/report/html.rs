@@ -387,9 +387,7 @@ mod tests {
     use super::super::{EpochPoint, EvalOptions, TrainingHistory, evaluate_model};
     use super::*;
     use std::collections::HashMap;
-    use taxon_core::model::{
-        Encoded, InputLimits, ModelDescription, ModelError, TextClassifier,
-    };
+    use taxon_core::model::{Encoded, InputLimits, ModelDescription, ModelError, TextClassifier};
 
     const EVIL: &str = "<script>alert(\"x\")</script>";
 

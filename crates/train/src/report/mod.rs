@@ -423,7 +423,9 @@ pub fn predict_probabilities(
         let mut out = Vec::with_capacity(texts.len());
         for h in handles {
             // A panicking model is a bug: it goes on as the caller's panic, never as rows.
-            let part = h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            let part = h
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             out.extend(part);
         }
         Ok(out)
@@ -643,7 +645,10 @@ mod tests {
             let err = evaluate_model(&m, Path::new("models/m"), &data, &opts).unwrap_err();
             assert!(matches!(err, EvalError::Predict { .. }), "{err}");
             let text = err.to_string();
-            assert!(text.starts_with("models/m: table model: prediction failed"), "{text}");
+            assert!(
+                text.starts_with("models/m: table model: prediction failed"),
+                "{text}"
+            );
             assert!(text.contains("no answer for \"poison\""), "{text}");
         }
         assert!(matches!(

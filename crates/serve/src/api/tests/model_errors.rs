@@ -35,11 +35,18 @@ fn assert_scores(scores: &Value, labels: &[String], expected: &[f32]) {
 fn assert_model_error(a: &Answer) {
     assert_eq!(a.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", a.text());
     let v = a.json();
-    assert_eq!(v.as_object().unwrap().len(), 2, "exactly error and error_type: {v}");
+    assert_eq!(
+        v.as_object().unwrap().len(),
+        2,
+        "exactly error and error_type: {v}"
+    );
     assert_eq!(v["error_type"], "model_error", "{v}");
     let message = v["error"].as_str().unwrap();
     assert!(message.contains("model news@"), "{message}");
-    assert!(message.contains("test model fails on \"poison\""), "{message}");
+    assert!(
+        message.contains("test model fails on \"poison\""),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +123,11 @@ async fn a_model_error_answers_500_for_its_request_only() {
     let a = good_batch.await.unwrap();
     assert_eq!(a.status, StatusCode::OK, "{}", a.text());
     let v = a.json();
-    assert_scores(&v["predictions"][0]["scores"], &labels, &alone(&s, BUSINESS));
+    assert_scores(
+        &v["predictions"][0]["scores"],
+        &labels,
+        &alone(&s, BUSINESS),
+    );
     assert_scores(&v["predictions"][1]["scores"], &labels, &alone(&s, SPORT));
     for (task, id) in [(bad_task, "bad-1"), (bad_batch, "bad-batch")] {
         let a = task.await.unwrap();
@@ -141,7 +152,10 @@ async fn a_model_error_answers_500_for_its_request_only() {
     assert_eq!(s.state.metrics().model_errors(), 3);
     assert_eq!(predict(&s.app, SPORT).await.json()["cached"], true);
     // And the server goes on serving.
-    assert_eq!(predict_texts(&s.app, &[BUSINESS]).await.status, StatusCode::OK);
+    assert_eq!(
+        predict_texts(&s.app, &[BUSINESS]).await.status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
