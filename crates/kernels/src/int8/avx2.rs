@@ -218,6 +218,7 @@ mod imp {
             }
             for b in 0..w.blocks() {
                 let wb = &pairs[b * span..(b + 1) * span];
+                let e = Epilogue::new(w, bias_of(&sink), b);
                 let mut r = c0;
                 while r < c1 {
                     let mr = (c1 - r).min(MR);
@@ -227,16 +228,16 @@ mod imp {
                         wb,
                         k2,
                         r,
-                        b,
                         r0,
+                        out: w.out,
                     };
                     match mr {
-                        6 => tile::<6>(xq, w, &t, &mut sink),
-                        5 => tile::<5>(xq, w, &t, &mut sink),
-                        4 => tile::<4>(xq, w, &t, &mut sink),
-                        3 => tile::<3>(xq, w, &t, &mut sink),
-                        2 => tile::<2>(xq, w, &t, &mut sink),
-                        _ => tile::<1>(xq, w, &t, &mut sink),
+                        6 => tile::<6>(xq, &t, &e, &mut sink),
+                        5 => tile::<5>(xq, &t, &e, &mut sink),
+                        4 => tile::<4>(xq, &t, &e, &mut sink),
+                        3 => tile::<3>(xq, &t, &e, &mut sink),
+                        2 => tile::<2>(xq, &t, &e, &mut sink),
+                        _ => tile::<1>(xq, &t, &e, &mut sink),
                     }
                     r += mr;
                 }
@@ -246,27 +247,67 @@ mod imp {
     }
 
     /// One register tile's operands: the i16 activations from its first row on (rows of
-    /// `2 k2` values), its block's weights (`k2` steps), its first row `r` (global), block `b`,
-    /// and the sink's first row `r0`.
+    /// `2 k2` values), its block's weights (`k2` steps), its first row `r` (global), the
+    /// sink's first row `r0` and the sink's row length `out`.
     struct Tile<'a> {
         xs: &'a [i16],
         wb: &'a [i8],
         k2: usize,
         r: usize,
-        b: usize,
         r0: usize,
+        out: usize,
     }
 
-    /// Rows `t.r..t.r + R` times the 16 outputs of block `t.b` over every input, then the
+    /// The bias of a float sink.
+    fn bias_of<'a>(sink: &Sink<'a>) -> Option<&'a [f32]> {
+        match sink {
+            Sink::Float { bias, .. } => *bias,
+            Sink::Int(_) => None,
+        }
+    }
+
+    /// What the epilogue of one block needs, loaded once per block: its first output, its
+    /// valid outputs (up to 16), and per half of 8 its scales and biases (0 past the end and
+    /// without a bias, as the portable code adds 0).
+    struct Epilogue {
+        o0: usize,
+        width: usize,
+        scales: [__m256; 2],
+        bias: [__m256; 2],
+    }
+
+    impl Epilogue {
+        #[target_feature(enable = "avx2")]
+        fn new(w: &PackedWeights, bias: Option<&[f32]>, b: usize) -> Self {
+            let o0 = b * BLOCK_OUT;
+            let width = (w.out - o0).min(BLOCK_OUT);
+            let mut bv = [0f32; BLOCK_OUT];
+            if let Some(bias) = bias {
+                bv[..width].copy_from_slice(&bias[o0..o0 + width]);
+            }
+            let sw = &w.scales[o0..o0 + BLOCK_OUT];
+            // SAFETY: `sw` (the scales are padded to whole blocks) and `bv` hold 16 f32; the
+            // loads are unaligned.
+            let (scales, bias) = unsafe {
+                (
+                    [_mm256_loadu_ps(sw.as_ptr()), _mm256_loadu_ps(sw.as_ptr().add(8))],
+                    [_mm256_loadu_ps(bv.as_ptr()), _mm256_loadu_ps(bv.as_ptr().add(8))],
+                )
+            };
+            Self {
+                o0,
+                width,
+                scales,
+                bias,
+            }
+        }
+    }
+
+    /// Rows `t.r..t.r + R` times the 16 outputs of one block over every input, then the
     /// epilogue into the sink.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn tile<const R: usize>(
-        xq: &QuantizedRows,
-        w: &PackedWeights,
-        t: &Tile<'_>,
-        sink: &mut Sink<'_>,
-    ) {
+    fn tile<const R: usize>(xq: &QuantizedRows, t: &Tile<'_>, e: &Epilogue, sink: &mut Sink<'_>) {
         let k2 = t.k2;
         // Slices of exactly what the loops read (the caller keeps R rows of activations).
         let mut xs: [&[i16]; R] = [&[]; R];
@@ -295,61 +336,45 @@ mod imp {
                 acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(xv, w1));
             }
         }
+        // The shared epilogue (`dequantize` of the accumulator, which already holds
+        // `acc - z * sum` since the activations came in minus their zero points), 8 lanes at a
+        // time: the same operations in the same order (no fused multiply-add).
         for (i, a) in acc.iter().enumerate() {
-            store(sink, xq, w, t.r0, t.r + i, t.b, *a);
-        }
-    }
-
-    /// The shared epilogue (`dequantize` of the accumulator, which already holds `acc - z *
-    /// sum` since the activations came in minus their zero points) 8 lanes at a time: the same
-    /// operations in the same order (no fused multiply-add), then the valid lanes stored.
-    #[target_feature(enable = "avx2")]
-    #[inline]
-    fn store(
-        sink: &mut Sink<'_>,
-        xq: &QuantizedRows,
-        w: &PackedWeights,
-        r0: usize,
-        r: usize,
-        b: usize,
-        acc: [__m256i; 2],
-    ) {
-        let out = w.out;
-        let row = (r - r0) * out;
-        for (h, &t) in acc.iter().enumerate() {
-            let o0 = b * BLOCK_OUT + h * 8;
-            if o0 >= out {
-                break;
-            }
-            let width = (out - o0).min(8);
+            let r = t.r + i;
             match sink {
                 Sink::Int(dst) => {
-                    let mut lanes = [0i32; 8];
-                    // SAFETY: `lanes` holds 8 i32; the store is unaligned.
-                    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), t) };
-                    dst[row + o0..row + o0 + width].copy_from_slice(&lanes[..width]);
-                }
-                Sink::Float { y, bias } => {
-                    let scales = &w.scales[o0..o0 + 8];
-                    // SAFETY: `scales` holds 8 f32 (padded to whole blocks).
-                    let sw = unsafe { _mm256_loadu_ps(scales.as_ptr()) };
-                    let s = _mm256_mul_ps(_mm256_set1_ps(xq.scale[r]), sw);
-                    let v = _mm256_mul_ps(_mm256_cvtepi32_ps(t), s);
-                    let mut bv = [0f32; 8];
-                    if let Some(bias) = bias {
-                        bv[..width].copy_from_slice(&bias[o0..o0 + width]);
+                    let mut lanes = [0i32; BLOCK_OUT];
+                    // SAFETY: `lanes` holds 16 i32; the stores are unaligned.
+                    unsafe {
+                        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), a[0]);
+                        _mm256_storeu_si256(lanes.as_mut_ptr().add(8).cast(), a[1]);
                     }
-                    // SAFETY: `bv` holds 8 f32; the load is unaligned.
-                    let v = _mm256_add_ps(v, unsafe { _mm256_loadu_ps(bv.as_ptr()) });
-                    let dst = &mut y[row + o0..row + o0 + width];
-                    if width == 8 {
-                        // SAFETY: `dst` holds 8 f32; the store is unaligned.
-                        unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), v) };
+                    let row = (r - t.r0) * t.out + e.o0;
+                    dst[row..row + e.width].copy_from_slice(&lanes[..e.width]);
+                }
+                Sink::Float { y, .. } => {
+                    let sx = _mm256_set1_ps(xq.scale[r]);
+                    let v = |h: usize| {
+                        let s = _mm256_mul_ps(sx, e.scales[h]);
+                        _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[h]), s), e.bias[h])
+                    };
+                    let (v0, v1) = (v(0), v(1));
+                    let row = (r - t.r0) * t.out + e.o0;
+                    let dst = &mut y[row..row + e.width];
+                    if e.width == BLOCK_OUT {
+                        // SAFETY: `dst` holds 16 f32; the stores are unaligned.
+                        unsafe {
+                            _mm256_storeu_ps(dst.as_mut_ptr(), v0);
+                            _mm256_storeu_ps(dst.as_mut_ptr().add(8), v1);
+                        }
                     } else {
-                        let mut lanes = [0f32; 8];
-                        // SAFETY: `lanes` holds 8 f32; the store is unaligned.
-                        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-                        dst.copy_from_slice(&lanes[..width]);
+                        let mut lanes = [0f32; BLOCK_OUT];
+                        // SAFETY: `lanes` holds 16 f32; the stores are unaligned.
+                        unsafe {
+                            _mm256_storeu_ps(lanes.as_mut_ptr(), v0);
+                            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), v1);
+                        }
+                        dst.copy_from_slice(&lanes[..e.width]);
                     }
                 }
             }
