@@ -10,7 +10,9 @@
 //! and gemm's AVX2 + FMA f32 kernels, what an AVX2-only CPU runs; `portable`: the int8 products
 //! through gemm's f32 kernels of the target's baseline, scalar on x86-64), the median
 //! milliseconds of f32 and int8 and their GMAC/s, the levels alternating within each repeat
-//! so a changing machine load hits them alike. The int8 time includes quantizing the
+//! so a changing machine load hits them alike. Times are the thread's CPU time where Linux
+//! reports it (a core shared with other work does not inflate them), else wall time, over
+//! samples of about 150 ms; run with one thread. The int8 time includes quantizing the
 //! activations (as in the model's forward pass). The weights are drawn from a normal
 //! distribution, like trained ones (the kernels' speed does not depend on the values).
 
@@ -19,6 +21,32 @@ use std::time::Instant;
 use taxon_kernels::Level;
 use taxon_kernels::int8::{self, Isa, PackedWeights};
 use taxon_kernels::matmul::{View, ViewMut, matmul_at};
+
+/// Milliseconds of CPU this thread has run (Linux: `/proc/thread-self/schedstat`, in ns), so
+/// that time the scheduler gives other processes on a shared core does not count; wall time
+/// elsewhere.
+fn thread_ms(start: Instant) -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or_else(|| start.elapsed().as_secs_f64() * 1e3, |ns| ns / 1e6)
+}
+
+/// Milliseconds per call of `f`, called `iters` times: thread CPU time where the system tells
+/// it (often in scheduler ticks of a few ms, hence the repeats), else wall time.
+fn timed(iters: usize, mut f: impl FnMut()) -> f64 {
+    let start = Instant::now();
+    let before = thread_ms(start);
+    for _ in 0..iters {
+        f();
+    }
+    (thread_ms(start) - before) / iters as f64
+}
+
+/// Calls per sample so that one sample lasts about 150 ms (from one timed call).
+fn iters_for(ms: f64) -> usize {
+    ((150.0 / ms.max(0.01)).ceil() as usize).clamp(1, 10_000)
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -126,36 +154,69 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut y = vec![0f32; n * out];
         let mut f32_ms = vec![Vec::new(); levels.len()];
         let mut i8_ms = vec![Vec::new(); levels.len()];
-        // One untimed round (first use builds each path's weight form), then `reps` rounds.
+        // One round that sizes the samples (and builds each path's weight form on first use),
+        // then `reps` rounds.
+        let mut iters = vec![(1, 1); levels.len()];
         for rep in 0..=reps {
             for (li, &level) in levels.iter().enumerate() {
-                let t = Instant::now();
-                for row in y.chunks_exact_mut(out) {
-                    row.copy_from_slice(&bias);
-                }
-                let dst = ViewMut {
-                    data: &mut y,
-                    offset: 0,
-                    rows: n,
-                    cols: out,
-                    row_stride: out,
-                };
-                matmul_at(
-                    level,
-                    dst,
-                    View::rows(&x, 0, n, inp, inp),
-                    View::rows(&wt, 0, inp, out, out),
-                    1.0,
-                    true,
-                    threads,
-                )?;
-                std::hint::black_box(&y);
-                let f = t.elapsed().as_secs_f64() * 1e3;
-                let t = Instant::now();
-                int8::matmul_on(Isa::at(level), &x, n, &packed, Some(&bias), &mut y)?;
-                std::hint::black_box(&y);
-                let q = t.elapsed().as_secs_f64() * 1e3;
-                if rep > 0 {
+                let f = timed(iters[li].0, || {
+                    for row in y.chunks_exact_mut(out) {
+                        row.copy_from_slice(&bias);
+                    }
+                    let dst = ViewMut {
+                        data: &mut y,
+                        offset: 0,
+                        rows: n,
+                        cols: out,
+                        row_stride: out,
+                    };
+                    let r = matmul_at(
+                        level,
+                        dst,
+                        View::rows(&x, 0, n, inp, inp),
+                        View::rows(&wt, 0, inp, out, out),
+                        1.0,
+                        true,
+                        threads,
+                    );
+                    std::hint::black_box(r.map(|_| &y).ok());
+                });
+                let q = timed(iters[li].1, || {
+                    let r = int8::matmul_on(Isa::at(level), &x, n, &packed, Some(&bias), &mut y);
+                    std::hint::black_box(r.map(|_| &y).ok());
+                });
+                if rep == 0 {
+                    let wall = |g: &mut dyn FnMut()| {
+                        let t = Instant::now();
+                        g();
+                        t.elapsed().as_secs_f64() * 1e3
+                    };
+                    // Size from wall time: the first CPU-time reading may be a tick of 0.
+                    let fw = wall(&mut || {
+                        let dst = ViewMut {
+                            data: &mut y,
+                            offset: 0,
+                            rows: n,
+                            cols: out,
+                            row_stride: out,
+                        };
+                        let r = matmul_at(
+                            level,
+                            dst,
+                            View::rows(&x, 0, n, inp, inp),
+                            View::rows(&wt, 0, inp, out, out),
+                            1.0,
+                            false,
+                            threads,
+                        );
+                        std::hint::black_box(r.ok());
+                    });
+                    let qw = wall(&mut || {
+                        let r = int8::matmul_on(Isa::at(level), &x, n, &packed, None, &mut y);
+                        std::hint::black_box(r.ok());
+                    });
+                    iters[li] = (iters_for(fw), iters_for(qw));
+                } else {
                     f32_ms[li].push(f);
                     i8_ms[li].push(q);
                 }
