@@ -17,6 +17,8 @@
 #        (scripts/setup-bench-torch.sh)
 #        TAXON_BIN= SPEED_BIN=   prebuilt `taxon` and `bert_speed` binaries instead of a
 #                      release build of this checkout
+#        BASELINE_TAXON_BIN= BASELINE_SPEED_BIN=   a second pair (e.g. main's build), measured
+#                      in the same rounds as `taxon_baseline` (its own int8 folder) for before/after
 #
 # What is measured, per side, in wall milliseconds per sequence:
 #   batch 32  taxon: crates/models/examples/bert_speed (predict_batch on 32 test texts, median
@@ -60,25 +62,36 @@ INT8=$WORK/int8
 echo "making the int8 model in $INT8" >&2
 rm -rf "$INT8"
 "$TAXON" -q model optimize "$MODEL" --int8 --output "$INT8" > /dev/null
+# tool name, bert_speed binary, int8 folder
+SIDES=("taxon $SPEED $INT8")
+if [[ -n ${BASELINE_TAXON_BIN:-} && -n ${BASELINE_SPEED_BIN:-} ]]; then
+    echo "making the baseline's int8 model in $WORK/int8_baseline" >&2
+    rm -rf "$WORK/int8_baseline"
+    "$BASELINE_TAXON_BIN" -q model optimize "$MODEL" --int8 --output "$WORK/int8_baseline" > /dev/null
+    SIDES+=("taxon_baseline $BASELINE_SPEED_BIN $WORK/int8_baseline")
+fi
 
 export CANDLE_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS
 RAW=$WORK/rounds.jsonl
 : > "$RAW"
 for ((r = 1; r <= ROUNDS; r++)); do
+  for entry in "${SIDES[@]}"; do
+    read -r tool speed int8 <<< "$entry"
     for side in fp32 int8; do
         folder=$MODEL
-        [[ $side == int8 ]] && folder=$INT8
-        echo "round $r/$ROUNDS: taxon $side" >&2
-        "$SPEED" "$folder" "$DATA/test.jsonl" --threads "$THREADS" --reps 3 --only infer |
+        [[ $side == int8 ]] && folder=$int8
+        echo "round $r/$ROUNDS: $tool $side" >&2
+        "$speed" "$folder" "$DATA/test.jsonl" --threads "$THREADS" --reps 3 --only infer |
             python3 -c '
 import json, re, sys
-out = {"tool": "taxon", "variant": sys.argv[1], "round": int(sys.argv[2])}
+out = {"tool": sys.argv[3], "variant": sys.argv[1], "round": int(sys.argv[2])}
 for line in sys.stdin:
     m = re.match(r"infer batch (32|1): +([0-9.]+) ms/seq wall", line)
     if m:
         out["b" + m.group(1)] = float(m.group(2))
-print(json.dumps(out))' "$side" "$r" >> "$RAW"
+print(json.dumps(out))' "$side" "$r" "$tool" >> "$RAW"
     done
+  done
     echo "round $r/$ROUNDS: PyTorch fp32, int8, bf16" >&2
     "$TORCH_VENV/bin/python" "$ROOT/bench/bert_peer.py" "$MINILM" "$DATA/train.jsonl" \
         "$DATA/test.jsonl" --threads "$THREADS" --epochs 0 --n-infer 96 --n-latency 16 \

@@ -1,6 +1,6 @@
 //! The artifact store: model files kept by md5 in DVC's layout (`files/md5/xx/yyyy`) on a local
 //! folder or an S3 bucket (MinIO, AWS; endpoint and credentials from `AWS_*` env), through
-//! [`taxon_store::remote::Remote`]. The backend and its small current-thread runtime start on
+//! [`taxon_version::remote::Remote`]. The backend and its small current-thread runtime start on
 //! first use, so reading the registry's metadata never needs the store or its credentials.
 //!
 //! The blocking calls here run the async remote on that runtime: call them from a plain
@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use taxon_core::Md5Hex;
-use taxon_store::config::{
+use taxon_version::RemoteError;
+use taxon_version::config::{
     DEFAULT_MULTIPART_THRESHOLD, DEFAULT_PART_SIZE, RemoteConfig, RemoteUrl, Secret,
 };
-use taxon_store::hashing::Md5Hasher;
-use taxon_store::remote::{Remote, RemoteError};
+use taxon_version::hashing::Md5Hasher;
+use taxon_version::remote::Remote;
 
 use crate::error::RegistryError;
 

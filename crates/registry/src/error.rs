@@ -41,7 +41,7 @@ pub enum RegistryError {
     Remote {
         url: String,
         #[source]
-        source: Box<taxon_store::remote::RemoteError>,
+        source: Box<taxon_version::RemoteError>,
     },
     #[error("invalid {kind} name {name:?}: {rule}")]
     InvalidName {

@@ -10,7 +10,7 @@
 //! ```
 
 // Errors carry structured fields (versions, files, both hashes) that callers match on, and are
-// cold next to hashing and transferring model files: keep them unboxed, as taxon-store does.
+// cold next to hashing and transferring model files: keep them unboxed, as taxon-version does.
 #![allow(clippy::result_large_err)]
 
 pub mod aliases;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use taxon_store::dvcfile::{DvcFile, dvc_path_for};
+use taxon_version::dvcfile::{DvcFile, dvc_path_for};
 
 use crate::record::{CodeVersion, MachineInfo};
 
@@ -108,7 +108,7 @@ pub fn data_version(data: &Path) -> Option<String> {
 /// The folder runs are stored in: `.taxon/` of the repository around `start`, or
 /// `start/.taxon/` outside a repository.
 pub fn default_taxon_dir(start: &Path) -> PathBuf {
-    match taxon_store::Repo::discover(start) {
+    match taxon_version::Repo::discover(start) {
         Ok(repo) => repo.taxon_dir(),
         Err(_) => start.join(".taxon"),
     }

@@ -324,7 +324,7 @@ pub fn train_with(
     };
 
     let val_truth: Vec<usize> = val_ex.iter().map(|(_, l)| *l).collect();
-    let data_md5 = taxon_store::hashing::md5_file(&data_path)?.0;
+    let data_md5 = taxon_version::hashing::md5_file(&data_path)?.0;
     let run_loop = EpochLoop {
         config: &resolved,
         labels: &labels,
@@ -664,9 +664,9 @@ pub fn data_version(data: &Path) -> Result<Option<String>, TrainError> {
         if p.file_name().is_none() {
             break;
         }
-        let pointer = taxon_store::dvcfile::dvc_path_for(p);
+        let pointer = taxon_version::dvcfile::dvc_path_for(p);
         if pointer.is_file() {
-            let file = taxon_store::dvcfile::DvcFile::load(&pointer)?;
+            let file = taxon_version::dvcfile::DvcFile::load(&pointer)?;
             return Ok(file.outs.first().map(|o| o.md5.to_string()));
         }
     }

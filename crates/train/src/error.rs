@@ -37,7 +37,7 @@ pub enum TrainError {
     #[error(transparent)]
     Validate(#[from] taxon_validate::ValidateError),
     #[error(transparent)]
-    Store(Box<taxon_store::StoreError>),
+    Version(Box<taxon_version::VersionError>),
     /// The training data failed its expectation suite: training refuses it.
     #[error(
         "{}: fails {} of {total} expectations of {} (training refuses it):\n  {}",
@@ -70,8 +70,8 @@ pub enum TrainError {
     },
 }
 
-impl From<taxon_store::StoreError> for TrainError {
-    fn from(e: taxon_store::StoreError) -> Self {
-        TrainError::Store(Box::new(e))
+impl From<taxon_version::VersionError> for TrainError {
+    fn from(e: taxon_version::VersionError) -> Self {
+        TrainError::Version(Box::new(e))
     }
 }

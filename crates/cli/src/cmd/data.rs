@@ -3,9 +3,9 @@
 pub mod crypto;
 pub mod io;
 pub mod remote;
-pub mod store;
 pub mod sync;
 pub mod validate;
+pub mod version;
 
 use clap::Subcommand;
 
@@ -14,9 +14,9 @@ use crate::ctx::{Ctx, Outcome};
 #[derive(Debug, Subcommand)]
 pub enum DataCmd {
     /// Create `.dvc/` (as `dvc init --no-scm` does) and `.taxon/` in the current folder.
-    Init(store::InitArgs),
+    Init(version::InitArgs),
     /// Track a file or folder: hash it (md5, as DVC 3), store it in the cache, write PATH.dvc.
-    Add(store::AddArgs),
+    Add(version::AddArgs),
     /// Upload cached objects of tracked paths to a remote.
     Push(sync::PushArgs),
     /// Download tracked objects from a remote (hash-verified) and check them out.
@@ -25,13 +25,13 @@ pub enum DataCmd {
     #[command(subcommand)]
     Remote(remote::RemoteCmd),
     /// Show which tracked paths changed in the workspace, and (with --remote) what is not pushed.
-    Status(store::StatusArgs),
+    Status(version::StatusArgs),
     /// Restore tracked paths in the workspace from the cache (optionally an older version).
-    Checkout(store::CheckoutArgs),
+    Checkout(version::CheckoutArgs),
     /// List the recorded versions of a tracked path with their statistics.
-    Versions(store::VersionsArgs),
+    Versions(version::VersionsArgs),
     /// Content-level diff of two versions: rows added, removed, relabelled; label shift.
-    Diff(store::DiffArgs),
+    Diff(version::DiffArgs),
     /// Check a dataset against expectations (YAML); exit code 1 when any fails.
     Validate(validate::ValidateArgs),
     /// Print statistics of a dataset file (rows, labels, lengths, vocabulary, duplicates).
@@ -49,15 +49,15 @@ pub enum DataCmd {
 
 pub fn run(cmd: DataCmd, ctx: &Ctx) -> anyhow::Result<Outcome> {
     match cmd {
-        DataCmd::Add(a) => store::add(a, ctx),
-        DataCmd::Init(a) => store::init(a, ctx),
+        DataCmd::Add(a) => version::add(a, ctx),
+        DataCmd::Init(a) => version::init(a, ctx),
         DataCmd::Push(a) => sync::push(a, ctx),
         DataCmd::Pull(a) => sync::pull(a, ctx),
         DataCmd::Remote(c) => remote::run(c, ctx),
-        DataCmd::Status(a) => store::status(a, ctx),
-        DataCmd::Checkout(a) => store::checkout(a, ctx),
-        DataCmd::Versions(a) => store::versions(a, ctx),
-        DataCmd::Diff(a) => store::diff(a, ctx),
+        DataCmd::Status(a) => version::status(a, ctx),
+        DataCmd::Checkout(a) => version::checkout(a, ctx),
+        DataCmd::Versions(a) => version::versions(a, ctx),
+        DataCmd::Diff(a) => version::diff(a, ctx),
         DataCmd::Validate(a) => validate::run(a, ctx),
         DataCmd::Stats(a) => io::stats(a, ctx),
         DataCmd::Import(a) => io::import(a, ctx),

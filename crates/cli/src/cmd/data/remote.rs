@@ -8,8 +8,8 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use taxon_store::Repo;
-use taxon_store::config::{
+use taxon_version::Repo;
+use taxon_version::config::{
     ConfigLevel, IniDoc, is_secret_key, load_remotes, remote_section, validate_remote_name,
 };
 
@@ -113,7 +113,7 @@ fn load(path: &Path) -> anyhow::Result<IniDoc> {
 fn add(repo: &Repo, a: AddArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     validate_remote_name(&a.name)?;
     // Check the URL parses before writing it.
-    taxon_store::config::parse_url(repo, &a.url)?;
+    taxon_version::config::parse_url(repo, &a.url)?;
     let all = load_remotes(repo)?;
     if all.remotes.contains_key(&a.name) && !a.force {
         bail!(
@@ -206,7 +206,7 @@ fn modify(repo: &Repo, a: ModifyArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     doc.save(&path)
         .with_context(|| format!("writing {}", path.display()))?;
     // Check the result still resolves (e.g. a bad `jobs` value) and undo nothing silently.
-    if let Err(e) = taxon_store::config::resolve_remote(repo, Some(&a.name)) {
+    if let Err(e) = taxon_version::config::resolve_remote(repo, Some(&a.name)) {
         ctx.info(format!(
             "warning: remote {:?} does not resolve yet: {e}",
             a.name

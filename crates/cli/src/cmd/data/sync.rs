@@ -7,10 +7,10 @@ use std::sync::Arc;
 use clap::Args;
 use indicatif::ProgressBar;
 use serde::Serialize;
-use taxon_store::Repo;
-use taxon_store::config::resolve_remote;
-use taxon_store::remote::Remote;
-use taxon_store::transfer::{self, Progress, TransferOptions};
+use taxon_version::Repo;
+use taxon_version::config::resolve_remote;
+use taxon_version::remote::Remote;
+use taxon_version::transfer::{self, Progress, TransferOptions};
 
 use crate::ctx::{Ctx, Outcome};
 use crate::output::print_json;

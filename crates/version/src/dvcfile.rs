@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml_ng::Value;
 use taxon_core::Md5Hex;
 
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 use crate::repo::Repo;
 
 /// One tracked output of a `.dvc` file.
@@ -31,8 +31,8 @@ pub struct DvcFile {
     pub outs: Vec<Out>,
 }
 
-fn malformed(path: &Path, field: impl Into<String>, message: impl Into<String>) -> StoreError {
-    StoreError::Malformed {
+fn malformed(path: &Path, field: impl Into<String>, message: impl Into<String>) -> VersionError {
+    VersionError::Malformed {
         path: path.to_path_buf(),
         field: field.into(),
         message: message.into(),
@@ -49,7 +49,7 @@ impl DvcFile {
 
     /// Parses `.dvc` text; `path` is only used in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
-        let root: Value = serde_yaml_ng::from_str(text).map_err(|e| StoreError::InvalidFile {
+        let root: Value = serde_yaml_ng::from_str(text).map_err(|e| VersionError::InvalidFile {
             path: path.to_path_buf(),
             message: format!("not valid YAML: {e}"),
         })?;
@@ -152,7 +152,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::write(&tmp, bytes).at(&tmp)?;
     fs::rename(&tmp, path).map_err(|source| {
         let _ = fs::remove_file(&tmp);
-        StoreError::Io {
+        VersionError::Io {
             path: path.to_path_buf(),
             source,
         }
@@ -276,7 +276,7 @@ pub fn find_dvc_files(repo: &Repo, targets: &[PathBuf]) -> Result<Vec<PathBuf>> 
             dvc_path_for(&t)
         };
         if !candidate.is_file() {
-            return Err(StoreError::NotTracked { path: t });
+            return Err(VersionError::NotTracked { path: t });
         }
         if !out.contains(&candidate) {
             out.push(candidate);

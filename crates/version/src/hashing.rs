@@ -1,6 +1,7 @@
 //! md5 content hashing as DVC 3 computes it (md5 of the raw bytes), streamed with a large
-//! buffer; hashing a file into the cache in one read; folder walks; and the state file that
-//! lets unchanged files skip re-hashing (like DVC's state DB: inode, mtime, size -> md5).
+//! buffer; the one-read hash-and-copy that [`crate::cache`] stores objects with; folder walks;
+//! and the state file that lets unchanged files skip re-hashing (like DVC's state DB: inode,
+//! mtime, size -> md5). The bottom of the crate: it knows files, not the cache or the repo.
 //!
 //! md5 is the floor of `taxon data add`: it is serial within a file, so [`Md5Hasher`] uses the
 //! fastest backend available (OpenSSL's assembly MD5 by default, pure-Rust `md-5` otherwise),
@@ -16,8 +17,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use taxon_core::Md5Hex;
 
-use crate::cache::Cache;
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 
 /// An md5 hasher with the fastest backend this build has.
 ///
@@ -84,7 +84,7 @@ impl Default for Md5Hasher {
 /// Read buffer size: large enough that syscalls and channel hops are noise next to md5.
 pub const BUF_SIZE: usize = 1 << 20;
 /// Files up to this size are read whole (no writer thread).
-const SMALL_FILE: u64 = 4 << 20;
+pub(crate) const SMALL_FILE: u64 = 4 << 20;
 
 /// The md5 and size of a file, streamed.
 pub fn md5_file(path: &Path) -> Result<(Md5Hex, u64)> {
@@ -140,7 +140,7 @@ pub fn copy_hashing(
         || after.len() != before.len()
         || after.modified().ok() != before.modified().ok()
     {
-        return Err(StoreError::Other(format!(
+        return Err(VersionError::Other(format!(
             "{} changed while it was being added ({} bytes hashed, {} copied); add it again",
             src.display(),
             total,
@@ -169,55 +169,6 @@ fn md5_reader(input: &mut File, on_bytes: &(dyn Fn(u64) + Sync)) -> io::Result<(
     Ok((hasher.finish()?, total))
 }
 
-/// Hashes `path` into the cache: one read that both hashes and writes a temp copy, then a
-/// rename to `files/md5/xx/...` with mode 0444. A small file is read whole, hashed, and
-/// written (unless already cached) through a temp file in its `xx/` folder
-/// ([`Cache::write_object`]); a large one is copied to `.dvc/tmp` while it is hashed and the
-/// copy dropped when the object is already cached. A crash at any point leaves at most a temp
-/// file, never a partial object.
-pub fn hash_into_cache(cache: &Cache, path: &Path) -> Result<(Md5Hex, u64)> {
-    hash_into_cache_with(cache, path, &|_| {})
-}
-
-/// [`hash_into_cache`], calling `on_bytes(n)` as bytes are processed.
-pub fn hash_into_cache_with(
-    cache: &Cache,
-    path: &Path,
-    on_bytes: &(dyn Fn(u64) + Sync),
-) -> Result<(Md5Hex, u64)> {
-    hash_into_cache_sized(cache, path, None, on_bytes)
-}
-
-/// [`hash_into_cache_with`] for a file whose size the caller already knows (from a `stat` just
-/// before), which saves one more.
-pub(crate) fn hash_into_cache_sized(
-    cache: &Cache,
-    path: &Path,
-    size: Option<u64>,
-    on_bytes: &(dyn Fn(u64) + Sync),
-) -> Result<(Md5Hex, u64)> {
-    let mut input = File::open(path).at(path)?;
-    let len = match size {
-        Some(n) => n,
-        None => input.metadata().at(path)?.len(),
-    };
-    if len <= SMALL_FILE {
-        let bytes = crate::cache::read_whole(&mut input, len).at(path)?;
-        let hash = Md5Hex::of_bytes(&bytes);
-        cache.write_object(&hash, &bytes)?;
-        on_bytes(bytes.len() as u64);
-        return Ok((hash, bytes.len() as u64));
-    }
-    drop(input);
-    let tmp = cache.temp_path("add")?;
-    let result = copy_hashing(path, &tmp, on_bytes)
-        .and_then(|(hash, size)| cache.commit_temp(&tmp, &hash).map(|_| (hash, size)));
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// A file inside a tracked folder.
 #[derive(Clone, Debug)]
 pub struct WalkedFile {
@@ -239,7 +190,7 @@ pub fn walk_files(dir: &Path) -> Result<Vec<WalkedFile>> {
             let name = entry
                 .file_name()
                 .into_string()
-                .map_err(|n| StoreError::InvalidFile {
+                .map_err(|n| VersionError::InvalidFile {
                     path: path.clone(),
                     message: format!("file name {n:?} is not valid UTF-8"),
                 })?;
@@ -378,7 +329,7 @@ impl HashState {
         if !guard.1 {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&guard.0).map_err(|e| StoreError::Other(e.to_string()))?;
+        let bytes = serde_json::to_vec(&guard.0).map_err(|e| VersionError::Other(e.to_string()))?;
         if let Some(parent) = self.path.parent() {
             fs::create_dir_all(parent).at(parent)?;
         }

@@ -14,15 +14,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use taxon_core::Md5Hex;
-use taxon_dataset::Format;
 
-use crate::add::state_for;
 use crate::cache::{Cache, DirEntry, content_hash, write_new_file};
 use crate::dvcfile::{DvcFile, Out};
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 use crate::hashing::{self, HashState};
 use crate::repo::Repo;
 use crate::versions;
+use crate::workspace::state_for;
 
 /// Options of a checkout.
 #[derive(Clone, Debug, Default)]
@@ -51,42 +50,6 @@ struct Wanted {
     md5: Md5Hex,
 }
 
-/// The data files of a version that taxon can read, as (cache object path, format): the
-/// object itself for a file (format from `workspace_path`'s extension), the manifest entries
-/// for a folder (format from each relpath). Sorted by relpath.
-pub fn data_files_of(
-    cache: &Cache,
-    id: &Md5Hex,
-    workspace_path: &Path,
-) -> Result<Vec<(PathBuf, Format)>> {
-    Ok(named_files_of(cache, id, workspace_path)?
-        .into_iter()
-        .filter_map(|(rel, obj)| Format::from_path(Path::new(&rel)).map(|f| (obj, f)))
-        .collect())
-}
-
-/// Every file of a version as (relpath, cache object path): for a file version the relpath is
-/// the workspace file name.
-pub fn named_files_of(
-    cache: &Cache,
-    id: &Md5Hex,
-    workspace_path: &Path,
-) -> Result<Vec<(String, PathBuf)>> {
-    if id.is_dir() {
-        Ok(cache
-            .read_dir_manifest(id)?
-            .into_iter()
-            .map(|e| (e.relpath, cache.object_path(&e.md5)))
-            .collect())
-    } else {
-        let name = workspace_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Ok(vec![(name, cache.object_path(id))])
-    }
-}
-
 fn rel(repo: &Repo, p: &Path) -> String {
     p.strip_prefix(&repo.root)
         .unwrap_or(p)
@@ -113,7 +76,7 @@ pub fn checkout(
         let base = f.parent().unwrap_or(Path::new("."));
         for out in &dvc.outs {
             if out.hash != "md5" {
-                return Err(StoreError::UnsupportedHash {
+                return Err(VersionError::UnsupportedHash {
                     path: f.clone(),
                     hash: out.hash.clone(),
                 });
@@ -122,7 +85,7 @@ pub fn checkout(
         }
         if let Some(v) = &opts.version {
             if dvc_files.len() != 1 || dvc.outs.len() != 1 {
-                return Err(StoreError::Other(format!(
+                return Err(VersionError::Other(format!(
                     "--version restores one tracked path; got {} .dvc file(s) with {} output(s)",
                     dvc_files.len(),
                     dvc.outs.len()
@@ -178,7 +141,7 @@ pub fn checkout(
         }
     }
     if !missing.is_empty() {
-        return Err(StoreError::MissingObjects {
+        return Err(VersionError::MissingObjects {
             cache: cache.root.clone(),
             missing,
         });
@@ -280,7 +243,7 @@ fn stage_all(
     cache: &Cache,
     state: &HashState,
     wanted: &[Wanted],
-) -> std::result::Result<Vec<Staged>, (StoreError, Vec<PathBuf>)> {
+) -> std::result::Result<Vec<Staged>, (VersionError, Vec<PathBuf>)> {
     use rayon::prelude::*;
     let budget = std::sync::atomic::AtomicU64::new(MEMORY_BUDGET);
     let results: Vec<Result<Option<Staged>>> = crate::cache::in_fs_pool(|| {
@@ -326,7 +289,7 @@ fn stage_one(
         return Ok(None);
     }
     let obj = cache.object_path(&w.md5);
-    let mismatch = |actual: Md5Hex| StoreError::HashMismatch {
+    let mismatch = |actual: Md5Hex| VersionError::HashMismatch {
         path: obj.clone(),
         expected: w.md5.clone(),
         actual,
@@ -417,7 +380,7 @@ fn move_into_place(tmp: &Path, target: &Path) -> Result<fs::Metadata> {
     }
     if fs::rename(tmp, target).is_err() {
         if target.is_dir() {
-            return Err(StoreError::InvalidFile {
+            return Err(VersionError::InvalidFile {
                 path: target.to_path_buf(),
                 message: "is a folder where a file must be restored".into(),
             });

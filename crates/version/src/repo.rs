@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Result, StoreError};
+use crate::error::{Result, VersionError};
 
 /// A DVC-compatible repository rooted at `root`.
 #[derive(Clone, Debug)]
@@ -14,7 +14,7 @@ pub struct Repo {
 impl Repo {
     /// Walks up from `start` to the first folder holding `.dvc/`.
     pub fn discover(start: &Path) -> Result<Self> {
-        let start = std::path::absolute(start).map_err(|source| StoreError::Io {
+        let start = std::path::absolute(start).map_err(|source| VersionError::Io {
             path: start.to_path_buf(),
             source,
         })?;
@@ -27,7 +27,7 @@ impl Repo {
             }
             dir = d.parent();
         }
-        Err(StoreError::NotARepo(start))
+        Err(VersionError::NotARepo(start))
     }
 
     /// Makes `dir` a repository, as `dvc init --no-scm` does (`.dvc/config` with

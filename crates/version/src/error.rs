@@ -1,4 +1,6 @@
-//! The error kinds of the store crate.
+//! The error kinds of the versioning crate: [`VersionError`] for everything it does, and
+//! [`RemoteError`] for the operations of one remote (which the registry's artifact store uses
+//! alone). The bottom of the crate: every other module uses it, it uses none of them.
 
 use std::path::PathBuf;
 
@@ -6,7 +8,7 @@ use taxon_core::Md5Hex;
 
 /// Everything that can go wrong while versioning data or talking to a remote.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum VersionError {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -68,14 +70,58 @@ pub enum StoreError {
         candidates: Vec<String>,
     },
     #[error(transparent)]
-    Remote(#[from] crate::remote::RemoteError),
+    Remote(#[from] RemoteError),
     #[error(transparent)]
     Read(#[from] taxon_dataset::ReadError),
     #[error("{0}")]
     Other(String),
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+/// Errors talking to a remote. Messages name the remote and the object; never credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("remote {remote:?}: {message}")]
+    Config { remote: String, message: String },
+    #[error("remote {remote:?}: {op} {object} failed")]
+    Store {
+        remote: String,
+        op: &'static str,
+        object: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("remote {remote:?}: object {object} is not on the remote")]
+    Missing { remote: String, object: Md5Hex },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "remote {remote:?}: object {object} is corrupt or truncated: expected md5 {object}, got {actual} ({size} bytes received)"
+    )]
+    HashMismatch {
+        remote: String,
+        object: Md5Hex,
+        actual: Md5Hex,
+        size: u64,
+    },
+    #[error(
+        "remote {remote:?}: object {object} cannot be decrypted (wrong key, or tampered data): {message}"
+    )]
+    Decrypt {
+        remote: String,
+        object: Md5Hex,
+        message: String,
+    },
+    #[error("remote {remote:?}: encryption key: {message}")]
+    Key { remote: String, message: String },
+    #[error("remote {remote:?}: transfer task failed: {message}")]
+    Task { remote: String, message: String },
+}
+
+pub type Result<T, E = VersionError> = std::result::Result<T, E>;
 
 /// Attaches a path to an I/O error.
 pub trait IoContext<T> {
@@ -84,7 +130,7 @@ pub trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| StoreError::Io {
+        self.map_err(|source| VersionError::Io {
             path: path.into(),
             source,
         })

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use taxon_core::VersionRecord;
 
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 use crate::repo::Repo;
 
 /// `.taxon/versions.jsonl`.
@@ -22,7 +22,7 @@ pub fn rel_path(repo: &Repo, path: &Path) -> Result<String> {
     let abs = crate::dvcfile::strip_trailing_slash(&abs);
     let rel = abs
         .strip_prefix(&repo.root)
-        .map_err(|_| StoreError::InvalidFile {
+        .map_err(|_| VersionError::InvalidFile {
             path: abs.clone(),
             message: format!("is outside the repository {}", repo.root.display()),
         })?;
@@ -31,7 +31,7 @@ pub fn rel_path(repo: &Repo, path: &Path) -> Result<String> {
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
     if parts.is_empty() {
-        return Err(StoreError::InvalidFile {
+        return Err(VersionError::InvalidFile {
             path: abs,
             message: "is the repository root; track a file or folder inside it".into(),
         });
@@ -59,7 +59,7 @@ pub fn read_all(repo: &Repo) -> Result<Vec<VersionRecord>> {
             // The last line of a file that does not end in '\n' is a torn append: skip it.
             Err(_) if i + 1 == lines.len() && !complete => {}
             Err(e) => {
-                return Err(StoreError::InvalidFile {
+                return Err(VersionError::InvalidFile {
                     path: PathBuf::from(format!("{}:{}", path.display(), i + 1)),
                     message: format!("not a version record: {e}"),
                 });
@@ -86,7 +86,7 @@ pub fn append(repo: &Repo, record: &VersionRecord) -> Result<()> {
         let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         f.set_len(keep as u64).at(&path)?;
     }
-    let mut line = serde_json::to_vec(record).map_err(|e| StoreError::Other(format!("{e}")))?;
+    let mut line = serde_json::to_vec(record).map_err(|e| VersionError::Other(format!("{e}")))?;
     line.push(b'\n');
     f.write_all(&line).at(&path)?;
     f.sync_data().at(&path)
@@ -114,12 +114,12 @@ pub fn resolve(repo: &Repo, path: &Path, id_or_prefix: &str) -> Result<VersionRe
     ids.sort();
     ids.dedup();
     match ids.len() {
-        0 => Err(StoreError::UnknownVersion {
+        0 => Err(VersionError::UnknownVersion {
             path: rel,
             id: id_or_prefix.to_string(),
         }),
         1 if !id_or_prefix.is_empty() => Ok(matches.pop().expect("non-empty")),
-        _ => Err(StoreError::AmbiguousVersion {
+        _ => Err(VersionError::AmbiguousVersion {
             path: rel,
             id: id_or_prefix.to_string(),
             candidates: ids,
@@ -170,11 +170,11 @@ mod tests {
         );
         assert!(matches!(
             resolve(&repo, &p, "aaa"),
-            Err(StoreError::AmbiguousVersion { .. })
+            Err(VersionError::AmbiguousVersion { .. })
         ));
         assert!(matches!(
             resolve(&repo, &p, "bbbb"),
-            Err(StoreError::UnknownVersion { .. })
+            Err(VersionError::UnknownVersion { .. })
         ));
     }
 }

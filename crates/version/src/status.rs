@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::add::{hash_path, state_for};
 use crate::cache::Cache;
 use crate::dvcfile::DvcFile;
 use crate::error::Result;
 use crate::repo::Repo;
+use crate::workspace::{hash_path, state_for};
 
 /// How a tracked path compares with its `.dvc` file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

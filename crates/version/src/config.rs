@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 use crate::repo::Repo;
 
 /// The multipart threshold DVC-style remotes use by default: files at or above it are uploaded
@@ -156,7 +156,7 @@ impl IniDoc {
             if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
                 continue;
             }
-            let bad = |message: String| StoreError::InvalidFile {
+            let bad = |message: String| VersionError::InvalidFile {
                 path: PathBuf::from(format!("{}:{}", path.display(), i + 1)),
                 message,
             };
@@ -300,7 +300,7 @@ pub fn validate_remote_name(name: &str) -> Result<()> {
             .chars()
             .any(|c| c == '"' || c == '\'' || c == '[' || c == ']' || c.is_control())
     {
-        return Err(StoreError::Other(format!(
+        return Err(VersionError::Other(format!(
             "invalid remote name {name:?}: use letters, digits, '-', '_' or '.'"
         )));
     }
@@ -338,7 +338,7 @@ fn load_taxon_options(repo: &Repo, name: &str) -> Result<BTreeMap<String, String
     if let Some(entries) = doc.section(&remote_section(name)) {
         for (k, v) in entries {
             if !TAXON_REMOTE_KEYS.contains(&k.as_str()) {
-                return Err(StoreError::InvalidFile {
+                return Err(VersionError::InvalidFile {
                     path: path.clone(),
                     message: format!(
                         "unknown key {k:?} in remote {name:?} (known: {})",
@@ -376,7 +376,7 @@ pub fn resolve_remote_with_env(
     let name = match name.map(str::to_string).or(all.default.clone()) {
         Some(n) => n,
         None => {
-            return Err(StoreError::Other(format!(
+            return Err(VersionError::Other(format!(
                 "no remote given and no default remote in {}; use -r NAME or `taxon data remote add -d NAME URL`",
                 ConfigLevel::Repo.path(repo).display()
             )));
@@ -384,7 +384,7 @@ pub fn resolve_remote_with_env(
     };
     let Some(keys) = all.remotes.get(&name) else {
         let known: Vec<&str> = all.remotes.keys().map(String::as_str).collect();
-        return Err(StoreError::Other(format!(
+        return Err(VersionError::Other(format!(
             "remote {name:?} is not configured in {} (known: {})",
             ConfigLevel::Repo.path(repo).display(),
             if known.is_empty() {
@@ -394,7 +394,7 @@ pub fn resolve_remote_with_env(
             }
         )));
     };
-    let url_str = keys.get("url").ok_or_else(|| StoreError::InvalidFile {
+    let url_str = keys.get("url").ok_or_else(|| VersionError::InvalidFile {
         path: ConfigLevel::Repo.path(repo),
         message: format!("remote {name:?} has no url"),
     })?;
@@ -402,7 +402,7 @@ pub fn resolve_remote_with_env(
     let get = |k: &str, e: &str| keys.get(k).cloned().or_else(|| env(e));
     let taxon = load_taxon_options(repo, &name)?;
     let taxon_path = repo.taxon_dir().join("config");
-    let bad = |key: &str, value: &str, expected: &str| StoreError::InvalidFile {
+    let bad = |key: &str, value: &str, expected: &str| VersionError::InvalidFile {
         path: taxon_path.clone(),
         message: format!("remote {name:?}: {key} = {value:?} is not {expected}"),
     };
@@ -469,7 +469,7 @@ pub fn parse_url(repo: &Repo, url: &str) -> Result<RemoteUrl> {
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
-            return Err(StoreError::Other(format!(
+            return Err(VersionError::Other(format!(
                 "remote url {url:?} has no bucket (expected s3://bucket/prefix)"
             )));
         }
@@ -480,7 +480,7 @@ pub fn parse_url(repo: &Repo, url: &str) -> Result<RemoteUrl> {
     }
     if let Some((scheme, _)) = url.split_once("://") {
         if scheme != "file" {
-            return Err(StoreError::Other(format!(
+            return Err(VersionError::Other(format!(
                 "remote url {url:?}: scheme {scheme}:// is not supported (use a local folder or s3://)"
             )));
         }

@@ -1,5 +1,5 @@
 //! Versioning subcommands: init, add, status, checkout, versions, diff. The work is done by
-//! `taxon-store` (and `taxon-dataset` for content diffs); this file parses and prints.
+//! `taxon-version` (and `taxon-dataset` for content diffs); this file parses and prints.
 
 use std::path::{Path, PathBuf};
 
@@ -7,10 +7,10 @@ use anyhow::Context;
 use clap::Args;
 use taxon_core::VersionRecord;
 use taxon_dataset::{Format, OnError, ReadOptions};
-use taxon_store::Repo;
-use taxon_store::cache::Cache;
-use taxon_store::checkout::{CheckoutOptions, named_files_of};
-use taxon_store::dvcfile::find_dvc_files;
+use taxon_version::Repo;
+use taxon_version::cache::{Cache, named_files_of};
+use taxon_version::checkout::CheckoutOptions;
+use taxon_version::dvcfile::find_dvc_files;
 
 use crate::ctx::{Ctx, Outcome};
 use crate::output::{print_json, table};
@@ -76,16 +76,16 @@ pub fn add(args: AddArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let repo = discover()?;
     let mut records = Vec::new();
     for path in &args.paths {
-        let before = taxon_store::versions::list_versions(&repo, path)?.len();
-        let total = taxon_store::add::data_size(path)?;
+        let before = taxon_version::versions::list_versions(&repo, path)?.len();
+        let total = taxon_version::workspace::data_size(path)?;
         let bar = ctx.bytes_bar(total, &format!("add {}", path.display()));
         let record =
-            taxon_store::add::add_with_progress(&repo, path, args.message.as_deref(), &|n| {
+            taxon_version::add::add_with_progress(&repo, path, args.message.as_deref(), &|n| {
                 bar.inc(n)
             })
             .with_context(|| format!("adding {}", path.display()))?;
         bar.finish_and_clear();
-        let after = taxon_store::versions::list_versions(&repo, path)?.len();
+        let after = taxon_version::versions::list_versions(&repo, path)?.len();
         let rows = record
             .stats
             .as_ref()
@@ -131,16 +131,16 @@ pub struct StatusArgs {
 #[derive(serde::Serialize)]
 struct StatusWithRemote<'a, T: serde::Serialize> {
     workspace: &'a T,
-    remote: &'a taxon_store::transfer::RemoteStatus,
+    remote: &'a taxon_version::transfer::RemoteStatus,
 }
 
 pub fn status(args: StatusArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let repo = discover()?;
     let files = find_dvc_files(&repo, &args.targets)?;
-    let statuses = taxon_store::status::status(&repo, &files)?;
+    let statuses = taxon_version::status::status(&repo, &files)?;
     let remote_status = if args.cloud || args.remote.is_some() {
         let (repo, remote) = super::sync::open(args.remote.as_deref())?;
-        Some(taxon_store::transfer::remote_status(
+        Some(taxon_version::transfer::remote_status(
             &repo,
             &remote,
             &args.targets,
@@ -203,7 +203,7 @@ pub fn checkout(args: CheckoutArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         anyhow::bail!("--version needs exactly one target (the tracked path to restore)");
     }
     let files = find_dvc_files(&repo, &args.targets)?;
-    let summary = taxon_store::checkout::checkout(
+    let summary = taxon_version::checkout::checkout(
         &repo,
         &files,
         &CheckoutOptions {
@@ -247,7 +247,7 @@ fn labels_cell(r: &VersionRecord) -> String {
 
 pub fn versions(args: VersionsArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let repo = discover()?;
-    let list = taxon_store::versions::list_versions(&repo, &args.path)?;
+    let list = taxon_version::versions::list_versions(&repo, &args.path)?;
     if ctx.json {
         print_json(&list)?;
         return Ok(Outcome::Ok);
@@ -258,7 +258,7 @@ pub fn versions(args: VersionsArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     }
     let current = find_dvc_files(&repo, std::slice::from_ref(&args.path))
         .ok()
-        .and_then(|f| taxon_store::dvcfile::DvcFile::load(&f[0]).ok())
+        .and_then(|f| taxon_version::dvcfile::DvcFile::load(&f[0]).ok())
         .and_then(|d| d.outs.first().map(|o| o.md5.clone()));
     let mut t = table([
         "id",
@@ -321,7 +321,7 @@ fn side_files(repo: &Repo, path: &Path, side: &str) -> anyhow::Result<Vec<(PathB
     let abs = std::path::absolute(path)?;
     let named: Vec<(String, PathBuf)> = if side == "workspace" {
         if abs.is_dir() {
-            taxon_store::hashing::walk_files(&abs)?
+            taxon_version::hashing::walk_files(&abs)?
                 .into_iter()
                 .map(|f| (f.relpath, f.path))
                 .collect()
@@ -335,7 +335,7 @@ fn side_files(repo: &Repo, path: &Path, side: &str) -> anyhow::Result<Vec<(PathB
             anyhow::bail!("{}: not in the workspace", path.display());
         }
     } else {
-        let record = taxon_store::versions::resolve(repo, path, side)?;
+        let record = taxon_version::versions::resolve(repo, path, side)?;
         named_files_of(&Cache::new(repo), &record.id, &abs)?
     };
     let mut files: Vec<(String, PathBuf, Format)> = named

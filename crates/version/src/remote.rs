@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -19,6 +19,7 @@ use taxon_core::Md5Hex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{RemoteConfig, RemoteUrl};
+use crate::error::RemoteError;
 use crate::hashing::Md5Hasher;
 
 /// The env variable that holds the Fernet key of encrypted remotes (unless `key_file` is set).
@@ -27,50 +28,6 @@ pub const KEY_ENV: &str = "TAXON_FERNET_KEY";
 pub const ENCRYPT_CHUNK: usize = 1024 * 1024;
 /// How many parts of one multipart upload are in flight at once.
 const PARTS_IN_FLIGHT: usize = 2;
-
-/// Errors talking to a remote. Messages name the remote and the object; never credentials.
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("remote {remote:?}: {message}")]
-    Config { remote: String, message: String },
-    #[error("remote {remote:?}: {op} {object} failed")]
-    Store {
-        remote: String,
-        op: &'static str,
-        object: String,
-        #[source]
-        source: object_store::Error,
-    },
-    #[error("remote {remote:?}: object {object} is not on the remote")]
-    Missing { remote: String, object: Md5Hex },
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "remote {remote:?}: object {object} is corrupt or truncated: expected md5 {object}, got {actual} ({size} bytes received)"
-    )]
-    HashMismatch {
-        remote: String,
-        object: Md5Hex,
-        actual: Md5Hex,
-        size: u64,
-    },
-    #[error(
-        "remote {remote:?}: object {object} cannot be decrypted (wrong key, or tampered data): {message}"
-    )]
-    Decrypt {
-        remote: String,
-        object: Md5Hex,
-        message: String,
-    },
-    #[error("remote {remote:?}: encryption key: {message}")]
-    Key { remote: String, message: String },
-    #[error("remote {remote:?}: transfer task failed: {message}")]
-    Task { remote: String, message: String },
-}
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RemoteError + '_ {
     move |source| RemoteError::Io {
@@ -566,6 +523,8 @@ impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
     use crate::config::{DEFAULT_PART_SIZE, RemoteConfig};
 

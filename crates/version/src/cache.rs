@@ -1,5 +1,7 @@
 //! The content-addressed cache in DVC 3's layout: `.dvc/cache/files/md5/xx/yyyy[.dir]`, objects
-//! read-only (0444), folder manifests as Python-`json.dumps`-compatible bytes.
+//! read-only (0444), folder manifests as Python-`json.dumps`-compatible bytes; hashing a file
+//! into it in one read ([`hash_into_cache`]), and the files a version holds there
+//! ([`named_files_of`]).
 //!
 //! Every object enters the cache through a temp file and a rename, so a process killed
 //! half-way never leaves a partial object under its final name. Small objects (whose bytes are
@@ -16,9 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use taxon_core::Md5Hex;
+use taxon_dataset::Format;
 
 use crate::dvcfile::DvcFile;
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{IoContext, Result, VersionError};
 use crate::hashing;
 use crate::repo::Repo;
 
@@ -105,7 +108,7 @@ impl Cache {
         let expected_content = content_hash(expected);
         if actual.as_str() != expected_content {
             let _ = fs::remove_file(tmp);
-            return Err(StoreError::HashMismatch {
+            return Err(VersionError::HashMismatch {
                 path: tmp.to_path_buf(),
                 expected: expected.clone(),
                 actual,
@@ -127,7 +130,7 @@ impl Cache {
         let bytes = manifest_bytes(entries);
         let hash: Md5Hex = format!("{}.dir", Md5Hex::of_bytes(&bytes))
             .parse()
-            .map_err(|e: taxon_core::hash::InvalidHash| StoreError::Other(e.to_string()))?;
+            .map_err(|e: taxon_core::hash::InvalidHash| VersionError::Other(e.to_string()))?;
         if !self.contains(&hash) {
             let tmp = self.temp_path("dir")?;
             fs::write(&tmp, &bytes).at(&tmp)?;
@@ -143,7 +146,7 @@ impl Cache {
         let bytes = fs::read(&path).at(&path)?;
         let actual = Md5Hex::of_bytes(&bytes);
         if actual.as_str() != content_hash(hash) {
-            return Err(StoreError::HashMismatch {
+            return Err(VersionError::HashMismatch {
                 path,
                 expected: hash.clone(),
                 actual,
@@ -151,6 +154,55 @@ impl Cache {
         }
         parse_manifest(&bytes, &path)
     }
+}
+
+/// Hashes `path` into the cache: one read that both hashes and writes a temp copy, then a
+/// rename to `files/md5/xx/...` with mode 0444. A small file is read whole, hashed, and
+/// written (unless already cached) through a temp file in its `xx/` folder
+/// ([`Cache::write_object`]); a large one is copied to `.dvc/tmp` while it is hashed and the
+/// copy dropped when the object is already cached. A crash at any point leaves at most a temp
+/// file, never a partial object.
+pub fn hash_into_cache(cache: &Cache, path: &Path) -> Result<(Md5Hex, u64)> {
+    hash_into_cache_with(cache, path, &|_| {})
+}
+
+/// [`hash_into_cache`], calling `on_bytes(n)` as bytes are processed.
+pub fn hash_into_cache_with(
+    cache: &Cache,
+    path: &Path,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(Md5Hex, u64)> {
+    hash_into_cache_sized(cache, path, None, on_bytes)
+}
+
+/// [`hash_into_cache_with`] for a file whose size the caller already knows (from a `stat` just
+/// before), which saves one more.
+pub(crate) fn hash_into_cache_sized(
+    cache: &Cache,
+    path: &Path,
+    size: Option<u64>,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(Md5Hex, u64)> {
+    let mut input = File::open(path).at(path)?;
+    let len = match size {
+        Some(n) => n,
+        None => input.metadata().at(path)?.len(),
+    };
+    if len <= hashing::SMALL_FILE {
+        let bytes = read_whole(&mut input, len).at(path)?;
+        let hash = Md5Hex::of_bytes(&bytes);
+        cache.write_object(&hash, &bytes)?;
+        on_bytes(bytes.len() as u64);
+        return Ok((hash, bytes.len() as u64));
+    }
+    drop(input);
+    let tmp = cache.temp_path("add")?;
+    let result = hashing::copy_hashing(path, &tmp, on_bytes)
+        .and_then(|(hash, size)| cache.commit_temp(&tmp, &hash).map(|_| (hash, size)));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The md5 hex of an object's bytes (a `.dir` hash without its suffix).
@@ -297,20 +349,20 @@ pub(crate) fn set_read_only(path: &Path) -> Result<()> {
 
 pub(crate) fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Vec<DirEntry>> {
     let entries: Vec<DirEntry> =
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Malformed {
+        serde_json::from_slice(bytes).map_err(|e| VersionError::Malformed {
             path: path.to_path_buf(),
             field: "manifest".into(),
             message: format!("not a DVC folder manifest: {e}"),
         })?;
     for e in &entries {
         if !is_safe_relpath(&e.relpath) {
-            return Err(StoreError::UnsafeRelpath {
+            return Err(VersionError::UnsafeRelpath {
                 manifest: path.to_path_buf(),
                 relpath: e.relpath.clone(),
             });
         }
         if e.md5.is_dir() {
-            return Err(StoreError::Malformed {
+            return Err(VersionError::Malformed {
                 path: path.to_path_buf(),
                 field: format!("{}.md5", e.relpath),
                 message: "a manifest entry cannot be a folder hash".into(),
@@ -397,6 +449,42 @@ pub fn objects_for(repo: &Repo, dvc_files: &[PathBuf]) -> Result<Vec<Md5Hex>> {
         }
     }
     Ok(all.into_iter().collect())
+}
+
+/// The data files of a version that taxon can read, as (cache object path, format): the
+/// object itself for a file (format from `workspace_path`'s extension), the manifest entries
+/// for a folder (format from each relpath). Sorted by relpath.
+pub fn data_files_of(
+    cache: &Cache,
+    id: &Md5Hex,
+    workspace_path: &Path,
+) -> Result<Vec<(PathBuf, Format)>> {
+    Ok(named_files_of(cache, id, workspace_path)?
+        .into_iter()
+        .filter_map(|(rel, obj)| Format::from_path(Path::new(&rel)).map(|f| (obj, f)))
+        .collect())
+}
+
+/// Every file of a version as (relpath, cache object path): for a file version the relpath is
+/// the workspace file name.
+pub fn named_files_of(
+    cache: &Cache,
+    id: &Md5Hex,
+    workspace_path: &Path,
+) -> Result<Vec<(String, PathBuf)>> {
+    if id.is_dir() {
+        Ok(cache
+            .read_dir_manifest(id)?
+            .into_iter()
+            .map(|e| (e.relpath, cache.object_path(&e.md5)))
+            .collect())
+    } else {
+        let name = workspace_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(vec![(name, cache.object_path(id))])
+    }
 }
 
 #[cfg(test)]

@@ -21,8 +21,8 @@ use taxon_core::Md5Hex;
 
 use crate::cache::{Cache, objects_for, parse_manifest};
 use crate::dvcfile::{DvcFile, find_dvc_files};
-use crate::error::{IoContext, Result, StoreError};
-use crate::remote::{Downloaded, Remote, RemoteError};
+use crate::error::{IoContext, RemoteError, Result, VersionError};
+use crate::remote::{Downloaded, Remote};
 use crate::repo::Repo;
 
 /// Progress of a transfer, reported as objects finish (called from worker tasks).
@@ -111,20 +111,20 @@ impl RemoteStatus {
 }
 
 /// Many objects that failed, summarised in one error: the count and the first few reasons.
-fn failures_error<E: Into<StoreError> + std::fmt::Display>(
+fn failures_error<E: Into<VersionError> + std::fmt::Display>(
     op: &str,
     remote: &Remote,
     errors: Vec<E>,
-) -> StoreError {
+) -> VersionError {
     let n = errors.len();
     if n == 1 {
         if let Some(e) = errors.into_iter().next() {
             return e.into();
         }
-        return StoreError::Other(format!("{op}: failed"));
+        return VersionError::Other(format!("{op}: failed"));
     }
     let shown: Vec<String> = errors.iter().take(5).map(ToString::to_string).collect();
-    StoreError::Other(format!(
+    VersionError::Other(format!(
         "{op} to/from remote {:?}: {n} object(s) failed; first: {}",
         remote.name(),
         shown.join("; ")
@@ -136,7 +136,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| StoreError::Other(format!("cannot start the transfer runtime: {e}")))
+        .map_err(|e| VersionError::Other(format!("cannot start the transfer runtime: {e}")))
 }
 
 /// Blocking [`push_async`].
@@ -209,7 +209,7 @@ pub async fn push_async(
     let dvc_files = find_dvc_files(repo, targets)?;
     let (present, absent) = local_objects(repo, &dvc_files)?;
     if !absent.is_empty() {
-        return Err(StoreError::MissingObjects {
+        return Err(VersionError::MissingObjects {
             cache: repo.cache_dir(),
             missing: absent.iter().map(ToString::to_string).collect(),
         });
@@ -376,7 +376,7 @@ pub async fn pull_async(
     let repo2 = repo.clone();
     tokio::task::spawn_blocking(move || checkout_all(&repo2, &dvc_files))
         .await
-        .map_err(|e| StoreError::Other(format!("checkout task failed: {e}")))??;
+        .map_err(|e| VersionError::Other(format!("checkout task failed: {e}")))??;
     summary.seconds = summary.seconds.max(0.0);
     Ok(summary)
 }
@@ -396,7 +396,7 @@ async fn download_all(
     objects: Vec<Md5Hex>,
     jobs: usize,
     progress: &Arc<dyn Progress>,
-) -> (u64, u64, Vec<StoreError>) {
+) -> (u64, u64, Vec<VersionError>) {
     let cache = cache.clone();
     for_each_object(remote, objects, jobs, progress, move |remote, h| {
         let cache = cache.clone();
@@ -432,7 +432,7 @@ async fn download_one(remote: &Remote, cache: &Cache, hash: &Md5Hex) -> Result<u
                 // The stream was hashed as it was written: compare, then commit.
                 let checked = remote2
                     .check(&hash, &md5, size)
-                    .map_err(StoreError::from)
+                    .map_err(VersionError::from)
                     .and_then(|()| {
                         if hash.is_dir() {
                             let bytes = std::fs::read(&tmp).at(&tmp)?;
