@@ -306,6 +306,7 @@ impl PackedWeights {
     }
 
     /// The AVX2 kernel's form of these weights (built once, on first use).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn avx2(&self) -> &avx2::Weights {
         self.avx2
             .get_or_init(|| avx2::Weights::build(&self.data, self.blocks(), self.k4))
@@ -327,7 +328,23 @@ fn scale_and_zero(lo: f32, hi: f32) -> (f32, f32) {
 /// One activation as u8: `clamp(round_ties_even(v * inv) + zp, 0, 255)`.
 #[inline(always)]
 fn quantize_value(v: f32, inv: f32, zp: f32) -> u8 {
-    ((v * inv).round_ties_even() + zp).clamp(0.0, 255.0) as u8
+    (round_ties_even(v * inv) + zp).clamp(0.0, 255.0) as u8
+}
+
+/// `x.round_ties_even()` without a libm call where the target has no rounding instruction
+/// (x86-64 before SSE4.1, the portable build): below 2^22 in magnitude, adding and taking away
+/// 1.5 * 2^23 rounds to the nearest integer, ties to even (the sum's ulp is 1); larger values,
+/// infinities and NaN are kept as they are (already integers, or not numbers). Same values as
+/// `round_ties_even` (a zero's sign may differ, which the caller's `+ zp` and `as u8` erase),
+/// and it vectorizes.
+#[inline(always)]
+fn round_ties_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    if x.abs() < 4_194_304.0 {
+        (x + MAGIC) - MAGIC
+    } else {
+        x
+    }
 }
 
 /// Quantizes one row into `dst` (at least as long), returning its scale and zero point
@@ -628,3 +645,20 @@ fn sink_rows(sink: &Sink<'_>, out: usize) -> usize {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod rounding_tests {
+    #[test]
+    fn magic_rounding_equals_round_ties_even() {
+        let mut xs = vec![0.5f32, 1.5, 2.5, -0.5, -1.5, -2.5, 254.5, 255.5, -255.5, 0.49999997];
+        xs.extend([4_194_303.5, 4_194_304.0, 8_388_609.0, 1e30, -1e30]);
+        xs.extend((0..20_000).map(|i| (i as f32 - 10_000.0) * 0.0371));
+        for x in xs {
+            assert_eq!(super::round_ties_even(x), x.round_ties_even(), "{x}");
+        }
+        for x in [f32::INFINITY, f32::NEG_INFINITY] {
+            assert_eq!(super::round_ties_even(x), x);
+        }
+        assert!(super::round_ties_even(f32::NAN).is_nan());
+    }
+}

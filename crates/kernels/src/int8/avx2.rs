@@ -20,6 +20,8 @@
 //! per weight): per block of 16 outputs and pair of inputs, 32 bytes `[w(o, 2p), w(o, 2p + 1)]`
 //! for o = 0..16, so one 16-byte load widens to the 8 outputs x 2 inputs of a register.
 #![allow(unsafe_code)]
+// Off x86-64 only the portable fallbacks below are compiled.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
 use super::{BLOCK_IN, BLOCK_OUT, GROUP, PackedWeights, QuantizedRows, Sink};
 
