@@ -146,7 +146,13 @@ fn optimized_model_loads_predicts_and_reports_before_and_after() {
     // An accuracy gate that cannot pass: exit 1, the model is written anyway.
     taxon_in(d)
         .args(["-q", "model", "optimize", "out", "-o", "gated", "--int8"])
-        .args(["--data", "test.jsonl", "--latency-samples", "1", "--allow-slower"])
+        .args([
+            "--data",
+            "test.jsonl",
+            "--latency-samples",
+            "1",
+            "--allow-slower",
+        ])
         .arg("--max-accuracy-drop=-100")
         .assert()
         .code(1)
@@ -189,8 +195,14 @@ fn int8_slower_than_f32_is_refused_unless_allowed() {
         }
         Some(2) => {
             assert!(stderr.contains("slower than the f32 one"), "{stderr}");
-            assert!(stderr.contains("int8=") && stderr.contains("--allow-slower"), "{stderr}");
-            assert!(!d.join("checked").exists(), "a refused model must not be written");
+            assert!(
+                stderr.contains("int8=") && stderr.contains("--allow-slower"),
+                "{stderr}"
+            );
+            assert!(
+                !d.join("checked").exists(),
+                "a refused model must not be written"
+            );
         }
         other => panic!("exit {other:?}: {stderr}"),
     }
@@ -202,7 +214,9 @@ fn int8_slower_than_f32_is_refused_unless_allowed() {
         .success();
     assert!(d.join("allowed/model.json").is_file());
     taxon_in(d)
-        .args(["-q", "model", "optimize", "out", "-o", "x", "--prune", "0.1"])
+        .args([
+            "-q", "model", "optimize", "out", "-o", "x", "--prune", "0.1",
+        ])
         .arg("--allow-slower")
         .assert()
         .code(2)

@@ -650,7 +650,9 @@ mod tests;
 mod rounding_tests {
     #[test]
     fn magic_rounding_equals_round_ties_even() {
-        let mut xs = vec![0.5f32, 1.5, 2.5, -0.5, -1.5, -2.5, 254.5, 255.5, -255.5, 0.49999997];
+        let mut xs = vec![
+            0.5f32, 1.5, 2.5, -0.5, -1.5, -2.5, 254.5, 255.5, -255.5, 0.49999997,
+        ];
         xs.extend([4_194_303.5, 4_194_304.0, 8_388_609.0, 1e30, -1e30]);
         xs.extend((0..20_000).map(|i| (i as f32 - 10_000.0) * 0.0371));
         for x in xs {

@@ -77,8 +77,22 @@ const SYNTHETIC_SAMPLES: u64 = 8;
 /// without --data runs full-length sequences.
 fn synthetic_texts(n: usize) -> Vec<String> {
     const WORDS: [&str; 16] = [
-        "the", "market", "government", "said", "on", "new", "players", "film", "technology",
-        "year", "people", "would", "first", "company", "music", "minister",
+        "the",
+        "market",
+        "government",
+        "said",
+        "on",
+        "new",
+        "players",
+        "film",
+        "technology",
+        "year",
+        "people",
+        "would",
+        "first",
+        "company",
+        "music",
+        "minister",
     ];
     (0..n)
         .map(|i| {
@@ -162,7 +176,10 @@ fn optimize(args: OptimizeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         if args.int8 || rows.is_some() {
             let synthetic;
             let (texts, samples): (Vec<&str>, u64) = match &rows {
-                Some(rows) => (rows.iter().map(|r| r.0.as_str()).collect(), args.latency_samples),
+                Some(rows) => (
+                    rows.iter().map(|r| r.0.as_str()).collect(),
+                    args.latency_samples,
+                ),
                 None => {
                     synthetic = synthetic_texts(SYNTHETIC_TEXTS);
                     let t = synthetic.iter().map(String::as_str).collect();
@@ -320,7 +337,9 @@ fn latencies(
     let spread = |n: usize| -> Vec<&str> {
         let n = n.min(texts.len()).max(1);
         let step = (texts.len() / n).max(1);
-        (0..n).filter_map(|i| texts.get(i * step).copied()).collect()
+        (0..n)
+            .filter_map(|i| texts.get(i * step).copied())
+            .collect()
     };
     let single = spread(samples as usize);
     let batched = spread(BATCH * BATCHES);
@@ -517,7 +536,13 @@ mod tests {
         let out = Path::new("opt");
         let err = check_speed(&timed(10.0), &timed(12.5), out, false, &ctx).unwrap_err();
         let msg = err.to_string();
-        for part in ["12.50 vs 10.00", "int8=", "fused=", "opt not written", "--allow-slower"] {
+        for part in [
+            "12.50 vs 10.00",
+            "int8=",
+            "fused=",
+            "opt not written",
+            "--allow-slower",
+        ] {
             assert!(msg.contains(part), "{part:?} missing from {msg}");
         }
         check_speed(&timed(10.0), &timed(12.5), out, true, &ctx).unwrap();

@@ -292,8 +292,14 @@ mod imp {
             // loads are unaligned.
             let (scales, bias) = unsafe {
                 (
-                    [_mm256_loadu_ps(sw.as_ptr()), _mm256_loadu_ps(sw.as_ptr().add(8))],
-                    [_mm256_loadu_ps(bv.as_ptr()), _mm256_loadu_ps(bv.as_ptr().add(8))],
+                    [
+                        _mm256_loadu_ps(sw.as_ptr()),
+                        _mm256_loadu_ps(sw.as_ptr().add(8)),
+                    ],
+                    [
+                        _mm256_loadu_ps(bv.as_ptr()),
+                        _mm256_loadu_ps(bv.as_ptr().add(8)),
+                    ],
                 )
             };
             Self {
