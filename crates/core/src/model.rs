@@ -205,6 +205,56 @@ pub enum ModelError {
     Weights { path: PathBuf, message: String },
     #[error("model config: `{field}` {message}")]
     InvalidConfig { field: String, message: String },
-    #[error("training data: {message}")]
-    TrainingData { message: String },
+    /// The training data holds fewer distinct labels than a classifier needs.
+    #[error("training data: need at least {needed} distinct labels, found {found}")]
+    TooFewLabels { needed: usize, found: usize },
+    /// There is nothing to train on.
+    #[error("training data: no training examples")]
+    NoExamples,
+    /// An example's label index is not one of the model's labels (a caller's bug).
+    #[error("training data: label index {index} out of range for {labels} labels")]
+    LabelOutOfRange { index: usize, labels: usize },
+    /// No text of the training data gives the model a feature to learn from.
+    #[error("training data: no features in {texts} training texts (all empty?)")]
+    NoFeatures { texts: usize },
+    /// A tensor computation of a model failed (a candle error: shapes, memory, ...).
+    #[error("{model_type} {step}: {source}")]
+    Compute {
+        model_type: &'static str,
+        /// What the model was doing: `forward`, `backward`, `optimizer step`, ...
+        step: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A pool of worker threads could not be started.
+    #[error("cannot start {threads} threads: {source}")]
+    Threads {
+        threads: usize,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A training checkpoint does not belong to the run resuming from it.
+    #[error(
+        "checkpoint does not match this training run: `{field}` is {found}, expected {expected}"
+    )]
+    CheckpointMismatch {
+        field: String,
+        expected: String,
+        found: String,
+    },
+}
+
+impl ModelError {
+    /// A failed tensor computation of `model_type` while doing `step`.
+    pub fn compute(
+        model_type: &'static str,
+        step: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        ModelError::Compute {
+            model_type,
+            step: step.into(),
+            source: Box::new(source),
+        }
+    }
 }

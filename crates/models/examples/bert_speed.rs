@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use taxon_core::model::TextClassifier;
 use taxon_models::bert::{BertModel, BertTrainer};
-use taxon_models::lstm::AdamWOptions;
+use taxon_models::training::{AdamWOptions, Trainable};
 
 /// CPU seconds (user + system) this process has used so far: under other load on the machine
 /// a steadier measure than wall time (Linux only; 0 elsewhere).
@@ -159,7 +159,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut rates = Vec::new();
         for epoch in 0..=reps {
             let (wall, cpu) = timed(|| {
-                trainer.run_epoch(&()).map(drop).unwrap_or_else(|e| {
+                trainer.train_epoch(&()).map(drop).unwrap_or_else(|e| {
                     eprintln!("training failed: {e}");
                     std::process::exit(2)
                 })

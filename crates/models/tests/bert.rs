@@ -9,7 +9,7 @@ use taxon_core::model::TextClassifier;
 use taxon_models::bert::{
     self, Arch, BertConfig, BertModel, Pooling, RandomCheckpoint, Truncation,
 };
-use taxon_models::lstm::AdamWOptions;
+use taxon_models::training::AdamWOptions;
 
 #[path = "common/minilm.rs"]
 mod minilm;

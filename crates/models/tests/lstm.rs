@@ -2,8 +2,8 @@
 //! separable task, save/load round trip, and folders that disagree with their description.
 
 use taxon_core::model::TextClassifier;
-use taxon_models::linear::EpochReport;
-use taxon_models::lstm::{self, AdamWOptions, LstmConfig, Pooling};
+use taxon_models::training::{AdamWOptions, EpochReport};
+use taxon_models::lstm::{self, LstmConfig, Pooling};
 
 fn tiny(pooling: Pooling) -> LstmConfig {
     LstmConfig {

@@ -12,9 +12,8 @@ pub mod driver;
 pub mod error;
 pub mod metrics;
 pub mod report;
-pub mod trainer;
 
-pub use config::{Monitor, Overrides, TrainConfig};
+pub use config::{ConfigFile, ConfigKeys, ModelType, Monitor, TrainConfig};
 pub use driver::{EvalReport, METRICS_JSON, RunOptions, TrainSummary, evaluate, train, train_with};
 pub use error::TrainError;
 pub use metrics::{ClassMetrics, Metrics};

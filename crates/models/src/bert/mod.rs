@@ -34,19 +34,12 @@ pub use io::WEIGHTS;
 pub use optimize::{OptimizeOptions, OptimizeReport, Quantization};
 pub use random::RandomCheckpoint;
 pub use tokenize::{TOKENIZER_JSON, TextEncoder, Truncation};
-pub use train::{BertState, BertTrainer, gradients_of_one_step, train};
+pub use train::{BertOptions, BertTrainer, gradients_of_one_step, train};
 
 use net::{Batch, Net};
 
 /// The `model_type` of this model.
 pub const MODEL_TYPE: &str = "bert";
-
-/// Defaults of a bert fine-tuning run (Devlin et al. 2019's recommended range).
-pub const DEFAULT_LEARNING_RATE: f64 = 5e-5;
-/// Passes over the training data by default.
-pub const DEFAULT_EPOCHS: usize = 3;
-/// Texts per optimizer step by default.
-pub const DEFAULT_BATCH_SIZE: usize = 16;
 
 /// How the encoder's last hidden states become one vector per text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +70,8 @@ impl std::str::FromStr for Pooling {
     }
 }
 
-/// The `model_config` of a bert model (the encoder's own shape is in `config.json`).
+/// The fine-tuning settings of a bert model (`model_config` in a training config, `params` in
+/// `model.json`; the encoder's own shape is in `config.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BertConfig {
@@ -215,9 +209,7 @@ impl BertModel {
         self.rows_by_length(&seqs, |batch| {
             self.net.encode(batch, &mut None)?.to_vec2::<f32>()
         })
-        .map_err(|e| ModelError::TrainingData {
-            message: format!("bert encoder: {e}"),
-        })
+        .map_err(|e| ModelError::compute(MODEL_TYPE, "encoder", e))
     }
 
     fn rows_by_length(

@@ -111,9 +111,7 @@ pub fn prune_global(weights: &mut [Vec<f32>], amount: f64) -> PruneStats {
 }
 
 fn compute(what: &str) -> impl Fn(candle_core::Error) -> ModelError + '_ {
-    move |e| ModelError::TrainingData {
-        message: format!("optimizing the bert model ({what}): {e}"),
-    }
+    move |e| ModelError::compute(super::MODEL_TYPE, format!("optimize ({what})"), e)
 }
 
 impl BertModel {
@@ -220,8 +218,9 @@ pub fn with_threads<R: Send>(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
-        .map_err(|e| ModelError::TrainingData {
-            message: format!("cannot start {threads} threads: {e}"),
+        .map_err(|e| ModelError::Threads {
+            threads,
+            source: Box::new(e),
         })?;
     Ok(pool.install(f))
 }

@@ -22,7 +22,7 @@ use taxon_core::model::{
 };
 
 pub use features::Featurizer;
-pub use train::{EpochReport, LinearTrainer, SgdOptions, SgdState, TrainObserver, train};
+pub use train::{LinearOptions, LinearTrainer, SgdOptions, SgdState, train};
 
 use features::{KeyMap, Scratch};
 
@@ -50,7 +50,8 @@ pub enum Norm {
     L2,
 }
 
-/// The `model_config` of a linear model.
+/// The hyper-parameters of a linear model (`model_config` in a training config, `params` in
+/// `model.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LinearConfig {

@@ -28,9 +28,7 @@ use taxon_core::model::{
 };
 
 pub use io::WEIGHTS;
-pub use train::{
-    AdamWOptions, LstmState, LstmTrainer, gradients_of_one_step, learning_rate_at, train,
-};
+pub use train::{LstmOptions, LstmTrainer, gradients_of_one_step, train};
 pub use vocab::Vocab;
 
 use net::{Batch, Net};
@@ -48,7 +46,8 @@ pub enum Pooling {
     Max,
 }
 
-/// The `model_config` of an lstm model.
+/// The hyper-parameters of an lstm model (`model_config` in a training config, `params` in
+/// `model.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LstmConfig {
