@@ -96,6 +96,15 @@ struct ModelLabels {
     version: String,
 }
 
+/// The kernel paths of `taxon_kernels::paths()` (the same for every model of the process).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KernelLabels {
+    int8: String,
+    fused: String,
+    f32: String,
+    level: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -235,6 +244,21 @@ impl Metrics {
             "taxon_inflight_requests",
             "HTTP requests being handled",
             inflight.clone(),
+        );
+        let kernel_info = Family::<KernelLabels, Gauge>::default();
+        let paths = taxon_kernels::paths();
+        kernel_info
+            .get_or_create(&KernelLabels {
+                int8: paths.int8.into(),
+                fused: paths.fused.into(),
+                f32: paths.f32.into(),
+                level: paths.level.name().into(),
+            })
+            .set(1);
+        registry.register(
+            "taxon_kernel_info",
+            "The CPU kernel paths models run on (TAXON_KERNELS or the best the CPU has; value 1)",
+            kernel_info,
         );
 
         let routes = Route::ALL.iter().map(|_| RouteSeries::default()).collect();
@@ -434,10 +458,17 @@ mod tests {
             "taxon_model_load_failures_total 0",
             "taxon_model_errors_total 1",
             "taxon_inflight_requests 0",
+            "taxon_kernel_info{int8=\"",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
         assert!(!text.contains("version=\"abc\""), "{text}");
+        let p = taxon_kernels::paths();
+        let kernels = format!(
+            "taxon_kernel_info{{int8=\"{}\",fused=\"{}\",f32=\"{}\",level=\"{}\"}} 1",
+            p.int8, p.fused, p.f32, p.level
+        );
+        assert!(text.contains(&kernels), "{kernels} missing from\n{text}");
         assert_eq!(m.batches(), (3, 1));
     }
 }

@@ -203,12 +203,10 @@ impl BertModel {
     }
 }
 
-/// The int8 kernel this CPU runs (`Avx512Vnni` or `Portable`).
+/// The int8 kernel this process runs (`avx512-vnni`, `avx2` or `portable`: the best this CPU
+/// has, or what `TAXON_KERNELS` forces).
 pub fn int8_kernel() -> &'static str {
-    match taxon_kernels::int8::Isa::best() {
-        taxon_kernels::int8::Isa::Avx512Vnni => "Avx512Vnni",
-        taxon_kernels::int8::Isa::Portable => "Portable",
-    }
+    taxon_kernels::paths().int8
 }
 
 /// Runs `f` in a rayon pool of `threads` threads (where bert's prediction and the int8 kernel
@@ -266,7 +264,7 @@ pub struct OptimizeReport {
     pub latency_samples: Option<u64>,
     /// Threads the measurements ran on.
     pub threads: usize,
-    /// The int8 kernel that ran (`Avx512Vnni`, `Portable`).
+    /// The int8 kernel that ran (`avx512-vnni`, `avx2`, `portable`; `f32` without int8).
     pub kernel: String,
     /// The source model.
     pub before: ModelMeasure,
