@@ -65,6 +65,12 @@ fn main() -> ExitCode {
     // Before any thread starts: model buffers freed on one step are reused on the next.
     taxon_kernels::memory::keep_freed_buffers();
     let cli = Cli::parse();
+    // A misspelt TAXON_KERNELS, or a level this CPU lacks, stops here with what the CPU runs
+    // (the kernels on their own would fall back to the best level with a warning).
+    if let Err(e) = taxon_kernels::Level::from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     if let Some(n) = cli.command.compute_threads() {
         pin_candle_threads(n);
     }

@@ -83,9 +83,66 @@ impl From<Md5Hex> for String {
     }
 }
 
+/// A reader that computes the md5 of every byte read through it, so a file read once for its
+/// records also yields its content hash (DVC's: the md5 of the raw bytes).
+pub struct Md5Reader<R> {
+    inner: R,
+    hasher: Option<Md5>,
+    at_end: bool,
+}
+
+impl<R> Md5Reader<R> {
+    /// Wraps `inner`; hashes only when `hash` is true (otherwise it only passes bytes on).
+    pub fn new(inner: R, hash: bool) -> Self {
+        Self {
+            inner,
+            hasher: hash.then(Md5::new),
+            at_end: false,
+        }
+    }
+
+    /// The md5 of everything read, once `inner` has reported its end; `None` before that, or
+    /// when not hashing.
+    pub fn md5(&self) -> Option<Md5Hex> {
+        match (&self.hasher, self.at_end) {
+            (Some(h), true) => Some(Md5Hex::from_digest(&h.clone().finalize())),
+            _ => None,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Md5Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        if n == 0 && !buf.is_empty() {
+            self.at_end = true;
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_hashes_what_passes_through_once_it_reaches_the_end() {
+        use std::io::Read;
+        let data = b"hello\n".repeat(1000);
+        let mut r = Md5Reader::new(&data[..], true);
+        let mut buf = [0u8; 100];
+        r.read_exact(&mut buf).unwrap();
+        assert_eq!(r.md5(), None, "not at the end yet");
+        let mut rest = Vec::new();
+        r.read_to_end(&mut rest).unwrap();
+        assert_eq!(r.md5(), Some(Md5Hex::of_bytes(&data)));
+        let mut off = Md5Reader::new(&data[..], false);
+        off.read_to_end(&mut rest).unwrap();
+        assert_eq!(off.md5(), None);
+    }
 
     #[test]
     fn parses_and_lays_out_like_dvc() {

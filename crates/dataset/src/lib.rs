@@ -17,7 +17,7 @@ pub mod text;
 
 pub use diff::ContentDiff;
 pub use error::ReadError;
-pub use labelled::read_labelled;
+pub use labelled::{read_labelled, read_labelled_with};
 pub use options::{Format, OnError, ReadOptions};
 pub use reader::{DatasetReader, MAX_LINE_BYTES, SKIPPED_SAMPLE_LIMIT};
 pub use split::{SplitSummary, import_label_folders};

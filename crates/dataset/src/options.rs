@@ -121,6 +121,10 @@ pub struct ReadOptions {
     pub on_error: OnError,
     /// Records per batch from [`crate::DatasetReader::next_batch`] (at least 1).
     pub batch_size: usize,
+    /// Compute the md5 of the bytes read, for [`crate::DatasetReader::content_md5`] (JSONL and
+    /// CSV/TSV), so a file read for its records needs no second read to be hashed.
+    #[serde(default)]
+    pub hash: bool,
 }
 
 impl Default for ReadOptions {
@@ -132,6 +136,7 @@ impl Default for ReadOptions {
             label_required: true,
             on_error: OnError::Fail,
             batch_size: 4096,
+            hash: false,
         }
     }
 }

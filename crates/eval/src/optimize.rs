@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use taxon_core::model::{MODEL_JSON, ModelDescription, TextClassifier};
+use taxon_core::model::{MODEL_JSON, ModelDescription, ModelError, TextClassifier};
 
 use crate::report::{EvalError, EvalOptions, evaluate_model};
 
@@ -50,7 +50,7 @@ pub struct OptimizeReport {
     pub latency_samples: Option<u64>,
     /// Threads the measurements ran on.
     pub threads: usize,
-    /// The int8 kernel that ran (`Avx512Vnni`, `Portable`).
+    /// The int8 kernel that ran (`avx512-vnni`, `avx2`, `portable`; `f32` without int8).
     pub kernel: String,
     /// The source model.
     pub before: ModelMeasure,
@@ -130,50 +130,85 @@ pub const BATCH: usize = 32;
 /// Batches of [`BATCH`] texts timed per model.
 pub const BATCHES: usize = 4;
 
-/// The median batch-1 latency over `samples` texts spread over the file, and the time per text
-/// in batches of 32 over up to four batches, of both models. The two models run alternately
-/// (text by text, batch by batch, which one goes first alternating too), so a machine whose
-/// load changes during the measurement slows both alike. `progress(1, total)` is called after
-/// each text or batch timed.
+/// Texts timed per model when there is no --data (and texts timed one at a time, at most).
+pub const SYNTHETIC_TEXTS: usize = 64;
+pub const SYNTHETIC_SAMPLES: u64 = 8;
+
+/// `n` texts of 300 common words, longer than any max_len the models take, so that the timing
+/// without --data runs full-length sequences.
+pub fn synthetic_texts(n: usize) -> Vec<String> {
+    const WORDS: [&str; 16] = [
+        "the",
+        "market",
+        "government",
+        "said",
+        "on",
+        "new",
+        "players",
+        "film",
+        "technology",
+        "year",
+        "people",
+        "would",
+        "first",
+        "company",
+        "music",
+        "minister",
+    ];
+    (0..n)
+        .map(|i| {
+            (0..300)
+                .map(|j| WORDS[(i * 7 + j * 5 + j / 3) % WORDS.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// The median batch-1 latency over `samples` of `texts` spread over them, and the time per
+/// text in batches of 32 over up to four batches, of both models. The two models run
+/// alternately (text by text, batch by batch, which one goes first alternating too), so a
+/// machine whose load changes during the measurement slows both alike. `progress(1, total)` is
+/// called after each text or batch timed.
 pub fn latencies(
     models: [&dyn TextClassifier; 2],
     into: [&mut ModelMeasure; 2],
-    rows: &[(String, String)],
+    texts: &[&str],
     samples: u64,
     progress: &dyn Fn(u64, u64),
-) {
+) -> Result<(), EvalError> {
     let spread = |n: usize| -> Vec<&str> {
-        let n = n.min(rows.len()).max(1);
-        let step = (rows.len() / n).max(1);
+        let n = n.min(texts.len()).max(1);
+        let step = (texts.len() / n).max(1);
         (0..n)
-            .filter_map(|i| rows.get(i * step).map(|r| r.0.as_str()))
+            .filter_map(|i| texts.get(i * step).copied())
             .collect()
     };
     let single = spread(samples as usize);
     let batched = spread(BATCH * BATCHES);
     let batches: Vec<&[&str]> = batched.chunks(BATCH).collect();
     let steps = (single.len() + batches.len()) as u64;
-    let time = |m: &dyn TextClassifier, texts: &[&str]| {
+    let time = |m: &dyn TextClassifier, texts: &[&str]| -> Result<f64, ModelError> {
         let start = Instant::now();
-        std::hint::black_box(m.predict_batch(texts));
-        start.elapsed().as_secs_f64() * 1e3
+        std::hint::black_box(m.predict_batch(texts)?);
+        Ok(start.elapsed().as_secs_f64() * 1e3)
     };
     for m in models {
         if let Some(t) = single.first() {
-            time(m, &[t]); // warm-up
+            time(m, &[t])?; // warm-up
         }
     }
     let mut one: [Vec<f64>; 2] = Default::default();
     let mut many = [0f64; 2];
     for (i, t) in single.iter().enumerate() {
         for j in [i % 2, 1 - i % 2] {
-            one[j].push(time(models[j], &[t]));
+            one[j].push(time(models[j], &[t])?);
         }
         progress(1, steps);
     }
     for (i, b) in batches.iter().enumerate() {
         for j in [i % 2, 1 - i % 2] {
-            many[j] += time(models[j], b);
+            many[j] += time(models[j], b)?;
         }
         progress(1, steps);
     }
@@ -182,6 +217,7 @@ pub fn latencies(
         m.latency_ms_batch1 = ms.get(ms.len() / 2).copied();
         m.ms_per_seq_batch32 = Some(total / batched.len().max(1) as f64);
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -189,7 +225,7 @@ mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use taxon_core::Md5Hex;
-    use taxon_core::model::{InputLimits, ModelError, ModelFile};
+    use taxon_core::model::{Encoded, InputLimits, ModelFile};
 
     use super::*;
 
@@ -212,16 +248,20 @@ mod tests {
         fn labels(&self) -> &[String] {
             &self.labels
         }
-        fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
-            self.scored.fetch_add(texts.len() as u64, Ordering::Relaxed);
-            texts
+        fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
+            Ok(Encoded::new(1, text.starts_with('a')))
+        }
+        fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
+            self.scored
+                .fetch_add(inputs.len() as u64, Ordering::Relaxed);
+            inputs
                 .iter()
-                .map(|t| {
-                    if t.starts_with('a') {
+                .map(|e| {
+                    Ok(if *e.input::<bool>("test")? {
                         vec![0.9, 0.1]
                     } else {
                         vec![0.2, 0.8]
-                    }
+                    })
                 })
                 .collect()
         }
@@ -309,7 +349,8 @@ mod tests {
             steps.fetch_add(n, Ordering::Relaxed);
             total.store(t, Ordering::Relaxed);
         };
-        latencies([&a, &b], [&mut ma, &mut mb], &data, 10, &progress);
+        let texts: Vec<&str> = data.iter().map(|r| r.0.as_str()).collect();
+        latencies([&a, &b], [&mut ma, &mut mb], &texts, 10, &progress).unwrap();
         for m in [&ma, &mb] {
             assert!(m.latency_ms_batch1.is_some_and(|v| v >= 0.0));
             assert!(m.ms_per_seq_batch32.is_some_and(|v| v >= 0.0));
@@ -348,5 +389,13 @@ mod tests {
         std::fs::write(dir.path().join(OPTIMIZE_JSON), "{").unwrap();
         let err = OptimizeReport::read(dir.path()).unwrap_err().to_string();
         assert!(err.contains(OPTIMIZE_JSON), "{err}");
+    }
+
+    #[test]
+    fn synthetic_texts_are_long_and_distinct() {
+        let t = synthetic_texts(3);
+        assert_eq!(t.len(), 3);
+        assert!(t.iter().all(|s| s.split(' ').count() == 300));
+        assert_ne!(t[0], t[1]);
     }
 }

@@ -6,8 +6,9 @@
 //! compiler vectorizes it: `exp` and `erf` are branch-free polynomial approximations
 //! ([`exp_approx`], [`erf_approx`]; GELU's normal CDF from `erfc`, accurate relative to its
 //! value in the negative tail) instead of scalar libm calls, and row reductions keep
-//! 16 lane-wise partial sums. The row kernels are compiled twice, portably and with AVX-512
-//! enabled (chosen at run time, see the `x86` submodule), and rows are split over rayon's
+//! 16 lane-wise partial sums. The row kernels are compiled three times, portably, for AVX2 + FMA
+//! and for AVX-512, and the process's [`crate::dispatch::level`] picks the copy at run time
+//! (see the `x86` submodule; every copy gives the same bits); rows are split over rayon's
 //! threads when there are many.
 //!
 //! Shapes: a row-major matrix is a slice plus its row length `cols`; every function checks its
@@ -16,6 +17,12 @@
 use rayon::prelude::*;
 
 mod x86;
+
+/// The copy of the fused kernels that runs at `level` on this CPU: `avx512`, `avx2-fma` or
+/// `portable`.
+pub(crate) fn path_at(level: crate::dispatch::Level) -> &'static str {
+    x86::Variant::at(level).name()
+}
 
 /// Elements per parallel task: below this much work a kernel stays on the calling thread.
 const GRAIN: usize = 1 << 15;
@@ -454,11 +461,12 @@ fn elementwise_block(kernel: &'static str, len: usize, bias: &[f32]) -> Result<u
 /// `y = gelu(x + bias)` elementwise (exact erf form, [`gelu_scalar`]): `bias` is empty or one
 /// row added to every row of `x` (a dense layer's bias).
 pub fn gelu(x: &[f32], bias: &[f32], y: &mut [f32]) -> Result<(), ShapeError> {
+    let level = crate::dispatch::level();
     same_len("gelu", "y", y.len(), x.len())?;
     let n = elementwise_block("gelu", x.len(), bias)?;
     y.par_chunks_mut(n)
         .zip(x.par_chunks(n))
-        .for_each(|(yb, xb)| x86::gelu(xb, bias, yb));
+        .for_each(|(yb, xb)| x86::gelu(level, xb, bias, yb));
     Ok(())
 }
 
@@ -469,12 +477,13 @@ pub fn gelu_backward(
     dy: &[f32],
     dx: &mut [f32],
 ) -> Result<(), ShapeError> {
+    let level = crate::dispatch::level();
     same_len("gelu backward", "dy", dy.len(), x.len())?;
     same_len("gelu backward", "dx", dx.len(), x.len())?;
     let n = elementwise_block("gelu backward", x.len(), bias)?;
     dx.par_chunks_mut(n)
         .zip(x.par_chunks(n).zip(dy.par_chunks(n)))
-        .for_each(|(db, (xb, gb))| x86::gelu_backward(xb, bias, gb, db));
+        .for_each(|(db, (xb, gb))| x86::gelu_backward(level, xb, bias, gb, db));
     Ok(())
 }
 
@@ -488,6 +497,7 @@ pub fn softmax(
     scale: f32,
     y: &mut [f32],
 ) -> Result<(), ShapeError> {
+    let level = crate::dispatch::level();
     const K: &str = "softmax";
     let rows = rows_of(K, "x", x.len(), cols)?;
     same_len(K, "y", y.len(), x.len())?;
@@ -519,7 +529,7 @@ pub fn softmax(
                 let g = i * block / per_bias;
                 &bias[g * cols..(g + 1) * cols]
             };
-            x86::softmax(xb, bias_row, cols, scale, yb)
+            x86::softmax(level, xb, bias_row, cols, scale, yb)
         });
     Ok(())
 }
@@ -533,6 +543,7 @@ pub fn softmax_backward(
     scale: f32,
     dx: &mut [f32],
 ) -> Result<(), ShapeError> {
+    let level = crate::dispatch::level();
     const K: &str = "softmax backward";
     rows_of(K, "y", y.len(), cols)?;
     same_len(K, "dy", dy.len(), y.len())?;
@@ -540,7 +551,7 @@ pub fn softmax_backward(
     let n = rows_per_task(cols) * cols;
     dx.par_chunks_mut(n)
         .zip(y.par_chunks(n).zip(dy.par_chunks(n)))
-        .for_each(|(db, (yb, gb))| x86::softmax_backward(yb, gb, cols, scale, db));
+        .for_each(|(db, (yb, gb))| x86::softmax_backward(level, yb, gb, cols, scale, db));
     Ok(())
 }
 
@@ -556,6 +567,7 @@ pub fn layer_norm(
     eps: f32,
     y: &mut [f32],
 ) -> Result<(), ShapeError> {
+    let level = crate::dispatch::level();
     const K: &str = "layer norm";
     let cols = w.len();
     rows_of(K, "x", x.len(), cols)?;
@@ -575,7 +587,7 @@ pub fn layer_norm(
         } else {
             &residual[i * n..i * n + yb.len()]
         };
-        x86::layer_norm(xb, bias, rb, w, b, eps, yb)
+        x86::layer_norm(level, xb, bias, rb, w, b, eps, yb)
     });
     Ok(())
 }
@@ -590,6 +602,7 @@ pub fn layer_norm_backward(
     eps: f32,
     dx: &mut [f32],
 ) -> Result<Vec<f32>, ShapeError> {
+    let level = crate::dispatch::level();
     const K: &str = "layer norm backward";
     let cols = w.len();
     rows_of(K, "x", z.len(), cols)?;
@@ -602,7 +615,7 @@ pub fn layer_norm_backward(
         .map(|(i, db)| {
             let mut part = vec![0f32; 2 * cols];
             let range = i * n..i * n + db.len();
-            x86::layer_norm_backward(&z[range.clone()], w, &dy[range], eps, db, &mut part);
+            x86::layer_norm_backward(level, &z[range.clone()], w, &dy[range], eps, db, &mut part);
             part
         })
         .reduce_with(|mut a, b| {
@@ -631,6 +644,7 @@ pub fn dropped(seed: u64, i: u64, p: f32) -> bool {
 /// is linear in `x`, so its backward pass is the same call on the output's gradient (same
 /// `seed`). `p` must be in [0, 1).
 pub fn dropout(x: &[f32], seed: u64, p: f32, y: &mut [f32]) -> Result<(), ShapeError> {
+    let level = crate::dispatch::level();
     same_len("dropout", "y", y.len(), x.len())?;
     check("dropout", (0.0..1.0).contains(&p), || {
         format!("p must be in [0, 1), got {p}")
@@ -638,7 +652,7 @@ pub fn dropout(x: &[f32], seed: u64, p: f32, y: &mut [f32]) -> Result<(), ShapeE
     y.par_chunks_mut(GRAIN)
         .zip(x.par_chunks(GRAIN))
         .enumerate()
-        .for_each(|(c, (yb, xb))| x86::dropout(xb, seed, (c * GRAIN) as u64, p, yb));
+        .for_each(|(c, (yb, xb))| x86::dropout(level, xb, seed, (c * GRAIN) as u64, p, yb));
     Ok(())
 }
 
@@ -666,8 +680,9 @@ pub struct AdamWStep {
 
 /// Sum of squares of `x` in f64 (for a global gradient norm), without a copy of `x`.
 pub fn sum_squares(x: &[f32]) -> f64 {
+    let level = crate::dispatch::level();
     x.par_chunks(GRAIN)
-        .map(|c| x86::sum_squares(c) as f64)
+        .map(|c| x86::sum_squares(level, c) as f64)
         .sum()
 }
 
@@ -681,6 +696,7 @@ pub fn adamw(
     g: &[f32],
     step: &AdamWStep,
 ) -> Result<(), ShapeError> {
+    let level = crate::dispatch::level();
     const K: &str = "adamw";
     same_len(K, "m", m.len(), theta.len())?;
     same_len(K, "v", v.len(), theta.len())?;
@@ -690,7 +706,7 @@ pub fn adamw(
         .par_chunks_mut(GRAIN)
         .zip(m.par_chunks_mut(GRAIN))
         .zip(v.par_chunks_mut(GRAIN).zip(g.par_chunks(GRAIN)))
-        .for_each(|((tb, mb), (vb, gb))| x86::adamw(tb, mb, vb, gb, step));
+        .for_each(|((tb, mb), (vb, gb))| x86::adamw(level, tb, mb, vb, gb, step));
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The int8 matmul of quantized linear layers: symmetric per-output-channel int8 weights times
-//! dynamically quantized activations, with i32 accumulation (AVX-512 VNNI when present).
+//! dynamically quantized activations, with i32 accumulation, on AVX-512 VNNI, AVX2 or any CPU.
 //!
 //! `y[N, out] = dequant(x_q[N, in] * W_q[out, in]^T) + bias`:
 //!
@@ -10,18 +10,33 @@
 //!   (`x ~ s_x (u - z)`, the range always holding 0), so `vpdpbusd`'s `u8 x i8` products apply
 //!   directly and the zero point is taken out once per output with the weights' row sums:
 //!   `sum_k (u_k - z) w_k = sum_k u_k w_k - z sum_k w_k`;
-//! - accumulation in i32 (no saturation: `vpdpbusd` adds four `u8 x i8` products into an i32,
-//!   unlike `vpmaddubsw`'s i16 pairs), dequantization `acc * s_x * s_w[o] + b[o]`.
+//! - accumulation in i32, dequantization `acc * (s_x * s_w[o]) + b[o]`.
 //!
-//! The SIMD path (`int8/vnni.rs`) and the portable path compute exactly the same i32
-//! accumulators and, with the same float operations in the same order, the same outputs; the
-//! tests check that bit for bit. Rows are split over the rayon pool the caller runs in.
+//! Three implementations compute exactly the same i32 accumulators and, with the same float
+//! operations in the same order, the same outputs bit for bit (the tests check every one this
+//! CPU runs against a plain reference), so a model gives the same answers on every CPU:
+//!
+//! - `int8/vnni.rs`: AVX-512 VNNI, one `vpdpbusd` per four products of 16 outputs;
+//! - `int8/avx2.rs`: AVX2, `vpmaddubsw` + `vpmaddwd` as fbgemm and oneDNN do on CPUs without
+//!   VNNI, kept exact (no i16 saturation) by splitting off the few weight pairs that could
+//!   saturate;
+//! - `int8/portable.rs`: any CPU, the integer products through the f32 gemm, exact because
+//!   every partial sum stays below 2^24.
+//!
+//! [`Isa::current`] follows the process's [`crate::dispatch::level`] (`TAXON_KERNELS`). The
+//! SIMD paths split rows over the rayon pool the caller runs in; the portable one lets the
+//! gemm split its work over it.
 
+mod avx2;
+mod portable;
 mod vnni;
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
+
+use crate::dispatch::{self, Level};
 
 /// Outputs per packed weight block (one 512-bit register of i32 accumulators).
 pub const BLOCK_OUT: usize = 16;
@@ -144,7 +159,7 @@ pub fn quantize_weights(
 /// int8 weights of one linear layer, packed for the kernel: block `b` holds outputs
 /// `16b..16b+16`, as `in/4` groups of 16 outputs x 4 consecutive inputs (64 bytes, output-major
 /// within the group); the tail of the last block and of the inputs is zero.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct PackedWeights {
     out: usize,
     inp: usize,
@@ -156,6 +171,20 @@ pub struct PackedWeights {
     sums: Vec<i32>,
     /// Each output's scale, padded to whole blocks with 0.
     scales: Vec<f32>,
+    /// The weights as the AVX2 kernel reads them, built on its first use.
+    avx2: OnceLock<avx2::Weights>,
+    /// The weights as row-major f32 for the portable path, built on its first use.
+    portable: OnceLock<Vec<f32>>,
+}
+
+impl PartialEq for PackedWeights {
+    /// The same layer (the forms derived for the AVX2 and portable paths are left out).
+    fn eq(&self, other: &Self) -> bool {
+        (self.out, self.inp, self.k4) == (other.out, other.inp, other.k4)
+            && self.data == other.data
+            && self.sums == other.sums
+            && self.scales == other.scales
+    }
 }
 
 impl PackedWeights {
@@ -197,6 +226,8 @@ impl PackedWeights {
             data,
             sums,
             scales: padded,
+            avx2: OnceLock::new(),
+            portable: OnceLock::new(),
         })
     }
 
@@ -267,6 +298,19 @@ impl PackedWeights {
     fn block(&self, b: usize) -> &[i8] {
         &self.data[b * self.k4 * GROUP..(b + 1) * self.k4 * GROUP]
     }
+
+    /// The portable path's form of these weights (built once, on first use).
+    fn portable(&self) -> &[f32] {
+        self.portable
+            .get_or_init(|| portable::weights_f32(&self.data, self.out, self.inp, self.k4))
+    }
+
+    /// The AVX2 kernel's form of these weights (built once, on first use).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn avx2(&self) -> &avx2::Weights {
+        self.avx2
+            .get_or_init(|| avx2::Weights::build(&self.data, self.blocks(), self.k4))
+    }
 }
 
 /// The scale and zero point of a row whose values lie in `[lo, hi]` (`lo <= 0 <= hi`).
@@ -284,11 +328,27 @@ fn scale_and_zero(lo: f32, hi: f32) -> (f32, f32) {
 /// One activation as u8: `clamp(round_ties_even(v * inv) + zp, 0, 255)`.
 #[inline(always)]
 fn quantize_value(v: f32, inv: f32, zp: f32) -> u8 {
-    ((v * inv).round_ties_even() + zp).clamp(0.0, 255.0) as u8
+    (round_ties_even(v * inv) + zp).clamp(0.0, 255.0) as u8
+}
+
+/// `x.round_ties_even()` without a libm call where the target has no rounding instruction
+/// (x86-64 before SSE4.1, the portable build): below 2^22 in magnitude, adding and taking away
+/// 1.5 * 2^23 rounds to the nearest integer, ties to even (the sum's ulp is 1); larger values,
+/// infinities and NaN are kept as they are (already integers, or not numbers). Same values as
+/// `round_ties_even` (a zero's sign may differ, which the caller's `+ zp` and `as u8` erase),
+/// and it vectorizes.
+#[inline(always)]
+fn round_ties_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    if x.abs() < 4_194_304.0 {
+        (x + MAGIC) - MAGIC
+    } else {
+        x
+    }
 }
 
 /// Quantizes one row into `dst` (at least as long), returning its scale and zero point
-/// (the SIMD module has an AVX-512 copy that gives the same bytes).
+/// (the SIMD modules have AVX-512 and AVX2 copies that give the same bytes).
 #[inline(always)]
 fn quantize_row_with(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
     let (lo, hi) = row
@@ -324,6 +384,12 @@ impl QuantizedRows {
     /// range that holds 0, `z = round(-min / s)`, `u = clamp(round(x / s) + z, 0, 255)` (rounding to nearest even).
     /// Non-finite inputs do not panic (they quantize to an end of the range or to `z`).
     pub fn quantize(x: &[f32], n: usize, inp: usize) -> Result<Self, Int8Error> {
+        Self::quantize_on(Isa::current(), x, n, inp)
+    }
+
+    /// [`QuantizedRows::quantize`] with the vector instructions of `isa` (the same bytes on
+    /// every implementation; one this CPU lacks runs the portable code).
+    pub fn quantize_on(isa: Isa, x: &[f32], n: usize, inp: usize) -> Result<Self, Int8Error> {
         if inp == 0 || inp > MAX_INPUTS {
             return Err(Int8Error::Dimension {
                 what: "in",
@@ -336,8 +402,13 @@ impl QuantizedRows {
         let mut scale = vec![1f32; n];
         let mut zero = vec![0i32; n];
         type Row<'a> = ((&'a [f32], &'a mut [u8]), (&'a mut f32, &'a mut i32));
+        let isa = isa.usable();
         let one = |((row, dst), (s, z)): Row<'_>| {
-            (*s, *z) = vnni::quantize_row(row, dst);
+            (*s, *z) = match isa {
+                Isa::Avx512Vnni => vnni::quantize_row(row, dst),
+                Isa::Avx2 => avx2::quantize_row(row, dst),
+                Isa::Portable => quantize_row_portable(row, dst),
+            };
         };
         if n * inp >= 1 << 16 && rayon::current_num_threads() > 1 {
             x.par_chunks(inp)
@@ -381,30 +452,78 @@ impl QuantizedRows {
 }
 
 /// Which implementation runs the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Isa {
-    /// Plain Rust, any CPU.
+    /// Any CPU: the exact integer products through the f32 gemm (of [`Level::Portable`]).
     Portable,
+    /// AVX2 (`vpmaddubsw` + `vpmaddwd`): Intel Haswell and later, AMD Zen 1 and later.
+    Avx2,
     /// AVX-512 with VNNI (`vpdpbusd`): Intel Cascade Lake and later, AMD Zen 4 and later.
     Avx512Vnni,
 }
 
 impl Isa {
-    /// The fastest implementation this CPU runs.
-    pub fn best() -> Self {
-        if Self::Avx512Vnni.available() {
+    /// Every implementation, slowest first.
+    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni];
+
+    /// The fastest implementation at or below `level` that this CPU runs.
+    pub fn at(level: Level) -> Self {
+        if level >= Level::Avx512 && Level::Avx512.supported() && Self::Avx512Vnni.available() {
             Self::Avx512Vnni
+        } else if level >= Level::Avx2 && Level::Avx2.supported() && Self::Avx2.available() {
+            Self::Avx2
         } else {
             Self::Portable
         }
+    }
+
+    /// The implementation this process runs (at [`dispatch::level`], i.e. `TAXON_KERNELS`
+    /// or the best the CPU has).
+    pub fn current() -> Self {
+        Self::at(dispatch::level())
+    }
+
+    /// The fastest implementation this CPU runs, whatever `TAXON_KERNELS` says.
+    pub fn best() -> Self {
+        Self::at(Level::best())
     }
 
     /// Whether this CPU runs `self`.
     pub fn available(self) -> bool {
         match self {
             Self::Portable => true,
+            Self::Avx2 => avx2::available(),
             Self::Avx512Vnni => vnni::available(),
         }
+    }
+
+    /// Every implementation this CPU runs, slowest first (what tests and benches loop over).
+    pub fn available_all() -> Vec<Self> {
+        Self::ALL.into_iter().filter(|i| i.available()).collect()
+    }
+
+    /// `self` when this CPU runs it, else the portable implementation.
+    fn usable(self) -> Self {
+        if self.available() {
+            self
+        } else {
+            Self::Portable
+        }
+    }
+
+    /// The name [`crate::dispatch::paths`] reports: `avx512-vnni`, `avx2` or `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Portable => "portable",
+            Self::Avx2 => "avx2",
+            Self::Avx512Vnni => "avx512-vnni",
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -419,8 +538,8 @@ pub(crate) enum Sink<'a> {
     Int(&'a mut [i32]),
 }
 
-/// `y[n, out] = x[n, in] W^T (+ bias)` with the fastest kernel this CPU runs; `x` is quantized
-/// per row on the fly. `y` is overwritten.
+/// `y[n, out] = x[n, in] W^T (+ bias)` with the implementation of this process
+/// ([`Isa::current`]); `x` is quantized per row on the fly. `y` is overwritten.
 pub fn matmul(
     x: &[f32],
     n: usize,
@@ -428,7 +547,7 @@ pub fn matmul(
     bias: Option<&[f32]>,
     y: &mut [f32],
 ) -> Result<(), Int8Error> {
-    matmul_on(Isa::best(), x, n, w, bias, y)
+    matmul_on(Isa::current(), x, n, w, bias, y)
 }
 
 /// [`matmul`] on a chosen implementation; one that this CPU lacks falls back to the portable
@@ -446,7 +565,7 @@ pub fn matmul_on(
     if let Some(b) = bias {
         check_len("bias", w.out, b.len())?;
     }
-    let xq = QuantizedRows::quantize(x, n, w.inp)?;
+    let xq = QuantizedRows::quantize_on(isa, x, n, w.inp)?;
     run(isa, &xq, w, Sink::Float { y, bias });
     Ok(())
 }
@@ -468,14 +587,21 @@ pub fn matmul_i32(isa: Isa, xq: &QuantizedRows, w: &PackedWeights) -> Result<Vec
     Ok(acc)
 }
 
-/// Splits the rows into tasks on the current rayon pool and runs `isa` on each.
+/// Runs `isa` (or the portable implementation where this CPU lacks it): the SIMD kernels on
+/// tasks of [`ROWS_PER_TASK`] rows over the current rayon pool, the portable one as one gemm
+/// per input chunk that splits itself over the pool.
 fn run(isa: Isa, xq: &QuantizedRows, w: &PackedWeights, sink: Sink<'_>) {
-    let isa = if isa.available() { isa } else { Isa::Portable };
-    let parallel = rayon::current_num_threads() > 1 && xq.rows > ROWS_PER_TASK;
+    let isa = isa.usable();
+    let threads = rayon::current_num_threads();
+    if isa == Isa::Portable {
+        return portable::rows(xq, 0, w, sink, threads);
+    }
+    let parallel = threads > 1 && xq.rows > ROWS_PER_TASK;
     let out = w.out;
     let task = |r0: usize, sink: Sink<'_>| match isa {
         Isa::Avx512Vnni => vnni::rows(xq, r0, w, sink),
-        Isa::Portable => portable_rows(xq, r0, w, sink),
+        Isa::Avx2 => avx2::rows(xq, r0, w, sink),
+        Isa::Portable => portable::rows(xq, r0, w, sink, 1),
     };
     match sink {
         Sink::Float { y, bias } => {
@@ -501,62 +627,12 @@ fn run(isa: Isa, xq: &QuantizedRows, w: &PackedWeights, sink: Sink<'_>) {
     }
 }
 
-/// Writes the `BLOCK_OUT` accumulators of row `r` (global index) and block `b` into `sink`
-/// (whose row 0 is global row `r0`): the one epilogue both implementations share in effect
-/// (the SIMD one performs the same operations lane by lane).
+/// The one epilogue every implementation performs (the SIMD ones lane by lane, with the same
+/// operations in the same order): the zero-point-corrected accumulator `t` of an output with
+/// scale `sw`, in a row with scale `sx`, plus the output's bias (0 without one).
 #[inline(always)]
-fn store_block(
-    sink: &mut Sink<'_>,
-    xq: &QuantizedRows,
-    w: &PackedWeights,
-    r0: usize,
-    r: usize,
-    b: usize,
-    acc: &[i32; BLOCK_OUT],
-) {
-    let out = w.out;
-    let o0 = b * BLOCK_OUT;
-    let width = BLOCK_OUT.min(out - o0);
-    let z = xq.zero[r];
-    let sums = &w.sums[o0..o0 + BLOCK_OUT];
-    let row = (r - r0) * out + o0;
-    match sink {
-        Sink::Int(dst) => {
-            for j in 0..width {
-                dst[row + j] = acc[j].wrapping_sub(z.wrapping_mul(sums[j]));
-            }
-        }
-        Sink::Float { y, bias } => {
-            let sx = xq.scale[r];
-            let scales = &w.scales[o0..o0 + BLOCK_OUT];
-            for j in 0..width {
-                let v = acc[j].wrapping_sub(z.wrapping_mul(sums[j])) as f32 * (sx * scales[j]);
-                y[row + j] = v + bias.map_or(0.0, |bias| bias[o0 + j]);
-            }
-        }
-    }
-}
-
-/// Rows of the sink's length (starting at global row `r0`), plain Rust.
-fn portable_rows(xq: &QuantizedRows, r0: usize, w: &PackedWeights, mut sink: Sink<'_>) {
-    let rows = sink_rows(&sink, w.out);
-    for r in r0..r0 + rows {
-        let x = xq.row(r);
-        for b in 0..w.blocks() {
-            let mut acc = [0i32; BLOCK_OUT];
-            for (xg, wg) in x.chunks_exact(BLOCK_IN).zip(w.block(b).chunks_exact(GROUP)) {
-                for (lane, a) in acc.iter_mut().enumerate() {
-                    let wl = &wg[lane * BLOCK_IN..(lane + 1) * BLOCK_IN];
-                    *a += xg
-                        .iter()
-                        .zip(wl)
-                        .map(|(&u, &v)| i32::from(u) * i32::from(v))
-                        .sum::<i32>();
-                }
-            }
-            store_block(&mut sink, xq, w, r0, r, b, &acc);
-        }
-    }
+fn dequantize(t: i32, sx: f32, sw: f32, bias: f32) -> f32 {
+    t as f32 * (sx * sw) + bias
 }
 
 /// Rows a sink holds.
@@ -568,268 +644,23 @@ fn sink_rows(sink: &Sink<'_>, out: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    /// Deterministic values in [-1, 1).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    /// The straightforward reference: quantized rows times row-major int8 weights, in i64.
-    fn reference_i32(xq: &QuantizedRows, q: &[i8], out: usize, inp: usize) -> Vec<i32> {
-        let mut acc = vec![0i32; xq.rows() * out];
-        for r in 0..xq.rows() {
-            for o in 0..out {
-                let s: i64 = (0..inp)
-                    .map(|k| {
-                        (i64::from(xq.row(r)[k]) - i64::from(xq.zero(r)))
-                            * i64::from(q[o * inp + k])
-                    })
-                    .sum();
-                acc[r * out + o] = s as i32;
-            }
+#[cfg(test)]
+mod rounding_tests {
+    #[test]
+    fn magic_rounding_equals_round_ties_even() {
+        let mut xs = vec![
+            0.5f32, 1.5, 2.5, -0.5, -1.5, -2.5, 254.5, 255.5, -255.5, 0.49999997,
+        ];
+        xs.extend([4_194_303.5, 4_194_304.0, 8_388_609.0, 1e30, -1e30]);
+        xs.extend((0..20_000).map(|i| (i as f32 - 10_000.0) * 0.0371));
+        for x in xs {
+            assert_eq!(super::round_ties_even(x), x.round_ties_even(), "{x}");
         }
-        acc
-    }
-
-    /// The last one is wider than one input chunk of the SIMD kernel (768 inputs).
-    const SHAPES: [(usize, usize, usize); 8] = [
-        (1, 1, 1),
-        (1, 7, 5),
-        (3, 17, 33),
-        (7, 65, 31),
-        (13, 130, 47),
-        (50, 384, 100),
-        (97, 61, 16),
-        (14, 1801, 70),
-    ];
-
-    #[test]
-    fn integer_results_match_the_reference_on_every_isa() {
-        for (i, &(n, inp, out)) in SHAPES.iter().enumerate() {
-            let x = values(n * inp, i as u64 + 1);
-            let w = values(out * inp, i as u64 + 100);
-            let (q, s) = quantize_weights(&w, out, inp).unwrap();
-            let packed = PackedWeights::from_int8(&q, &s, out, inp).unwrap();
-            let xq = QuantizedRows::quantize(&x, n, inp).unwrap();
-            let want = reference_i32(&xq, &q, out, inp);
-            for isa in [Isa::Portable, Isa::Avx512Vnni] {
-                if !isa.available() {
-                    eprintln!("skipping {isa:?}: not on this CPU");
-                    continue;
-                }
-                let got = matmul_i32(isa, &xq, &packed).unwrap();
-                assert_eq!(got, want, "{isa:?} n={n} in={inp} out={out}");
-            }
+        for x in [f32::INFINITY, f32::NEG_INFINITY] {
+            assert_eq!(super::round_ties_even(x), x);
         }
-    }
-
-    #[test]
-    fn simd_float_output_equals_portable_bit_for_bit() {
-        if !Isa::Avx512Vnni.available() {
-            eprintln!("skipping: no AVX-512 VNNI on this CPU");
-            return;
-        }
-        for (i, &(n, inp, out)) in SHAPES.iter().enumerate() {
-            let x = values(n * inp, i as u64 + 7);
-            let w = PackedWeights::quantize(&values(out * inp, i as u64 + 9), out, inp).unwrap();
-            let bias = values(out, 3);
-            for b in [None, Some(bias.as_slice())] {
-                let mut y1 = vec![0f32; n * out];
-                let mut y2 = vec![1f32; n * out];
-                matmul_on(Isa::Portable, &x, n, &w, b, &mut y1).unwrap();
-                matmul_on(Isa::Avx512Vnni, &x, n, &w, b, &mut y2).unwrap();
-                assert!(
-                    y1.iter().zip(&y2).all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "n={n} in={inp} out={out}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn float_output_is_close_to_the_f32_product() {
-        let (n, inp, out) = (9, 384, 40);
-        let x = values(n * inp, 5);
-        let wf = values(out * inp, 6);
-        let bias = values(out, 8);
-        let w = PackedWeights::quantize(&wf, out, inp).unwrap();
-        let mut y = vec![0f32; n * out];
-        matmul(&x, n, &w, Some(&bias), &mut y).unwrap();
-        let mut worst = 0f32;
-        let mut norm = 0f32;
-        for r in 0..n {
-            for o in 0..out {
-                let exact: f32 = (0..inp)
-                    .map(|k| x[r * inp + k] * wf[o * inp + k])
-                    .sum::<f32>()
-                    + bias[o];
-                worst = worst.max((exact - y[r * out + o]).abs());
-                norm = norm.max(exact.abs());
-            }
-        }
-        // Two 8-bit roundings over 384 products: errors of about 1% of the output range.
-        assert!(worst < 0.02 * norm.max(1.0), "worst {worst} of {norm}");
-    }
-
-    #[test]
-    fn parallel_tasks_give_the_same_result_as_one_thread() {
-        let (n, inp, out) = (200, 96, 50);
-        let x = values(n * inp, 11);
-        let w = PackedWeights::quantize(&values(out * inp, 12), out, inp).unwrap();
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let four = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
-        let run = |pool: &rayon::ThreadPool| {
-            let mut y = vec![0f32; n * out];
-            pool.install(|| matmul(&x, n, &w, None, &mut y)).unwrap();
-            y
-        };
-        assert_eq!(run(&one), run(&four));
-    }
-
-    #[test]
-    fn stacked_layers_give_the_separate_products_bit_for_bit() {
-        // 40 outputs: the parts' blocks do not line up with the stacked layer's blocks of 16.
-        let (n, inp) = (11, 70);
-        let x = values(n * inp, 21);
-        let outs = [40usize, 8, 33];
-        let parts: Vec<PackedWeights> = outs
-            .iter()
-            .enumerate()
-            .map(|(i, &o)| PackedWeights::quantize(&values(o * inp, 30 + i as u64), o, inp))
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let biases: Vec<Vec<f32>> = outs
-            .iter()
-            .enumerate()
-            .map(|(i, &o)| values(o, 50 + i as u64))
-            .collect();
-        let refs: Vec<&PackedWeights> = parts.iter().collect();
-        let stacked = PackedWeights::concat(&refs).unwrap();
-        let total: usize = outs.iter().sum();
-        assert_eq!((stacked.out(), stacked.inp()), (total, inp));
-        let bias: Vec<f32> = biases.concat();
-        for isa in [Isa::Portable, Isa::Avx512Vnni] {
-            let mut y = vec![0f32; n * total];
-            matmul_on(isa, &x, n, &stacked, Some(&bias), &mut y).unwrap();
-            let mut col = 0;
-            for (p, b) in parts.iter().zip(&biases) {
-                let mut yp = vec![0f32; n * p.out()];
-                matmul_on(isa, &x, n, p, Some(b), &mut yp).unwrap();
-                for r in 0..n {
-                    let got = &y[r * total + col..r * total + col + p.out()];
-                    let want = &yp[r * p.out()..(r + 1) * p.out()];
-                    assert!(
-                        got.iter()
-                            .zip(want)
-                            .all(|(a, b)| a.to_bits() == b.to_bits()),
-                        "{isa:?} row {r} part at column {col}"
-                    );
-                }
-                col += p.out();
-            }
-        }
-        let narrow = PackedWeights::quantize(&values(8 * (inp - 1), 3), 8, inp - 1).unwrap();
-        assert!(PackedWeights::concat(&[&parts[0], &narrow]).is_err());
-        assert!(PackedWeights::concat(&[]).is_err());
-    }
-
-    #[test]
-    fn weight_quantization_is_symmetric_per_channel_and_round_trips() {
-        let w = [0.5f32, -1.0, 0.25, 0.0, 0.0, 0.0, 2.0, 1.0, -0.5];
-        let (q, s) = quantize_weights(&w, 3, 3).unwrap();
-        assert_eq!(q, vec![64, -127, 32, 0, 0, 0, 127, 64, -32]);
-        assert_eq!(s, vec![1.0 / 127.0, 1.0, 2.0 / 127.0]);
-        let p = PackedWeights::from_int8(&q, &s, 3, 3).unwrap();
-        assert_eq!(p.int8(), q);
-        assert_eq!(p.scales(), s.as_slice());
-        let d = p.dequantize();
-        assert!(
-            w.iter()
-                .zip(&d)
-                .all(|(a, b)| (a - b).abs() <= 0.5 * 2.0 / 127.0)
-        );
-    }
-
-    #[test]
-    fn simd_row_quantization_equals_portable() {
-        for (i, len) in [1usize, 5, 16, 17, 31, 64, 100, 384, 1537]
-            .into_iter()
-            .enumerate()
-        {
-            let mut row = values(len, i as u64 + 40);
-            // Ties: with range [-1, 1.55] the scale is 0.01 and these land on k + 0.5.
-            if len > 4 {
-                row[0] = -1.0;
-                row[1] = 1.55;
-                row[2] = 0.125;
-                row[3] = -0.375;
-            }
-            let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
-            let pa = quantize_row_portable(&row, &mut a);
-            let pb = vnni::quantize_row(&row, &mut b);
-            assert_eq!((pa, &a), (pb, &b), "len {len}");
-        }
-        let mut d = [0u8; 3];
-        assert_eq!(vnni::quantize_row(&[0.0; 3], &mut d), (1.0, 0));
-        assert_eq!(d, [0, 0, 0]);
-    }
-
-    #[test]
-    fn activation_rows_hold_zero_exactly() {
-        let x = [-1.0f32, 0.0, 3.0, 0.5, 0.0, 0.25, 0.0, 0.0];
-        let q = QuantizedRows::quantize(&x, 2, 4).unwrap();
-        // Row 0: range [-1, 3], zero maps to an exact code.
-        let (s, z) = (q.scale(0), q.zero(0));
-        assert_eq!(q.row(0)[1] as i32 - z, 0);
-        assert!((((q.row(0)[2] as i32 - z) as f32) * s - 3.0).abs() <= s);
-        // Row 1: only non-negative values, so the zero point is 0.
-        assert_eq!(q.zero(1), 0);
-    }
-
-    #[test]
-    fn bad_shapes_and_values_are_errors_not_panics() {
-        assert!(matches!(
-            quantize_weights(&[1.0; 5], 2, 3),
-            Err(Int8Error::Length { .. })
-        ));
-        assert!(matches!(
-            quantize_weights(&[1.0, f32::NAN], 1, 2),
-            Err(Int8Error::NotFinite { index: 1, .. })
-        ));
-        assert!(matches!(
-            PackedWeights::from_int8(&[], &[], 0, 3),
-            Err(Int8Error::Dimension { what: "out", .. })
-        ));
-        let w = PackedWeights::quantize(&[1.0; 6], 2, 3).unwrap();
-        let mut y = vec![0f32; 4];
-        let err = matmul(&[1.0; 5], 2, &w, None, &mut y).unwrap_err();
-        assert_eq!(err.to_string(), "activations: expected 6 elements, found 5");
-        assert!(matmul(&[1.0; 6], 2, &w, Some(&[0.0]), &mut y).is_err());
-        // Non-finite activations give finite or NaN outputs, never a panic.
-        matmul(
-            &[f32::NAN, f32::INFINITY, 1.0, 0.0, 1.0, 2.0],
-            2,
-            &w,
-            None,
-            &mut y,
-        )
-        .unwrap();
-        assert!(y[2..].iter().all(|v| v.is_finite()));
+        assert!(super::round_ties_even(f32::NAN).is_nan());
     }
 }

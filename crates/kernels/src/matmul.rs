@@ -2,7 +2,15 @@
 //! raw-pointer kernel: every bound is checked before the call, so a view can never reach
 //! outside its slice. Views let a caller multiply sub-matrices in place (one attention head's
 //! columns of a `(tokens, hidden)` buffer, a weight read as its transpose) without copies.
+//!
+//! The product follows the process's [`Level`] like taxon's own kernels: gemm's AVX-512
+//! kernels at `avx512`, its AVX2 + FMA kernels at `avx2` (called directly, since gemm on its
+//! own would pick AVX-512 on a CPU that has it), its scalar kernels at `portable` on x86-64
+//! (what gemm runs on an x86-64 without FMA), and gemm's own choice elsewhere (NEON on
+//! aarch64).
 #![allow(unsafe_code)]
+
+use crate::dispatch::{self, Level};
 
 use std::fmt;
 
@@ -109,9 +117,71 @@ fn fits(
     }
 }
 
+/// Which of gemm's f32 kernels runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// gemm's own choice (its AVX-512 kernels on x86-64 with AVX-512F, NEON on aarch64).
+    Own,
+    /// gemm's AVX2 + FMA kernels.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Fma,
+    /// gemm's scalar kernels.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Scalar,
+}
+
+impl Kernel {
+    /// The kernel of `level` on this CPU.
+    fn at(level: Level) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use gemm_common::simd::{MixedSimd, V3};
+            if level >= Level::Avx512 && Level::Avx512.supported() {
+                // gemm picks its AVX-512 kernels on any CPU with avx512f.
+                return Self::Own;
+            }
+            if level >= Level::Avx2 && <V3 as MixedSimd<f32, f32, f32, f32>>::try_new().is_some() {
+                return Self::Fma;
+            }
+            Self::Scalar
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = level;
+            Self::Own
+        }
+    }
+}
+
+/// The f32 product's kernels at `level` on this CPU: `avx512`, `avx2-fma`, `scalar`, or
+/// `baseline` (gemm's own choice off x86-64).
+pub fn path_at(level: Level) -> &'static str {
+    match Kernel::at(level) {
+        Kernel::Own if cfg!(target_arch = "x86_64") => "avx512",
+        Kernel::Own => "baseline",
+        Kernel::Fma => "avx2-fma",
+        Kernel::Scalar => "scalar",
+    }
+}
+
 /// `dst = beta * lhs rhs (+ dst when accumulate)`, with `threads > 1` splitting the work over
-/// the current rayon pool. Shapes: `lhs` `(m, k)`, `rhs` `(k, n)`, `dst` `(m, n)`.
+/// the current rayon pool. Shapes: `lhs` `(m, k)`, `rhs` `(k, n)`, `dst` `(m, n)`. Runs at the
+/// process's [`dispatch::level`].
 pub fn matmul(
+    dst: ViewMut<'_>,
+    lhs: View<'_>,
+    rhs: View<'_>,
+    beta: f32,
+    accumulate: bool,
+    threads: usize,
+) -> Result<(), MatmulError> {
+    matmul_at(dispatch::level(), dst, lhs, rhs, beta, accumulate, threads)
+}
+
+/// [`matmul`] at a given level (capped by what this CPU runs), e.g. to compare levels in one
+/// process.
+pub fn matmul_at(
+    level: Level,
     dst: ViewMut<'_>,
     lhs: View<'_>,
     rhs: View<'_>,
@@ -177,29 +247,229 @@ pub fn matmul(
     // and the inputs shared, so they cannot alias; dst's rows are at least `n` apart with unit
     // column stride, so its elements are distinct. gemm reads `dst` only when `accumulate`.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.data.as_mut_ptr().add(dst.offset),
-            1,
-            st(dst.row_stride),
-            accumulate,
-            ls.data.as_ptr().add(ls.offset),
-            st(ls.col_stride),
-            st(ls.row_stride),
-            rs.data.as_ptr().add(rs.offset),
-            st(rs.col_stride),
-            st(rs.row_stride),
-            1.0,
-            beta,
-            false,
-            false,
-            false,
+        gemm_at(
+            Kernel::at(level),
+            Gemm {
+                m,
+                n,
+                k,
+                dst: dst.data.as_mut_ptr().add(dst.offset),
+                dst_cs: 1,
+                dst_rs: st(dst.row_stride),
+                read_dst: accumulate,
+                lhs: ls.data.as_ptr().add(ls.offset),
+                lhs_cs: st(ls.col_stride),
+                lhs_rs: st(ls.row_stride),
+                rhs: rs.data.as_ptr().add(rs.offset),
+                rhs_cs: st(rs.col_stride),
+                rhs_rs: st(rs.row_stride),
+                beta,
+            },
             parallelism,
         );
     }
     Ok(())
+}
+
+/// The raw arguments of one gemm call (`dst = beta * lhs rhs (+ dst when read_dst)`), all
+/// strides non-negative.
+struct Gemm {
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_cs: isize,
+    dst_rs: isize,
+    read_dst: bool,
+    lhs: *const f32,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const f32,
+    rhs_cs: isize,
+    rhs_rs: isize,
+    beta: f32,
+}
+
+/// Runs `g` on `kernel`.
+///
+/// # Safety
+///
+/// Every element the three matrices address (`ptr + i * rs + j * cs` within their shapes) is
+/// in bounds of its allocation, `dst`'s elements are distinct and alias neither input, and
+/// `kernel` is `Kernel::at` of some level (so this CPU has its features).
+unsafe fn gemm_at(kernel: Kernel, g: Gemm, parallelism: gemm::Parallelism) {
+    match kernel {
+        // SAFETY: the caller's guarantees are `gemm::gemm`'s.
+        Kernel::Own => unsafe {
+            gemm::gemm(
+                g.m,
+                g.n,
+                g.k,
+                g.dst,
+                g.dst_cs,
+                g.dst_rs,
+                g.read_dst,
+                g.lhs,
+                g.lhs_cs,
+                g.lhs_rs,
+                g.rhs,
+                g.rhs_cs,
+                g.rhs_rs,
+                1.0,
+                g.beta,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as for `gemm::gemm`, which normalizes the call the same way (`forced`) before
+        // it picks a kernel; `Kernel::at` chose `Fma` only where `V3::try_new` succeeded.
+        Kernel::Fma => unsafe { forced::fma(g, parallelism) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above; the scalar kernels need no CPU feature.
+        Kernel::Scalar => unsafe { forced::scalar(g, parallelism) },
+        #[cfg(not(target_arch = "x86_64"))]
+        // SAFETY: as for `Kernel::Own` (not built by `Kernel::at` off x86-64).
+        _ => unsafe {
+            gemm::gemm(
+                g.m,
+                g.n,
+                g.k,
+                g.dst,
+                g.dst_cs,
+                g.dst_rs,
+                g.read_dst,
+                g.lhs,
+                g.lhs_cs,
+                g.lhs_rs,
+                g.rhs,
+                g.rhs_cs,
+                g.rhs_rs,
+                1.0,
+                g.beta,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        },
+    }
+}
+
+/// gemm's AVX2 + FMA and scalar f32 kernels called directly: what `gemm::gemm` does for f32
+/// after its run-time detection, with the kernel chosen here instead (gemm-common's generic
+/// driver and gemm-f32's micro-kernel tables, both public API of gemm 0.19).
+#[cfg(target_arch = "x86_64")]
+mod forced {
+    use gemm_common::gemm::gemm_basic_generic;
+    use gemm_common::simd::{MixedSimd, Scalar, V3};
+
+    use super::Gemm;
+
+    /// `gemm::gemm`'s normalization: the micro-kernels prefer a column-major destination, so a
+    /// row-major one is computed as its transpose (`dst^T = rhs^T lhs^T`). The strides here are
+    /// never negative, so its other rewrites do not apply.
+    fn normalize(g: Gemm) -> Gemm {
+        if g.dst_cs.abs() < g.dst_rs.abs() {
+            Gemm {
+                m: g.n,
+                n: g.m,
+                dst_cs: g.dst_rs,
+                dst_rs: g.dst_cs,
+                lhs: g.rhs,
+                lhs_cs: g.rhs_rs,
+                lhs_rs: g.rhs_cs,
+                rhs: g.lhs,
+                rhs_cs: g.lhs_rs,
+                rhs_rs: g.lhs_cs,
+                ..g
+            }
+        } else {
+            g
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As `super::gemm_at`, and this CPU has AVX2 and FMA (`V3::try_new` succeeds).
+    pub(super) unsafe fn fma(g: Gemm, parallelism: gemm::Parallelism) {
+        use gemm_f32::microkernel::fma::f32::{H_M, H_N, H_UKR, MR_DIV_N, NR, UKR};
+        const N: usize = 8;
+        let Some(simd) = <V3 as MixedSimd<f32, f32, f32, f32>>::try_new() else {
+            // SAFETY: as `super::gemm_at` (the scalar kernels need no CPU feature).
+            return unsafe { scalar(g, parallelism) };
+        };
+        let g = normalize(g);
+        // SAFETY: the caller's guarantees, as gemm's own AVX2 entry point passes them on.
+        unsafe {
+            gemm_basic_generic::<_, f32, N, { MR_DIV_N * N }, NR, MR_DIV_N, H_M, H_N>(
+                simd,
+                g.m,
+                g.n,
+                g.k,
+                g.dst,
+                g.dst_cs,
+                g.dst_rs,
+                g.read_dst,
+                g.lhs,
+                g.lhs_cs,
+                g.lhs_rs,
+                g.rhs,
+                g.rhs_cs,
+                g.rhs_rs,
+                1.0,
+                g.beta,
+                false,
+                false,
+                false,
+                |a, b, c| a * b + c,
+                &UKR,
+                &H_UKR,
+                false,
+                parallelism,
+            )
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As `super::gemm_at`.
+    pub(super) unsafe fn scalar(g: Gemm, parallelism: gemm::Parallelism) {
+        use gemm_f32::microkernel::scalar::f32::{H_M, H_N, H_UKR, MR_DIV_N, NR, UKR};
+        const N: usize = 1;
+        let g = normalize(g);
+        // SAFETY: the caller's guarantees, as gemm's own scalar entry point passes them on.
+        unsafe {
+            gemm_basic_generic::<_, f32, N, { MR_DIV_N * N }, NR, MR_DIV_N, H_M, H_N>(
+                Scalar,
+                g.m,
+                g.n,
+                g.k,
+                g.dst,
+                g.dst_cs,
+                g.dst_rs,
+                g.read_dst,
+                g.lhs,
+                g.lhs_cs,
+                g.lhs_rs,
+                g.rhs,
+                g.rhs_cs,
+                g.rhs_rs,
+                1.0,
+                g.beta,
+                false,
+                false,
+                false,
+                |a, b, c| a * b + c,
+                &UKR,
+                &H_UKR,
+                false,
+                parallelism,
+            )
+        }
+    }
 }
 
 #[cfg(test)]

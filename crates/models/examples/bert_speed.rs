@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use taxon_core::model::TextClassifier;
 use taxon_models::bert::{BertModel, BertTrainer};
-use taxon_models::lstm::AdamWOptions;
+use taxon_models::training::{AdamWOptions, Trainable};
 
 /// CPU seconds (user + system) this process has used so far: under other load on the machine
 /// a steadier measure than wall time (Linux only; 0 elsewhere).
@@ -95,23 +95,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .num_threads(threads)
         .build()?;
     let model = BertModel::load(&PathBuf::from(model_dir))?;
-    let tokens: usize = sample.iter().map(|t| model.encode(t).len()).sum();
+    let tokens: usize = sample
+        .iter()
+        .map(|t| model.token_ids(t).map(|ids| ids.len()))
+        .sum::<Result<_, _>>()?;
     println!(
         "model {model_dir}, {threads} thread(s), {reps} reps, batch of 32 with {:.1} tokens/text",
         tokens as f64 / 32.0
     );
     if only.is_empty() || only == "infer" {
+        let predict = |texts: &[&str]| {
+            let probs = model.predict_batch(texts).unwrap_or_else(|e| {
+                eprintln!("prediction failed: {e}");
+                std::process::exit(2)
+            });
+            drop(std::hint::black_box(probs));
+        };
         pool.install(|| {
-            model.predict_batch(&sample[..2]); // warm-up
-            let b32: Vec<(f64, f64)> = (0..reps)
-                .map(|_| timed(|| drop(std::hint::black_box(model.predict_batch(&sample)))))
-                .collect();
+            predict(&sample[..2]); // warm-up
+            let b32: Vec<(f64, f64)> = (0..reps).map(|_| timed(|| predict(&sample))).collect();
             // Batch 1: the first 8 texts one at a time per repeat.
             let b1: Vec<(f64, f64)> = (0..reps)
                 .map(|_| {
                     timed(|| {
                         for t in sample.chunks(1).take(8) {
-                            std::hint::black_box(model.predict_batch(t));
+                            predict(t);
                         }
                     })
                 })
@@ -159,7 +167,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut rates = Vec::new();
         for epoch in 0..=reps {
             let (wall, cpu) = timed(|| {
-                trainer.run_epoch(&()).map(drop).unwrap_or_else(|e| {
+                trainer.train_epoch(&()).map(drop).unwrap_or_else(|e| {
                     eprintln!("training failed: {e}");
                     std::process::exit(2)
                 })

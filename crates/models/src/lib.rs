@@ -1,14 +1,18 @@
 //! The model factory: every model type taxon can train, and [`load`], which opens any model
 //! folder by dispatching on the `model_type` of its `model.json`.
 //!
-//! Models implement [`taxon_core::model::TextClassifier`]; training is a separate function per
-//! model type (`linear::train`, `lstm::train`, `bert::train`), so consumers never depend on a concrete model.
+//! Models implement [`taxon_core::model::TextClassifier`], so consumers never depend on a
+//! concrete model. Training: a [`ModelConfig`] (tagged by `model_type`, each type with its own
+//! typed options) builds the type's trainer, which implements [`training::Trainable`] and runs
+//! in the shared epoch loop ([`training::run_epochs`]).
 
 pub mod bert;
 pub mod linear;
 pub mod lstm;
 pub mod rng;
-mod scores;
+pub mod training;
+
+pub use training::ModelConfig;
 
 use std::path::Path;
 

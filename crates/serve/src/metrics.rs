@@ -96,6 +96,15 @@ struct ModelLabels {
     version: String,
 }
 
+/// The kernel paths of `taxon_kernels::paths()` (the same for every model of the process).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KernelLabels {
+    int8: String,
+    fused: String,
+    f32: String,
+    level: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
@@ -126,6 +135,7 @@ pub struct Metrics {
     model_info: Family<ModelLabels, Gauge>,
     model_swaps: Counter,
     model_load_failures: Counter,
+    model_errors: Counter,
     inflight: Gauge,
     batched_texts: AtomicU64,
     /// Tokens of the batched texts, as the model counts them.
@@ -162,6 +172,7 @@ impl Metrics {
         let model_info = Family::<ModelLabels, Gauge>::default();
         let model_swaps = Counter::default();
         let model_load_failures = Counter::default();
+        let model_errors = Counter::default();
         let inflight = Gauge::default();
 
         registry.register(
@@ -225,9 +236,29 @@ impl Metrics {
             model_load_failures.clone(),
         );
         registry.register(
+            "taxon_model_errors",
+            "Prediction requests answered 500 model_error: the model failed on their texts",
+            model_errors.clone(),
+        );
+        registry.register(
             "taxon_inflight_requests",
             "HTTP requests being handled",
             inflight.clone(),
+        );
+        let kernel_info = Family::<KernelLabels, Gauge>::default();
+        let paths = taxon_kernels::paths();
+        kernel_info
+            .get_or_create(&KernelLabels {
+                int8: paths.int8.into(),
+                fused: paths.fused.into(),
+                f32: paths.f32.into(),
+                level: paths.level.name().into(),
+            })
+            .set(1);
+        registry.register(
+            "taxon_kernel_info",
+            "The CPU kernel paths models run on (TAXON_KERNELS or the best the CPU has; value 1)",
+            kernel_info,
         );
 
         let routes = Route::ALL.iter().map(|_| RouteSeries::default()).collect();
@@ -247,6 +278,7 @@ impl Metrics {
             model_info,
             model_swaps,
             model_load_failures,
+            model_errors,
             inflight,
             batched_texts: AtomicU64::new(0),
             batched_tokens: AtomicU64::new(0),
@@ -334,6 +366,16 @@ impl Metrics {
         self.model_load_failures.inc();
     }
 
+    /// A prediction request answered with a model error.
+    pub fn model_error(&self) {
+        self.model_errors.inc();
+    }
+
+    /// Prediction requests answered with a model error so far.
+    pub fn model_errors(&self) -> u64 {
+        self.model_errors.get()
+    }
+
     /// Model swaps so far.
     pub fn swaps(&self) -> u64 {
         self.model_swaps.get()
@@ -398,6 +440,7 @@ mod tests {
         m.cache_lookup(false);
         m.model_served(None, "news", "abc");
         m.model_served(Some(("news", "abc")), "news", "def");
+        m.model_error();
         let text = m.render(5);
         for needle in [
             "taxon_requests_total{route=\"/v1/predict\",status=\"200\"} 1",
@@ -413,11 +456,19 @@ mod tests {
             "taxon_model_info{name=\"news\",version=\"def\"} 1",
             "taxon_model_swaps_total 1",
             "taxon_model_load_failures_total 0",
+            "taxon_model_errors_total 1",
             "taxon_inflight_requests 0",
+            "taxon_kernel_info{int8=\"",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
         assert!(!text.contains("version=\"abc\""), "{text}");
+        let p = taxon_kernels::paths();
+        let kernels = format!(
+            "taxon_kernel_info{{int8=\"{}\",fused=\"{}\",f32=\"{}\",level=\"{}\"}} 1",
+            p.int8, p.fused, p.f32, p.level
+        );
+        assert!(text.contains(&kernels), "{kernels} missing from\n{text}");
         assert_eq!(m.batches(), (3, 1));
     }
 }

@@ -92,6 +92,18 @@ impl AppState {
         let model = reload::load(&source, &loader, wanted).await?;
         let metrics = Arc::new(Metrics::new());
         metrics.model_served(None, &model.name, &model.version);
+        let kernels = taxon_kernels::paths();
+        tracing::info!(
+            int8 = kernels.int8,
+            fused = kernels.fused,
+            f32 = kernels.f32,
+            level = %kernels.level,
+            forced = kernels.requested.as_deref().unwrap_or(""),
+            "CPU kernel paths"
+        );
+        if let Some(note) = &kernels.fallback {
+            tracing::warn!("{note}");
+        }
         tracing::info!(
             name = %model.name,
             version = %model.version,

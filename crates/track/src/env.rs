@@ -1,10 +1,9 @@
-//! Where a run ran and on what: machine info, code version (git), the data's version id from
-//! its `.dvc` pointer, this process's identity (to tell a killed run), and peak memory.
+//! Where a run ran and on what: machine info, code version (git), this process's identity (to
+//! tell a killed run), and peak memory. (The data's version id is
+//! `taxon_version::dvcfile::data_version`, the rule the train driver records too.)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use taxon_version::dvcfile::{DvcFile, dvc_path_for};
 
 use crate::record::{CodeVersion, MachineInfo};
 
@@ -80,31 +79,6 @@ pub fn code_version(dir: &Path, taxon_version: &str) -> CodeVersion {
     }
 }
 
-/// The version id of `data`: the md5 in `data.dvc`, or, for a file inside a tracked folder,
-/// the folder's `.dir` hash in `folder.dvc`. `None` when the data is not tracked.
-pub fn data_version(data: &Path) -> Option<String> {
-    let data = std::path::absolute(data).ok()?;
-    let mut cur: Option<&Path> = Some(&data);
-    while let Some(p) = cur {
-        let pointer = dvc_path_for(p);
-        if pointer.is_file() {
-            let name = p.file_name()?.to_string_lossy().into_owned();
-            let file = DvcFile::load(&pointer).ok()?;
-            return file
-                .outs
-                .iter()
-                .find(|o| o.path == name)
-                .or(file.outs.first())
-                .map(|o| o.md5.to_string());
-        }
-        if p.join(".dvc").is_dir() {
-            return None; // the repository root: nothing above is part of this repository
-        }
-        cur = p.parent();
-    }
-    None
-}
-
 /// The folder runs are stored in: `.taxon/` of the repository around `start`, or
 /// `start/.taxon/` outside a repository.
 pub fn default_taxon_dir(start: &Path) -> PathBuf {
@@ -163,36 +137,6 @@ mod tests {
         let ticks = process_start_ticks(pid).expect("own /proc/self/stat");
         assert_eq!(process_alive(pid, ticks), Some(true));
         assert_eq!(process_alive(pid, ticks + 1), Some(false));
-    }
-
-    #[test]
-    fn data_version_reads_the_dvc_pointer_of_a_file_and_of_its_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join(".dvc")).unwrap();
-        let f = dir.path().join("train.jsonl");
-        std::fs::write(&f, "{}\n").unwrap();
-        assert_eq!(data_version(&f), None);
-        std::fs::write(
-            dir.path().join("train.jsonl.dvc"),
-            "outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 3\n  hash: md5\n  path: train.jsonl\n",
-        )
-        .unwrap();
-        assert_eq!(
-            data_version(&f).as_deref(),
-            Some("0123456789abcdef0123456789abcdef")
-        );
-        let sub = dir.path().join("bbc");
-        std::fs::create_dir(&sub).unwrap();
-        std::fs::write(sub.join("test.jsonl"), "{}\n").unwrap();
-        std::fs::write(
-            dir.path().join("bbc.dvc"),
-            "outs:\n- md5: fedcba9876543210fedcba9876543210.dir\n  size: 3\n  nfiles: 1\n  hash: md5\n  path: bbc\n",
-        )
-        .unwrap();
-        assert_eq!(
-            data_version(&sub.join("test.jsonl")).as_deref(),
-            Some("fedcba9876543210fedcba9876543210.dir")
-        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Checkpoints of a training run, in `OUTPUT/checkpoints/`: one folder per saved epoch
 //! (`epoch-0003/`) holding the model folder as `TextClassifier::save` writes it plus
-//! `state.json` (the [`RunState`]: epoch, resolved config, data md5, per-epoch reports, best
-//! validation metric, patience counter and the model type's optimizer state), and `LATEST`,
-//! naming the folder a `--resume` continues from.
+//! `state.json` (the [`RunState`]: resolved config, data md5, the epoch loop's state (epoch,
+//! per-epoch reports, best validation metric, patience counter) and the model type's optimizer
+//! state), and `LATEST`, naming the folder a `--resume` continues from. [`Checkpoints`] is how
+//! the epoch loop hands them over: written by a background thread while the next epoch trains.
 //!
 //! Writes are atomic: a checkpoint is written into `epoch-NNNN.tmp/` and renamed into place,
 //! then `LATEST` is replaced by rename, so a process killed at any point leaves the previous
@@ -14,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use taxon_core::Md5Hex;
+use taxon_core::model::TextClassifier;
 use taxon_eval::Metrics;
-use taxon_models::linear::EpochReport;
+use taxon_models::training::{LoopHooks, LoopState, Trainable, Validation};
 
 use crate::config::{Monitor, TrainConfig};
 use crate::error::TrainError;
@@ -26,38 +28,22 @@ pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const LATEST: &str = "LATEST";
 /// The run state inside a checkpoint folder.
 pub const STATE_JSON: &str = "state.json";
-/// Layout version of `state.json`.
-pub const STATE_FORMAT_VERSION: u32 = 1;
-
-/// The best epoch so far by the monitored validation metric.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BestEpoch {
-    /// 1-based.
-    pub epoch: usize,
-    pub monitor: Monitor,
-    pub value: f64,
-    /// Validation metrics of that epoch.
-    pub metrics: Metrics,
-}
+/// Layout version of `state.json` (2: the typed model config, the loop's state from
+/// taxon-models).
+pub const STATE_FORMAT_VERSION: u32 = 2;
 
 /// Everything a resumed run needs besides the model weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RunState {
     pub format_version: u32,
-    /// Epochs finished.
-    pub epoch: usize,
     /// The resolved config of the run (defaults filled in).
     pub config: TrainConfig,
     /// md5 of the training data file.
     pub data_md5: Md5Hex,
-    /// Reports of the finished epochs.
-    pub epochs: Vec<EpochReport>,
-    /// Validation metrics after the last finished epoch.
-    pub last_validation: Option<Metrics>,
-    pub best: Option<BestEpoch>,
-    /// Epochs since the best one (the early-stopping patience counter).
-    pub epochs_since_best: usize,
+    /// The epoch loop's state: epochs finished, their reports, the best epoch and the
+    /// patience counter.
+    #[serde(flatten)]
+    pub progress: LoopState<Metrics>,
     /// The model type's own optimizer state (linear: `SgdState`).
     pub trainer: serde_json::Value,
 }
@@ -89,7 +75,7 @@ pub fn write(
 ) -> Result<PathBuf, TrainError> {
     let root = checkpoints_dir(output);
     fs::create_dir_all(&root).map_err(io_err(&root))?;
-    let name = epoch_dir_name(state.epoch);
+    let name = epoch_dir_name(state.progress.epoch);
     let tmp = root.join(format!("{name}.tmp"));
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
@@ -138,19 +124,27 @@ pub fn read_latest(output: &Path) -> Result<Option<(PathBuf, RunState)>, TrainEr
     let dir = root.join(&name);
     let path = dir.join(STATE_JSON);
     let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-    let state: RunState = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+    let unreadable = |e: serde_json::Error| TrainError::Checkpoint {
         path: path.clone(),
         message: format!("unreadable run state: {e}"),
-    })?;
-    if state.format_version != STATE_FORMAT_VERSION {
+    };
+    // The layout version first: a state of another layout does not decode as this one.
+    #[derive(Deserialize)]
+    struct Layout {
+        format_version: u32,
+    }
+    let layout: Layout = serde_json::from_str(&text).map_err(unreadable)?;
+    if layout.format_version != STATE_FORMAT_VERSION {
         return Err(TrainError::Checkpoint {
             path,
             message: format!(
-                "state format {} (this build reads {STATE_FORMAT_VERSION})",
-                state.format_version
+                "state format {} (this build reads {STATE_FORMAT_VERSION}): train from scratch \
+                 without --resume",
+                layout.format_version
             ),
         });
     }
+    let state: RunState = serde_json::from_str(&text).map_err(unreadable)?;
     Ok(Some((dir, state)))
 }
 
@@ -180,6 +174,88 @@ pub fn copy_model(checkpoint: &Path, dst: &Path) -> Result<(), TrainError> {
         fs::copy(e.path(), &to).map_err(io_err(&to))?;
     }
     Ok(())
+}
+
+/// The epoch loop's checkpoints of one run: each is written by a background thread while the
+/// next epoch trains (one write at a time, so `LATEST` only moves forward), then older ones are
+/// pruned except the best epoch's. Validation is measured with [`Metrics`] and the monitored
+/// metric.
+pub struct Checkpoints<'a> {
+    pub output: &'a Path,
+    pub config: &'a TrainConfig,
+    pub data_md5: &'a Md5Hex,
+    pub labels: &'a [String],
+    /// True label index of every validation example.
+    pub truth: &'a [usize],
+    pub monitor: Monitor,
+    pub writer: Option<std::thread::JoinHandle<Result<(), TrainError>>>,
+}
+
+impl Checkpoints<'_> {
+    /// Waits for the checkpoint being written, if any, and passes on its error.
+    fn join(&mut self) -> Result<(), TrainError> {
+        match self.writer.take().map(|w| w.join()) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) => Err(TrainError::Checkpoint {
+                path: checkpoints_dir(self.output),
+                message: "the checkpoint writer thread panicked".into(),
+            }),
+        }
+    }
+}
+
+impl LoopHooks for Checkpoints<'_> {
+    type Metrics = Metrics;
+    type Error = TrainError;
+
+    fn measure(&self, validation: &Validation) -> (Metrics, f64) {
+        let m = Metrics::compute(self.labels, self.truth, &validation.predictions);
+        let value = self.monitor.value(&m);
+        (m, value)
+    }
+
+    /// Takes the state and a copy of the weights now; the files are written in the background.
+    fn checkpoint(
+        &mut self,
+        progress: &LoopState<Metrics>,
+        trainer: &dyn Trainable,
+    ) -> Result<(), TrainError> {
+        let snapshot = trainer.checkpoint()?;
+        let state = RunState {
+            format_version: STATE_FORMAT_VERSION,
+            config: self.config.clone(),
+            data_md5: self.data_md5.clone(),
+            progress: progress.clone(),
+            trainer: snapshot.state,
+        };
+        self.join()?;
+        let output = self.output.to_path_buf();
+        let model = snapshot.model;
+        self.writer = Some(std::thread::spawn(move || {
+            write_pruning(&output, &state, model.as_ref())
+        }));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TrainError> {
+        self.join()
+    }
+}
+
+/// Writes the checkpoint of `state` with the weights of `model`, then removes older
+/// checkpoints except the best epoch's.
+fn write_pruning(
+    output: &Path,
+    state: &RunState,
+    model: &dyn TextClassifier,
+) -> Result<(), TrainError> {
+    write(output, state, &|d| Ok(model.save(d)?))?;
+    let mut keep = vec![epoch_dir_name(state.progress.epoch)];
+    if let Some(b) = &state.progress.best {
+        keep.push(epoch_dir_name(b.epoch));
+    }
+    prune(output, &keep)
 }
 
 /// Keys whose value may differ between a checkpoint and the run resuming it: where the run
@@ -212,17 +288,26 @@ pub fn config_difference(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigKeys;
+
+    fn config(over: ConfigKeys) -> TrainConfig {
+        let keys = ConfigKeys {
+            data: Some("d.jsonl".into()),
+            output: Some("out".into()),
+            ..Default::default()
+        };
+        TrainConfig::resolve(None, &keys.with_overrides(over)).unwrap()
+    }
 
     fn state(epoch: usize) -> RunState {
         RunState {
             format_version: STATE_FORMAT_VERSION,
-            epoch,
-            config: TrainConfig::default(),
+            config: config(ConfigKeys::default()),
             data_md5: Md5Hex::of_bytes(b"data"),
-            epochs: Vec::new(),
-            last_validation: None,
-            best: None,
-            epochs_since_best: 0,
+            progress: LoopState {
+                epoch,
+                ..Default::default()
+            },
             trainer: serde_json::json!({"k": epoch}),
         }
     }
@@ -255,6 +340,24 @@ mod tests {
     }
 
     #[test]
+    fn a_state_of_another_layout_is_refused_by_its_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path();
+        let ck = write(out, &state(1), &|_| Ok(())).unwrap();
+        // What taxon wrote before the typed model config: format 1, other keys.
+        fs::write(
+            ck.join(STATE_JSON),
+            r#"{"format_version": 1, "epoch": 1, "config": {"warmup_steps": null}}"#,
+        )
+        .unwrap();
+        let err = read_latest(out).unwrap_err().to_string();
+        assert!(
+            err.contains("state format 1 (this build reads 2)") && err.contains("--resume"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_failed_write_leaves_the_previous_checkpoint_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path();
@@ -266,29 +369,31 @@ mod tests {
             })
         };
         assert!(write(out, &state(2), &failing).is_err());
-        assert_eq!(read_latest(out).unwrap().unwrap().1.epoch, 1);
+        assert_eq!(read_latest(out).unwrap().unwrap().1.progress.epoch, 1);
     }
 
     #[test]
     fn config_difference_names_the_first_differing_key_and_ignores_threads() {
-        let a = TrainConfig {
+        let a = config(ConfigKeys {
             epochs: Some(4),
             threads: Some(1),
             ..Default::default()
-        };
+        });
         let b = TrainConfig {
-            threads: Some(2),
+            threads: 2,
             ..a.clone()
         };
         assert_eq!(config_difference(&a, &b), None);
-        let c = TrainConfig {
+        let c = config(ConfigKeys {
+            epochs: Some(4),
+            threads: Some(1),
             learning_rate: Some(0.5),
-            ..a.clone()
-        };
+            ..Default::default()
+        });
         let (key, was, now) = config_difference(&a, &c).unwrap();
         assert_eq!(
             (key.as_str(), was.as_str(), now.as_str()),
-            ("learning_rate", "null", "0.5")
+            ("learning_rate", "1.0", "0.5")
         );
     }
 }

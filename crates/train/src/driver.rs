@@ -1,52 +1,31 @@
 //! The training driver (config in, model folder and `metrics.json` out) and evaluation of any
 //! model on labelled data.
 //!
-//! `train` resolves the config, refuses data that fails its expectation suite, reads and splits
-//! the data, builds the model type's [`EpochTrainer`] (the one `match` on `model_type`) and runs
-//! the epoch loop: a checkpoint per epoch in `OUTPUT/checkpoints/` (see [`crate::checkpoint`]),
-//! `--resume` from the latest one, early stopping on a validation metric with the best epoch's
-//! weights as the final model. `metrics.json` holds no timings, so the same config and data
-//! with `threads: 1` give a byte-identical file.
+//! `train` refuses data that fails its expectation suite, reads the data once (records, md5,
+//! progress), takes the validation split, builds the model type's trainer from the typed config
+//! (`ModelConfig::trainer`) and runs taxon-models' epoch loop with this crate's checkpoints
+//! ([`crate::checkpoint`]): `--resume` from the latest one, early stopping on a validation metric
+//! with the best epoch's weights as the final model. `metrics.json` holds no timings, so the
+//! same config and data with `threads: 1` give a byte-identical file.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use taxon_core::model::TextClassifier;
 use taxon_dataset::read_labelled;
 use taxon_eval::Metrics;
-use taxon_models::bert::{self, BertConfig};
-use taxon_models::linear::{self, EpochReport, LinearConfig, SgdOptions, TrainObserver};
-use taxon_models::lstm::{self, LstmConfig};
 use taxon_models::rng::SplitMix64;
+use taxon_models::training::{
+    EpochReport, LoopPlan, LoopState, TrainObserver, Trainable, run_epochs,
+};
 
-use crate::checkpoint::{self, BestEpoch, RunState, STATE_FORMAT_VERSION};
-use crate::config::{DEFAULT_VALIDATION_RATIO, Monitor, TrainConfig};
+use crate::checkpoint::{self, Checkpoints};
+use crate::config::{DEFAULT_VALIDATION_RATIO, TrainConfig};
+use crate::data::read_hashed;
 use crate::error::TrainError;
-use crate::trainer::EpochTrainer;
 
 /// File name of the training metrics in a model folder (taxon-eval reads its history).
 pub use taxon_eval::METRICS_JSON;
-
-/// Defaults of the linear model's SGD, tuned on a validation split of BBC News' training part.
-pub const LINEAR_LEARNING_RATE: f32 = 1.0;
-pub const LINEAR_EPOCHS: usize = 25;
-pub const DEFAULT_SEED: u64 = 42;
-/// Defaults of the lstm model's AdamW run, tuned on a validation split of BBC News' training part.
-pub const LSTM_LEARNING_RATE: f32 = 2e-3;
-pub const LSTM_EPOCHS: usize = 6;
-pub const LSTM_BATCH_SIZE: usize = 32;
-
-/// Epochs a run of `model_type` makes when the config does not say (linear when unset or
-/// unknown: the run itself rejects an unknown type).
-pub fn default_epochs(model_type: Option<&str>) -> usize {
-    match model_type {
-        Some(lstm::MODEL_TYPE) => LSTM_EPOCHS,
-        Some(bert::MODEL_TYPE) => bert::DEFAULT_EPOCHS,
-        _ => LINEAR_EPOCHS,
-    }
-}
 
 /// How a run proceeds, beyond its config: not recorded in the model's metrics.
 #[derive(Clone, Debug, Default)]
@@ -140,47 +119,25 @@ pub fn train_with(
     run: &RunOptions,
     observer: &dyn TrainObserver,
 ) -> Result<TrainSummary, TrainError> {
-    cfg.check()?;
-    let model_type = cfg
-        .model_type
-        .clone()
-        .unwrap_or_else(|| linear::MODEL_TYPE.into());
-    let mut resolved = cfg.clone();
-    resolved.model_type = Some(model_type.clone());
-    resolved.seed.get_or_insert(DEFAULT_SEED);
-    resolved.threads.get_or_insert_with(default_threads);
-    resolved.checkpoint_every.get_or_insert(1);
-    if resolved.early_stopping_patience.is_some() {
-        resolved.monitor.get_or_insert_with(Monitor::default);
-    }
-    if cfg.validation.is_none() {
-        resolved
-            .validation_ratio
-            .get_or_insert(DEFAULT_VALIDATION_RATIO);
-    }
-    let seed = resolved.seed.unwrap_or(DEFAULT_SEED);
-    let mut warnings = Vec::new();
-
-    let data_path = cfg.data.clone().unwrap_or_default();
-    let output = cfg.output.clone().unwrap_or_default();
+    let data_path = &cfg.data;
+    let output = &cfg.output;
     if let Some(suite) = &cfg.expectations {
-        check_expectations(&data_path, suite)?;
+        check_expectations(data_path, suite, observer)?;
     }
-    let data_version = data_version(&data_path)?;
-    let records = read_labelled(&data_path)?;
+    let data_version = taxon_version::dvcfile::data_version(data_path)?.map(String::from);
+    let data = read_hashed(data_path, observer)?;
     let (train_rows, val_rows, validation_source) = match &cfg.validation {
-        Some(p) => (records, read_labelled(p)?, p.display().to_string()),
+        Some(p) => (data.rows, read_labelled(p)?, p.display().to_string()),
         None => {
-            let ratio = resolved
-                .validation_ratio
-                .unwrap_or(DEFAULT_VALIDATION_RATIO);
-            let (t, v) = stratified_split(records, ratio, seed);
+            let ratio = cfg.validation_ratio.unwrap_or(DEFAULT_VALIDATION_RATIO);
+            let (t, v) = stratified_split(data.rows, ratio, cfg.seed);
             (
                 t,
                 v,
                 format!(
-                    "split: {:.0}% of data, stratified, seed {seed}",
-                    ratio * 100.0
+                    "split: {:.0}% of data, stratified, seed {}",
+                    ratio * 100.0,
+                    cfg.seed
                 ),
             )
         }
@@ -193,7 +150,7 @@ pub fn train_with(
         .collect();
     if labels.len() < 2 {
         return Err(TrainError::Dataset {
-            path: data_path,
+            path: data_path.clone(),
             message: format!("need at least 2 distinct labels to train, found {labels:?}"),
         });
     }
@@ -211,139 +168,74 @@ pub fn train_with(
         .iter()
         .filter_map(|(t, l)| label_idx.get(l.as_str()).map(|&i| (t.as_str(), i)))
         .collect();
-
-    // The model factory: one arm per model type, each resolving its defaults into `resolved`
-    // and returning its trainer.
-    let mut trainer: Box<dyn EpochTrainer + '_> = match model_type.as_str() {
-        linear::MODEL_TYPE => {
-            let mut model_config: LinearConfig = match &cfg.model_config {
-                None | Some(serde_json::Value::Null) => LinearConfig::default(),
-                Some(v) => serde_json::from_value(v.clone()).map_err(|e| TrainError::Invalid {
-                    field: "model_config",
-                    message: e.to_string(),
-                })?,
-            };
-            if let Some(n) = cfg.max_len {
-                match model_config.max_tokens {
-                    Some(m) if m != n => warnings.push(format!(
-                        "max_len {n} ignored: model_config.max_tokens {m} is set"
-                    )),
-                    _ => model_config.max_tokens = Some(n),
-                }
-            }
-            for (key, set) in [
-                ("warmup_steps", cfg.warmup_steps.is_some()),
-                ("batch_size", cfg.batch_size.is_some()),
-            ] {
-                if set {
-                    warnings.push(format!(
-                        "`{key}` ignored: linear trains by per-example SGD with a linearly \
-                         decaying learning rate"
-                    ));
-                }
-            }
-            resolved.model_config = Some(serde_json::to_value(&model_config).unwrap_or_default());
-            resolved.learning_rate.get_or_insert(LINEAR_LEARNING_RATE);
-            resolved.epochs.get_or_insert(LINEAR_EPOCHS);
-            let opts = SgdOptions {
-                learning_rate: resolved.learning_rate.unwrap_or(LINEAR_LEARNING_RATE),
-                epochs: resolved.epochs.unwrap_or(LINEAR_EPOCHS),
-                seed,
-                threads: resolved.threads.unwrap_or(1),
-            };
-            Box::new(linear::LinearTrainer::new(
-                &model_config,
-                &opts,
-                &labels,
-                &train_ex,
-                &val_ex,
-            )?)
-        }
-        lstm::MODEL_TYPE => {
-            let mut model_config: LstmConfig = match &cfg.model_config {
-                None | Some(serde_json::Value::Null) => LstmConfig::default(),
-                Some(v) => serde_json::from_value(v.clone()).map_err(|e| TrainError::Invalid {
-                    field: "model_config",
-                    message: e.to_string(),
-                })?,
-            };
-            // The top-level `max_len` (or --max-len) sets model_config.max_len.
-            if let Some(n) = cfg.max_len {
-                let explicit = cfg.model_config.as_ref().and_then(|v| v.get("max_len"));
-                if explicit.is_some_and(|m| m.as_u64() != Some(n)) {
-                    warnings.push(format!(
-                        "model_config.max_len {} replaced by max_len {n}",
-                        model_config.max_len
-                    ));
-                }
-                model_config.max_len = usize::try_from(n).unwrap_or(usize::MAX);
-            }
-            resolved.model_config = Some(serde_json::to_value(&model_config).unwrap_or_default());
-            resolved.learning_rate.get_or_insert(LSTM_LEARNING_RATE);
-            resolved.epochs.get_or_insert(LSTM_EPOCHS);
-            resolved.batch_size.get_or_insert(LSTM_BATCH_SIZE);
-            let opts = lstm::AdamWOptions {
-                learning_rate: f64::from(resolved.learning_rate.unwrap_or(LSTM_LEARNING_RATE)),
-                warmup_steps: cfg
-                    .warmup_steps
-                    .map(|w| usize::try_from(w).unwrap_or(usize::MAX)),
-                epochs: resolved.epochs.unwrap_or(LSTM_EPOCHS),
-                batch_size: resolved.batch_size.unwrap_or(LSTM_BATCH_SIZE),
-                seed,
-                threads: resolved.threads.unwrap_or(1),
-                ..Default::default()
-            };
-            Box::new(lstm::LstmTrainer::new(
-                &model_config,
-                &opts,
-                &labels,
-                &train_ex,
-                &val_ex,
-            )?)
-        }
-        bert::MODEL_TYPE => bert_trainer(cfg, &mut resolved, &labels, &train_ex, &val_ex)?,
-        other => {
-            return Err(TrainError::Invalid {
-                field: "model_type",
-                message: format!(
-                    "unknown model type {other:?} (known: {})",
-                    taxon_models::MODEL_TYPES.join(", ")
-                ),
-            });
-        }
-    };
-
     let val_truth: Vec<usize> = val_ex.iter().map(|(_, l)| *l).collect();
-    let data_md5 = taxon_version::hashing::md5_file(&data_path)?.0;
-    let run_loop = EpochLoop {
-        config: &resolved,
-        labels: &labels,
-        val_truth: &val_truth,
-        output: &output,
-        data_md5,
-        run,
-    };
-    let done = run_loop.run(trainer.as_mut(), observer)?;
 
-    let validation = done.model_validation.clone();
+    let mut trainer = cfg
+        .model
+        .trainer(cfg.run_settings(), &labels, &train_ex, &val_ex)?;
+    let mut checkpoints = Checkpoints {
+        output,
+        config: cfg,
+        data_md5: &data.md5,
+        labels: &labels,
+        truth: &val_truth,
+        monitor: cfg.monitor.unwrap_or_default(),
+        writer: None,
+    };
+    let (progress, resumed_from) = if run.resume {
+        let saved = resume(cfg, &data.md5, trainer.as_mut())?;
+        let epoch = saved.epoch;
+        (saved, Some(epoch))
+    } else {
+        let root = checkpoint::checkpoints_dir(output);
+        if root.exists() {
+            std::fs::remove_dir_all(&root)
+                .map_err(|source| TrainError::Io { path: root, source })?;
+        }
+        (LoopState::default(), None)
+    };
+    let plan = LoopPlan {
+        epochs: cfg.epochs(),
+        checkpoint_every: cfg.checkpoint_every,
+        patience: cfg.early_stopping_patience,
+        stop_after: run.stop_after_epochs,
+    };
+    let done = run_epochs(
+        trainer.as_mut(),
+        &plan,
+        progress,
+        &mut checkpoints,
+        observer,
+    )?;
+    if !done.interrupted {
+        // The final model: the best epoch's under early stopping, else the last epoch's.
+        if done.model_is_checkpoint {
+            let dir = checkpoint::checkpoints_dir(output)
+                .join(checkpoint::epoch_dir_name(done.model_epoch));
+            checkpoint::copy_model(&dir, output)?;
+        } else {
+            trainer.model().save(output)?;
+        }
+    }
+
     let summary = TrainSummary {
-        model_type,
+        model_type: cfg.model.model_type().to_string(),
         output: output.clone(),
-        config: resolved,
+        config: cfg.clone(),
         data_version,
         train_examples: train_ex.len(),
         validation_examples: val_ex.len(),
         validation_source,
-        epochs: done.epochs,
         model_epoch: done.model_epoch,
-        best_epoch: done.best.as_ref().map(|b| b.epoch),
+        best_epoch: done.state.best.as_ref().map(|b| b.epoch),
+        epochs: done.state.epochs,
         stopped_early: done.stopped_early,
-        warnings,
+        warnings: cfg.warnings.clone(),
         train_seconds: done.train_seconds,
         checkpoint_seconds: done.checkpoint_seconds,
-        resumed_from_epoch: done.resumed_from,
+        resumed_from_epoch: resumed_from,
         complete: !done.interrupted,
-        validation,
+        validation: done.model_validation,
     };
     if done.interrupted {
         return Ok(summary);
@@ -354,270 +246,64 @@ pub fn train_with(
     Ok(summary)
 }
 
-/// The epoch loop's inputs that do not change during the run.
-struct EpochLoop<'a> {
-    config: &'a TrainConfig,
-    labels: &'a [String],
-    val_truth: &'a [usize],
-    output: &'a Path,
-    data_md5: taxon_core::Md5Hex,
-    run: &'a RunOptions,
-}
-
-/// What the epoch loop did.
-struct LoopResult {
-    epochs: Vec<EpochReport>,
-    best: Option<BestEpoch>,
-    model_epoch: usize,
-    model_validation: Option<Metrics>,
-    stopped_early: bool,
-    interrupted: bool,
-    resumed_from: Option<usize>,
-    train_seconds: f64,
-    checkpoint_seconds: f64,
-}
-
-impl EpochLoop<'_> {
-    fn run(
-        &self,
-        trainer: &mut dyn EpochTrainer,
-        observer: &dyn TrainObserver,
-    ) -> Result<LoopResult, TrainError> {
-        let cfg = self.config;
-        let epochs_total = cfg.epochs.unwrap_or(LINEAR_EPOCHS);
-        let every = cfg.checkpoint_every.unwrap_or(1);
-        let patience = cfg.early_stopping_patience;
-        let monitor = cfg.monitor.unwrap_or_default();
-        let mut state = RunState {
-            format_version: STATE_FORMAT_VERSION,
-            epoch: 0,
-            config: cfg.clone(),
-            data_md5: self.data_md5.clone(),
-            epochs: Vec::new(),
-            last_validation: None,
-            best: None,
-            epochs_since_best: 0,
-            trainer: serde_json::Value::Null,
-        };
-        let mut resumed_from = None;
-        if self.run.resume {
-            let (dir, saved) =
-                checkpoint::read_latest(self.output)?.ok_or_else(|| TrainError::Checkpoint {
-                    path: checkpoint::checkpoints_dir(self.output),
-                    message: "no checkpoint to resume from (train without --resume first)".into(),
-                })?;
-            let state_path = dir.join(checkpoint::STATE_JSON);
-            if let Some((key, was, now)) = checkpoint::config_difference(&saved.config, cfg) {
-                return Err(TrainError::ResumeConfig {
-                    path: state_path,
-                    key,
-                    checkpoint: was,
-                    now,
-                });
-            }
-            if saved.data_md5 != self.data_md5 {
-                return Err(TrainError::ResumeConfig {
-                    path: state_path,
-                    key: "data".into(),
-                    checkpoint: format!("content md5 {}", saved.data_md5),
-                    now: format!("content md5 {}", self.data_md5),
-                });
-            }
-            trainer.restore(&dir, &saved.trainer)?;
-            resumed_from = Some(saved.epoch);
-            state = RunState {
-                config: cfg.clone(),
-                ..saved
-            };
-        } else {
-            let root = checkpoint::checkpoints_dir(self.output);
-            if root.exists() {
-                std::fs::remove_dir_all(&root)
-                    .map_err(|source| TrainError::Io { path: root, source })?;
-            }
-        }
-
-        let (mut train_seconds, mut checkpoint_seconds) = (0.0, 0.0);
-        let mut interrupted = false;
-        let mut writer: Option<CheckpointWriter> = None;
-        let out_of_patience =
-            |s: &RunState| patience.is_some_and(|p| s.best.is_some() && s.epochs_since_best >= p);
-        while state.epoch < epochs_total && !out_of_patience(&state) {
-            let report = trainer.run_epoch(observer)?;
-            train_seconds += report.seconds;
-            state.epoch = trainer.epochs_done();
-            state.epochs.push(report);
-            let metrics = (!self.val_truth.is_empty()).then(|| {
-                let pred = trainer.validation_predictions();
-                Metrics::compute(self.labels, self.val_truth, &pred)
-            });
-            let mut improved = false;
-            if let Some(m) = &metrics {
-                let value = monitor.value(m);
-                improved = state.best.as_ref().is_none_or(|b| value > b.value);
-                if improved {
-                    state.best = Some(BestEpoch {
-                        epoch: state.epoch,
-                        monitor,
-                        value,
-                        metrics: m.clone(),
-                    });
-                    state.epochs_since_best = 0;
-                } else {
-                    state.epochs_since_best += 1;
-                }
-            }
-            state.last_validation = metrics;
-            let periodic = every > 0 && state.epoch % every == 0;
-            if periodic || (patience.is_some() && improved) {
-                // The state and a copy of the weights are taken now; the files are written by
-                // a background thread while the next epoch trains (one write at a time, so
-                // `LATEST` only moves forward).
-                let start = Instant::now();
-                state.trainer = trainer.state()?;
-                let snapshot = trainer.snapshot();
-                join_writer(&mut writer)?;
-                let (output, ck_state) = (self.output.to_path_buf(), state.clone());
-                writer = Some(std::thread::spawn(move || {
-                    write_checkpoint(&output, &ck_state, snapshot.as_ref())
-                }));
-                checkpoint_seconds += start.elapsed().as_secs_f64();
-            }
-            if self.run.stop_after_epochs == Some(state.epoch) && state.epoch < epochs_total {
-                interrupted = true;
-                break;
-            }
-        }
-        let start = Instant::now();
-        join_writer(&mut writer)?;
-        checkpoint_seconds += start.elapsed().as_secs_f64();
-        let stopped_early = !interrupted && state.epoch < epochs_total;
-
-        // The final model: the best epoch's under early stopping, else the last epoch's.
-        let use_best =
-            patience.is_some() && state.best.as_ref().is_some_and(|b| b.epoch != state.epoch);
-        let (model_epoch, model_validation) = match (&state.best, use_best) {
-            (Some(b), true) => (b.epoch, Some(b.metrics.clone())),
-            _ => (state.epoch, state.last_validation.clone()),
-        };
-        if !interrupted {
-            if use_best {
-                let dir = checkpoint::checkpoints_dir(self.output)
-                    .join(checkpoint::epoch_dir_name(model_epoch));
-                checkpoint::copy_model(&dir, self.output)?;
-            } else {
-                trainer.save_model(self.output)?;
-            }
-        }
-        Ok(LoopResult {
-            epochs: state.epochs,
-            best: state.best,
-            model_epoch,
-            model_validation,
-            stopped_early,
-            interrupted,
-            resumed_from,
-            train_seconds,
-            checkpoint_seconds,
-        })
-    }
-}
-
-/// The bert arm of the model factory: `model_path` is required; `model_config` keys are
-/// overridden by the top-level `max_len`, `pooling`, `freeze_layers` and `truncation`.
-fn bert_trainer(
+/// Restores `trainer` from the latest checkpoint in `cfg.output`, after checking that it was
+/// written by the same config on the same data; returns the epoch loop's state to continue from.
+fn resume(
     cfg: &TrainConfig,
-    resolved: &mut TrainConfig,
-    labels: &[String],
-    train_ex: &[(&str, usize)],
-    val_ex: &[(&str, usize)],
-) -> Result<Box<dyn EpochTrainer>, TrainError> {
-    let base = cfg.model_path.clone().ok_or_else(|| TrainError::Missing {
-        field: "model_path",
-        message: "is required for model_type bert: pass --model-path DIR (a Hugging Face \
-                  folder with config.json, tokenizer.json and model.safetensors)"
-            .into(),
-    })?;
-    let mut model_config: BertConfig = match &cfg.model_config {
-        None | Some(serde_json::Value::Null) => BertConfig::default(),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| TrainError::Invalid {
-            field: "model_config",
+    data_md5: &taxon_core::Md5Hex,
+    trainer: &mut dyn Trainable,
+) -> Result<LoopState<Metrics>, TrainError> {
+    let (dir, saved) =
+        checkpoint::read_latest(&cfg.output)?.ok_or_else(|| TrainError::Checkpoint {
+            path: checkpoint::checkpoints_dir(&cfg.output),
+            message: "no checkpoint to resume from (train without --resume first)".into(),
+        })?;
+    let state_path = dir.join(checkpoint::STATE_JSON);
+    if let Some((key, was, now)) = checkpoint::config_difference(&saved.config, cfg) {
+        return Err(TrainError::ResumeConfig {
+            path: state_path,
+            key,
+            checkpoint: was,
+            now,
+        });
+    }
+    if &saved.data_md5 != data_md5 {
+        return Err(TrainError::ResumeConfig {
+            path: state_path,
+            key: "data".into(),
+            checkpoint: format!("content md5 {}", saved.data_md5),
+            now: format!("content md5 {data_md5}"),
+        });
+    }
+    trainer
+        .restore(&dir, &saved.trainer)
+        .map_err(|e| TrainError::Checkpoint {
+            path: dir.clone(),
             message: e.to_string(),
-        })?,
-    };
-    model_config.base_model = base.display().to_string();
-    if let Some(n) = cfg.max_len {
-        model_config.max_len = usize::try_from(n).unwrap_or(usize::MAX);
-    }
-    if let Some(p) = cfg.pooling {
-        model_config.pooling = p;
-    }
-    if let Some(k) = cfg.freeze_layers {
-        model_config.freeze_layers = k;
-    }
-    if let Some(t) = cfg.truncation {
-        model_config.truncation = t;
-    }
-    resolved.model_config = Some(serde_json::to_value(&model_config).unwrap_or_default());
-    let lr = resolved
-        .learning_rate
-        .get_or_insert(bert::DEFAULT_LEARNING_RATE as f32);
-    let opts = lstm::AdamWOptions {
-        learning_rate: f64::from(*lr),
-        warmup_steps: cfg
-            .warmup_steps
-            .map(|w| usize::try_from(w).unwrap_or(usize::MAX)),
-        epochs: *resolved.epochs.get_or_insert(bert::DEFAULT_EPOCHS),
-        batch_size: *resolved.batch_size.get_or_insert(bert::DEFAULT_BATCH_SIZE),
-        seed: resolved.seed.unwrap_or(DEFAULT_SEED),
-        threads: resolved.threads.unwrap_or(1),
-        ..Default::default()
-    };
-    Ok(Box::new(bert::BertTrainer::new(
-        &base,
-        &model_config,
-        &opts,
-        labels,
-        train_ex,
-        val_ex,
-    )?))
-}
-
-/// The background thread writing a checkpoint.
-type CheckpointWriter = std::thread::JoinHandle<Result<(), TrainError>>;
-
-/// Waits for the checkpoint being written, if any, and passes on its error.
-fn join_writer(writer: &mut Option<CheckpointWriter>) -> Result<(), TrainError> {
-    match writer.take().map(|w| w.join()) {
-        None | Some(Ok(Ok(()))) => Ok(()),
-        Some(Ok(Err(e))) => Err(e),
-        Some(Err(_)) => Err(TrainError::Checkpoint {
-            path: PathBuf::from(checkpoint::CHECKPOINTS_DIR),
-            message: "the checkpoint writer thread panicked".into(),
-        }),
-    }
-}
-
-/// Writes the checkpoint of `state.epoch` with the weights of `model`, then removes older
-/// checkpoints except the best epoch's.
-fn write_checkpoint(
-    output: &Path,
-    state: &RunState,
-    model: &dyn TextClassifier,
-) -> Result<(), TrainError> {
-    checkpoint::write(output, state, &|d| Ok(model.save(d)?))?;
-    let mut keep = vec![checkpoint::epoch_dir_name(state.epoch)];
-    if let Some(b) = &state.best {
-        keep.push(checkpoint::epoch_dir_name(b.epoch));
-    }
-    checkpoint::prune(output, &keep)
+        })?;
+    Ok(saved.progress)
 }
 
 /// Runs the expectation suite on the training data; a failure is an error listing each failed
 /// expectation.
-fn check_expectations(data: &Path, suite_path: &Path) -> Result<(), TrainError> {
+fn check_expectations(
+    data: &Path,
+    suite_path: &Path,
+    observer: &dyn TrainObserver,
+) -> Result<(), TrainError> {
     let suite = taxon_validate::Suite::load(suite_path)?;
-    let report = taxon_validate::validate_paths(data, None, &suite)?;
+    let total = std::fs::metadata(data).map_or(0, |m| m.len());
+    let mut read = 0u64;
+    let report = taxon_validate::validate_paths_with(
+        data,
+        None,
+        &suite,
+        &taxon_dataset::ReadOptions::default(),
+        &mut |bytes| {
+            read += bytes;
+            observer.on_read(data, read, total);
+        },
+    )?;
     if report.success {
         return Ok(());
     }
@@ -641,26 +327,6 @@ fn check_expectations(data: &Path, suite_path: &Path) -> Result<(), TrainError> 
         total: report.results.len(),
         failed,
     })
-}
-
-/// The version id of `data` when taxon tracks it: the out md5 of `data.dvc`, or of the `.dvc`
-/// file of the nearest parent folder that has one.
-pub fn data_version(data: &Path) -> Result<Option<String>, TrainError> {
-    let abs = std::path::absolute(data).map_err(|source| TrainError::Io {
-        path: data.to_path_buf(),
-        source,
-    })?;
-    for p in abs.ancestors() {
-        if p.file_name().is_none() {
-            break;
-        }
-        let pointer = taxon_version::dvcfile::dvc_path_for(p);
-        if pointer.is_file() {
-            let file = taxon_version::dvcfile::DvcFile::load(&pointer)?;
-            return Ok(file.outs.first().map(|o| o.md5.to_string()));
-        }
-    }
-    Ok(None)
 }
 
 /// Labelled rows: (text, label).
@@ -697,14 +363,6 @@ pub fn stratified_split(records: Rows, ratio: f64, seed: u64) -> (Rows, Rows) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_epochs_follow_the_model_type() {
-        assert_eq!(default_epochs(None), LINEAR_EPOCHS);
-        assert_eq!(default_epochs(Some("linear")), LINEAR_EPOCHS);
-        assert_eq!(default_epochs(Some("lstm")), LSTM_EPOCHS);
-        assert_eq!(default_epochs(Some("bert")), bert::DEFAULT_EPOCHS);
-    }
 
     #[test]
     fn stratified_split_keeps_label_shares_and_is_seeded() {

@@ -28,6 +28,18 @@ pub enum TrainError {
         field: &'static str,
         message: String,
     },
+    /// A key (or flag) of another model type than the one the run trains.
+    #[error(
+        "{what} is a {owner} option, but this run trains model_type {model_type} \
+         (remove it, or set model_type {owner})"
+    )]
+    OtherModelType {
+        /// The flag (`--pooling`), or the config file and its key.
+        what: String,
+        /// The model type the key belongs to.
+        owner: &'static str,
+        model_type: &'static str,
+    },
     #[error(transparent)]
     Read(#[from] taxon_dataset::ReadError),
     #[error("{}: {message}", path.display())]

@@ -5,10 +5,10 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod driver;
 pub mod error;
-pub mod trainer;
 
-pub use config::{Monitor, Overrides, TrainConfig};
+pub use config::{ConfigFile, ConfigKeys, ModelType, Monitor, TrainConfig};
 pub use driver::{METRICS_JSON, RunOptions, TrainSummary, train, train_with};
 pub use error::TrainError;

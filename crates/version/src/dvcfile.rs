@@ -186,6 +186,34 @@ pub fn dvc_path_for(data: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The version id of the data at `data`, the one rule every stage records: the md5 of the
+/// `.dvc` out that tracks it, either the file's own (its DVC content hash) or, for a file inside
+/// a tracked folder, the folder's `.dir` hash; both are the id of the path's version record
+/// (`taxon data versions`). The nearest tracked path wins, and the search stops at the
+/// repository root (the folder holding `.dvc/`). `None` when the data is not tracked.
+pub fn data_version(data: &Path) -> Result<Option<Md5Hex>> {
+    let abs = std::path::absolute(data).at(data)?;
+    for p in abs.ancestors() {
+        if p.join(".dvc").is_dir() {
+            // The repository root: nothing at or above it tracks this data.
+            return Ok(None);
+        }
+        let Some(name) = p.file_name() else { break };
+        let pointer = dvc_path_for(p);
+        if pointer.is_file() {
+            let file = DvcFile::load(&pointer)?;
+            let name = name.to_string_lossy();
+            return Ok(file
+                .outs
+                .iter()
+                .find(|o| o.path == name)
+                .or(file.outs.first())
+                .map(|o| o.md5.clone()));
+        }
+    }
+    Ok(None)
+}
+
 /// True when the repository uses no SCM (`no_scm = True` in `.dvc/config`): then, like DVC,
 /// no `.gitignore` entries are written.
 pub fn repo_is_no_scm(repo: &Repo) -> bool {
@@ -297,6 +325,43 @@ mod tests {
     const FILE_DVC: &str =
         "outs:\n- md5: b1946ac92492d2347c6235b4d2611184\n  size: 6\n  hash: md5\n  path: a.txt\n";
     const DIR_DVC: &str = "outs:\n- md5: 554cfe362180436ef7906f9cf144fcf5.dir\n  size: 4\n  nfiles: 3\n  hash: md5\n  path: d\n";
+
+    #[test]
+    fn data_version_is_the_nearest_tracked_paths_md5_inside_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        fs::create_dir_all(root.join(".dvc")).unwrap();
+        // A pointer above the repository root is not part of it.
+        fs::write(
+            dir.path().join("repo.dvc"),
+            DIR_DVC.replace("path: d", "path: repo"),
+        )
+        .unwrap();
+        let a = root.join("a.txt");
+        fs::write(&a, "hello\n").unwrap();
+        assert_eq!(data_version(&a).unwrap(), None);
+        fs::write(root.join("a.txt.dvc"), FILE_DVC).unwrap();
+        assert_eq!(
+            data_version(&a).unwrap().unwrap().as_str(),
+            "b1946ac92492d2347c6235b4d2611184"
+        );
+        // A file inside a tracked folder: the folder's `.dir` hash (its version record id).
+        fs::create_dir_all(root.join("d/sub")).unwrap();
+        let inner = root.join("d/sub/t.jsonl");
+        fs::write(&inner, "{}\n").unwrap();
+        fs::write(root.join("d.dvc"), DIR_DVC).unwrap();
+        assert_eq!(
+            data_version(&inner).unwrap().unwrap().as_str(),
+            "554cfe362180436ef7906f9cf144fcf5.dir"
+        );
+        // A relative path resolves from the current directory, like every other path.
+        let rel = data_version(Path::new("no-such-data.jsonl")).unwrap();
+        assert_eq!(rel, None);
+        // A damaged pointer is an error naming it, not a silent "untracked".
+        fs::write(root.join("a.txt.dvc"), "outs: 3\n").unwrap();
+        let err = data_version(&a).unwrap_err().to_string();
+        assert!(err.contains("a.txt.dvc"), "{err}");
+    }
 
     #[test]
     fn round_trips_dvc3_files_byte_for_byte() {

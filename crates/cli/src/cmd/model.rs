@@ -12,6 +12,7 @@ use serde::Serialize;
 use taxon_core::model::{ModelDescription, TextClassifier};
 use taxon_eval::optimize::{
     self as measure, BATCH, BATCHES, ModelMeasure, OPTIMIZE_JSON, OptimizeReport,
+    SYNTHETIC_SAMPLES, SYNTHETIC_TEXTS, synthetic_texts,
 };
 use taxon_models::bert::optimize::PruneStats;
 use taxon_models::bert::{self, BertModel, OptimizeOptions, WEIGHTS};
@@ -22,10 +23,13 @@ use crate::output::{human_bytes, print_json, table};
 #[derive(Debug, Subcommand)]
 pub enum ModelCmd {
     /// Make a bert model smaller and faster for inference: int8 quantization of the encoder's
-    /// dense layers (AVX-512 VNNI when the CPU has it) and/or global magnitude pruning. Writes
-    /// a normal model folder to --output; with --data, evaluates before and after (file size,
-    /// latency at batch 1 and 32, accuracy, macro-F1) and records that in OUT/optimize.json.
-    /// Exit codes: 0 done, 1 the accuracy drop exceeded --max-accuracy-drop, 2 an error.
+    /// dense layers (AVX-512 VNNI, AVX2 or portable kernels, whichever this CPU runs) and/or
+    /// global magnitude pruning. Writes a normal model folder to --output; with --data,
+    /// evaluates before and after (file size, latency at batch 1 and 32, accuracy, macro-F1)
+    /// and records that in OUT/optimize.json. With --int8 it first times the f32 and int8
+    /// models on this machine (on --data's texts, or synthetic ones) and writes nothing when
+    /// int8 is slower, unless --allow-slower. Exit codes: 0 done, 1 the accuracy drop exceeded
+    /// --max-accuracy-drop, 2 an error (int8 slower included).
     Optimize(OptimizeArgs),
 }
 
@@ -61,6 +65,10 @@ pub struct OptimizeArgs {
     /// --data); the optimized model is written anyway.
     #[arg(long, value_name = "POINTS", requires = "data")]
     pub max_accuracy_drop: Option<f64>,
+    /// Write the int8 model even when it is slower than the f32 one on this machine (e.g. to
+    /// serve it on a faster one). Without it, `--int8` refuses, naming the kernels it timed.
+    #[arg(long, requires = "int8")]
+    pub allow_slower: bool,
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -126,15 +134,52 @@ fn optimize(args: OptimizeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         let (optimized, stats) = model
             .optimize(&opts)
             .with_context(|| format!("optimizing {}", args.model.display()))?;
+        // Speed before anything is written: an int8 model slower than the f32 one on this
+        // machine is refused (the f32 matmul can beat an int8 kernel the CPU lacks the
+        // instructions for).
+        let (mut before, mut after) = (ModelMeasure::default(), ModelMeasure::default());
+        let mut latency_samples = None;
+        if args.int8 || rows.is_some() {
+            let synthetic;
+            let (texts, samples): (Vec<&str>, u64) = match &rows {
+                Some(rows) => (
+                    rows.iter().map(|r| r.0.as_str()).collect(),
+                    args.latency_samples,
+                ),
+                None => {
+                    synthetic = synthetic_texts(SYNTHETIC_TEXTS);
+                    let t = synthetic.iter().map(String::as_str).collect();
+                    (t, args.latency_samples.min(SYNTHETIC_SAMPLES))
+                }
+            };
+            latencies(
+                [&model, &optimized],
+                [&mut before, &mut after],
+                &texts,
+                samples,
+                ctx,
+            )
+            .context("timing the models")?;
+            latency_samples = Some(samples.min(texts.len() as u64));
+        }
+        if args.int8 {
+            check_speed(&before, &after, &args.output, args.allow_slower, ctx)?;
+        }
         optimized
             .save(&args.output)
             .with_context(|| format!("saving the optimized model to {}", args.output.display()))?;
         // Measure the folder as written, loaded back like any model.
         let optimized = BertModel::load(&args.output)
             .with_context(|| format!("loading the optimized model {}", args.output.display()))?;
-        let mut before = measure::sizes(&args.model, WEIGHTS)?;
-        let mut after = measure::sizes(&args.output, WEIGHTS)?;
-        let mut latency_samples = None;
+        let sized = |dir: &Path, m: &ModelMeasure| -> anyhow::Result<ModelMeasure> {
+            Ok(ModelMeasure {
+                latency_ms_batch1: m.latency_ms_batch1,
+                ms_per_seq_batch32: m.ms_per_seq_batch32,
+                ..measure::sizes(dir, WEIGHTS)?
+            })
+        };
+        let mut before = sized(&args.model, &before)?;
+        let mut after = sized(&args.output, &after)?;
         if let (Some(rows), Some(data)) = (&rows, &args.data) {
             quality(&model, &args.model, rows, "before", &mut before, ctx).with_context(|| {
                 format!("evaluating {} on {}", args.model.display(), data.display())
@@ -142,14 +187,6 @@ fn optimize(args: OptimizeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             quality(&optimized, &args.output, rows, "after", &mut after, ctx).with_context(
                 || format!("evaluating {} on {}", args.output.display(), data.display()),
             )?;
-            latencies(
-                [&model, &optimized],
-                [&mut before, &mut after],
-                rows,
-                args.latency_samples,
-                ctx,
-            );
-            latency_samples = Some(args.latency_samples.min(rows.len() as u64));
         }
         let report = OptimizeReport {
             source: args.model.clone(),
@@ -228,23 +265,55 @@ fn quality(
 fn latencies(
     models: [&BertModel; 2],
     into: [&mut ModelMeasure; 2],
-    rows: &[(String, String)],
+    texts: &[&str],
     samples: u64,
     ctx: &Ctx,
-) {
+) -> anyhow::Result<()> {
     let bar = ctx.items_bar(0, "timing");
     let progress = |n: u64, total: u64| {
         bar.set_length(total);
         bar.inc(n);
     };
-    measure::latencies(
-        models.map(|m| m as &dyn TextClassifier),
-        into,
-        rows,
-        samples,
-        &progress,
-    );
+    let models = models.map(|m| m as &dyn TextClassifier);
+    measure::latencies(models, into, texts, samples, &progress)?;
     bar.finish_and_clear();
+    Ok(())
+}
+
+/// Refuses (an error naming the kernels) an int8 model slower at batch 32 than the f32 one,
+/// unless `allow_slower`, which writes it with a warning; says the speed-up otherwise.
+fn check_speed(
+    f32: &ModelMeasure,
+    int8: &ModelMeasure,
+    output: &Path,
+    allow_slower: bool,
+    ctx: &Ctx,
+) -> anyhow::Result<()> {
+    let (Some(f), Some(q)) = (f32.ms_per_seq_batch32, int8.ms_per_seq_batch32) else {
+        return Ok(());
+    };
+    let kernels = taxon_kernels::paths();
+    if q <= f {
+        ctx.info(format!(
+            "int8 is {:.2}x as fast as f32 at batch 32 on this machine ({q:.2} vs {f:.2} ms \
+             per text; kernels {kernels})",
+            f / q
+        ));
+        return Ok(());
+    }
+    let what = format!(
+        "the int8 model is slower than the f32 one on this machine: {q:.2} vs {f:.2} ms per \
+         text at batch 32, with kernels {kernels}"
+    );
+    if allow_slower {
+        eprintln!("warning: {what}; writing it anyway (--allow-slower)");
+        return Ok(());
+    }
+    bail!(
+        "{what}; {} not written (--allow-slower writes it anyway, e.g. to serve on a CPU with \
+         a faster int8 kernel)",
+        output.display()
+    )
 }
 
 fn print_table(r: &OptimizeReport, output: &Path, stats: Option<&PruneStats>) {
@@ -340,5 +409,45 @@ fn print_table(r: &OptimizeReport, output: &Path, stats: Option<&PruneStats>) {
             BATCH * BATCHES,
             r.threads,
         );
+    } else if let Some(k) = r.latency_samples {
+        println!(
+            "latency over {k} synthetic texts one at a time and {SYNTHETIC_TEXTS} in batches of \
+             {BATCH} (no --data), the two models alternating, {} thread(s)",
+            r.threads,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed(ms: f64) -> ModelMeasure {
+        ModelMeasure {
+            ms_per_seq_batch32: Some(ms),
+            ..ModelMeasure::default()
+        }
+    }
+
+    #[test]
+    fn a_slower_int8_model_is_refused_naming_the_kernels_unless_allowed() {
+        let ctx = Ctx::new(false, true);
+        let out = Path::new("opt");
+        let err = check_speed(&timed(10.0), &timed(12.5), out, false, &ctx).unwrap_err();
+        let msg = err.to_string();
+        for part in [
+            "12.50 vs 10.00",
+            "int8=",
+            "fused=",
+            "opt not written",
+            "--allow-slower",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing from {msg}");
+        }
+        check_speed(&timed(10.0), &timed(12.5), out, true, &ctx).unwrap();
+        check_speed(&timed(10.0), &timed(4.0), out, false, &ctx).unwrap();
+        check_speed(&timed(10.0), &timed(10.0), out, false, &ctx).unwrap();
+        // Nothing timed (pruning only): nothing to check.
+        check_speed(&ModelMeasure::default(), &timed(99.0), out, false, &ctx).unwrap();
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use taxon_models::linear::{EpochReport, TrainObserver};
+use taxon_models::training::{EpochReport, TrainObserver};
 use taxon_track::artifacts::{file_artifact, folder_artifacts};
 use taxon_track::{Mirrors, NewRun, RunEnd, RunRecord, RunStore, Tracker, env, flatten_params};
 
@@ -324,9 +324,7 @@ impl TrainTracking {
                 .unwrap_or_else(|| format!("{model_type} {data_name}")),
             kind: "train".into(),
             model_type: Some(model_type),
-            data_version: data
-                .as_deref()
-                .and_then(|d| env::data_version(Path::new(d))),
+            data_version: data.as_deref().and_then(|d| data_version(Path::new(d))),
             data_path: data,
             params: flatten_params(&json),
             code: env::code_version(Path::new("."), env!("CARGO_PKG_VERSION")),
@@ -472,6 +470,17 @@ impl<O> std::ops::Deref for Tracked<'_, O> {
 }
 
 impl<O: TrainObserver> TrainObserver for Tracked<'_, O> {
+    fn on_read(&self, path: &Path, bytes: u64, total: u64) {
+        self.inner.on_read(path, bytes, total);
+    }
+
+    fn on_start(&self, examples: u64, epochs: u64) {
+        if !self.training.swap(true, Ordering::Relaxed) {
+            self.tracking.with(|t| t.stages().enter("train"));
+        }
+        self.inner.on_start(examples, epochs);
+    }
+
     fn on_docs(&self, docs: u64, mean_loss: f32) {
         if !self.training.swap(true, Ordering::Relaxed) {
             self.tracking.with(|t| t.stages().enter("train"));
@@ -496,6 +505,15 @@ impl<O: TrainObserver> TrainObserver for Tracked<'_, O> {
             t.stages().checkpoint();
         });
     }
+}
+
+/// The version id of `data` as the train driver records it; `None` when untracked (or when its
+/// pointer cannot be read: tracking never fails a command).
+fn data_version(data: &Path) -> Option<String> {
+    taxon_version::dvcfile::data_version(data)
+        .ok()
+        .flatten()
+        .map(String::from)
 }
 
 // ---- tracking of `taxon eval` ----
@@ -560,7 +578,7 @@ impl EvalTracking {
                     kind: "eval".into(),
                     model_type: None,
                     data_path: Some(data.display().to_string()),
-                    data_version: env::data_version(data),
+                    data_version: data_version(data),
                     params,
                     code: env::code_version(Path::new("."), env!("CARGO_PKG_VERSION")),
                     machine: env::machine_info(),

@@ -1,13 +1,13 @@
 //! `taxon train`: train a model from a YAML config and/or flags; writes the model folder
 //! (model.json, weights) and metrics.json.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
 use indicatif::ProgressBar;
-use taxon_models::linear::{EpochReport, TrainObserver};
-use taxon_train::{Overrides, RunOptions, TrainConfig};
+use taxon_models::training::{EpochReport, TrainObserver};
+use taxon_train::{ConfigFile, ConfigKeys, ModelType, RunOptions, TrainConfig};
 
 use crate::ctx::{Ctx, Outcome};
 use crate::output::print_json;
@@ -19,7 +19,7 @@ pub struct TrainArgs {
     pub config: Option<PathBuf>,
     /// Model type to train: linear (default), lstm or bert.
     #[arg(long)]
-    pub model_type: Option<String>,
+    pub model_type: Option<ModelType>,
     /// Training data: JSONL, CSV/TSV or Parquet with `text` and `label` fields.
     #[arg(long)]
     pub data: Option<PathBuf>,
@@ -32,10 +32,11 @@ pub struct TrainArgs {
     /// Output folder for the model.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// Passes over the training data (linear default: 25).
+    /// Passes over the training data (default: the model type's own).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Initial learning rate (linear: SGD, decayed linearly to 0; default 1.0).
+    /// Initial (linear: SGD, decayed linearly to 0) or peak (lstm, bert: AdamW) learning rate
+    /// (default: the model type's own).
     #[arg(long)]
     pub learning_rate: Option<f32>,
     /// Seed of the validation split, initialisation and shuffling.
@@ -93,13 +94,29 @@ pub struct TrainArgs {
     pub stop_after_epochs: Option<usize>,
 }
 
-/// Drives the progress bar from the training threads.
+/// Drives the progress bars: bytes while the data is read (from the reader's position), then
+/// examples while the model trains (from the training threads).
 struct BarObserver {
+    read: ProgressBar,
     bar: ProgressBar,
     ctx: Ctx,
 }
 
 impl TrainObserver for BarObserver {
+    fn on_read(&self, path: &Path, bytes: u64, total: u64) {
+        if self.read.length() != Some(total) {
+            self.read.set_length(total);
+            self.read.set_message(format!("reading {}", path.display()));
+        }
+        self.read.set_position(bytes);
+    }
+
+    fn on_start(&self, examples: u64, epochs: u64) {
+        self.read.finish_and_clear();
+        self.bar.set_length(examples * epochs);
+        self.bar.reset();
+    }
+
     fn on_docs(&self, docs: u64, mean_loss: f32) {
         self.bar.inc(docs);
         self.bar.set_message(format!("train loss {mean_loss:.4}"));
@@ -122,12 +139,10 @@ impl TrainObserver for BarObserver {
 }
 
 pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
-    let base = match &args.config {
-        Some(p) => TrainConfig::from_file(p)?,
-        None => TrainConfig::default(),
-    };
-    let cfg = base.with_overrides(Overrides {
+    let file = args.config.as_deref().map(ConfigFile::read).transpose()?;
+    let flags = ConfigKeys {
         model_type: args.model_type,
+        model_config: None,
         learning_rate: args.learning_rate,
         epochs: args.epochs,
         seed: args.seed,
@@ -147,39 +162,23 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         pooling: args.pooling,
         freeze_layers: args.freeze_layers,
         truncation: args.truncation,
-    });
-    cfg.check()?;
+    };
+    let cfg = TrainConfig::resolve(file.as_ref(), &flags)?;
     let tracking = super::runs::TrainTracking::start(&cfg, &args.track, ctx);
     let run = RunOptions {
         resume: args.resume,
         stop_after_epochs: args.stop_after_epochs,
     };
-    // Total for the bar: examples x epochs, estimated from the data's line count.
-    let data = cfg.data.clone().unwrap_or_default();
-    let lines = std::fs::read(&data)
-        .map(|b| b.iter().filter(|&&c| c == b'\n').count() as u64)
-        .unwrap_or(0);
-    let holdout = match (&cfg.validation, cfg.validation_ratio) {
-        (Some(_), _) => 1.0,
-        (None, r) => 1.0 - r.unwrap_or(taxon_train::config::DEFAULT_VALIDATION_RATIO),
-    };
-    let mut epochs = cfg.epochs.unwrap_or(taxon_train::driver::default_epochs(
-        cfg.model_type.as_deref(),
-    )) as u64;
-    if run.resume {
-        let output = cfg.output.clone().unwrap_or_default();
-        if let Ok(Some((_, state))) = taxon_train::checkpoint::read_latest(&output) {
-            epochs = epochs.saturating_sub(state.epoch as u64);
-        }
-    }
-    let total = (lines as f64 * holdout) as u64 * epochs;
+    let data = cfg.data.clone();
     let observer = tracking.observe(BarObserver {
-        bar: ctx.items_bar(total, "training"),
+        read: ctx.bytes_bar(0, "reading"),
+        bar: ctx.items_bar(0, "training"),
         ctx: ctx.clone(),
     });
     let summary = taxon_train::train_with(&cfg, &run, &observer)
         .with_context(|| format!("training on {}", data.display()))
         .inspect_err(|e| tracking.fail(e))?;
+    observer.read.finish_and_clear();
     observer.bar.finish_and_clear();
     tracking.finish(&summary);
     for w in &summary.warnings {

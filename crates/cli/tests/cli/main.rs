@@ -30,5 +30,6 @@ mod runs;
 mod serve;
 mod users;
 
-// the whole flow
+// the whole flow, and the README's set-up commands
 mod quickstart;
+mod readme;

@@ -1,7 +1,8 @@
 //! `taxon model optimize` through the binary: a tiny BERT fine-tuned by `taxon train` is
 //! quantized to int8 and pruned; the optimized folder loads, predicts and evaluates like any
 //! model, optimize.json holds the before/after numbers and the eval report shows them; bad
-//! usage and non-bert models are clear errors (exit 2); --max-accuracy-drop fails with exit 1.
+//! usage and non-bert models are clear errors (exit 2); --max-accuracy-drop fails with exit 1;
+//! an int8 model slower than the f32 one is refused unless --allow-slower.
 
 use std::path::Path;
 
@@ -51,6 +52,8 @@ fn optimized_model_loads_predicts_and_reports_before_and_after() {
         .args([
             "-q", "model", "optimize", "out", "--output", "opt", "--int8",
         ])
+        // The tiny model may well run faster in f32: the speed check has its own test.
+        .arg("--allow-slower")
         .args([
             "--prune",
             "0.3",
@@ -140,7 +143,13 @@ fn optimized_model_loads_predicts_and_reports_before_and_after() {
     // An accuracy gate that cannot pass: exit 1, the model is written anyway.
     taxon_in(d)
         .args(["-q", "model", "optimize", "out", "-o", "gated", "--int8"])
-        .args(["--data", "test.jsonl", "--latency-samples", "1"])
+        .args([
+            "--data",
+            "test.jsonl",
+            "--latency-samples",
+            "1",
+            "--allow-slower",
+        ])
         .arg("--max-accuracy-drop=-100")
         .assert()
         .code(1)
@@ -153,6 +162,80 @@ fn optimized_model_loads_predicts_and_reports_before_and_after() {
         .assert()
         .code(2)
         .stderr(contains("already int8"));
+}
+
+#[test]
+fn int8_slower_than_f32_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained(d);
+    // Timed on synthetic texts (no --data). Whichever way the timing goes on this machine, the
+    // answer must match it: written with the speed-up said, or refused with nothing written.
+    let out = taxon_in(d)
+        .args(["model", "optimize", "out", "-o", "checked", "--int8"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0) => {
+            assert!(d.join("checked/model.json").is_file());
+            assert!(stderr.contains("as fast as f32"), "{stderr}");
+            let report: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(d.join("checked/optimize.json")).unwrap(),
+            )
+            .unwrap();
+            let (f, q) = (
+                report["before"]["ms_per_seq_batch32"].as_f64().unwrap(),
+                report["after"]["ms_per_seq_batch32"].as_f64().unwrap(),
+            );
+            assert!(q <= f, "written although int8 took {q} ms vs {f}");
+        }
+        Some(2) => {
+            assert!(stderr.contains("slower than the f32 one"), "{stderr}");
+            assert!(
+                stderr.contains("int8=") && stderr.contains("--allow-slower"),
+                "{stderr}"
+            );
+            assert!(
+                !d.join("checked").exists(),
+                "a refused model must not be written"
+            );
+        }
+        other => panic!("exit {other:?}: {stderr}"),
+    }
+    // --allow-slower always writes, and needs --int8.
+    taxon_in(d)
+        .args(["-q", "model", "optimize", "out", "-o", "allowed", "--int8"])
+        .arg("--allow-slower")
+        .assert()
+        .success();
+    assert!(d.join("allowed/model.json").is_file());
+    taxon_in(d)
+        .args([
+            "-q", "model", "optimize", "out", "-o", "x", "--prune", "0.1",
+        ])
+        .arg("--allow-slower")
+        .assert()
+        .code(2)
+        .stderr(contains("--int8"));
+}
+
+#[test]
+fn an_unknown_or_unsupported_kernel_level_is_an_error_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    taxon_in(dir.path())
+        .args(["model", "optimize", "missing", "-o", "x", "--int8"])
+        .env("TAXON_KERNELS", "avx1024")
+        .assert()
+        .code(2)
+        .stderr(contains("TAXON_KERNELS=\"avx1024\"").and(contains("portable")));
+    // `portable` runs on every CPU: the command gets as far as the missing folder.
+    taxon_in(dir.path())
+        .args(["model", "optimize", "missing", "-o", "x", "--int8"])
+        .env("TAXON_KERNELS", "portable")
+        .assert()
+        .code(2)
+        .stderr(contains("missing"));
 }
 
 #[test]

@@ -156,6 +156,15 @@ fn unknown_model_type_and_tampered_folder_are_errors() {
         .code(2)
         .stderr(contains("model_type").and(contains("transformer9")));
 
+    // A flag of another model type is refused, naming it and whose it is.
+    taxon_in(dir.path())
+        .args(["train", "--pooling", "cls", "--data"])
+        .arg(&train)
+        .args(["--output", "x"])
+        .assert()
+        .code(2)
+        .stderr(contains("--pooling is a bert option").and(contains("model_type linear")));
+
     let model = dir.path().join("m");
     taxon_in(dir.path())
         .args(["-q", "train", "--epochs", "1", "--data"])
@@ -484,4 +493,37 @@ fn a_versioned_dataset_records_its_version_id() {
     let id = m["data_version"].as_str().unwrap();
     assert_eq!(id.len(), 32, "{id}");
     assert!(pointer.contains(&format!("md5: {id}")), "{pointer}");
+    assert_eq!(recorded_data_version(dir.path()), m["data_version"]);
+
+    // A file inside a tracked folder: the folder's version id (its `.dir` hash), in
+    // metrics.json and in the run store alike.
+    let folder = dir.path().join("bbc");
+    std::fs::create_dir(&folder).unwrap();
+    write_data(&folder.join("train.jsonl"), 20, 3);
+    taxon_in(dir.path())
+        .args(["-q", "data", "add", "bbc"])
+        .assert()
+        .success();
+    taxon_in(dir.path())
+        .args(["-q", "train", "--data", "bbc/train.jsonl", "--output", "m2"])
+        .args(["--epochs", "1"])
+        .assert()
+        .success();
+    let m = json(&dir.path().join("m2/metrics.json"));
+    let id = m["data_version"].as_str().unwrap();
+    assert!(id.ends_with(".dir"), "{id}");
+    let pointer = std::fs::read_to_string(dir.path().join("bbc.dvc")).unwrap();
+    assert!(pointer.contains(&format!("md5: {id}")), "{pointer}");
+    assert_eq!(recorded_data_version(dir.path()), m["data_version"]);
+}
+
+/// The data version the run store recorded for the newest run in `dir`.
+fn recorded_data_version(dir: &Path) -> serde_json::Value {
+    let out = taxon_in(dir)
+        .args(["--json", "runs", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    runs[0]["data_version"].clone()
 }

@@ -6,14 +6,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use csv::{ByteRecord, ErrorKind};
-use taxon_core::{Location, Record};
+use taxon_core::hash::Md5Reader;
+use taxon_core::{Location, Md5Hex, Record};
 
 use super::Fields;
 use crate::ReadError;
 
 pub(crate) struct CsvSource {
     path: Arc<PathBuf>,
-    reader: csv::Reader<File>,
+    reader: csv::Reader<Md5Reader<File>>,
     record: ByteRecord,
     columns: Vec<String>,
     text_idx: usize,
@@ -24,13 +25,18 @@ pub(crate) struct CsvSource {
 }
 
 impl CsvSource {
-    pub fn open(path: Arc<PathBuf>, fields: Fields, delimiter: u8) -> Result<Self, ReadError> {
+    pub fn open(
+        path: Arc<PathBuf>,
+        fields: Fields,
+        delimiter: u8,
+        hash: bool,
+    ) -> Result<Self, ReadError> {
         let file = File::open(path.as_ref()).map_err(|e| ReadError::io(path.as_ref(), e))?;
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .has_headers(true)
             .buffer_capacity(256 * 1024)
-            .from_reader(file);
+            .from_reader(Md5Reader::new(file, hash));
         let headers = reader
             .byte_headers()
             .map_err(|e| csv_error(&path, e, 1))?
@@ -73,6 +79,11 @@ impl CsvSource {
 
     pub fn bytes_read(&self) -> u64 {
         self.reader.position().byte()
+    }
+
+    /// The md5 of the file once it was read to its end (when asked for at open).
+    pub fn content_md5(&self) -> Option<Md5Hex> {
+        self.reader.get_ref().md5()
     }
 
     fn at(&self) -> Location {

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use taxon_core::{Location, Record};
+use taxon_core::hash::Md5Reader;
+use taxon_core::{Location, Md5Hex, Record};
 
 use super::{Fields, describe_json};
 use crate::ReadError;
@@ -18,7 +19,7 @@ const KEEP_CAPACITY: usize = 1 << 20;
 
 pub(crate) struct JsonlSource {
     path: Arc<PathBuf>,
-    reader: BufReader<File>,
+    reader: BufReader<Md5Reader<File>>,
     buf: Vec<u8>,
     line: u64,
     limit: usize,
@@ -36,11 +37,16 @@ enum LineKind {
 }
 
 impl JsonlSource {
-    pub fn open(path: Arc<PathBuf>, fields: Fields, limit: usize) -> Result<Self, ReadError> {
+    pub fn open(
+        path: Arc<PathBuf>,
+        fields: Fields,
+        limit: usize,
+        hash: bool,
+    ) -> Result<Self, ReadError> {
         let file = File::open(path.as_ref()).map_err(|e| ReadError::io(path.as_ref(), e))?;
         let mut source = Self {
             path,
-            reader: BufReader::with_capacity(256 * 1024, file),
+            reader: BufReader::with_capacity(256 * 1024, Md5Reader::new(file, hash)),
             buf: Vec::new(),
             line: 0,
             limit,
@@ -77,6 +83,11 @@ impl JsonlSource {
 
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read
+    }
+
+    /// The md5 of the file once it was read to its end (when asked for at open).
+    pub fn content_md5(&self) -> Option<Md5Hex> {
+        self.reader.get_ref().md5()
     }
 
     fn at(&self) -> Location {

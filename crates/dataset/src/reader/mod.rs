@@ -12,7 +12,7 @@ mod parquet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use taxon_core::Record;
+use taxon_core::{Md5Hex, Record};
 
 use crate::{Format, OnError, ReadError, ReadOptions};
 
@@ -43,6 +43,15 @@ impl Source {
             Source::Jsonl(s) => s.bytes_read(),
             Source::Csv(s) => s.bytes_read(),
             Source::Parquet(s) => s.bytes_read(),
+        }
+    }
+
+    fn content_md5(&self) -> Option<Md5Hex> {
+        match self {
+            Source::Jsonl(s) => s.content_md5(),
+            Source::Csv(s) => s.content_md5(),
+            // Parquet is read by random access (footer first): its bytes do not stream by.
+            Source::Parquet(_) => None,
         }
     }
 }
@@ -104,13 +113,13 @@ impl DatasetReader {
         let shared_path = Arc::new(path.to_path_buf());
         let (source, columns) = match format {
             Format::Jsonl => {
-                let s = jsonl::JsonlSource::open(shared_path, fields, max_line_bytes)?;
+                let s = jsonl::JsonlSource::open(shared_path, fields, max_line_bytes, opts.hash)?;
                 let cols = s.columns().to_vec();
                 (Source::Jsonl(s), cols)
             }
             Format::Csv | Format::Tsv => {
                 let delimiter = if format == Format::Csv { b',' } else { b'\t' };
-                let s = csv::CsvSource::open(shared_path, fields, delimiter)?;
+                let s = csv::CsvSource::open(shared_path, fields, delimiter, opts.hash)?;
                 let cols = s.columns().to_vec();
                 (Source::Csv(s), cols)
             }
@@ -209,6 +218,13 @@ impl DatasetReader {
     /// progress bars.
     pub fn bytes_read(&self) -> u64 {
         self.source.bytes_read()
+    }
+
+    /// The md5 of the file's bytes (DVC's content hash), computed while reading, once the
+    /// whole file was read; `None` before that, when [`ReadOptions::hash`] was not set, or for
+    /// Parquet (read by random access, so its bytes do not stream by).
+    pub fn content_md5(&self) -> Option<Md5Hex> {
+        self.source.content_md5()
     }
 }
 

@@ -513,3 +513,41 @@ fn missing_file_is_an_io_error_naming_the_path() {
         Err(ReadError::Io { .. })
     ));
 }
+
+#[test]
+fn a_hashing_read_gives_the_files_md5_once_it_reaches_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let hashing = ReadOptions {
+        hash: true,
+        batch_size: 1,
+        ..ReadOptions::default()
+    };
+    let jsonl: &[u8] = b"{\"text\":\"a\",\"label\":\"x\"}\n\n{\"text\":\"b\",\"label\":\"y\"}";
+    let csv: &[u8] = b"text,label\na,x\n\"b, c\",y\n";
+    for (name, body) in [("d.jsonl", jsonl), ("d.csv", csv)] {
+        let p = write(dir.path(), name, body);
+        let mut r = DatasetReader::open(&p, &hashing).unwrap();
+        r.next_batch().unwrap().unwrap();
+        assert_eq!(r.content_md5(), None, "{name}: not read to its end yet");
+        while r.next_batch().unwrap().is_some() {}
+        assert_eq!(r.content_md5(), Some(Md5Hex::of_bytes(body)), "{name}");
+        let mut plain = DatasetReader::open(&p, &ReadOptions::default()).unwrap();
+        while plain.next_batch().unwrap().is_some() {}
+        assert_eq!(
+            plain.content_md5(),
+            None,
+            "{name}: hashing was not asked for"
+        );
+    }
+    let p = dir.path().join("d.parquet");
+    write_parquet(
+        &p,
+        vec![
+            ("text", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
+            ("label", Arc::new(StringArray::from(vec!["x"])) as ArrayRef),
+        ],
+    );
+    let mut r = DatasetReader::open(&p, &hashing).unwrap();
+    while r.next_batch().unwrap().is_some() {}
+    assert_eq!(r.content_md5(), None, "parquet is not read as a stream");
+}

@@ -1,16 +1,54 @@
-//! Run-time dispatch of the fused row kernels: on x86-64 with AVX-512 (F, with AVX2 and FMA),
-//! a copy of each kernel compiled with those features (the compiler vectorizes the generic
-//! code of `super::rows` with 512-bit registers); with AVX2 and FMA only, a copy compiled for
-//! those (256-bit registers); elsewhere the portable copy.
+//! Run-time dispatch of the fused row kernels by [`Level`]: on x86-64 at `avx512` (with
+//! AVX-512F, AVX2 and FMA present), a copy of each kernel compiled with those features (the
+//! compiler vectorizes the generic code of `super::rows` with 512-bit registers); at `avx2`
+//! (or `avx512` on a CPU with AVX2 and FMA only), a copy compiled for those (256-bit
+//! registers); otherwise, and elsewhere, the portable copy. The level is a ceiling: a copy runs
+//! only when the CPU has its features, whatever level is asked for.
 //!
 //! The only `unsafe` here calls a `#[target_feature]` function, right after
-//! `is_x86_feature_detected!` has confirmed that this CPU has every feature it enables.
+//! [`Level::supported`] has confirmed that this CPU has every feature it enables.
 #![allow(unsafe_code)]
 
 use super::{AdamWStep, rows};
+use crate::dispatch::Level;
 
-/// Declares, for each kernel, an AVX-512 copy and a safe dispatcher that picks it when the CPU
-/// has the features, else the portable copy.
+/// Which compiled copy of the row kernels runs at a level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Variant {
+    /// `avx512f,avx2,fma`.
+    Avx512,
+    /// `avx2,fma`.
+    Avx2,
+    /// The target's baseline.
+    Portable,
+}
+
+impl Variant {
+    /// The fastest copy at or below `level` that this CPU runs.
+    pub(crate) fn at(level: Level) -> Self {
+        if cfg!(target_arch = "x86_64") {
+            if level >= Level::Avx512 && Level::Avx512.supported() {
+                return Self::Avx512;
+            }
+            if level >= Level::Avx2 && Level::Avx2.supported() {
+                return Self::Avx2;
+            }
+        }
+        Self::Portable
+    }
+
+    /// The name [`crate::dispatch::paths`] reports.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Avx512 => "avx512",
+            Self::Avx2 => "avx2-fma",
+            Self::Portable => "portable",
+        }
+    }
+}
+
+/// Declares, for each kernel, an AVX-512 and an AVX2 copy and a safe dispatcher that picks
+/// the copy of a level.
 macro_rules! dispatch {
     ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*); )*) => {
         /// The kernels compiled with AVX-512 enabled.
@@ -40,25 +78,21 @@ macro_rules! dispatch {
         $(
             $(#[$doc])*
             #[inline]
-            pub(crate) fn $name($($arg: $ty),*) {
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has avx512f, avx2 and fma (checked just above), the
-                    // only features `avx512::$name` is compiled with; its body is safe code.
-                    return unsafe { avx512::$name($($arg),*) };
+            // The kernel's own arguments plus the level: layer norm's backward pass has seven.
+            #[allow(clippy::too_many_arguments)]
+            pub(crate) fn $name(level: Level, $($arg: $ty),*) {
+                match Variant::at(level) {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `Variant::at` picks this copy only when the CPU supports
+                    // `Level::Avx512` (avx512f, avx512bw, avx2 and fma), which covers the
+                    // features `avx512::$name` is compiled with; its body is safe code.
+                    Variant::Avx512 => unsafe { avx512::$name($($arg),*) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `Variant::at` picks this copy only when the CPU has avx2 and fma,
+                    // the only features `avx2::$name` is compiled with; its body is safe code.
+                    Variant::Avx2 => unsafe { avx2::$name($($arg),*) },
+                    _ => rows::$name($($arg),*),
                 }
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has avx2 and fma (checked just above), the only features
-                    // `avx2::$name` is compiled with; its body is safe code.
-                    return unsafe { avx2::$name($($arg),*) };
-                }
-                rows::$name($($arg),*)
             }
         )*
     };
@@ -70,7 +104,7 @@ macro_rules! dispatch_ret {
         $(
             $(#[$doc])*
             #[inline]
-            pub(crate) fn $name($($arg: $ty),*) -> $ret {
+            pub(crate) fn $name(level: Level, $($arg: $ty),*) -> $ret {
                 #[cfg(target_arch = "x86_64")]
                 #[target_feature(enable = "avx512f,avx2,fma")]
                 fn fast($($arg: $ty),*) -> $ret {
@@ -81,24 +115,16 @@ macro_rules! dispatch_ret {
                 fn fma($($arg: $ty),*) -> $ret {
                     rows::$name($($arg),*)
                 }
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has avx512f, avx2 and fma (checked just above), the
-                    // only features `fast` is compiled with; its body is safe code.
-                    return unsafe { fast($($arg),*) };
+                match Variant::at(level) {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as in `dispatch!`: the CPU supports `Level::Avx512`, which covers
+                    // the features `fast` is compiled with; its body is safe code.
+                    Variant::Avx512 => unsafe { fast($($arg),*) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has avx2 and fma, the features of `fma`.
+                    Variant::Avx2 => unsafe { fma($($arg),*) },
+                    _ => rows::$name($($arg),*),
                 }
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has avx2 and fma (checked just above), the only features
-                    // `fma` is compiled with; its body is safe code.
-                    return unsafe { fma($($arg),*) };
-                }
-                rows::$name($($arg),*)
             }
         )*
     };
@@ -128,54 +154,101 @@ dispatch! {
     fn layer_norm_backward(x: &[f32], w: &[f32], dy: &[f32], eps: f32, dx: &mut [f32], dwb: &mut [f32]);
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests {
-    use super::{avx2, avx512, rows};
+    use super::*;
 
-    type Gelu = fn(&[f32], &[f32], &mut [f32]);
-    type Softmax = fn(&[f32], &[f32], usize, f32, &mut [f32]);
+    /// Deterministic values in [-scale, scale).
+    fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
 
-    /// GELU and softmax give the same bits in every copy this CPU runs: the same operations
-    /// in the same order, the multiply-adds fused in each (in hardware or in libm).
-    #[test]
-    fn every_copy_gives_the_portable_bits() {
-        let x: Vec<f32> = (0..300)
-            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.13)
-            .collect();
-        let bias: Vec<f32> = (0..30).map(|i| (i as f32 - 15.0) * 0.05).collect();
-        let mut want = (vec![0f32; 300], vec![0f32; 300]);
-        rows::gelu(&x, &bias, &mut want.0);
-        rows::softmax(&x, &[], 30, 0.7, &mut want.1);
-        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        let mut copies: Vec<(&str, Gelu, Softmax)> = Vec::new();
-        let has = |f: &str| match f {
-            "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
-            "avx2" => std::arch::is_x86_feature_detected!("avx2"),
-            _ => std::arch::is_x86_feature_detected!("fma"),
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|f| f.to_bits()).collect()
+    }
+
+    /// Every kernel's outputs at one level: the same operations in the same order in every
+    /// copy (lane-wise partial sums, multiply-adds fused in hardware or in libm, no other
+    /// contraction), so the bits must match the portable copy's.
+    fn outputs(level: Level) -> Vec<(&'static str, Vec<u32>)> {
+        // 3 rows of 45: a vector body and a tail in every copy.
+        let cols = 45;
+        let n = 3 * cols;
+        let x = values(n, 1, 6.0);
+        let bias = values(cols, 2, 1.0);
+        let dy = values(n, 3, 1.0);
+        let res = values(n, 4, 2.0);
+        let (w, b) = (values(cols, 5, 1.5), values(cols, 6, 0.5));
+        let mut out = Vec::new();
+        let mut y = vec![0f32; n];
+        gelu(level, &x, &bias, &mut y);
+        out.push(("gelu", bits(&y)));
+        gelu(level, &x, &[], &mut y);
+        out.push(("gelu without bias", bits(&y)));
+        gelu_backward(level, &x, &bias, &dy, &mut y);
+        out.push(("gelu backward", bits(&y)));
+        softmax(level, &x, &bias, cols, 0.7, &mut y);
+        out.push(("softmax", bits(&y)));
+        let p = y.clone();
+        softmax_backward(level, &p, &dy, cols, 0.7, &mut y);
+        out.push(("softmax backward", bits(&y)));
+        layer_norm(level, &x, &bias, &res, &w, &b, 1e-5, &mut y);
+        out.push(("layer norm", bits(&y)));
+        let mut dwb = vec![0f32; 2 * cols];
+        layer_norm_backward(level, &x, &w, &dy, 1e-5, &mut y, &mut dwb);
+        out.push(("layer norm backward dx", bits(&y)));
+        out.push(("layer norm backward dw, db", bits(&dwb)));
+        dropout(level, &x, 7, 100, 0.3, &mut y);
+        out.push(("dropout", bits(&y)));
+        out.push(("sum of squares", bits(&[sum_squares(level, &x)])));
+        let (mut t, mut m, mut v) = (
+            x.clone(),
+            dy.clone(),
+            res.iter().map(|a| a * a).collect::<Vec<f32>>(),
+        );
+        let step = AdamWStep {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01,
+            t: 3,
+            grad_scale: 0.5,
         };
-        if has("avx512f") && has("avx2") && has("fma") {
-            copies.push((
-                "avx512",
-                // SAFETY: the CPU has the features these copies are compiled with (checked
-                // just above).
-                |x, b, y| unsafe { avx512::gelu(x, b, y) },
-                |x, b, c, s, y| unsafe { avx512::softmax(x, b, c, s, y) },
-            ));
+        adamw(level, &mut t, &mut m, &mut v, &dy, &step);
+        out.push(("adamw", [bits(&t), bits(&m), bits(&v)].concat()));
+        out
+    }
+
+    #[test]
+    fn every_level_this_cpu_runs_gives_the_portable_bits() {
+        let want = outputs(Level::Portable);
+        for level in Level::supported_levels() {
+            for ((name, got), (_, w)) in outputs(level).iter().zip(&want) {
+                assert_eq!(got, w, "{name} at {level}");
+            }
         }
-        if has("avx2") && has("fma") {
-            copies.push((
-                "avx2",
-                // SAFETY: as above.
-                |x, b, y| unsafe { avx2::gelu(x, b, y) },
-                |x, b, c, s, y| unsafe { avx2::softmax(x, b, c, s, y) },
-            ));
-        }
-        for (name, gelu, softmax) in copies {
-            let mut got = (vec![0f32; 300], vec![0f32; 300]);
-            gelu(&x, &bias, &mut got.0);
-            softmax(&x, &[], 30, 0.7, &mut got.1);
-            assert_eq!(bits(&got.0), bits(&want.0), "{name} gelu");
-            assert_eq!(bits(&got.1), bits(&want.1), "{name} softmax");
+    }
+
+    #[test]
+    fn the_variant_never_exceeds_the_level_or_the_cpu() {
+        assert_eq!(Variant::at(Level::Portable), Variant::Portable);
+        for level in Level::ALL {
+            let v = Variant::at(level);
+            let needs = match v {
+                Variant::Avx512 => Level::Avx512,
+                Variant::Avx2 => Level::Avx2,
+                Variant::Portable => Level::Portable,
+            };
+            assert!(needs <= level && needs.supported(), "{v:?} at {level}");
         }
     }
 }

@@ -37,7 +37,7 @@ mod imp {
     }
 
     pub(super) fn rows(xq: &QuantizedRows, r0: usize, w: &PackedWeights, sink: Sink<'_>) {
-        super::super::portable_rows(xq, r0, w, sink)
+        super::super::portable::rows(xq, r0, w, sink, 1)
     }
 }
 
@@ -45,9 +45,7 @@ mod imp {
 mod imp {
     use std::arch::x86_64::*;
 
-    use super::super::{
-        BLOCK_IN, BLOCK_OUT, GROUP, portable_rows, quantize_row_portable, sink_rows,
-    };
+    use super::super::{BLOCK_IN, BLOCK_OUT, GROUP, portable, quantize_row_portable, sink_rows};
     use super::{PackedWeights, QuantizedRows, Sink};
 
     /// Rows per register tile.
@@ -123,7 +121,7 @@ mod imp {
 
     pub(super) fn rows(xq: &QuantizedRows, r0: usize, w: &PackedWeights, sink: Sink<'_>) {
         if !available() {
-            return portable_rows(xq, r0, w, sink);
+            return portable::rows(xq, r0, w, sink, 1);
         }
         // SAFETY: the CPU has AVX-512F, AVX-512BW and AVX-512 VNNI (checked just above), the
         // features `rows_vnni` is compiled for.
@@ -275,8 +273,8 @@ mod imp {
         }
     }
 
-    /// The portable epilogue (`store_block`) lane by lane: the same operations in the same
-    /// order, with masked stores for a partial last block.
+    /// The shared epilogue (`dequantize`, after `acc - z * sum`) lane by lane: the same
+    /// operations in the same order, with masked stores for a partial last block.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
     fn store(

@@ -110,9 +110,7 @@ pub fn prune_global(weights: &mut [Vec<f32>], amount: f64) -> PruneStats {
 }
 
 fn compute(what: &str) -> impl Fn(candle_core::Error) -> ModelError + '_ {
-    move |e| ModelError::TrainingData {
-        message: format!("optimizing the bert model ({what}): {e}"),
-    }
+    move |e| ModelError::compute(super::MODEL_TYPE, format!("optimize ({what})"), e)
 }
 
 impl BertModel {
@@ -204,12 +202,10 @@ impl BertModel {
     }
 }
 
-/// The int8 kernel this CPU runs (`Avx512Vnni` or `Portable`).
+/// The int8 kernel this process runs (`avx512-vnni`, `avx2` or `portable`: the best this CPU
+/// has, or what `TAXON_KERNELS` forces).
 pub fn int8_kernel() -> &'static str {
-    match taxon_kernels::int8::Isa::best() {
-        taxon_kernels::int8::Isa::Avx512Vnni => "Avx512Vnni",
-        taxon_kernels::int8::Isa::Portable => "Portable",
-    }
+    taxon_kernels::paths().int8
 }
 
 /// Runs `f` in a rayon pool of `threads` threads (where bert's prediction and the int8 kernel
@@ -221,8 +217,9 @@ pub fn with_threads<R: Send>(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
-        .map_err(|e| ModelError::TrainingData {
-            message: format!("cannot start {threads} threads: {e}"),
+        .map_err(|e| ModelError::Threads {
+            threads,
+            source: Box::new(e),
         })?;
     Ok(pool.install(f))
 }

@@ -1,8 +1,8 @@
 //! int8 linear layers of an optimized bert model (`taxon model optimize --int8`): the encoder's
 //! dense weights (Q, K, V, attention output, FFN in and out of every layer; not the embeddings,
 //! not the classifier head) as symmetric per-output-channel int8, applied by
-//! `taxon_kernels::int8` (AVX-512 VNNI when the CPU has it) with activations quantized per row
-//! on the fly.
+//! `taxon_kernels::int8` (AVX-512 VNNI, AVX2 or portable, whichever the process's kernel level
+//! runs; the same results on each) with activations quantized per row on the fly.
 
 use std::collections::HashMap;
 

@@ -15,17 +15,55 @@
 //! config, same machine give bit-identical weights). With more threads the interleaving of
 //! updates, and so the weights, differ from run to run (as in fastText); metrics vary slightly.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use taxon_core::model::ModelError;
+use taxon_core::model::{ModelError, TextClassifier};
 
 use super::features::{KeyMap, Scratch};
 use super::{LinearConfig, LinearModel, Norm, Weighting, softmax};
 use crate::rng::SplitMix64;
+use crate::training::{
+    self, Checkpoint, EpochReport, EpochStats, RunSettings, TrainObserver, Trainable, Validation,
+};
 
-/// Options of the SGD run (the training config's top-level keys).
+/// A linear training run as configured: the model's hyper-parameters and the SGD's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinearOptions {
+    /// The model's hyper-parameters (recorded in `model.json` as `params`).
+    pub model_config: LinearConfig,
+    /// Initial learning rate; decays linearly to 0. Tuned on a validation split of BBC News'
+    /// training part.
+    pub learning_rate: f32,
+    /// Passes over the training data.
+    pub epochs: usize,
+}
+
+impl Default for LinearOptions {
+    fn default() -> Self {
+        Self {
+            model_config: LinearConfig::default(),
+            learning_rate: 1.0,
+            epochs: 25,
+        }
+    }
+}
+
+impl LinearOptions {
+    /// The SGD options of a run with these options.
+    pub fn sgd(&self, run: RunSettings) -> SgdOptions {
+        SgdOptions {
+            learning_rate: self.learning_rate,
+            epochs: self.epochs,
+            seed: run.seed,
+            threads: run.threads,
+        }
+    }
+}
+
+/// Options of the SGD run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SgdOptions {
     /// Initial learning rate; decays linearly to 0.
@@ -36,31 +74,8 @@ pub struct SgdOptions {
     pub threads: usize,
 }
 
-/// What one epoch measured.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochReport {
-    /// 1-based.
-    pub epoch: usize,
-    pub epochs: usize,
-    /// Mean log loss over the epoch's training examples.
-    pub train_loss: f64,
-    pub validation_loss: Option<f64>,
-    pub validation_accuracy: Option<f64>,
-    /// Learning rate at the end of the epoch.
-    pub learning_rate: f64,
-    pub seconds: f64,
-    pub tokens_per_sec: f64,
-}
-
-/// Receives progress from the training threads.
-pub trait TrainObserver: Sync {
-    /// `docs` more training examples were processed, with this mean loss.
-    fn on_docs(&self, _docs: u64, _mean_loss: f32) {}
-    /// An epoch ended.
-    fn on_epoch(&self, _report: &EpochReport) {}
-}
-
-impl TrainObserver for () {}
+/// The fastText log-loss floor: a probability below it counts as it.
+const MIN_PROB: f32 = 1e-10;
 
 /// Documents as deduplicated feature rows with normalised weights (sum 1 per document).
 #[derive(Default)]
@@ -93,10 +108,7 @@ pub fn train(
     observer: &dyn TrainObserver,
 ) -> Result<(LinearModel, Vec<EpochReport>), ModelError> {
     let mut trainer = LinearTrainer::new(config, opts, labels, train, validation)?;
-    let mut reports = Vec::with_capacity(opts.epochs);
-    while trainer.epochs_done() < opts.epochs {
-        reports.push(trainer.run_epoch(observer));
-    }
+    let reports = training::train_epochs(&mut trainer, opts.epochs, observer)?;
     Ok((trainer.into_model(), reports))
 }
 
@@ -133,7 +145,6 @@ pub struct LinearTrainer {
     rng: SplitMix64,
     order: Vec<u32>,
     epochs_done: usize,
-    val_predictions: Vec<usize>,
 }
 
 impl LinearTrainer {
@@ -147,20 +158,7 @@ impl LinearTrainer {
     ) -> Result<Self, ModelError> {
         config.validate()?;
         check_options(opts)?;
-        if labels.len() < 2 {
-            return Err(ModelError::TrainingData {
-                message: format!("need at least 2 labels, found {}", labels.len()),
-            });
-        }
-        if let Some(&(_, bad)) = train
-            .iter()
-            .chain(validation)
-            .find(|(_, l)| *l >= labels.len())
-        {
-            return Err(ModelError::TrainingData {
-                message: format!("label index {bad} out of range for {} labels", labels.len()),
-            });
-        }
+        training::check_data(labels, train, validation)?;
 
         // Featurize: assign a row to every feature key seen in training, in order of appearance.
         let featurizer = config.featurizer();
@@ -190,9 +188,7 @@ impl LinearTrainer {
             push_doc(&mut docs, &counts, label, n);
         }
         if keys.is_empty() {
-            return Err(ModelError::TrainingData {
-                message: format!("no features in {} training texts (all empty?)", train.len()),
-            });
+            return Err(ModelError::NoFeatures { texts: train.len() });
         }
         let rows = keys.len();
         let idf: Option<Vec<f32>> = match config.weighting {
@@ -256,19 +252,7 @@ impl LinearTrainer {
             rng,
             order,
             epochs_done: 0,
-            val_predictions: Vec::new(),
         })
-    }
-
-    /// Epochs finished so far.
-    pub fn epochs_done(&self) -> usize {
-        self.epochs_done
-    }
-
-    /// Arg-max label of each validation example after the last epoch, in input order (empty
-    /// before the first epoch or without validation data).
-    pub fn validation_predictions(&self) -> &[usize] {
-        &self.val_predictions
     }
 
     fn shared(&self) -> Shared<'_> {
@@ -281,58 +265,6 @@ impl LinearTrainer {
             tokens_done: AtomicU64::new(self.tokens_done),
             total_tokens: self.total_tokens,
         }
-    }
-
-    /// Runs one more epoch (shuffle, SGD over every example, validation) and reports it.
-    pub fn run_epoch(&mut self, observer: &dyn TrainObserver) -> EpochReport {
-        let start = Instant::now();
-        self.rng.shuffle(&mut self.order);
-        let threads = self.opts.threads.min(self.docs.len()).max(1);
-        let shared = self.shared();
-        let tokens_before = self.tokens_done;
-        let (docs, order) = (&self.docs, &self.order);
-        let chunk = order.len().div_ceil(threads).max(1);
-        let loss_sum: f64 = if threads == 1 {
-            shared.run(docs, order, observer)
-        } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = order
-                    .chunks(chunk)
-                    .map(|part| {
-                        let shared = &shared;
-                        s.spawn(move || shared.run(docs, part, observer))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or(f64::NAN))
-                    .sum()
-            })
-        };
-        let seconds = start.elapsed().as_secs_f64();
-        let (validation_loss, validation_accuracy, preds) = if self.val.len() > 0 {
-            let (l, a, p) = shared.evaluate(&self.val);
-            (Some(l), Some(a), p)
-        } else {
-            (None, None, Vec::new())
-        };
-        let tokens_done = shared.tokens_done.load(Relaxed);
-        let learning_rate = f64::from(shared.lr());
-        self.tokens_done = tokens_done;
-        self.val_predictions = preds;
-        self.epochs_done += 1;
-        let report = EpochReport {
-            epoch: self.epochs_done,
-            epochs: self.opts.epochs,
-            train_loss: loss_sum / self.docs.len().max(1) as f64,
-            validation_loss,
-            validation_accuracy,
-            learning_rate,
-            seconds,
-            tokens_per_sec: (tokens_done - tokens_before) as f64 / seconds.max(1e-9),
-        };
-        observer.on_epoch(&report);
-        report
     }
 
     /// The schedule, generator and order state at this epoch boundary.
@@ -366,29 +298,40 @@ impl LinearTrainer {
     /// Continues from a checkpoint: `model`'s weights and `state`. The model must have been
     /// trained by this same configuration on the same data (same labels, config and feature
     /// rows); anything else is an error saying what differs.
-    pub fn restore(&mut self, model: &LinearModel, state: &SgdState) -> Result<(), ModelError> {
-        let mismatch = |what: &str, message: String| {
-            Err(ModelError::TrainingData {
-                message: format!("checkpoint does not match this training run: {what} {message}"),
+    pub fn restore_from(
+        &mut self,
+        model: &LinearModel,
+        state: &SgdState,
+    ) -> Result<(), ModelError> {
+        let mismatch = |field: &str, expected: String, found: String| {
+            Err(ModelError::CheckpointMismatch {
+                field: field.into(),
+                expected,
+                found,
             })
         };
         if model.labels != self.labels {
             return mismatch(
                 "labels",
-                format!("{:?} vs {:?} in the data", model.labels, self.labels),
+                format!("{:?} (the data's)", self.labels),
+                format!("{:?}", model.labels),
             );
         }
         if model.config != self.config {
-            return mismatch("model_config", "differs".into());
+            return mismatch(
+                "model_config",
+                format!("{:?}", self.config),
+                format!("{:?}", model.config),
+            );
         }
         if model.keys != self.keys {
             return mismatch(
                 "feature rows",
                 format!(
-                    "differ ({} in the checkpoint, {} from the data): the training data changed",
-                    model.keys.len(),
+                    "{} (from the data: the training data changed)",
                     self.keys.len()
                 ),
+                model.keys.len().to_string(),
             );
         }
         let mut sorted = state.order.clone();
@@ -398,19 +341,15 @@ impl LinearTrainer {
         {
             return mismatch(
                 "example order",
-                format!(
-                    "is not a permutation of the {} training examples",
-                    self.docs.len()
-                ),
+                format!("a permutation of the {} training examples", self.docs.len()),
+                format!("{} entries that are not", state.order.len()),
             );
         }
         if state.epochs_done > self.opts.epochs {
             return mismatch(
-                "epochs",
-                format!(
-                    "{} done, more than the {} configured",
-                    state.epochs_done, self.opts.epochs
-                ),
+                "epochs_done",
+                format!("at most the {} configured", self.opts.epochs),
+                state.epochs_done.to_string(),
             );
         }
         for (a, &x) in self.input.iter().zip(&model.input) {
@@ -423,7 +362,6 @@ impl LinearTrainer {
         self.rng = SplitMix64::new(state.rng_state);
         self.order = state.order.clone();
         self.epochs_done = state.epochs_done;
-        self.val_predictions.clear();
         Ok(())
     }
 
@@ -445,6 +383,77 @@ impl LinearTrainer {
             idf: self.idf,
             files: Vec::new(),
         }
+    }
+}
+
+impl Trainable for LinearTrainer {
+    fn train_examples(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// Shuffles the example order and runs SGD over every example, Hogwild over the threads.
+    fn train_epoch(&mut self, observer: &dyn TrainObserver) -> Result<EpochStats, ModelError> {
+        self.rng.shuffle(&mut self.order);
+        let threads = self.opts.threads.min(self.docs.len()).max(1);
+        let shared = self.shared();
+        let tokens_before = self.tokens_done;
+        let (docs, order) = (&self.docs, &self.order);
+        let chunk = order.len().div_ceil(threads).max(1);
+        let loss_sum: f64 = if threads == 1 {
+            shared.run(docs, order, observer)
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = order
+                    .chunks(chunk)
+                    .map(|part| {
+                        let shared = &shared;
+                        s.spawn(move || shared.run(docs, part, observer))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or(f64::NAN))
+                    .sum()
+            })
+        };
+        let tokens_done = shared.tokens_done.load(Relaxed);
+        let learning_rate = f64::from(shared.lr());
+        self.tokens_done = tokens_done;
+        self.epochs_done += 1;
+        Ok(EpochStats {
+            train_loss: loss_sum / self.docs.len().max(1) as f64,
+            learning_rate,
+            tokens: tokens_done - tokens_before,
+        })
+    }
+
+    fn validate(&mut self) -> Result<Option<Validation>, ModelError> {
+        if self.val.len() == 0 {
+            return Ok(None);
+        }
+        let probs = self.shared().probabilities(&self.val);
+        Ok(Some(training::scores::score(
+            &probs,
+            &self.val.labels,
+            MIN_PROB,
+        )))
+    }
+
+    fn checkpoint(&self) -> Result<Checkpoint, ModelError> {
+        Ok(Checkpoint {
+            model: Box::new(LinearTrainer::model(self)),
+            state: training::encode_state(&self.state())?,
+        })
+    }
+
+    fn restore(&mut self, dir: &Path, state: &serde_json::Value) -> Result<(), ModelError> {
+        let state: SgdState = training::decode_state(state, "a linear SGD state")?;
+        let model = LinearModel::load(dir)?;
+        self.restore_from(&model, &state)
+    }
+
+    fn model(&self) -> Box<dyn TextClassifier> {
+        Box::new(LinearTrainer::model(self))
     }
 }
 
@@ -628,37 +637,18 @@ impl Shared<'_> {
         loss_sum
     }
 
-    /// Mean log loss, accuracy and the arg-max prediction of each document of `docs`.
-    fn evaluate(&self, docs: &Docs) -> (f64, f64, Vec<usize>) {
+    /// The probabilities of every document of `docs`, in order.
+    fn probabilities(&self, docs: &Docs) -> Vec<Vec<f32>> {
         let mut hidden = vec![0f32; self.dim];
         let mut out_local = vec![0f32; self.n_labels * self.dim];
         let mut probs = vec![0f32; self.n_labels];
-        let (mut loss, mut correct) = (0f64, 0usize);
-        let mut preds = Vec::with_capacity(docs.len());
-        for d in 0..docs.len() {
-            let (rows, weights) = docs.doc(d);
-            let y = docs.labels[d] as usize;
-            self.hidden(rows, weights, &mut hidden);
-            self.probs(&hidden, &mut out_local, &mut probs);
-            loss -= f64::from(probs[y].max(1e-10)).ln();
-            let p = argmax(&probs);
-            if p == y {
-                correct += 1;
-            }
-            preds.push(p);
-        }
-        let n = docs.len().max(1) as f64;
-        (loss / n, correct as f64 / n, preds)
+        (0..docs.len())
+            .map(|d| {
+                let (rows, weights) = docs.doc(d);
+                self.hidden(rows, weights, &mut hidden);
+                self.probs(&hidden, &mut out_local, &mut probs);
+                probs.clone()
+            })
+            .collect()
     }
-}
-
-/// Index of the largest value (first on ties).
-pub(crate) fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
 }

@@ -126,11 +126,6 @@ impl FusedAdamW {
         }
     }
 
-    /// The learning rate of the next step.
-    pub(crate) fn learning_rate(&self) -> f64 {
-        self.lr
-    }
-
     /// Sets the learning rate of the next steps.
     pub(crate) fn set_learning_rate(&mut self, lr: f64) {
         self.lr = lr;
