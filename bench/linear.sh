@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# taxon `linear` vs fastText vs scikit-learn TF-IDF + LinearSVC on the BBC News split of
-# `taxon quickstart`, same machine, same thread budget, in one run.
+# taxon's default `linear` model vs scikit-learn TF-IDF + LinearSVC and fastText, on several
+# corpora, same machine, same thread budget, in one run.
 #
-# usage: bench/linear.sh [RUNS]      (env: THREADS=2, BENCH_DIR, CARGO_TARGET_DIR,
+# usage: bench/linear.sh [RUNS]      (env: THREADS=2, CORPORA="bbc fortunes manpages",
+#                                     BENCH_DIR, CARGO_TARGET_DIR,
 #                                     TAXON_BIN=a prebuilt taxon instead of this checkout's,
 #                                     TAXON_BASELINE=another taxon binary, e.g. main's, measured
 #                                     in the same runs as `taxon_baseline` for before/after)
-# Prints a JSON line per measurement, then medians and ratios. taxon trains on all of train.jsonl
-# (--validation-ratio 0) and writes no per-epoch checkpoints (--checkpoint-every 0), as fastText
-# and LinearSVC do; `taxon train` checkpoints every epoch by default.
+# Corpora (fixed, seeded splits; see bench/corpora.py): bbc (BBC News from `taxon quickstart`:
+# long news articles, 5 balanced topics), fortunes (Debian's fortune files: short texts, 39
+# imbalanced categories), manpages (Linux man pages: long technical texts, 5 imbalanced sections).
+# taxon runs the README's one-liner, `taxon train --model-type linear --data train.jsonl
+# --output DIR`, with its defaults (a 10% validation split, checkpoints). Per run and tool: test
+# accuracy and macro-F1, training seconds (taxon: its fit; peers: vectorize + fit), peak RSS of
+# the training process and the model's size on disk (taxon: the whole output folder; peers: the
+# saved model). Prints a JSON line per measurement, then a table of medians per corpus.
 set -euo pipefail
 RUNS=${1:-3}
 THREADS=${THREADS:-2}
+CORPORA=${CORPORA:-bbc fortunes manpages}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/taxon/target}
 BENCH_DIR=${BENCH_DIR:-$HOME/.cache/taxon/bench-linear}
@@ -24,11 +31,18 @@ TAXON=${TAXON_BIN:-$CARGO_TARGET_DIR/release/taxon}
 SIDES=("taxon=$TAXON")
 [[ -z ${TAXON_BASELINE:-} ]] || SIDES+=("taxon_baseline=$TAXON_BASELINE")
 
-DATA=$BENCH_DIR/data/bbc
-if [[ ! -s $DATA/train.jsonl || ! -s $DATA/test.jsonl ]]; then
+if [[ ! -s $BENCH_DIR/data/bbc/train.jsonl || ! -s $BENCH_DIR/data/bbc/test.jsonl ]]; then
     echo "making the BBC split with taxon quickstart in $BENCH_DIR" >&2
     mkdir -p "$BENCH_DIR"
     "$TAXON" -q quickstart --dir "$BENCH_DIR" >&2
+fi
+if [[ ! -s $BENCH_DIR/data/fortunes/train.jsonl || ! -s $BENCH_DIR/data/manpages/train.jsonl ]]; then
+    echo "making the fortunes and manpages splits from Debian packages" >&2
+    debs=$BENCH_DIR/debs
+    mkdir -p "$debs/x"
+    (cd "$debs" && apt-get download fortunes fortunes-min manpages manpages-dev >&2)
+    for f in "$debs"/*.deb; do dpkg-deb -x "$f" "$debs/x"; done
+    python3 "$ROOT/bench/corpora.py" "$debs/x" "$BENCH_DIR/data"
 fi
 
 if ! "$VENV/bin/python" -c 'import fasttext, sklearn' 2>/dev/null; then
@@ -37,56 +51,88 @@ if ! "$VENV/bin/python" -c 'import fasttext, sklearn' 2>/dev/null; then
 fi
 
 : > "$OUT"
-sed -e 'p' -e 'p' -e 'p' -e 'p' -e 'p' -e 'p' -e 'p' -e 'p' -e 'p' "$DATA/test.jsonl" > "$BENCH_DIR/test_x10.jsonl"
-for run in $(seq 0 $((RUNS - 1))); do
-  for side in "${SIDES[@]}"; do
-    tool=${side%%=*} bin=${side#*=}
-    model=$BENCH_DIR/model_${tool}_$run
-    start=$(date +%s.%N)
-    "$bin" -q --json train --model-type linear --data "$DATA/train.jsonl" --output "$model" \
-        --threads "$THREADS" --seed "$run" --validation-ratio 0 --checkpoint-every 0 --no-track > "$BENCH_DIR/train_$run.json"
-    end=$(date +%s.%N)
-    "$bin" -q --json eval "$model" "$DATA/test.jsonl" --threads "$THREADS" > "$BENCH_DIR/eval_$run.json"
-    python3 - "$BENCH_DIR/train_$run.json" "$BENCH_DIR/eval_$run.json" "$run" "$start" "$end" "$tool" >> "$OUT" <<'PY'
+RSS=$BENCH_DIR/peak_rss.txt
+for corpus in $CORPORA; do
+  DATA=$BENCH_DIR/data/$corpus
+  for run in $(seq 0 $((RUNS - 1))); do
+    for side in "${SIDES[@]}"; do
+      tool=${side%%=*} bin=${side#*=}
+      model=$BENCH_DIR/model_${corpus}_${tool}_$run
+      rm -rf "$model"
+      start=$(date +%s.%N)
+      python3 "$ROOT/bench/peak_rss.py" "$RSS" "$bin" -q --json train --model-type linear \
+          --data "$DATA/train.jsonl" --output "$model" --threads "$THREADS" --seed "$run" \
+          --no-track > "$BENCH_DIR/train.json"
+      end=$(date +%s.%N)
+      "$bin" -q --json eval "$model" "$DATA/test.jsonl" --threads "$THREADS" > "$BENCH_DIR/eval.json"
+      python3 - "$BENCH_DIR/train.json" "$BENCH_DIR/eval.json" "$run" "$start" "$end" "$tool" \
+          "$corpus" "$(cat "$RSS")" "$(du -sb "$model" | cut -f1)" >> "$OUT" <<'PY'
 import json, sys
 t, e = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
-print(json.dumps({"tool": sys.argv[6], "run": int(sys.argv[3]), "train_seconds": t["train_seconds"],
-                  "wall_seconds": float(sys.argv[5]) - float(sys.argv[4]), "accuracy": e["accuracy"],
-                  "macro_f1": e["macro_f1"]}))
+print(json.dumps({"corpus": sys.argv[7], "tool": sys.argv[6], "run": int(sys.argv[3]),
+                  "train_seconds": t["train_seconds"],
+                  "wall_seconds": float(sys.argv[5]) - float(sys.argv[4]),
+                  "accuracy": e["accuracy"], "macro_f1": e["macro_f1"],
+                  "peak_rss_mb": float(sys.argv[8]), "disk_mb": int(sys.argv[9]) / 2**20}))
 PY
+    done
+    for peer in tfidf_linearsvc fasttext; do
+      python3 "$ROOT/bench/peak_rss.py" "$RSS" "$VENV/bin/python" "$ROOT/bench/linear_peers.py" \
+          "$DATA/train.jsonl" "$DATA/test.jsonl" --tool "$peer" --run "$run" --threads "$THREADS" \
+          > "$BENCH_DIR/peer.jsonl" 2>/dev/null
+      python3 -c "
+import json, sys
+for l in open('$BENCH_DIR/peer.jsonl'):
+    r = json.loads(l); r['corpus'] = '$corpus'; r['peak_rss_mb'] = float(open('$RSS').read())
+    print(json.dumps(r))" >> "$OUT"
+    done
   done
 done
+
+# Prediction throughput on BBC's test texts repeated ten times, 1 and THREADS threads.
+DATA=$BENCH_DIR/data/bbc
+sed -e 'p' -e 'p' -e 'p' -e 'p' -e 'p' -e 'p' -e 'p' -e 'p' -e 'p' "$DATA/test.jsonl" > "$BENCH_DIR/test_x10.jsonl"
 for side in "${SIDES[@]}"; do
   tool=${side%%=*} bin=${side#*=}
+  [[ -d $BENCH_DIR/model_bbc_${tool}_0 ]] || continue
   for n in $(printf '%s\n' 1 "$THREADS" | sort -un); do
-    "$bin" -q --json eval "$BENCH_DIR/model_${tool}_0" "$BENCH_DIR/test_x10.jsonl" --threads "$n" |
-        python3 -c "import json,sys; e=json.load(sys.stdin); print(json.dumps({'tool':'$tool','predict_threads':$n,'docs':e['examples'],'docs_per_sec':e['docs_per_sec']}))" >> "$OUT"
+    "$bin" -q --json eval "$BENCH_DIR/model_bbc_${tool}_0" "$BENCH_DIR/test_x10.jsonl" --threads "$n" |
+        python3 -c "import json,sys; e=json.load(sys.stdin); print(json.dumps({'corpus':'bbc','tool':'$tool','predict_threads':$n,'docs':e['examples'],'docs_per_sec':e['docs_per_sec']}))" >> "$OUT"
   done
 done
-"$VENV/bin/python" "$ROOT/bench/linear_peers.py" "$DATA/train.jsonl" "$DATA/test.jsonl" \
-    --threads "$THREADS" --runs "$RUNS" 2>/dev/null >> "$OUT"
+if [[ " $CORPORA " == *" bbc "* ]]; then
+  "$VENV/bin/python" "$ROOT/bench/linear_peers.py" "$DATA/train.jsonl" "$DATA/test.jsonl" \
+      --tool fasttext --run 0 --threads "$THREADS" --predict-repeat 10 2>/dev/null |
+      python3 -c "
+import json, sys
+for l in sys.stdin:
+    r = json.loads(l)
+    if 'predict_threads' in r: r['corpus'] = 'bbc'; print(json.dumps(r))" >> "$OUT"
+fi
 cat "$OUT"
 
 python3 - "$OUT" "$THREADS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 threads = int(sys.argv[2])
-def med(tool, key, **kw):
-    v = [r[key] for r in rows if r["tool"] == tool and key in r and all(r.get(k) == x for k, x in kw.items())]
+def med(corpus, tool, key, **kw):
+    v = [r[key] for r in rows if r["corpus"] == corpus and r["tool"] == tool and key in r
+         and all(r.get(k) == x for k, x in kw.items())]
     return statistics.median(v) if v else float("nan")
-print(f"\nmedians over runs, {threads} threads")
-print(f"{'':24}{'accuracy':>10}{'train s':>10}")
-tools = [t for t in ("taxon", "taxon_baseline", "fasttext", "tfidf_linearsvc") if any(r["tool"] == t for r in rows)]
-for tool in tools:
-    print(f"{tool:24}{med(tool, 'accuracy') * 100:>9.2f}%{med(tool, 'train_seconds'):>10.2f}")
-print(f"taxon wall (incl. load+save) {med('taxon', 'wall_seconds'):.2f}s")
-print(f"train speed taxon/fastText: {med('fasttext', 'train_seconds') / med('taxon', 'train_seconds'):.2f}x")
+order = ("taxon", "taxon_baseline", "tfidf_linearsvc", "fasttext")
+print(f"\nmedians over runs, {threads} threads (peak RSS of the training process; size on disk)")
+for corpus in dict.fromkeys(r["corpus"] for r in rows):
+    print(f"\n{corpus}")
+    print(f"{'':18}{'accuracy':>10}{'macro-F1':>10}{'train s':>9}{'peak MB':>9}{'disk MB':>9}")
+    for tool in [t for t in order if any(r["tool"] == t and r["corpus"] == corpus for r in rows)]:
+        print(f"{tool:18}{med(corpus, tool, 'accuracy') * 100:>9.2f}%{med(corpus, tool, 'macro_f1') * 100:>9.2f}%"
+              f"{med(corpus, tool, 'train_seconds'):>9.2f}{med(corpus, tool, 'peak_rss_mb'):>9.0f}"
+              f"{med(corpus, tool, 'disk_mb'):>9.1f}")
+    t, s = med(corpus, "taxon", "train_seconds"), med(corpus, "tfidf_linearsvc", "train_seconds")
+    print(f"train speed taxon/LinearSVC: {s / t:.2f}x")
+    if any(r["tool"] == "taxon_baseline" for r in rows):
+        print(f"train speed taxon/baseline: {med(corpus, 'taxon_baseline', 'train_seconds') / t:.2f}x")
 for n in sorted({1, threads}):
-    t, f = med("taxon", "docs_per_sec", predict_threads=n), med("fasttext", "docs_per_sec", predict_threads=n)
-    print(f"predict {n} thread(s): taxon {t:,.0f} docs/s, fastText {f:,.0f} docs/s, ratio {t / f:.2f}x")
-if "taxon_baseline" in tools:
-    print(f"train speed taxon/baseline: {med('taxon_baseline', 'train_seconds') / med('taxon', 'train_seconds'):.2f}x")
-    for n in sorted({1, threads}):
-        t, b = med("taxon", "docs_per_sec", predict_threads=n), med("taxon_baseline", "docs_per_sec", predict_threads=n)
-        print(f"predict {n} thread(s): taxon/baseline {t / b:.2f}x")
+    t, f = med("bbc", "taxon", "docs_per_sec", predict_threads=n), med("bbc", "fasttext", "docs_per_sec", predict_threads=n)
+    print(f"bbc predict {n} thread(s): taxon {t:,.0f} docs/s, fastText {f:,.0f} docs/s, ratio {t / f:.2f}x")
 PY

@@ -315,3 +315,128 @@ fn an_input_encoded_by_another_model_type_is_an_error_not_a_guess() {
         "{err}"
     );
 }
+
+/// An SVM-solver model (the default) trained on `train`, with `validation` for choosing `c`.
+fn svm_on(
+    cfg: &LinearConfig,
+    train: &[(String, usize)],
+    validation: &[(String, usize)],
+    labels: &[String],
+) -> Box<dyn TextClassifier> {
+    use taxon_models::training::{Trainable, train_epochs};
+    let ex = |rows: &[(String, usize)]| -> Vec<(String, usize)> { rows.to_vec() };
+    let (train, validation) = (ex(train), ex(validation));
+    let t: Vec<(&str, usize)> = train.iter().map(|(s, l)| (s.as_str(), *l)).collect();
+    let v: Vec<(&str, usize)> = validation.iter().map(|(s, l)| (s.as_str(), *l)).collect();
+    let mut trainer = linear::SvmTrainer::new(cfg, 2, 7, labels, &t, &v).unwrap();
+    let reports = train_epochs(&mut trainer, 1, &()).unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(
+        reports[0].validation_accuracy.is_some(),
+        !validation.is_empty()
+    );
+    trainer.model()
+}
+
+#[test]
+fn the_svm_solver_learns_calibrated_probabilities_and_round_trips() {
+    let (labels, train) = synthetic(100, 11);
+    let (_, validation) = synthetic(20, 12);
+    let (_, test) = synthetic(50, 13);
+    let cfg = LinearConfig {
+        buckets: 10_000,
+        ..LinearConfig::default()
+    };
+    assert_eq!(cfg.solver, linear::Solver::Svm);
+    let model = svm_on(&cfg, &train, &validation, &labels);
+    let acc = accuracy(model.as_ref(), &test);
+    assert!(acc >= 0.97, "svm accuracy {acc}");
+    let texts: Vec<&str> = test.iter().map(|(t, _)| t.as_str()).collect();
+    let probs = model.predict_batch(&texts).unwrap();
+    for p in &probs {
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{p:?}");
+    }
+    // Calibrated, not certain: some test texts (mostly filler words) get a top score well
+    // below 1.
+    let top: Vec<f32> = probs
+        .iter()
+        .map(|p| p.iter().copied().fold(0.0, f32::max))
+        .collect();
+    assert!(top.iter().any(|&t| t < 0.9), "{top:?}");
+    // One column per label; the folder loads back with the same scores.
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let desc = model.describe();
+    assert_eq!(desc.params["solver"], "svm");
+    assert_eq!(desc.params["dim"], 3);
+    let loaded = taxon_models::load(dir.path()).unwrap();
+    assert_eq!(loaded.predict_batch(&texts).unwrap(), probs);
+}
+
+#[test]
+fn the_svm_solver_handles_two_labels_and_no_validation_data() {
+    let (labels, rows) = synthetic(60, 14);
+    let two: Vec<(String, usize)> = rows.into_iter().filter(|(_, l)| *l < 2).collect();
+    let labels = labels[..2].to_vec();
+    let model = svm_on(&LinearConfig::default(), &two, &[], &labels);
+    let p = model
+        .predict_batch(&["goal striker league", "market shares bank"])
+        .unwrap();
+    assert!(p[0][0] > 0.5 && p[1][1] > 0.5, "{p:?}");
+    for v in &p {
+        assert_eq!(v.len(), 2);
+        assert!((v[0] + v[1] - 1.0).abs() < 1e-5);
+        // Separable training data, and still no certainty.
+        assert!(v.iter().all(|&x| x < 1.0), "{v:?}");
+    }
+}
+
+#[test]
+fn min_df_drops_features_of_one_text() {
+    let (labels, train) = synthetic(30, 15);
+    let mut rows = train.clone();
+    rows.push(("zebra goal".into(), 0));
+    for (min_df, has_zebra) in [(1, true), (2, false)] {
+        let cfg = LinearConfig {
+            min_df,
+            buckets: 10_000,
+            ..LinearConfig::default()
+        };
+        let model = svm_on(&cfg, &rows, &[], &labels);
+        let (_, a) = synthetic(1, 16);
+        let with = model
+            .predict_batch(&[&format!("{} zebra", a[0].0)])
+            .unwrap();
+        let without = model.predict_batch(&[a[0].0.as_str()]).unwrap();
+        assert_eq!(
+            with != without,
+            has_zebra,
+            "min_df {min_df}: {with:?} {without:?}"
+        );
+    }
+}
+
+#[test]
+fn a_model_json_from_before_the_svm_solver_loads_as_fasttext_on_raw_counts() {
+    let (labels, train) = synthetic(30, 17);
+    let cfg = LinearConfig {
+        solver: linear::Solver::Sgd,
+        tf: linear::Tf::Raw,
+        min_df: 1,
+        ..small_config()
+    };
+    let model = train_on(&cfg, &opts(1), &train, &labels);
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let texts = ["goal goal goal striker", "market of the bank"];
+    let expected = model.predict_batch(&texts).unwrap();
+    edit_json(dir.path(), |v| {
+        let params = v["params"].as_object_mut().unwrap();
+        for key in ["tf", "solver", "min_df", "c"] {
+            params.remove(key);
+        }
+    });
+    let loaded = taxon_models::load(dir.path()).unwrap();
+    assert_eq!(loaded.predict_batch(&texts).unwrap(), expected);
+    assert_eq!(loaded.describe().params["tf"], "raw");
+}

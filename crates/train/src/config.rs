@@ -118,6 +118,8 @@ pub struct ConfigKeys {
     pub freeze_layers: Option<usize>,
     /// `bert` only: which tokens of long texts are kept: `head-tail` (default) or `head`.
     pub truncation: Option<bert::Truncation>,
+    /// `linear` only: `svm` (default) or `sgd`; replaces `model_config.solver`.
+    pub solver: Option<linear::Solver>,
 }
 
 impl ConfigKeys {
@@ -147,7 +149,8 @@ impl ConfigKeys {
             model_path,
             pooling,
             freeze_layers,
-            truncation
+            truncation,
+            solver
         );
         self
     }
@@ -337,6 +340,21 @@ impl TrainConfig {
                 });
             }
         }
+        if model_type != ModelType::Linear && k.solver.is_some() {
+            let what = if flags.solver.is_some() {
+                flag_for("solver")
+            } else {
+                format!(
+                    "{}: `solver`",
+                    file.map_or_else(String::new, |f| f.path.display().to_string())
+                )
+            };
+            return Err(TrainError::OtherModelType {
+                what,
+                owner: linear::MODEL_TYPE,
+                model_type: model_type.as_str(),
+            });
+        }
         let mut warnings = Vec::new();
         let model = match model_type {
             ModelType::Linear => ModelConfig::Linear(linear_options(file, &k, &mut warnings)?),
@@ -414,13 +432,27 @@ fn linear_options(
     ] {
         if is_set {
             warnings.push(format!(
-                "`{key}` ignored: linear trains by per-example SGD with a linearly decaying \
-                 learning rate"
+                "`{key}` ignored: linear trains per example (svm: coordinate descent; sgd: SGD \
+                 with a linearly decaying learning rate)"
             ));
         }
     }
     set(&mut o.learning_rate, k.learning_rate);
     set(&mut o.epochs, k.epochs);
+    set(&mut o.model_config.solver, k.solver);
+    if o.model_config.solver == linear::Solver::Svm {
+        for (key, is_set) in [
+            ("learning_rate", k.learning_rate.is_some()),
+            ("epochs", k.epochs.is_some()),
+        ] {
+            if is_set {
+                warnings.push(format!(
+                    "`{key}` ignored: the linear svm solver runs to convergence (set \
+                     model_config.solver: sgd for fastText's SGD)"
+                ));
+            }
+        }
+    }
     Ok(o)
 }
 
@@ -594,7 +626,39 @@ mod tests {
         assert_eq!((o.epochs, o.learning_rate), (2, 1.0));
         assert_eq!((cfg.threads, cfg.seed, cfg.checkpoint_every), (1, 42, 1));
         assert_eq!(cfg.validation_ratio, Some(DEFAULT_VALIDATION_RATIO));
+        // The default solver became svm, which has no epochs: said, not silently dropped.
+        assert_eq!(o.model_config.solver, linear::Solver::Svm);
+        assert_eq!(cfg.epochs(), 1);
+        assert!(
+            cfg.warnings.len() == 1 && cfg.warnings[0].contains("`epochs` ignored"),
+            "{:?}",
+            cfg.warnings
+        );
+        // With the solver they were written for, they mean what they meant.
+        let cfg = resolve(
+            "model_type: linear\nepochs: 2\nthreads: 1\nmodel_config:\n  solver: sgd\n  dim: 8\n",
+            ConfigKeys::default(),
+        )
+        .unwrap();
+        assert_eq!(cfg.epochs(), 2);
         assert!(cfg.warnings.is_empty(), "{:?}", cfg.warnings);
+        let flag = resolve(
+            "model_type: linear\nepochs: 2\n",
+            ConfigKeys {
+                solver: Some(linear::Solver::Sgd),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(flag.epochs(), 2);
+        let e = err(resolve(
+            "model_type: lstm\n",
+            ConfigKeys {
+                solver: Some(linear::Solver::Sgd),
+                ..Default::default()
+            },
+        ));
+        assert!(e.contains("--solver is a linear option"), "{e}");
 
         // Every key of the issue that introduced them, with the linear-only notices.
         let cfg = resolve(
@@ -614,7 +678,7 @@ mod tests {
         assert_eq!(cfg.data, PathBuf::from("a.jsonl"));
         assert_eq!(cfg.validation_ratio, Some(0.2));
         assert_eq!(cfg.expectations, Some(PathBuf::from("s.yaml")));
-        assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
+        assert_eq!(cfg.warnings.len(), 4, "{:?}", cfg.warnings);
         assert!(
             cfg.warnings[0].contains("warmup_steps"),
             "{:?}",
@@ -767,7 +831,11 @@ mod tests {
             )
             .unwrap()
         };
-        assert_eq!(of(ModelType::Linear).epochs(), 25);
+        assert_eq!(
+            of(ModelType::Linear).epochs(),
+            1,
+            "svm: one pass to convergence"
+        );
         assert_eq!(of(ModelType::Lstm).epochs(), 6);
         assert_eq!(of(ModelType::Bert).epochs(), 3);
         let ModelConfig::Lstm(o) = of(ModelType::Lstm).model else {

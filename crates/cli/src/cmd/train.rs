@@ -72,6 +72,11 @@ pub struct TrainArgs {
     /// at most 128, and the end) or head.
     #[arg(long)]
     pub truncation: Option<taxon_models::bert::Truncation>,
+    /// linear: how the weights are learned: svm (default: TF-IDF + one calibrated linear SVM
+    /// per label, solved to convergence) or sgd (fastText: embeddings + softmax, --epochs
+    /// passes of SGD at --learning-rate).
+    #[arg(long)]
+    pub solver: Option<taxon_models::linear::Solver>,
     /// Early stopping: stop after N epochs without improvement of --monitor on validation
     /// data, and keep the best epoch's weights.
     #[arg(long, value_name = "N")]
@@ -162,6 +167,7 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         pooling: args.pooling,
         freeze_layers: args.freeze_layers,
         truncation: args.truncation,
+        solver: args.solver,
     };
     let cfg = TrainConfig::resolve(file.as_ref(), &flags)?;
     let tracking = super::runs::TrainTracking::start(&cfg, &args.track, ctx);

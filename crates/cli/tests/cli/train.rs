@@ -218,10 +218,11 @@ fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&read(path)).unwrap()
 }
 
-/// `taxon -q train` on `data` into `out` with one thread, seed 5, `epochs` epochs, small model.
+/// `taxon -q train` of linear's SGD solver (it has epochs to checkpoint and resume) on `data`
+/// into `out` with one thread, seed 5, `epochs` epochs, small model.
 fn train_cmd(data: &Path, out: &Path, epochs: usize) -> Command {
     let mut c = taxon_in(out.parent().unwrap_or(Path::new(".")));
-    c.args(["-q", "train", "--data"])
+    c.args(["-q", "train", "--solver", "sgd", "--data"])
         .arg(data)
         .arg("--output")
         .arg(out)

@@ -86,6 +86,7 @@ impl LinearModel {
 
     /// Loads the weights of `dir`, whose `model.json` is `desc`.
     pub fn load_described(dir: &Path, desc: &ModelDescription) -> Result<Self, ModelError> {
+        let desc = &with_legacy_params(desc);
         let config: LinearConfig = crate::checked_params(dir, desc, 1, LinearConfig::validate)?;
         let bytes = desc.read_checked(dir, WEIGHTS)?;
         let path = dir.join(WEIGHTS);
@@ -136,6 +137,24 @@ impl LinearModel {
 }
 
 /// The raw bytes of tensor `name`, after checking its dtype and (when given) its shape.
+/// `desc` with the params that models written before `tf`, `solver`, `min_df` and `c` existed
+/// lack filled with what those models were: fastText SGD models on raw counts of every feature.
+/// (The training defaults are the SVM's; a missing key in an old `model.json` is not.)
+fn with_legacy_params(desc: &ModelDescription) -> ModelDescription {
+    let mut desc = desc.clone();
+    if let Some(params) = desc.params.as_object_mut() {
+        for (key, value) in [
+            ("tf", serde_json::json!("raw")),
+            ("solver", serde_json::json!("sgd")),
+            ("min_df", serde_json::json!(1)),
+            ("c", serde_json::Value::Null),
+        ] {
+            params.entry(key).or_insert(value);
+        }
+    }
+    desc
+}
+
 fn tensor<'a>(
     st: &'a SafeTensors<'a>,
     path: &Path,

@@ -1,19 +1,30 @@
-//! `linear`: the fastText supervised classifier (Joulin, Grave, Bojanowski, Mikolov, 2016,
-//! "Bag of Tricks for Efficient Text Classification", arXiv:1607.01759).
+//! `linear`: a linear model over bags of text features, the default model type.
 //!
 //! A text becomes a bag of features (lower-cased words, hashed word n-grams, optional hashed
-//! character n-grams; see [`features`]); their embeddings are averaged into a hidden vector of
-//! `dim` values, optionally weighted by inverse document frequency; a linear layer and a softmax
-//! give one probability per label. Training is SGD on the log loss with a learning rate that
-//! decays linearly to zero over all tokens, Hogwild-style over threads ([`train`]).
+//! character n-grams; see [`features`]), weighted by `tf` (raw or sublinear counts), inverse
+//! document frequency and a per-text norm. Two solvers learn the weights:
+//! - `svm` (the default): one linear SVM per label on those TF-IDF vectors, solved to
+//!   convergence, `c` picked on the validation split and the scores calibrated into
+//!   probabilities ([`svm`]): TF-IDF + LinearSVC's model, with a row per feature and label.
+//! - `sgd`: the fastText supervised classifier (Joulin, Grave, Bojanowski, Mikolov, 2016, "Bag
+//!   of Tricks for Efficient Text Classification", arXiv:1607.01759): `dim`-wide feature
+//!   embeddings averaged into a hidden vector, a linear layer and a softmax, trained by SGD on
+//!   the log loss with a linearly decaying learning rate, Hogwild-style over threads
+//!   ([`train`]).
+//!
+//! Both predict the same way: hidden = sum of (weight x row of `input`), probabilities =
+//! softmax(`output` x hidden); for `svm`, `dim` is the number of labels and `output` the
+//! calibration temperature times the identity.
 //!
 //! On disk: `model.json` (hyper-parameters in `params`) and `model.safetensors` with `keys`
 //! (U64, one feature key per row), `input` (F32, rows x dim), `output` (F32, labels x dim) and,
-//! with IDF weighting, `idf` (F32, rows). Only features seen in training get a row, so the file
-//! holds no untouched buckets; unseen features are skipped at prediction.
+//! with IDF weighting, `idf` (F32, rows). Only features kept in training get a row (seen in at
+//! least `min_df` training texts), so the file holds no untouched buckets; unseen features are
+//! skipped at prediction.
 
 pub mod features;
 mod io;
+mod svm;
 mod train;
 
 use serde::{Deserialize, Serialize};
@@ -23,12 +34,17 @@ use taxon_core::model::{
 };
 
 pub use features::Featurizer;
+pub use svm::{SvmState, SvmTrainer};
 pub use train::{LinearOptions, LinearTrainer, SgdOptions, SgdState, train};
 
 use features::{KeyMap, Scratch};
 
 /// The `model_type` of this model.
 pub const MODEL_TYPE: &str = "linear";
+
+/// The key of the intercept's row (an `svm` model's): a feature every text has, weight 1 after
+/// normalisation. No word or n-gram key can equal it (n-gram keys are below `2^63 + 2^40`).
+pub(crate) const BIAS_KEY: u64 = u64::MAX;
 
 /// How feature embeddings are weighted in the average.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +54,41 @@ pub enum Weighting {
     None,
     /// Each occurrence weighted by the feature's smoothed IDF, `ln((1+N)/(1+df)) + 1`.
     Idf,
+}
+
+/// How a feature's count in a text becomes its weight (before IDF and normalisation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tf {
+    /// The count itself (fastText).
+    Raw,
+    /// `1 + ln(count)`: a word repeated ten times weighs about three times one said once
+    /// (scikit-learn's `sublinear_tf`).
+    Sublinear,
+}
+
+/// How the weights are learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Solver {
+    /// A linear SVM per label (one-vs-rest, squared hinge loss, L2 regularisation) solved to
+    /// convergence by dual coordinate descent; `c` chosen on the validation split; scores
+    /// calibrated by a temperature ([`svm`]). `dim` is the number of labels.
+    Svm,
+    /// fastText: `dim`-wide feature embeddings averaged and a softmax layer, trained by
+    /// Hogwild SGD for `epochs` passes ([`train`]).
+    Sgd,
+}
+
+impl std::str::FromStr for Solver {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "svm" => Ok(Self::Svm),
+            "sgd" => Ok(Self::Sgd),
+            other => Err(format!("unknown solver {other:?} (known: svm, sgd)")),
+        }
+    }
 }
 
 /// How a text's feature weights are normalised before averaging embeddings.
@@ -74,6 +125,15 @@ pub struct LinearConfig {
     pub weighting: Weighting,
     /// Normalisation of the weights of one text.
     pub norm: Norm,
+    /// Count to weight.
+    pub tf: Tf,
+    /// How the weights are learned.
+    pub solver: Solver,
+    /// `svm`: features seen in fewer training texts than this are dropped (1 keeps all).
+    pub min_df: usize,
+    /// `svm`: the inverse regularisation strength; unset, it is chosen on the validation
+    /// split among [`svm::C_GRID`] (1 without validation data).
+    pub c: Option<f32>,
 }
 
 impl Default for LinearConfig {
@@ -87,7 +147,11 @@ impl Default for LinearConfig {
             lowercase: true,
             max_tokens: None,
             weighting: Weighting::Idf,
-            norm: Norm::L1,
+            norm: Norm::L2,
+            tf: Tf::Sublinear,
+            solver: Solver::Svm,
+            min_df: 2,
+            c: None,
         }
     }
 }
@@ -127,6 +191,17 @@ impl LinearConfig {
         }
         if self.max_tokens == Some(0) {
             return bad("max_tokens", "must be at least 1".into());
+        }
+        if self.min_df == 0 || self.min_df > 1_000_000 {
+            return bad(
+                "min_df",
+                format!("must be in 1..=1000000, got {}", self.min_df),
+            );
+        }
+        if let Some(c) = self.c
+            && !(c.is_finite() && c > 0.0 && c <= 1e6)
+        {
+            return bad("c", format!("must be in (0, 1e6], got {c}"));
         }
         Ok(())
     }
@@ -182,12 +257,16 @@ impl LinearModel {
             }
         });
         train::dedup_counts(&mut s.rows, &mut s.counts);
+        train::apply_tf(&mut s.counts, self.config.tf);
         if let Some(idf) = &self.idf {
             s.counts
                 .iter_mut()
                 .for_each(|(r, c)| *c *= idf[*r as usize]);
         }
         train::normalise_weights(&mut s.counts, self.config.norm);
+        if let Some(&bias) = self.index.get(&BIAS_KEY) {
+            s.counts.push((bias, 1.0));
+        }
         tokens
     }
 

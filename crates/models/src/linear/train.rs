@@ -37,7 +37,7 @@ pub struct LinearOptions {
     /// Initial learning rate; decays linearly to 0. Tuned on a validation split of BBC News'
     /// training part.
     pub learning_rate: f32,
-    /// Passes over the training data.
+    /// Passes over the training data (`sgd`; the `svm` solver runs to convergence).
     pub epochs: usize,
 }
 
@@ -52,6 +52,15 @@ impl Default for LinearOptions {
 }
 
 impl LinearOptions {
+    /// Epochs the run has: `epochs` for SGD; one for the SVM solver, whose fit runs to
+    /// convergence.
+    pub fn epochs(&self) -> usize {
+        match self.model_config.solver {
+            super::Solver::Svm => 1,
+            super::Solver::Sgd => self.epochs,
+        }
+    }
+
     /// The SGD options of a run with these options.
     pub fn sgd(&self, run: RunSettings) -> SgdOptions {
         SgdOptions {
@@ -77,24 +86,167 @@ pub struct SgdOptions {
 /// The fastText log-loss floor: a probability below it counts as it.
 const MIN_PROB: f32 = 1e-10;
 
-/// Documents as deduplicated feature rows with normalised weights (sum 1 per document).
+/// Documents as deduplicated feature rows with normalised weights.
 #[derive(Default)]
-struct Docs {
-    rows: Vec<u32>,
-    weights: Vec<f32>,
-    offsets: Vec<usize>,
-    labels: Vec<u32>,
-    tokens: Vec<u64>,
+pub(super) struct Docs {
+    pub rows: Vec<u32>,
+    pub weights: Vec<f32>,
+    pub offsets: Vec<usize>,
+    pub labels: Vec<u32>,
+    pub tokens: Vec<u64>,
 }
 
 impl Docs {
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.labels.len()
     }
-    fn doc(&self, i: usize) -> (&[u32], &[f32]) {
+    /// The documents whose index passes `keep`, in order.
+    pub fn subset(&self, keep: impl Fn(usize) -> bool) -> Docs {
+        let mut out = Docs::default();
+        out.offsets.push(0);
+        for i in (0..self.len()).filter(|&i| keep(i)) {
+            let (rows, weights) = self.doc(i);
+            out.rows.extend_from_slice(rows);
+            out.weights.extend_from_slice(weights);
+            out.offsets.push(out.rows.len());
+            out.labels.push(self.labels[i]);
+            out.tokens.push(self.tokens[i]);
+        }
+        out
+    }
+
+    pub fn doc(&self, i: usize) -> (&[u32], &[f32]) {
         let (a, b) = (self.offsets[i], self.offsets[i + 1]);
         (&self.rows[a..b], &self.weights[a..b])
     }
+}
+
+/// Training and validation data as feature rows: the rows' keys and index, their IDF, and the
+/// documents.
+pub(super) struct Featurized {
+    pub featurizer: super::Featurizer,
+    pub index: KeyMap,
+    /// Feature key of each row, in row order.
+    pub keys: Vec<u64>,
+    pub idf: Option<Vec<f32>>,
+    pub docs: Docs,
+    pub val: Docs,
+}
+
+/// Featurizes `train` and `validation`: a row for every feature key seen in at least
+/// `config.min_df` training texts, in order of first appearance; term weights by `config.tf`,
+/// IDF (from the training texts) and `config.norm`. Validation texts use the training rows.
+pub(super) fn featurize(
+    config: &LinearConfig,
+    train: &[(&str, usize)],
+    validation: &[(&str, usize)],
+) -> Result<Featurized, ModelError> {
+    let featurizer = config.featurizer();
+    let mut index = KeyMap::default();
+    let mut keys: Vec<u64> = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut docs = Docs::default();
+    docs.offsets.push(0);
+    let mut df: Vec<u32> = Vec::new();
+    let mut counts: Vec<(u32, f32)> = Vec::new();
+    let mut tmp: Vec<u32> = Vec::new();
+    for &(text, label) in train {
+        tmp.clear();
+        let n = featurizer.features(text, &mut scratch, |k| {
+            let next = keys.len() as u32;
+            let row = *index.entry(k).or_insert_with(|| {
+                keys.push(k);
+                next
+            });
+            tmp.push(row);
+        });
+        dedup_counts(&mut tmp, &mut counts);
+        apply_tf(&mut counts, config.tf);
+        df.resize(keys.len(), 0);
+        for &(r, _) in &counts {
+            df[r as usize] += 1;
+        }
+        push_doc(&mut docs, &counts, label, n);
+    }
+    if config.min_df > 1 {
+        // Renumber the kept rows in order and drop the others from every document.
+        let mut new_row = vec![u32::MAX; keys.len()];
+        let mut kept_keys = Vec::new();
+        let mut kept_df = Vec::new();
+        for (r, (&k, &d)) in keys.iter().zip(&df).enumerate() {
+            if d as usize >= config.min_df {
+                new_row[r] = kept_keys.len() as u32;
+                kept_keys.push(k);
+                kept_df.push(d);
+            }
+        }
+        let mut filtered = Docs::default();
+        filtered.offsets.push(0);
+        for i in 0..docs.len() {
+            let (rows, weights) = docs.doc(i);
+            for (&r, &w) in rows.iter().zip(weights) {
+                let nr = new_row[r as usize];
+                if nr != u32::MAX {
+                    filtered.rows.push(nr);
+                    filtered.weights.push(w);
+                }
+            }
+            filtered.offsets.push(filtered.rows.len());
+        }
+        filtered.labels = std::mem::take(&mut docs.labels);
+        filtered.tokens = std::mem::take(&mut docs.tokens);
+        docs = filtered;
+        index = kept_keys
+            .iter()
+            .enumerate()
+            .map(|(r, &k)| (k, r as u32))
+            .collect();
+        keys = kept_keys;
+        df = kept_df;
+    }
+    if keys.is_empty() {
+        return Err(ModelError::NoFeatures { texts: train.len() });
+    }
+    let idf: Option<Vec<f32>> = match config.weighting {
+        Weighting::None => None,
+        Weighting::Idf => {
+            let n = train.len() as f32;
+            Some(
+                df.iter()
+                    .map(|&d| ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0)
+                    .collect(),
+            )
+        }
+    };
+    if let Some(idf) = &idf {
+        apply_idf(&mut docs, idf);
+    }
+    let mut val = Docs::default();
+    val.offsets.push(0);
+    for &(text, label) in validation {
+        tmp.clear();
+        let n = featurizer.features(text, &mut scratch, |k| {
+            if let Some(&r) = index.get(&k) {
+                tmp.push(r);
+            }
+        });
+        dedup_counts(&mut tmp, &mut counts);
+        apply_tf(&mut counts, config.tf);
+        push_doc(&mut val, &counts, label, n);
+    }
+    if let Some(idf) = &idf {
+        apply_idf(&mut val, idf);
+    }
+    normalise(&mut docs, config.norm);
+    normalise(&mut val, config.norm);
+    Ok(Featurized {
+        featurizer,
+        index,
+        keys,
+        idf,
+        docs,
+        val,
+    })
 }
 
 /// Trains a linear model on `train` (text, label index into `labels`), reporting accuracy on
@@ -160,68 +312,15 @@ impl LinearTrainer {
         check_options(opts)?;
         training::check_data(labels, train, validation)?;
 
-        // Featurize: assign a row to every feature key seen in training, in order of appearance.
-        let featurizer = config.featurizer();
-        let mut index = KeyMap::default();
-        let mut keys: Vec<u64> = Vec::new();
-        let mut scratch = Scratch::default();
-        let mut docs = Docs::default();
-        docs.offsets.push(0);
-        let mut df: Vec<u32> = Vec::new();
-        let mut counts: Vec<(u32, f32)> = Vec::new();
-        let mut tmp: Vec<u32> = Vec::new();
-        for &(text, label) in train {
-            tmp.clear();
-            let n = featurizer.features(text, &mut scratch, |k| {
-                let next = keys.len() as u32;
-                let row = *index.entry(k).or_insert_with(|| {
-                    keys.push(k);
-                    next
-                });
-                tmp.push(row);
-            });
-            dedup_counts(&mut tmp, &mut counts);
-            df.resize(keys.len(), 0);
-            for &(r, _) in &counts {
-                df[r as usize] += 1;
-            }
-            push_doc(&mut docs, &counts, label, n);
-        }
-        if keys.is_empty() {
-            return Err(ModelError::NoFeatures { texts: train.len() });
-        }
+        let Featurized {
+            featurizer,
+            index,
+            keys,
+            idf,
+            docs,
+            val,
+        } = featurize(config, train, validation)?;
         let rows = keys.len();
-        let idf: Option<Vec<f32>> = match config.weighting {
-            Weighting::None => None,
-            Weighting::Idf => {
-                let n = train.len() as f32;
-                Some(
-                    df.iter()
-                        .map(|&d| ((1.0 + n) / (1.0 + d as f32)).ln() + 1.0)
-                        .collect(),
-                )
-            }
-        };
-        if let Some(idf) = &idf {
-            apply_idf(&mut docs, idf);
-        }
-        let mut val = Docs::default();
-        val.offsets.push(0);
-        for &(text, label) in validation {
-            tmp.clear();
-            let n = featurizer.features(text, &mut scratch, |k| {
-                if let Some(&r) = index.get(&k) {
-                    tmp.push(r);
-                }
-            });
-            dedup_counts(&mut tmp, &mut counts);
-            push_doc(&mut val, &counts, label, n);
-        }
-        if let Some(idf) = &idf {
-            apply_idf(&mut val, idf);
-        }
-        normalise(&mut docs, config.norm);
-        normalise(&mut val, config.norm);
 
         // Parameters: input uniform in [-1/dim, 1/dim] and output zero, as fastText.
         let dim = config.dim;
@@ -488,6 +587,13 @@ pub(crate) fn dedup_counts(rows: &mut [u32], out: &mut Vec<(u32, f32)>) {
             Some((last, c)) if *last == r => *c += 1.0,
             _ => out.push((r, 1.0)),
         }
+    }
+}
+
+/// Turns counts into term weights as `tf` says.
+pub(crate) fn apply_tf(counts: &mut [(u32, f32)], tf: super::Tf) {
+    if tf == super::Tf::Sublinear {
+        counts.iter_mut().for_each(|(_, c)| *c = 1.0 + c.ln());
     }
 }
 

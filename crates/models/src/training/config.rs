@@ -45,7 +45,7 @@ impl ModelConfig {
     /// Passes over the training data.
     pub fn epochs(&self) -> usize {
         match self {
-            ModelConfig::Linear(o) => o.epochs,
+            ModelConfig::Linear(o) => o.epochs(),
             ModelConfig::Lstm(o) => o.epochs,
             ModelConfig::Bert(o) => o.epochs,
         }
@@ -61,13 +61,23 @@ impl ModelConfig {
         validation: &[(&str, usize)],
     ) -> Result<Box<dyn Trainable>, ModelError> {
         Ok(match self {
-            ModelConfig::Linear(o) => Box::new(linear::LinearTrainer::new(
-                &o.model_config,
-                &o.sgd(run),
-                labels,
-                train,
-                validation,
-            )?),
+            ModelConfig::Linear(o) => match o.model_config.solver {
+                linear::Solver::Svm => Box::new(linear::SvmTrainer::new(
+                    &o.model_config,
+                    run.threads,
+                    run.seed,
+                    labels,
+                    train,
+                    validation,
+                )?),
+                linear::Solver::Sgd => Box::new(linear::LinearTrainer::new(
+                    &o.model_config,
+                    &o.sgd(run),
+                    labels,
+                    train,
+                    validation,
+                )?),
+            },
             ModelConfig::Lstm(o) => Box::new(lstm::LstmTrainer::new(
                 &o.model_config,
                 &o.adamw(run),
@@ -109,6 +119,10 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(err.contains("pooling"), "{err}");
-        assert_eq!(ModelConfig::default().epochs(), 25);
+        assert_eq!(
+            ModelConfig::default().epochs(),
+            1,
+            "linear svm: one pass to convergence"
+        );
     }
 }

@@ -142,7 +142,11 @@ pub fn run_epochs<H: LoopHooks>(
             }
         }
         state.last_validation = measured.map(|(m, _)| m);
-        let periodic = plan.checkpoint_every > 0 && state.epoch % plan.checkpoint_every == 0;
+        // The last epoch's weights become the model folder itself: without early stopping, a
+        // checkpoint of them would be a second copy (only a stop before the end needs one).
+        let last = state.epoch == plan.epochs && patience.is_none();
+        let periodic =
+            plan.checkpoint_every > 0 && state.epoch % plan.checkpoint_every == 0 && !last;
         if periodic || (patience.is_some() && improved) {
             let start = Instant::now();
             hooks.checkpoint(&state, trainer)?;
@@ -278,6 +282,9 @@ mod tests {
         assert!(!end.stopped_early && !end.model_is_checkpoint);
         assert_eq!((end.model_epoch, end.model_validation), (3, Some(0.6)));
         assert_eq!(saved, vec![2]);
+        // The last epoch is not checkpointed: its weights are the model.
+        let (_, saved) = run(&[0.5, 0.7, 0.6, 0.7], &plan(4, 2, None));
+        assert_eq!(saved, vec![2]);
     }
 
     #[test]
@@ -295,6 +302,7 @@ mod tests {
         let resumed = run_epochs(&mut t, &plan(3, 1, None), end.state, &mut hooks, &()).unwrap();
         assert_eq!(resumed.state.epoch, 3);
         assert_eq!(resumed.state.epochs.len(), 3);
-        assert_eq!(hooks.checkpoints, vec![3]);
+        // Epoch 3 is the last: its weights are the model, not a checkpoint.
+        assert!(hooks.checkpoints.is_empty(), "{:?}", hooks.checkpoints);
     }
 }
