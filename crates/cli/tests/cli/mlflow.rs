@@ -149,6 +149,8 @@ fn a_training_run_is_mirrored_to_mlflow_and_reads_back() {
     taxon(&work)
         .args([
             "train",
+            "--solver",
+            "sgd",
             "--data",
             "train.jsonl",
             "--output",
@@ -254,6 +256,8 @@ fn a_training_run_is_mirrored_to_mlflow_and_reads_back() {
     taxon(&work)
         .args([
             "train",
+            "--solver",
+            "sgd",
             "--data",
             "train.jsonl",
             "--output",

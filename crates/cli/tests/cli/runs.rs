@@ -35,10 +35,13 @@ fn write_data(path: &Path, n: usize) {
     std::fs::write(path, s).unwrap();
 }
 
+/// Trains linear's SGD solver (it has epochs to record) for `epochs` epochs.
 fn train(dir: &Path, out: &str, epochs: &str) {
     taxon(dir)
         .args([
             "train",
+            "--solver",
+            "sgd",
             "--data",
             "train.jsonl",
             "--output",

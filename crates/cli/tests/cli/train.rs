@@ -57,16 +57,19 @@ fn train_then_eval_reports_metrics() {
         .arg(&train)
         .arg("--output")
         .arg(&model)
-        .args(["--epochs", "10", "--threads", "1", "--seed", "3"])
+        .args(["--threads", "1", "--seed", "3"])
         .assert()
         .success()
         .stdout(contains("validation accuracy"));
     for f in ["model.json", "model.safetensors", "metrics.json"] {
         assert!(model.join(f).is_file(), "{f} missing");
     }
+    // The default solver (svm) fits in one epoch and leaves no checkpoint copy of the model.
+    assert!(!model.join("checkpoints/epoch-0001").exists());
     let metrics: serde_json::Value =
         serde_json::from_slice(&std::fs::read(model.join("metrics.json")).unwrap()).unwrap();
-    assert_eq!(metrics["epochs"].as_array().unwrap().len(), 10);
+    assert_eq!(metrics["epochs"].as_array().unwrap().len(), 1);
+    assert_eq!(metrics["config"]["model_config"]["solver"], "svm");
     assert_eq!(metrics["validation_examples"], 12);
     assert_eq!(metrics["config"]["seed"], 3);
 
@@ -125,7 +128,7 @@ fn config_keys_are_used_and_flags_override_them() {
     std::fs::write(
         &cfg,
         format!(
-            "model_type: linear\nepochs: 2\nthreads: 1\nmodel_config:\n  dim: 8\n  buckets: 1000\ndata: {}\noutput: {}\n",
+            "model_type: linear\nepochs: 2\nthreads: 1\nmodel_config:\n  solver: sgd\n  dim: 8\n  buckets: 1000\ndata: {}\noutput: {}\n",
             train.display(),
             model.display()
         ),
@@ -261,7 +264,7 @@ fn resume_after_a_stop_ends_with_the_same_model_as_an_uninterrupted_run() {
     assert!(state["trainer"]["tokens_done"].as_u64().unwrap() > 0);
 
     taxon_in(dir.path())
-        .args(["train", "--data"])
+        .args(["train", "--solver", "sgd", "--data"])
         .arg(&data)
         .arg("--output")
         .arg(&out)

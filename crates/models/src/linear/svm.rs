@@ -35,7 +35,7 @@ use crate::rng::SplitMix64;
 use crate::training::{self, Checkpoint, EpochStats, TrainObserver, Trainable, Validation};
 
 /// The values of `c` tried on the validation split when `c` is not configured (ascending: each
-/// fit starts from the previous one's solution).
+/// fit starts from the previous one's solution, and the search stops at the first worse one).
 pub const C_GRID: [f32; 4] = [0.1, 0.3, 1.0, 3.0];
 /// `c` without validation data (scikit-learn's default).
 const DEFAULT_C: f32 = 1.0;
@@ -130,7 +130,9 @@ impl SvmTrainer {
         let rows = first.keys.len();
         let mut best: Option<(f32, (f64, f64), Svms)> = None;
         // Each c starts from the previous one's dual solution (the grid ascends), which takes
-        // far fewer passes than starting from zero.
+        // far fewer passes than starting from zero; the search stops at the first c that scores
+        // worse than the best so far (larger ones cost the most passes and, past the best,
+        // overfit more).
         let mut warm: Option<Vec<Vec<f64>>> = None;
         for &c in &grid {
             let svms = Svms::fit(
@@ -153,8 +155,10 @@ impl SvmTrainer {
             } else {
                 (0.0, 0.0)
             };
-            if best.as_ref().is_none_or(|(_, b, _)| score > *b) {
-                best = Some((c, score, svms));
+            match &best {
+                Some((_, b, _)) if score < *b => break,
+                Some((_, b, _)) if score == *b => {}
+                _ => best = Some((c, score, svms)),
             }
         }
         let Some((c, _, chosen)) = best else {
