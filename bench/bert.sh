@@ -10,7 +10,7 @@
 #        SUBSET=0      train on N rows of train.jsonl drawn with seed 0 (0: all 1,781)
 #        N_INFER=0     score N test texts drawn with seed 0 for accuracy and batch-32 timing (0: all 444)
 #        N_LATENCY=32  requests for the batch-1 latency
-#        MAX_LEN=128 TRUNCATION=head-tail BATCH=16 LR=5e-5 SEED=0
+#        MAX_LEN=128 TRUNCATION=head BATCH=16 LR=5e-5 SEED=0
 #        POOLING=mean  taxon's --pooling: mean, cls or pooler (the [CLS] state through the
 #                      checkpoint's pooler dense + tanh, the head transformers uses)
 #        RUN_TAXON=1 RUN_PEER=1   set one to 0 to run only the other side
@@ -44,7 +44,7 @@ SUBSET=${SUBSET:-0}
 N_INFER=${N_INFER:-0}
 N_LATENCY=${N_LATENCY:-32}
 MAX_LEN=${MAX_LEN:-128}
-TRUNCATION=${TRUNCATION:-head-tail}
+TRUNCATION=${TRUNCATION:-head}
 BATCH=${BATCH:-16}
 LR=${LR:-5e-5}
 SEED=${SEED:-0}

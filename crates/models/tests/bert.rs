@@ -121,7 +121,10 @@ fn save_and_load_round_trip_through_the_factory() {
     let desc = loaded.describe();
     assert_eq!(desc.model_type, "bert");
     assert_eq!(desc.params["pooling"], "mean");
-    assert_eq!(desc.params["truncation"], "head-tail");
+    assert_eq!(
+        desc.params["truncation"], "head",
+        "the default, as transformers truncates"
+    );
     assert_eq!(desc.input.max_tokens, Some(24));
     assert!(desc.input.lowercase);
     let names: Vec<&str> = desc.files.iter().map(|f| f.name.as_str()).collect();

@@ -116,7 +116,7 @@ pub struct ConfigKeys {
     pub pooling: Option<bert::Pooling>,
     /// `bert` only: freeze the embeddings and the first N encoder layers (default 0: train all).
     pub freeze_layers: Option<usize>,
-    /// `bert` only: which tokens of long texts are kept: `head-tail` (default) or `head`.
+    /// `bert` only: which tokens of long texts are kept: `head` (default) or `head-tail`.
     pub truncation: Option<bert::Truncation>,
     /// `linear` only: `svm` (default) or `sgd`; replaces `model_config.solver`.
     pub solver: Option<linear::Solver>,

@@ -68,8 +68,8 @@ pub struct TrainArgs {
     /// bert: freeze the embeddings and the first N encoder layers (default 0: train all).
     #[arg(long, value_name = "N")]
     pub freeze_layers: Option<usize>,
-    /// bert: tokens kept of long texts: head-tail (default: the first quarter of the budget,
-    /// at most 128, and the end) or head.
+    /// bert: tokens kept of long texts: head (default, as transformers truncates) or
+    /// head-tail (the first quarter of the budget, at most 128, and the end).
     #[arg(long)]
     pub truncation: Option<taxon_models::bert::Truncation>,
     /// linear: how the weights are learned: svm (default: TF-IDF + one calibrated linear SVM

@@ -34,7 +34,7 @@ fn training_one_liner_then_eval_and_predict() {
             "--pooling",
             "mean",
             "--truncation",
-            "head",
+            "head-tail",
             "--output",
             "out",
         ])
@@ -44,7 +44,10 @@ fn training_one_liner_then_eval_and_predict() {
         serde_json::from_str(&std::fs::read_to_string(d.join("out/model.json")).unwrap()).unwrap();
     assert_eq!(desc["model_type"], "bert");
     assert_eq!(desc["params"]["max_len"], 24);
-    assert_eq!(desc["params"]["truncation"], "head");
+    assert_eq!(
+        desc["params"]["truncation"], "head-tail",
+        "the flag, not the default"
+    );
     assert_eq!(desc["params"]["freeze_layers"], 0);
     assert_eq!(desc["labels"], serde_json::json!(["business", "sport"]));
     assert!(d.join("out/metrics.json").is_file());

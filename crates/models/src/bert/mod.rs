@@ -1,9 +1,9 @@
 //! `bert`: fine-tuning a BERT-family encoder from a local Hugging Face checkpoint (BERT, Devlin
 //! et al. 2019; DistilBERT, Sanh et al. 2019) as a text classifier, with candle.
 //!
-//! A text is tokenized with the checkpoint's `tokenizer.json`, truncated on purpose (`head-tail`
-//! by default, see [`tokenize`]), wrapped in `[CLS] ... [SEP]` and batched with padding to the
-//! longest text of the batch; the encoder's last hidden states are pooled (`[CLS]` state or
+//! A text is tokenized with the checkpoint's `tokenizer.json`, truncated (`head`, as
+//! transformers truncates, by default; or `head-tail`, see [`tokenize`]), wrapped in
+//! `[CLS] ... [SEP]` and batched with padding to the longest text of the batch; the encoder's last hidden states are pooled (`[CLS]` state or
 //! masked mean), then dropout and a linear head give one logit per label ([`encoder`], the
 //! differentiable candle path). Training fine-tunes every layer, or freezes the embeddings and
 //! the first `freeze_layers` layers ([`train`]). Prediction runs the packed inference path on
@@ -107,7 +107,7 @@ impl Default for BertConfig {
             base_model: String::new(),
             pooling: Pooling::Mean,
             max_len: 128,
-            truncation: Truncation::HeadTail,
+            truncation: Truncation::Head,
             freeze_layers: 0,
             quantization: Quantization::None,
             pruned: 0.0,
