@@ -43,6 +43,9 @@ const DEFAULT_C: f32 = 1.0;
 /// LIBLINEAR's own default is 0.1; 1e-2 gave the same test predictions as 1e-3 on every corpus
 /// of bench/linear.sh in a quarter less time.
 const TOLERANCE: f64 = 1e-2;
+/// The looser tolerance of the fits that only choose `c` and the temperature (LIBLINEAR's
+/// default): the model kept is refitted at [`TOLERANCE`].
+const SEARCH_TOLERANCE: f64 = 0.1;
 /// Passes over the data at most per problem (scikit-learn's `max_iter`).
 const MAX_PASSES: usize = 1000;
 /// The log-loss floor of validation scoring.
@@ -134,12 +137,21 @@ impl SvmTrainer {
         // worse than the best so far (larger ones cost the most passes and, past the best,
         // overfit more).
         let mut warm: Option<Vec<Vec<f64>>> = None;
+        // Without validation data the one fit of step 1 is the model.
+        let tolerance = if has_validation {
+            SEARCH_TOLERANCE
+        } else {
+            TOLERANCE
+        };
         for &c in &grid {
             let svms = Svms::fit(
                 &first.docs,
-                rows,
-                k,
-                c,
+                Problem {
+                    rows,
+                    labels: k,
+                    c,
+                    tolerance,
+                },
                 warm.take(),
                 self.threads,
                 self.seed,
@@ -186,15 +198,13 @@ impl SvmTrainer {
                     a.resize(second.docs.len(), 0.0);
                 }
                 let rows = second.keys.len();
-                let svms = Svms::fit(
-                    &second.docs,
+                let problem = Problem {
                     rows,
-                    k,
+                    labels: k,
                     c,
-                    Some(warm),
-                    self.threads,
-                    self.seed,
-                )?;
+                    tolerance: TOLERANCE,
+                };
+                let svms = Svms::fit(&second.docs, problem, Some(warm), self.threads, self.seed)?;
                 (second, svms)
             }
         };
@@ -223,7 +233,13 @@ impl SvmTrainer {
         let fitted = docs.subset(|i| i % FOLDS != 0);
         let held_out = docs.subset(|i| i % FOLDS == 0);
         let k = self.labels.len();
-        let svms = Svms::fit(&fitted, rows, k, c, None, self.threads, self.seed)?;
+        let problem = Problem {
+            rows,
+            labels: k,
+            c,
+            tolerance: SEARCH_TOLERANCE,
+        };
+        let svms = Svms::fit(&fitted, problem, None, self.threads, self.seed)?;
         Ok(fit_temperature(&svms.scores(&held_out), &held_out.labels))
     }
 }
@@ -395,6 +411,16 @@ fn macro_f1_accuracy(predicted: &[usize], truth: &[u32], k: usize) -> (f64, f64)
     (f1, right as f64 / truth.len().max(1) as f64)
 }
 
+/// What the SVMs of one fit solve: `rows` features, `labels` labels, the `c` and the stopping
+/// tolerance.
+#[derive(Clone, Copy)]
+struct Problem {
+    rows: usize,
+    labels: usize,
+    c: f32,
+    tolerance: f64,
+}
+
 /// One problem's dual variables and weights.
 type Solved = (Vec<f64>, Vec<f32>);
 
@@ -409,16 +435,19 @@ struct Svms {
 impl Svms {
     /// Fits the problems of `docs` in parallel on `threads` threads; `warm` holds dual
     /// variables to start from (one vector per problem, one value per document).
-    #[allow(clippy::too_many_arguments)]
     fn fit(
         docs: &Docs,
-        rows: usize,
-        labels: usize,
-        c: f32,
+        problem: Problem,
         warm: Option<Vec<Vec<f64>>>,
         threads: usize,
         seed: u64,
     ) -> Result<Self, ModelError> {
+        let Problem {
+            rows,
+            labels,
+            c,
+            tolerance,
+        } = problem;
         let problems = if labels == 2 { 1 } else { labels };
         let mut warm = warm.unwrap_or_default();
         warm.resize(problems, Vec::new());
@@ -448,7 +477,7 @@ impl Svms {
                             docs,
                             rows,
                             |i| docs.labels[i] == class,
-                            c,
+                            (c, tolerance),
                             &mut alpha,
                             seed ^ p as u64,
                         );
@@ -567,14 +596,14 @@ fn dot(w: &[f32], rows: &[u32], weights: &[f32]) -> f64 {
 }
 
 /// Solves one problem by dual coordinate descent with shrinking (LIBLINEAR's L2-loss SVC
-/// dual), where `is_positive(i)` says document `i`'s sign; `alpha` holds the dual variables to
+/// dual) to the given `c` and stopping tolerance, where `is_positive(i)` says document `i`'s sign; `alpha` holds the dual variables to
 /// start from and ends with the solution. Returns the primal weights: `rows` features, then the
 /// intercept (a feature of value 1 in every document, regularised as LIBLINEAR does).
 fn solve(
     docs: &Docs,
     rows: usize,
     is_positive: impl Fn(usize) -> bool,
-    c: f32,
+    (c, tolerance): (f32, f64),
     alpha: &mut [f64],
     seed: u64,
 ) -> Vec<f32> {
@@ -639,7 +668,7 @@ fn solve(
             }
             s += 1;
         }
-        if pg_max - pg_min <= TOLERANCE {
+        if pg_max - pg_min <= tolerance {
             if active == n {
                 break;
             }
@@ -688,7 +717,14 @@ mod tests {
         let docs = random_docs(300, 40, 1);
         let c = 0.5f32;
         let mut alpha = vec![0.0; docs.len()];
-        let w = solve(&docs, 40, |i| docs.labels[i] == 1, c, &mut alpha, 3);
+        let w = solve(
+            &docs,
+            40,
+            |i| docs.labels[i] == 1,
+            (c, TOLERANCE),
+            &mut alpha,
+            3,
+        );
         let diag = 0.5 / f64::from(c);
         // w is the primal of alpha: w = sum alpha_i y_i x_i (the intercept with x = 1).
         let mut primal = [0f64; 41];
@@ -727,10 +763,31 @@ mod tests {
     fn a_warm_start_reaches_the_same_solution() {
         let docs = random_docs(200, 30, 2);
         let mut cold = vec![0.0; docs.len()];
-        let w_cold = solve(&docs, 30, |i| docs.labels[i] == 1, 1.0, &mut cold, 5);
+        let w_cold = solve(
+            &docs,
+            30,
+            |i| docs.labels[i] == 1,
+            (1.0, TOLERANCE),
+            &mut cold,
+            5,
+        );
         let mut warm = vec![0.0; docs.len()];
-        solve(&docs, 30, |i| docs.labels[i] == 1, 0.3, &mut warm, 5);
-        let w_warm = solve(&docs, 30, |i| docs.labels[i] == 1, 1.0, &mut warm, 5);
+        solve(
+            &docs,
+            30,
+            |i| docs.labels[i] == 1,
+            (0.3, SEARCH_TOLERANCE),
+            &mut warm,
+            5,
+        );
+        let w_warm = solve(
+            &docs,
+            30,
+            |i| docs.labels[i] == 1,
+            (1.0, TOLERANCE),
+            &mut warm,
+            5,
+        );
         for (a, b) in w_cold.iter().zip(&w_warm) {
             assert!((a - b).abs() < 0.05, "{a} vs {b}");
         }
