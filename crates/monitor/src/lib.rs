@@ -11,6 +11,8 @@
 pub mod chisq;
 pub mod drift;
 pub mod error;
+pub mod live;
+pub mod log;
 pub mod profile;
 pub mod report;
 pub mod sketch;

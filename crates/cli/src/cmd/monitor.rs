@@ -1,6 +1,8 @@
 //! `taxon monitor`: the monitor stage from the command line. `profile` builds a model
 //! folder's reference profile from held-out data; `drift` compares current data (a dataset
-//! file run through the model) with that reference, feature by feature, and exits 1 on drift.
+//! file run through the model, or a server's prediction log) with that reference, feature by
+//! feature, and exits 1 on drift; `export` turns the logged predictions that got feedback into
+//! a training-ready dataset.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +24,23 @@ pub enum MonitorCmd {
     /// Wasserstein distance for numeric features, chi-square test for predicted labels. Exit 0:
     /// no drift, 1: drift, 2: error.
     Drift(DriftArgs),
+    /// The predictions of a prediction log (`taxon serve --prediction-log DIR
+    /// --prediction-log-text`) that got feedback, as a training-ready JSONL dataset
+    /// `{"text", "label"}` with the true labels, for retraining.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The prediction log folder.
+    pub log: PathBuf,
+    /// Only predictions with feedback (the true label); required: unlabelled export is not
+    /// offered.
+    #[arg(long, required = true)]
+    pub labelled: bool,
+    /// Output file (JSONL), written atomically.
+    #[arg(long, short)]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -42,7 +61,8 @@ pub struct DriftArgs {
     #[arg(long, value_name = "MODEL_DIR")]
     pub reference: PathBuf,
     /// Current data: a dataset file (JSONL, CSV/TSV, Parquet), run through the reference
-    /// model.
+    /// model, or a prediction log folder (`taxon serve --prediction-log`), whose logged
+    /// features are used as they are (predictions of other label sets are left out).
     #[arg(long, value_name = "SOURCE")]
     pub current: PathBuf,
     /// Thresholds file (YAML: `wasserstein`, `chi_square_p`, `features: {NAME: value}`).
@@ -60,6 +80,7 @@ pub fn run(cmd: MonitorCmd, ctx: &Ctx) -> anyhow::Result<Outcome> {
     match cmd {
         MonitorCmd::Profile(a) => profile(a, ctx),
         MonitorCmd::Drift(a) => drift_cmd(a, ctx),
+        MonitorCmd::Export(a) => export(a, ctx),
     }
 }
 
@@ -116,7 +137,22 @@ fn drift_cmd(args: DriftArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         None => Thresholds::default(),
     };
     let reference = Profile::read_from_model(&args.reference)?;
-    let current = profile_of_file(&args.reference, &args.current, &args.text_field, ctx)?;
+    let current = if args.current.is_dir() {
+        let desc = taxon_core::model::ModelDescription::read(&args.reference)?;
+        let (p, skipped) =
+            taxon_monitor::log::profile_log(&args.current, &desc.model_type, &desc.labels)
+                .with_context(|| {
+                    format!("reading the prediction log {}", args.current.display())
+                })?;
+        if skipped > 0 {
+            ctx.info(format!(
+                "{skipped} logged predictions of another label set were left out"
+            ));
+        }
+        p
+    } else {
+        profile_of_file(&args.reference, &args.current, &args.text_field, ctx)?
+    };
     if current.rows == 0 {
         anyhow::bail!("{} has no rows to compare", args.current.display());
     }
@@ -155,4 +191,74 @@ fn drift_cmd(args: DriftArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     } else {
         Outcome::Ok
     })
+}
+
+fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
+    use std::collections::HashMap;
+    use std::io::Write;
+    use taxon_monitor::log::LogRecord;
+    // Texts of the logged predictions, by request id; feedback (the last one wins) by id.
+    let mut texts: HashMap<String, Option<String>> = HashMap::new();
+    let mut labels: HashMap<String, String> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    taxon_monitor::log::read_dir(&args.log, &mut |rec| match rec {
+        LogRecord::Prediction(p) => {
+            if texts.insert(p.request_id.clone(), p.text).is_none() {
+                order.push(p.request_id);
+            }
+        }
+        LogRecord::Feedback(f) => {
+            labels.insert(f.request_id, f.label);
+        }
+    })
+    .with_context(|| format!("reading the prediction log {}", args.log.display()))?;
+    let (mut rows, mut without_text, mut unlogged) = (0u64, 0u64, 0u64);
+    let mut out = Vec::new();
+    for id in &order {
+        let Some(label) = labels.get(id) else {
+            continue;
+        };
+        match texts.get(id) {
+            Some(Some(text)) => {
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({"text": text, "label": label}),
+                )?;
+                out.push(b'\n');
+                rows += 1;
+            }
+            _ => without_text += 1,
+        }
+    }
+    for id in labels.keys() {
+        if !texts.contains_key(id) {
+            unlogged += 1;
+        }
+    }
+    if rows == 0 && without_text > 0 {
+        anyhow::bail!(
+            "{without_text} predictions got feedback, but the log holds no texts: serve with --prediction-log-text to export a dataset"
+        );
+    }
+    let tmp = args.output.with_extension("jsonl.tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(&out)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &args.output)
+        .with_context(|| format!("moving the dataset to {}", args.output.display()))?;
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "output": args.output,
+            "rows": rows,
+            "feedback_without_text": without_text,
+            "feedback_without_prediction": unlogged,
+        }))?;
+    } else {
+        ctx.info(format!(
+            "{rows} labelled rows written to {} ({without_text} with feedback but no logged text, {unlogged} feedback for predictions not in the log)",
+            args.output.display()
+        ));
+    }
+    Ok(Outcome::Ok)
 }

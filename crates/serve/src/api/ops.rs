@@ -58,7 +58,8 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "Metrics in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics().render(state.engine().admitted());
+    let mut text = state.metrics().render(state.engine().admitted());
+    state.monitoring().render_into(&mut text);
     let mut response = Response::new(Body::from(text));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
