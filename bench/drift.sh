@@ -8,10 +8,11 @@
 #   env: WINDOWS=30 (windows per scenario and size), SIZES="50 100 200 500",
 #        WORK=/tmp/taxon-bench-drift, BENCH_DIR (where bench/linear.sh keeps the BBC split;
 #        default ~/.cache/taxon/bench-linear), TAXON_BIN (a prebuilt binary instead of the
-#        release build), CARGO_TARGET_DIR, TAXON_VENV (Python for the window sampler).
+#        release build), CARGO_TARGET_DIR, TAXON_VENV (Python for the window sampler),
+#        ONLY (run the scenarios whose name contains this).
 # Scenarios (bench/drift_windows.py): the test split (no drift: the false-alarm rate), another
 # domain (paragraphs of the Python standard library's docstrings, from the venv's own Python),
-# a label shift (the test split with `sport` drawn three times as often), a length shift (the
+# a label shift (the test split with `sports` drawn three times as often), a length shift (the
 # test split's texts cut to their first third of words).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,4 +39,4 @@ if [[ ! -f $WORK/model/profile.json ]]; then
 fi
 "$VENV/bin/python" bench/drift_windows.py --taxon "$TAXON" --model "$WORK/model" \
     --test "$DATA/test.jsonl" --work "$WORK" --windows "${WINDOWS:-30}" \
-    --sizes ${SIZES:-50 100 200 500}
+    --sizes ${SIZES:-50 100 200 500} --only "${ONLY:-}"

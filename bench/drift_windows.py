@@ -44,6 +44,8 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--windows", type=int, default=30)
     ap.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 500])
+    ap.add_argument("--shift-label", default="sports", help="the label drawn three times as often")
+    ap.add_argument("--only", default="", help="run the scenarios whose name contains this")
     args = ap.parse_args()
     rows = [json.loads(l) for l in open(args.test)]
     texts = [r["text"] for r in rows]
@@ -54,21 +56,24 @@ def main():
     short = [" ".join(t.split()[: max(1, len(t.split()) // 3)]) for t in texts]
 
     def label_shift(rng, n):
-        # sport drawn three times as often as each other label
+        # one label drawn three times as often as each other label
         labels = sorted(by_label)
-        weights = [3 if l == "sport" else 1 for l in labels]
+        if args.shift_label not in by_label:
+            sys.exit(f"--shift-label {args.shift_label!r} is not a label of the test split: {labels}")
+        weights = [3 if l == args.shift_label else 1 for l in labels]
         return [rng.choice(by_label[rng.choices(labels, weights)[0]]) for _ in range(n)]
 
     scenarios = [
         ("test split (no drift)", lambda rng, n: sample(rng, texts, n)),
         ("another domain (stdlib docstrings)", lambda rng, n: sample(rng, docs, n)),
-        ("label shift (sport x3)", label_shift),
+        (f"label shift ({args.shift_label} x3)", label_shift),
         ("length shift (first third of each text)", lambda rng, n: sample(rng, short, n)),
     ]
     print(f"reference: {args.model}/profile.json; {len(texts)} test texts, {len(docs)} "
           f"docstring paragraphs; {args.windows} windows per cell", file=sys.stderr)
     table = {}
     fired = collections.defaultdict(collections.Counter)
+    scenarios = [(n, d) for n, d in scenarios if args.only in n]
     for name, draw in scenarios:
         for n in args.sizes:
             rng = random.Random(f"{name}-{n}")

@@ -22,6 +22,14 @@ if ! pkg-config --exists libcrypto 2>/dev/null; then
     || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends libssl-dev pkg-config >/dev/null; }
 fi
 
+# promtool (Debian's prometheus package), which checks the server's /metrics in the serve test.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "setup-tools: installing prometheus (for promtool) with apt"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y --no-install-recommends prometheus >/dev/null \
+    || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends prometheus >/dev/null; }
+fi
+
 # The Prometheus Pushgateway for the tracking test (Debian package; the test starts it itself).
 if ! dpkg -s prometheus-pushgateway >/dev/null 2>&1; then
   echo "setup-tools: installing prometheus-pushgateway with apt"

@@ -2,7 +2,13 @@
 //! feedback) and, with a prediction log, appended to it (sampled, texts only on opt-in);
 //! feedback turns into live accuracy and per-label recall over a window per model version,
 //! exported as `model_accuracy{model_version}` and `taxon_live_recall{model_version, label}`.
-//! The log, the window and the drift statistics themselves live in taxon-monitor.
+//! The last `drift_window` predictions of the served model are kept in a fixed ring (constant
+//! memory) and compared, at each scrape, with the model's reference profile (reloaded with a
+//! hot swap): `taxon_drift_score{feature, model_version}` and
+//! `taxon_drift_detected{model_version}`. The seed's names are exported beside taxon's own:
+//! `prediction_latency_seconds` (a summary of the model's compute time per prediction),
+//! `predictions_total{model_version, result}` (the predicted label, or `error`).
+//! The log, the windows and the drift statistics themselves live in taxon-monitor.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -16,8 +22,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use taxon_monitor::drift::{Thresholds, compare};
 use taxon_monitor::live::LiveAccuracy;
 use taxon_monitor::log::{FeedbackRecord, LogOptions, LogRecord, LogWriter, PredictionRecord, now};
+use taxon_monitor::{Observation, Profile};
 
 use crate::error::ServeError;
 use crate::model::LoadedModel;
@@ -41,6 +49,8 @@ pub struct MonitorConfig {
     pub feedback_capacity: usize,
     /// Feedback per model version that live accuracy is computed over.
     pub feedback_window: usize,
+    /// Predictions in the online drift window (0: no online drift).
+    pub drift_window: usize,
 }
 
 impl Default for MonitorConfig {
@@ -54,6 +64,7 @@ impl Default for MonitorConfig {
             log_sample_ppm: 1_000_000,
             feedback_capacity: 100_000,
             feedback_window: 1_000,
+            drift_window: 1_000,
         }
     }
 }
@@ -104,6 +115,89 @@ pub enum FeedbackError {
     UnknownLabel { label: String, known: Vec<String> },
 }
 
+/// The online drift window: the last `capacity` predictions of one model load, in flat
+/// fixed-size buffers (no allocation per prediction), and that load's reference profile.
+struct Online {
+    seq: u64,
+    version: String,
+    model_type: String,
+    labels: Vec<String>,
+    reference: Option<Profile>,
+    capacity: usize,
+    len: usize,
+    next: usize,
+    tokens: Vec<u32>,
+    unknown: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+impl Online {
+    fn reset(&mut self, model: &LoadedModel) {
+        self.seq = model.seq;
+        self.version = model.version.clone();
+        self.model_type = model.model_type.clone();
+        self.labels = model.labels.clone();
+        self.reference = match Profile::read_from_model(&model.dir) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(version = %model.version, "no online drift for this model: {e}");
+                None
+            }
+        };
+        self.len = 0;
+        self.next = 0;
+        self.tokens = vec![0; self.capacity];
+        self.unknown = vec![f32::NAN; self.capacity];
+        self.scores = vec![0.0; self.capacity * model.labels.len()];
+    }
+
+    fn push(&mut self, tokens: usize, unknown: Option<f32>, probs: &[f32]) {
+        let l = self.labels.len();
+        if self.capacity == 0 || probs.len() != l {
+            return;
+        }
+        let i = self.next;
+        self.tokens[i] = u32::try_from(tokens).unwrap_or(u32::MAX);
+        self.unknown[i] = unknown.unwrap_or(f32::NAN);
+        self.scores[i * l..(i + 1) * l].copy_from_slice(probs);
+        self.next = (i + 1) % self.capacity;
+        self.len = (self.len + 1).min(self.capacity);
+    }
+
+    fn profile(&self) -> Profile {
+        let l = self.labels.len();
+        let mut p = Profile::new(&self.model_type, &self.labels, "online window");
+        for i in 0..self.len {
+            let u = self.unknown[i];
+            p.observe(&Observation {
+                tokens: self.tokens[i] as usize,
+                unknown_share: (!u.is_nan()).then_some(u),
+                scores: &self.scores[i * l..(i + 1) * l],
+            });
+        }
+        p
+    }
+}
+
+/// The seed's `prediction_latency_seconds` summary: quantiles since start from an HDR
+/// histogram (microseconds, 3 significant digits; constant memory), with sum and count.
+struct LatencySummary {
+    hist: hdrhistogram::Histogram<u64>,
+    sum: f64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriftLabels {
+    feature: String,
+    model_version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PredictionLabels {
+    model_version: String,
+    result: String,
+}
+
 /// The server's monitoring state.
 pub struct Monitoring {
     config: MonitorConfig,
@@ -119,6 +213,11 @@ pub struct Monitoring {
     log_dropped: Counter,
     log_written: Counter,
     sampled: AtomicU64,
+    online: Mutex<Online>,
+    drift_score: Family<DriftLabels, Gauge<f64, AtomicU64>>,
+    drift_detected: Family<VersionLabel, Gauge>,
+    predictions: Family<PredictionLabels, Counter>,
+    latency: Mutex<LatencySummary>,
 }
 
 impl std::fmt::Debug for Monitoring {
@@ -176,6 +275,43 @@ impl Monitoring {
             "Prediction log records written to files",
             log_written.clone(),
         );
+        let drift_score = Family::<DriftLabels, Gauge<f64, AtomicU64>>::default();
+        let drift_detected = Family::<VersionLabel, Gauge>::default();
+        let predictions = Family::<PredictionLabels, Counter>::default();
+        registry.register(
+            "taxon_drift_score",
+            "Online drift of the last drift_window predictions against the served model's reference profile: normalized Wasserstein distance (numeric features) or chi-square p-value (predicted_label)",
+            drift_score.clone(),
+        );
+        registry.register(
+            "taxon_drift_detected",
+            "1 when a feature of the online window drifts past its threshold (taxon monitor drift's rule)",
+            drift_detected.clone(),
+        );
+        registry.register(
+            "predictions",
+            "Predictions computed, by model version and result (the predicted label, or error)",
+            predictions.clone(),
+        );
+        let online = Online {
+            seq: 0,
+            version: String::new(),
+            model_type: String::new(),
+            labels: Vec::new(),
+            reference: None,
+            capacity: config.drift_window,
+            len: 0,
+            next: 0,
+            tokens: Vec::new(),
+            unknown: Vec::new(),
+            scores: Vec::new(),
+        };
+        let hist = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| {
+            ServeError::Config {
+                field: "prediction_latency_seconds",
+                message: e.to_string(),
+            }
+        })?;
         let cap = NonZeroUsize::new(config.feedback_capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             recent: Mutex::new(LruCache::new(cap)),
@@ -190,6 +326,11 @@ impl Monitoring {
             log_dropped,
             log_written,
             sampled: AtomicU64::new(0),
+            online: Mutex::new(online),
+            drift_score,
+            drift_detected,
+            predictions,
+            latency: Mutex::new(LatencySummary { hist, sum: 0.0 }),
         })
     }
 
@@ -221,10 +362,48 @@ impl Monitoring {
         self.log.is_some() && self.config.log_text
     }
 
-    /// Remembers one prediction for feedback and logs it.
+    /// Counts a prediction the model failed on (`predictions_total{result="error"}`).
+    pub fn prediction_error(&self, model_version: &str) {
+        self.predictions
+            .get_or_create(&PredictionLabels {
+                model_version: model_version.to_string(),
+                result: "error".into(),
+            })
+            .inc();
+    }
+
+    /// Remembers one prediction for feedback, counts it, adds it to the online window and
+    /// logs it. A cached answer (no token count) is only remembered and counted.
     pub fn observe(&self, o: Observed<'_>) {
         let predicted = top(o.probs);
         let labels = self.labels_of(o.model);
+        self.predictions
+            .get_or_create(&PredictionLabels {
+                model_version: o.model.version.clone(),
+                result: labels.get(predicted).cloned().unwrap_or_default(),
+            })
+            .inc();
+        if let Some(tokens) = o.tokens {
+            {
+                let mut l = self
+                    .latency
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let micros = (o.latency_seconds * 1e6).round().max(1.0) as u64;
+                let _ = l.hist.record(micros);
+                l.sum += o.latency_seconds;
+            }
+            if self.config.drift_window > 0 {
+                let mut online = self
+                    .online
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if online.seq != o.model.seq {
+                    online.reset(o.model);
+                }
+                online.push(tokens, o.unknown_share, o.probs);
+            }
+        }
         if let (Some(log), Some(tokens)) = (&self.log, o.tokens) {
             if self.sample() {
                 let record = PredictionRecord {
@@ -357,10 +536,71 @@ impl Monitoring {
             self.log_written
                 .inc_by(w.saturating_sub(self.log_written.get()));
         }
+        self.update_drift();
         if let Some(stripped) = out.strip_suffix("# EOF\n") {
             out.truncate(stripped.len());
         }
+        self.render_latency(out);
         let _ = prometheus_client::encoding::text::encode(out, &self.registry);
+    }
+
+    /// Compares the online window with its reference and sets the drift gauges.
+    fn update_drift(&self) {
+        let (current, reference, version) = {
+            let online = self
+                .online
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(reference) = online.reference.clone() else {
+                return;
+            };
+            if online.len == 0 {
+                return;
+            }
+            (online.profile(), reference, online.version.clone())
+        };
+        let Ok(report) = compare(&reference, &current, &Thresholds::default()) else {
+            return;
+        };
+        // Series of the window's version only: an old version's scores go with it.
+        self.drift_score.clear();
+        self.drift_detected.clear();
+        for f in &report.features {
+            self.drift_score
+                .get_or_create(&DriftLabels {
+                    feature: f.name.clone(),
+                    model_version: version.clone(),
+                })
+                .set(f.value);
+        }
+        self.drift_detected
+            .get_or_create(&VersionLabel {
+                model_version: version,
+            })
+            .set(i64::from(report.drift));
+    }
+
+    /// The `prediction_latency_seconds` summary, in the text format (prometheus-client has no
+    /// summary type).
+    fn render_latency(&self, out: &mut String) {
+        use std::fmt::Write;
+        let l = self
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(
+            out,
+            "# HELP prediction_latency_seconds Time the model spent computing each prediction (the batch that answered it), not the HTTP request."
+        );
+        let _ = writeln!(out, "# TYPE prediction_latency_seconds summary");
+        if !l.hist.is_empty() {
+            for q in [0.5, 0.9, 0.99] {
+                let v = l.hist.value_at_quantile(q) as f64 / 1e6;
+                let _ = writeln!(out, "prediction_latency_seconds{{quantile=\"{q}\"}} {v}");
+            }
+        }
+        let _ = writeln!(out, "prediction_latency_seconds_sum {}", l.sum);
+        let _ = writeln!(out, "prediction_latency_seconds_count {}", l.hist.len());
     }
 
     /// Flushes the prediction log (at shutdown).

@@ -170,6 +170,10 @@ pub struct ServeArgs {
     /// Feedback items per model version that model_accuracy and live recall are computed over.
     #[arg(long, env = "TAXON_SERVE_FEEDBACK_WINDOW", default_value_t = 1_000)]
     pub feedback_window: usize,
+    /// Predictions in the online drift window, compared with the served model's reference
+    /// profile at each scrape of /metrics (0: no online drift, no window).
+    #[arg(long, env = "TAXON_SERVE_DRIFT_WINDOW", default_value_t = 1_000)]
+    pub drift_window: usize,
 }
 
 impl ServeArgs {
@@ -221,6 +225,7 @@ impl ServeArgs {
             log_sample_ppm: (share * 1e6).round() as u32,
             feedback_capacity: self.feedback_capacity,
             feedback_window: self.feedback_window,
+            drift_window: self.drift_window,
             ..MonitorConfig::default()
         })
     }

@@ -741,3 +741,81 @@ fn prediction_log_feedback_export_and_drift_from_the_log_survive_sigkill() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["rows"], 4);
 }
+
+/// `promtool` on PATH; otherwise a skip notice (or a panic under `TAXON_REQUIRE_TOOLS=1`).
+fn find_promtool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("TAXON_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("promtool not found (TAXON_REQUIRE_TOOLS=1): scripts/setup-tools.sh");
+        }
+        eprintln!("skipping: promtool not found");
+    }
+    found
+}
+
+#[test]
+fn promtool_accepts_metrics_with_the_seeds_names() {
+    let Some(promtool) = find_promtool() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained_model(tmp.path());
+    let server = Server::start_with(
+        tmp.path(),
+        &[],
+        &["--model", model.to_str().unwrap(), "--cache-size", "0"],
+        &[],
+    );
+    let a = server.request(
+        "POST",
+        "/v1/predict",
+        Some(&serde_json::json!({"text": SPORT}).to_string()),
+    );
+    let id = a.json()["request_id"].as_str().unwrap().to_string();
+    server.request(
+        "POST",
+        "/v1/predict/batch",
+        Some(&serde_json::json!({"texts": [SPORT, BUSINESS]}).to_string()),
+    );
+    server.request(
+        "POST",
+        "/v1/feedback",
+        Some(&serde_json::json!({"request_id": id, "label": "sport"}).to_string()),
+    );
+    let metrics = server.request("GET", "/metrics", None).body;
+    for name in [
+        "prediction_latency_seconds_count 3",
+        "predictions_total{model_version=",
+        "result=\"sport\"",
+        "model_accuracy{model_version=",
+        "taxon_drift_score{feature=\"confidence\"",
+        "taxon_drift_detected{model_version=",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    let mut child = StdCommand::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

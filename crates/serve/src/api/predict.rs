@@ -213,6 +213,7 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
 fn engine_error(state: &AppState, id: &RequestId, e: EngineError) -> ApiError {
     if let EngineError::Model { model, message } = &e {
         state.metrics().model_error();
+        state.monitoring().prediction_error(&state.model().version);
         tracing::error!(
             request_id = id.as_str(),
             model = %model,

@@ -68,7 +68,14 @@ async fn feedback_drives_model_accuracy_and_rejects_unknowns() {
     let want = (1 + r.json()["correct"].as_u64().unwrap()) as f64 / 3.0;
     assert!((acc - want).abs() < 1e-9, "{acc} vs {want}\n{m}");
     assert!(m.contains("taxon_live_recall{"), "{m}");
-    assert!(m.trim_end().ends_with("# EOF") && m.matches("# EOF").count() == 1);
+    // The monitor's families join the exposition once, with their HELP and TYPE.
+    assert_eq!(m.matches("# TYPE model_accuracy gauge").count(), 1, "{m}");
+    assert_eq!(
+        m.matches("# TYPE prediction_latency_seconds summary")
+            .count(),
+        1,
+        "{m}"
+    );
 
     let r = post_json(
         &t.app,
@@ -187,4 +194,57 @@ async fn texts_stay_out_of_the_log_without_opt_in() {
         .collect();
     assert!(raw.contains("\"type\":\"prediction\""), "{raw}");
     assert!(!raw.contains("striker"), "{raw}");
+}
+
+#[tokio::test]
+async fn online_window_drifts_on_unknown_words_against_the_models_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("news");
+    crate::testing::train_model(&model_dir, &["sport", "business"], 1);
+    // The reference profile: the model on texts like its training data.
+    let model = taxon_models::load(&model_dir).unwrap();
+    let texts: Vec<String> = (0..200)
+        .map(|i| format!("{} {}", if i % 2 == 0 { SPORT } else { BUSINESS }, i % 20))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut profile = taxon_monitor::Profile::new("linear", model.labels(), "test");
+    profile.observe_texts(model.as_ref(), &refs, 64).unwrap();
+    profile.write_to_model(&model_dir).unwrap();
+    let source = Arc::new(DirSource::new(&model_dir).unwrap());
+    let config = ServeConfig {
+        cache_capacity: 0,
+        monitor: MonitorConfig {
+            drift_window: 100,
+            ..MonitorConfig::default()
+        },
+        ..ServeConfig::default()
+    };
+    let state = AppState::start(source, config).await.unwrap();
+    let app = crate::api::app(state.clone());
+    let version = state.model().version.clone();
+    for t in &texts[..100] {
+        predict(&app, t).await;
+    }
+    let m = get(&app, "/metrics").await.text();
+    assert!(
+        m.contains(&format!(
+            "taxon_drift_detected{{model_version=\"{version}\"}} 0"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains("taxon_drift_score{feature=\"unknown_share\""),
+        "{m}"
+    );
+    // Words the model never saw fill the window.
+    for i in 0..100 {
+        predict(&app, &format!("quantum lattice enzyme galaxy photon {i}")).await;
+    }
+    let m = get(&app, "/metrics").await.text();
+    assert!(
+        m.contains(&format!(
+            "taxon_drift_detected{{model_version=\"{version}\"}} 1"
+        )),
+        "{m}"
+    );
 }
