@@ -33,6 +33,9 @@ use crate::model::LoadedModel;
 /// How the server monitors itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MonitorConfig {
+    /// Off: predictions are neither remembered, counted per label, logged nor watched for
+    /// drift (feedback answers 404); for measuring what monitoring costs.
+    pub enabled: bool,
     /// Append predictions and feedback to rotated JSONL files in this folder.
     pub prediction_log: Option<PathBuf>,
     /// A log file past this size is closed and the next one opened.
@@ -56,6 +59,7 @@ pub struct MonitorConfig {
 impl Default for MonitorConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             prediction_log: None,
             log_max_file_bytes: 64 << 20,
             log_max_files: 32,
@@ -232,7 +236,7 @@ impl Monitoring {
     /// Starts the prediction log writer when configured.
     pub fn start(config: MonitorConfig) -> Result<Self, ServeError> {
         let log = match &config.prediction_log {
-            Some(dir) => {
+            Some(dir) if config.enabled => {
                 let mut opts = LogOptions::new(dir);
                 opts.max_file_bytes = config.log_max_file_bytes;
                 opts.max_files = config.log_max_files.max(1);
@@ -242,7 +246,7 @@ impl Monitoring {
                     message: e.to_string(),
                 })?)
             }
-            None => None,
+            _ => None,
         };
         let mut registry = Registry::default();
         let accuracy = Family::<VersionLabel, Gauge<f64, AtomicU64>>::default();
@@ -375,6 +379,9 @@ impl Monitoring {
     /// Remembers one prediction for feedback, counts it, adds it to the online window and
     /// logs it. A cached answer (no token count) is only remembered and counted.
     pub fn observe(&self, o: Observed<'_>) {
+        if !self.config.enabled {
+            return;
+        }
         let predicted = top(o.probs);
         let labels = self.labels_of(o.model);
         self.predictions

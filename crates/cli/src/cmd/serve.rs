@@ -174,6 +174,10 @@ pub struct ServeArgs {
     /// profile at each scrape of /metrics (0: no online drift, no window).
     #[arg(long, env = "TAXON_SERVE_DRIFT_WINDOW", default_value_t = 1_000)]
     pub drift_window: usize,
+    /// Turn the monitor stage off: no prediction log, feedback, live accuracy, per-label
+    /// prediction counts or online drift (to measure what they cost).
+    #[arg(long, env = "TAXON_SERVE_NO_MONITOR", conflicts_with = "prediction_log")]
+    pub no_monitor: bool,
 }
 
 impl ServeArgs {
@@ -226,6 +230,7 @@ impl ServeArgs {
             feedback_capacity: self.feedback_capacity,
             feedback_window: self.feedback_window,
             drift_window: self.drift_window,
+            enabled: !self.no_monitor,
             ..MonitorConfig::default()
         })
     }
