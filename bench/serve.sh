@@ -112,7 +112,8 @@ fi
 
 # --- 1. the model -------------------------------------------------------------------------
 # The closed loops serve it, and the overload step when OVERLOAD_MODEL=linear.
-if [[ -n ${CONCURRENCIES// /} || ($RUN_OVERLOAD == 1 && $OVERLOAD_MODEL == linear) ]]; then
+if [[ -n ${CONCURRENCIES// /} || ($RUN_OVERLOAD == 1 && $OVERLOAD_MODEL == linear) \
+    || ${MONITOR_ROUNDS:-2} -gt 0 ]]; then
     log "1. training the linear model"
     rm -rf "$W/model"
     "$TAXON" -q train --model-type linear --data "$DATA/train.jsonl" --output "$W/model" \
@@ -223,6 +224,9 @@ echo "$CLOSED_TABLE"
 # drift window) plus a prediction log (MONITOR_ROUNDS pairs, same run, same texts).
 MONITOR_TABLE="(monitoring cost skipped: MONITOR_ROUNDS=0)"
 if (( ${MONITOR_ROUNDS:-2} > 0 )); then
+    # The model trains without a validation split (no profile.json): its reference profile for
+    # the online drift window comes from the test split, which it never saw.
+    "$TAXON" -q monitor profile "$W/model" "$DATA/test.jsonl" >&2
     MON=()
     for round in $(seq 1 "${MONITOR_ROUNDS:-2}"); do
         for mode in off on; do

@@ -176,7 +176,11 @@ pub struct ServeArgs {
     pub drift_window: usize,
     /// Turn the monitor stage off: no prediction log, feedback, live accuracy, per-label
     /// prediction counts or online drift (to measure what they cost).
-    #[arg(long, env = "TAXON_SERVE_NO_MONITOR", conflicts_with = "prediction_log")]
+    #[arg(
+        long,
+        env = "TAXON_SERVE_NO_MONITOR",
+        conflicts_with = "prediction_log"
+    )]
     pub no_monitor: bool,
 }
 

@@ -248,3 +248,28 @@ async fn online_window_drifts_on_unknown_words_against_the_models_profile() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn monitoring_off_remembers_and_counts_nothing() {
+    let t = server(ServeConfig {
+        monitor: MonitorConfig {
+            enabled: false,
+            ..MonitorConfig::default()
+        },
+        ..ServeConfig::default()
+    })
+    .await;
+    let a = predict(&t.app, SPORT).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let id = a.json()["request_id"].as_str().unwrap().to_string();
+    let r = post_json(
+        &t.app,
+        "/v1/feedback",
+        serde_json::json!({"request_id": id, "label": "sport"}).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let m = get(&t.app, "/metrics").await.text();
+    assert!(!m.contains("predictions_total{"), "{m}");
+    assert!(m.contains("prediction_latency_seconds_count 0"), "{m}");
+}
