@@ -49,7 +49,8 @@ pub enum Command {
     /// Serve a model folder or a registry alias over HTTP: predict, batch predict, models,
     /// health, readiness, Prometheus metrics, OpenAPI.
     Serve(Box<serve::ServeArgs>),
-    /// The monitor stage: reference profiles and drift (`profile`, `drift`).
+    /// The monitor stage: reference profiles, drift, and datasets from the prediction log
+    /// (`profile`, `drift`, `export`).
     #[command(subcommand)]
     Monitor(monitor::MonitorCmd),
     /// Users of the inference server (OAuth2 password flow): add, remove, list.
