@@ -4,7 +4,9 @@
 //! [`profile`] builds the reference profile (bounded, mergeable [`sketch`]es of each
 //! feature) stored in every model folder; [`drift`] compares a current profile with it
 //! (normalized [`wasserstein`] distance for numeric features, a [`chisq`] test for the
-//! predicted labels) and [`report`] draws the comparison as HTML. It sees models only through
+//! predicted labels) and [`report`] draws the comparison as HTML; [`log`] is the prediction
+//! log the server writes and `taxon monitor` reads, [`live`] the live accuracy of feedback.
+//! It sees models only through
 //! `taxon_core::model::TextClassifier` and knows nothing of HTTP: `taxon-serve` feeds it and
 //! the CLI drives it.
 
