@@ -6,9 +6,8 @@
 //! (normalized [`wasserstein`] distance for numeric features, a [`chisq`] test for the
 //! predicted labels) and [`report`] draws the comparison as HTML; [`log`] is the prediction
 //! log the server writes and `taxon monitor` reads, [`live`] the live accuracy of feedback.
-//! It sees models only through
-//! `taxon_core::model::TextClassifier` and knows nothing of HTTP: `taxon-serve` feeds it and
-//! the CLI drives it.
+//! It sees models only through `taxon_core::model::TextClassifier` and knows nothing of HTTP:
+//! `taxon-serve` feeds it and the CLI drives it.
 
 pub mod chisq;
 pub mod drift;
