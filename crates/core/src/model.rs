@@ -64,6 +64,7 @@ pub trait TextClassifier: Send + Sync {
 /// only that model type reads back, and its token count.
 pub struct Encoded {
     tokens: usize,
+    unknown_share: Option<f32>,
     input: Box<dyn Any + Send + Sync>,
 }
 
@@ -80,8 +81,22 @@ impl Encoded {
     pub fn new<T: Any + Send + Sync>(tokens: usize, input: T) -> Self {
         Self {
             tokens,
+            unknown_share: None,
             input: Box::new(input),
         }
+    }
+
+    /// The same input, recording which share (0 to 1) of what the model looked at it did not
+    /// know: out-of-vocabulary words, `[UNK]` word pieces, n-grams missing from the model's
+    /// index. The monitor stage watches it for drift.
+    pub fn with_unknown_share(mut self, share: f32) -> Self {
+        self.unknown_share = Some(share);
+        self
+    }
+
+    /// The share of unknown tokens, when the model type reports it.
+    pub fn unknown_share(&self) -> Option<f32> {
+        self.unknown_share
     }
 
     /// How many tokens the model looks at (special tokens included, after truncation).

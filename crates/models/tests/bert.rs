@@ -509,3 +509,15 @@ fn layer_norm_gamma_beta_names_load_like_weight_bias() {
         after.predict_batch(&texts).unwrap()
     );
 }
+
+#[test]
+fn encode_reports_the_share_of_unknown_word_pieces() {
+    let dir = tiny_dir(Arch::Bert, false);
+    let m = BertModel::from_checkpoint(dir.path(), &config(Pooling::Mean), &labels(), 1).unwrap();
+    assert_eq!(m.encode("goal team").unwrap().unknown_share(), Some(0.0));
+    // `[CLS]` and `[SEP]` are left out of the share; an empty text knows everything it has.
+    assert_eq!(m.encode("").unwrap().unknown_share(), Some(0.0));
+    let mixed = m.encode("goal qqzzx").unwrap().unknown_share().unwrap();
+    assert!(mixed > 0.0 && mixed < 1.0, "{mixed}");
+    assert_eq!(m.encode("qqzzx").unwrap().unknown_share(), Some(1.0));
+}

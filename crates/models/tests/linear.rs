@@ -296,6 +296,11 @@ fn encoded_texts_score_like_texts_and_count_their_words() {
     // Words (punctuation splits, not counts), up to max_tokens.
     let tokens: Vec<usize> = encoded.iter().map(|e| e.tokens()).collect();
     assert_eq!(tokens, [3, 3, 0, 4]);
+    // The share of words the model's index lacks, for the monitor stage.
+    assert_eq!(encoded[0].unknown_share(), Some(0.0));
+    assert_eq!(encoded[2].unknown_share(), Some(0.0));
+    let unseen = model.encode("goal qqzzx wwyyv striker").unwrap();
+    assert_eq!(unseen.unknown_share(), Some(0.5));
     let refs: Vec<_> = encoded.iter().collect();
     // predict_batch has its own buffer-reusing path: both must agree exactly.
     assert_eq!(

@@ -254,6 +254,16 @@ fn encoded_texts_count_words_up_to_max_len_and_score_like_texts() {
     let encoded: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
     assert_eq!(encoded[1].tokens(), 2);
     assert_eq!(encoded[2].tokens(), max_len);
+    // The share of out-of-vocabulary words (<unk>), for the monitor stage.
+    assert_eq!(
+        encoded[2].unknown_share(),
+        Some(1.0),
+        "`good` is not in the vocabulary"
+    );
+    let half = model.encode("the goal qqzzx wwyyv").unwrap();
+    assert_eq!(half.unknown_share(), Some(0.5));
+    let known = model.encode("the bank said").unwrap();
+    assert_eq!(known.unknown_share(), Some(0.0));
     let refs: Vec<_> = encoded.iter().collect();
     assert_eq!(
         model.predict_encoded(&refs).unwrap(),

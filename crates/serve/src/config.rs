@@ -36,6 +36,8 @@ pub struct ServeConfig {
     pub model_threads: Option<usize>,
     /// How often the source is asked what to serve (`None`: only at start and on admin reload).
     pub poll_interval: Option<Duration>,
+    /// Prediction log, feedback and live accuracy.
+    pub monitor: crate::monitor::MonitorConfig,
 }
 
 impl Default for ServeConfig {
@@ -53,6 +55,7 @@ impl Default for ServeConfig {
             workers: 1,
             model_threads: None,
             poll_interval: None,
+            monitor: crate::monitor::MonitorConfig::default(),
         }
     }
 }

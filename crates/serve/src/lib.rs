@@ -27,6 +27,7 @@ pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod monitor;
 pub mod reload;
 pub mod request_id;
 pub mod server;

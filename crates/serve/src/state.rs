@@ -14,6 +14,7 @@ use crate::engine::{Engine, ModelSlot};
 use crate::error::ServeError;
 use crate::metrics::Metrics;
 use crate::model::{LoadedModel, Loader, default_loader};
+use crate::monitor::Monitoring;
 use crate::reload::{self, ReloadOutcome, Reloader};
 use crate::request_id::RequestIds;
 use crate::source::ModelSource;
@@ -44,6 +45,7 @@ struct Inner {
     health: watch::Sender<Health>,
     request_ids: RequestIds,
     poller: Mutex<Option<JoinHandle<()>>>,
+    monitoring: Arc<Monitoring>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -125,6 +127,7 @@ impl AppState {
             .poll_interval
             .map(|every| tokio::spawn(Arc::clone(&reloader).poll(every)));
         let (health, _) = watch::channel(Health::Ready);
+        let monitoring = Arc::new(Monitoring::start(config.monitor.clone())?);
         Ok(AppState {
             inner: Arc::new(Inner {
                 config,
@@ -137,6 +140,7 @@ impl AppState {
                 health,
                 request_ids: RequestIds::new(),
                 poller: Mutex::new(poller),
+                monitoring,
             }),
         })
     }
@@ -174,6 +178,11 @@ impl AppState {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Prediction log, feedback and live accuracy.
+    pub fn monitoring(&self) -> &Monitoring {
+        &self.inner.monitoring
     }
 
     /// The request id generator.
@@ -221,6 +230,10 @@ impl AppState {
         self.begin_drain();
         let state = self.clone();
         // Joining threads blocks: keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || state.inner.engine.shutdown()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            state.inner.engine.shutdown();
+            state.inner.monitoring.flush();
+        })
+        .await;
     }
 }

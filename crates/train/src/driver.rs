@@ -240,10 +240,30 @@ pub fn train_with(
     if done.interrupted {
         return Ok(summary);
     }
+    write_profile(output, &val_ex, &summary.validation_source)?;
     let path = output.join(METRICS_JSON);
     let text = serde_json::to_string_pretty(&summary.metrics_json()).unwrap_or_default();
     std::fs::write(&path, text + "\n").map_err(|source| TrainError::Io { path, source })?;
     Ok(summary)
+}
+
+/// Writes the monitor stage's reference profile into the model folder: the final model's
+/// predictions on the held-out validation texts (nothing is written without any).
+fn write_profile(output: &Path, val_ex: &[(&str, usize)], source: &str) -> Result<(), TrainError> {
+    if val_ex.is_empty() {
+        return Ok(());
+    }
+    let model = taxon_models::load(output)?;
+    let desc = model.describe();
+    let mut profile = taxon_monitor::Profile::new(
+        &desc.model_type,
+        model.labels(),
+        format!("validation ({source})"),
+    );
+    let texts: Vec<&str> = val_ex.iter().map(|(t, _)| *t).collect();
+    profile.observe_texts(model.as_ref(), &texts, 256)?;
+    profile.write_to_model(output)?;
+    Ok(())
 }
 
 /// Restores `trainer` from the latest checkpoint in `cfg.output`, after checking that it was

@@ -46,6 +46,9 @@ pub enum TrainError {
     Dataset { path: PathBuf, message: String },
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The reference profile could not be computed or written.
+    #[error("writing the reference profile: {0}")]
+    Profile(#[from] taxon_monitor::MonitorError),
     #[error(transparent)]
     Validate(#[from] taxon_validate::ValidateError),
     #[error(transparent)]

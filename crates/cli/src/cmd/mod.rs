@@ -3,6 +3,7 @@
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod monitor;
 pub mod predict;
 pub mod quickstart;
 pub mod registry;
@@ -48,6 +49,10 @@ pub enum Command {
     /// Serve a model folder or a registry alias over HTTP: predict, batch predict, models,
     /// health, readiness, Prometheus metrics, OpenAPI.
     Serve(Box<serve::ServeArgs>),
+    /// The monitor stage: reference profiles, drift, and datasets from the prediction log
+    /// (`profile`, `drift`, `export`).
+    #[command(subcommand)]
+    Monitor(monitor::MonitorCmd),
     /// Users of the inference server (OAuth2 password flow): add, remove, list.
     #[command(subcommand)]
     Users(users::UsersCmd),
@@ -80,5 +85,6 @@ pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
         Command::Registry(c) => registry::run(c, ctx),
         Command::Serve(a) => serve::run(*a, ctx),
         Command::Users(c) => users::run(c, ctx),
+        Command::Monitor(c) => monitor::run(c, ctx),
     }
 }

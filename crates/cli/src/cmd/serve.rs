@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use taxon_auth::{Auth, AuthConfig, Scope, UserStore};
+use taxon_serve::monitor::MonitorConfig;
 use taxon_serve::{AliasSource, AppState, DirSource, ModelSource, ServeConfig};
 
 use crate::ctx::{Ctx, Outcome};
@@ -131,6 +132,56 @@ pub struct ServeArgs {
     /// The users database (see `taxon users`).
     #[arg(long, env = "TAXON_USERS_DB", value_name = "PATH", default_value = taxon_auth::DEFAULT_USERS_DB)]
     pub users_db: PathBuf,
+    /// Append every prediction (time, request id, model and version, label, scores, model
+    /// latency, token count) and every feedback to rotated JSONL files in this folder.
+    /// Writing never blocks a request: records that find the writer's queue full are dropped
+    /// and counted in taxon_prediction_log_dropped_total.
+    #[arg(long, env = "TAXON_SERVE_PREDICTION_LOG", value_name = "DIR")]
+    pub prediction_log: Option<PathBuf>,
+    /// Also log each text (off by default: texts can be personal data).
+    #[arg(
+        long,
+        env = "TAXON_SERVE_PREDICTION_LOG_TEXT",
+        requires = "prediction_log"
+    )]
+    pub prediction_log_text: bool,
+    /// Share of predictions logged, 0 to 1 (spread evenly; feedback is always logged).
+    #[arg(
+        long,
+        env = "TAXON_SERVE_PREDICTION_LOG_SAMPLE",
+        default_value_t = 1.0,
+        value_name = "SHARE"
+    )]
+    pub prediction_log_sample: f64,
+    /// Size at which a log file is closed and the next one started, in MiB.
+    #[arg(
+        long,
+        env = "TAXON_SERVE_PREDICTION_LOG_FILE_MIB",
+        default_value_t = 64,
+        value_name = "MIB"
+    )]
+    pub prediction_log_file_mib: u64,
+    /// Log files kept; the oldest beyond this are deleted.
+    #[arg(long, env = "TAXON_SERVE_PREDICTION_LOG_FILES", default_value_t = 32)]
+    pub prediction_log_files: usize,
+    /// Recent predictions remembered for POST /v1/feedback.
+    #[arg(long, env = "TAXON_SERVE_FEEDBACK_CAPACITY", default_value_t = 100_000)]
+    pub feedback_capacity: usize,
+    /// Feedback items per model version that model_accuracy and live recall are computed over.
+    #[arg(long, env = "TAXON_SERVE_FEEDBACK_WINDOW", default_value_t = 1_000)]
+    pub feedback_window: usize,
+    /// Predictions in the online drift window, compared with the served model's reference
+    /// profile at each scrape of /metrics (0: no online drift, no window).
+    #[arg(long, env = "TAXON_SERVE_DRIFT_WINDOW", default_value_t = 1_000)]
+    pub drift_window: usize,
+    /// Turn the monitor stage off: no prediction log, feedback, live accuracy, per-label
+    /// prediction counts or online drift (to measure what they cost).
+    #[arg(
+        long,
+        env = "TAXON_SERVE_NO_MONITOR",
+        conflicts_with = "prediction_log"
+    )]
+    pub no_monitor: bool,
 }
 
 impl ServeArgs {
@@ -157,9 +208,35 @@ impl ServeArgs {
             workers: self.workers,
             model_threads: self.model_threads,
             poll_interval: poll,
+            monitor: self.monitor_config()?,
         };
         config.validate()?;
         Ok(config)
+    }
+
+    fn monitor_config(&self) -> anyhow::Result<MonitorConfig> {
+        let share = self.prediction_log_sample;
+        if !(0.0..=1.0).contains(&share) {
+            bail!("--prediction-log-sample must be between 0 and 1, got {share}");
+        }
+        if self.feedback_capacity == 0 || self.feedback_window == 0 {
+            bail!("--feedback-capacity and --feedback-window must be at least 1");
+        }
+        if self.prediction_log_file_mib == 0 || self.prediction_log_files == 0 {
+            bail!("--prediction-log-file-mib and --prediction-log-files must be at least 1");
+        }
+        Ok(MonitorConfig {
+            prediction_log: self.prediction_log.clone(),
+            log_max_file_bytes: self.prediction_log_file_mib << 20,
+            log_max_files: self.prediction_log_files,
+            log_text: self.prediction_log_text,
+            log_sample_ppm: (share * 1e6).round() as u32,
+            feedback_capacity: self.feedback_capacity,
+            feedback_window: self.feedback_window,
+            drift_window: self.drift_window,
+            enabled: !self.no_monitor,
+            ..MonitorConfig::default()
+        })
     }
 
     fn source(&self) -> anyhow::Result<Arc<dyn ModelSource>> {

@@ -20,6 +20,9 @@ mod model_optimize;
 mod predict;
 mod train;
 
+// monitor
+mod monitor;
+
 // track and register
 mod mlflow;
 mod pushgateway;

@@ -603,3 +603,219 @@ fn auth_guards_predictions_and_admin_with_scoped_tokens() {
     assert!(!log.contains(password), "{log}");
     assert!(!log.contains(secret), "{log}");
 }
+
+/// Lines in the prediction log files of `dir`.
+fn log_lines(dir: &Path) -> Vec<Value> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            text.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+#[test]
+fn prediction_log_feedback_export_and_drift_from_the_log_survive_sigkill() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained_model(tmp.path());
+    let log = tmp.path().join("log");
+    let log_arg = log.to_str().unwrap();
+    let mut server = Server::start_with(
+        tmp.path(),
+        &[],
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--prediction-log",
+            log_arg,
+            "--prediction-log-text",
+            "--cache-size",
+            "0",
+        ],
+        &[],
+    );
+    let mut ids = Vec::new();
+    for (i, text) in [SPORT, BUSINESS, SPORT, BUSINESS].iter().enumerate() {
+        let a = server.request(
+            "POST",
+            "/v1/predict",
+            Some(&serde_json::json!({"text": format!("{text} {i}")}).to_string()),
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+        ids.push(a.json()["request_id"].as_str().unwrap().to_string());
+    }
+    // True labels for three of them, one of which the model got wrong on purpose.
+    for (id, label) in [
+        (&ids[0], "sport"),
+        (&ids[1], "business"),
+        (&ids[2], "business"),
+    ] {
+        let a = server.request(
+            "POST",
+            "/v1/feedback",
+            Some(&serde_json::json!({"request_id": id, "label": label}).to_string()),
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    let a = server.request(
+        "POST",
+        "/v1/feedback",
+        Some(r#"{"request_id": "nope", "label": "sport"}"#),
+    );
+    assert_eq!(
+        (a.status, a.json()["error_type"].as_str()),
+        (404, Some("unknown_request"))
+    );
+    let metrics = server.request("GET", "/metrics", None).body;
+    assert!(
+        metrics.contains("model_accuracy{model_version="),
+        "{metrics}"
+    );
+    // Every record reaches the file (flushed when the writer is idle), then SIGKILL.
+    eventually("4 predictions and 3 feedback in the log", || {
+        log_lines(&log).len() == 7
+    });
+    let ok = StdCommand::new("kill")
+        .args(["-KILL", &server.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    assert!(!server.wait_exit().success());
+    let out = taxon_ok(
+        tmp.path(),
+        &[
+            "--json",
+            "monitor",
+            "export",
+            log_arg,
+            "--labelled",
+            "-o",
+            "new.jsonl",
+        ],
+        &[],
+    );
+    let summary: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["rows"], 3);
+    let rows: Vec<Value> = std::fs::read_to_string(tmp.path().join("new.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        rows[0],
+        serde_json::json!({"text": format!("{SPORT} 0"), "label": "sport"})
+    );
+    assert_eq!(
+        rows[2],
+        serde_json::json!({"text": format!("{SPORT} 2"), "label": "business"})
+    );
+    // Drift from the log itself: 4 logged predictions against the model's profile.
+    let out = Command::cargo_bin("taxon")
+        .unwrap()
+        .current_dir(tmp.path())
+        .args([
+            "--json",
+            "monitor",
+            "drift",
+            "--reference",
+            model.to_str().unwrap(),
+            "--current",
+            log_arg,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["rows"], 4);
+}
+
+/// `promtool` on PATH; otherwise a skip notice (or a panic under `TAXON_REQUIRE_TOOLS=1`).
+fn find_promtool() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("TAXON_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("promtool not found (TAXON_REQUIRE_TOOLS=1): scripts/setup-tools.sh");
+        }
+        eprintln!("skipping: promtool not found");
+    }
+    found
+}
+
+#[test]
+fn promtool_accepts_metrics_with_the_seeds_names() {
+    let Some(promtool) = find_promtool() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained_model(tmp.path());
+    let server = Server::start_with(
+        tmp.path(),
+        &[],
+        &["--model", model.to_str().unwrap(), "--cache-size", "0"],
+        &[],
+    );
+    let a = server.request(
+        "POST",
+        "/v1/predict",
+        Some(&serde_json::json!({"text": SPORT}).to_string()),
+    );
+    let id = a.json()["request_id"].as_str().unwrap().to_string();
+    server.request(
+        "POST",
+        "/v1/predict/batch",
+        Some(&serde_json::json!({"texts": [SPORT, BUSINESS]}).to_string()),
+    );
+    server.request(
+        "POST",
+        "/v1/feedback",
+        Some(&serde_json::json!({"request_id": id, "label": "sport"}).to_string()),
+    );
+    let metrics = server.request("GET", "/metrics", None).body;
+    for name in [
+        "prediction_latency_seconds_count 3",
+        "predictions_total{model_version=",
+        "result=\"sport\"",
+        "model_accuracy{model_version=",
+        "taxon_drift_score{feature=\"confidence\"",
+        "taxon_drift_detected{model_version=",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    let mut child = StdCommand::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -260,7 +260,8 @@ impl TextClassifier for BertModel {
     /// `max_len` tokens).
     fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
         let ids = self.token_ids(text)?;
-        Ok(Encoded::new(ids.len(), TokenIds(ids)))
+        let unknown = self.tokenizer.unknown_share(&ids);
+        Ok(Encoded::new(ids.len(), TokenIds(ids)).with_unknown_share(unknown))
     }
 
     fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {

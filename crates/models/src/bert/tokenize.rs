@@ -67,6 +67,8 @@ pub struct TextEncoder {
     tokenizer: Tokenizer,
     cls: u32,
     sep: u32,
+    /// `[UNK]`, when the vocabulary has it.
+    unk: Option<u32>,
     max_len: usize,
     truncation: Truncation,
     lowercase: bool,
@@ -110,6 +112,7 @@ impl TextEncoder {
             })
         };
         let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
+        let unk = tokenizer.token_to_id("[UNK]");
         let ids = |t: &str| {
             tokenizer
                 .encode(t, false)
@@ -121,6 +124,7 @@ impl TextEncoder {
             tokenizer,
             cls,
             sep,
+            unk,
             max_len: max_len.max(3),
             truncation,
             lowercase,
@@ -169,6 +173,21 @@ impl TextEncoder {
         ids.extend_from_slice(&pieces[pieces.len() - tail..]);
         ids.push(self.sep);
         Ok(ids)
+    }
+
+    /// The share of `[UNK]` among the word pieces of `ids` (`[CLS]` and `[SEP]` left out).
+    pub fn unknown_share(&self, ids: &[u32]) -> f32 {
+        let pieces = ids.len().saturating_sub(2);
+        match self.unk {
+            Some(unk) if pieces > 0 => {
+                ids[1..ids.len() - 1]
+                    .iter()
+                    .filter(|&&id| id == unk)
+                    .count() as f32
+                    / pieces as f32
+            }
+            _ => 0.0,
+        }
     }
 
     /// The largest id the tokenizer produces, to check against the embedding's rows.

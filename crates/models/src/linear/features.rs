@@ -9,6 +9,11 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 const NGRAM_TAG: u64 = 1 << 63;
+
+/// Whether a feature key of [`Featurizer::features`] is a word (not a word or character n-gram).
+pub(crate) fn is_word_key(key: u64) -> bool {
+    key & NGRAM_TAG == 0
+}
 /// fastText's multiplier for chaining word hashes into an n-gram hash.
 const NGRAM_MUL: u64 = 116_049_371;
 

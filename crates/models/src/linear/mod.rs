@@ -251,9 +251,12 @@ impl LinearModel {
     /// normalised); returns the number of tokens (words) the model looked at.
     fn weighted_rows(&self, text: &str, s: &mut PredictScratch) -> usize {
         s.rows.clear();
+        s.unknown_words = 0;
         let tokens = self.featurizer.features(text, &mut s.text, |key| {
             if let Some(&row) = self.index.get(&key) {
                 s.rows.push(row);
+            } else if features::is_word_key(key) {
+                s.unknown_words += 1;
             }
         });
         train::dedup_counts(&mut s.rows, &mut s.counts);
@@ -314,6 +317,8 @@ struct PredictScratch {
     rows: Vec<u32>,
     counts: Vec<(u32, f32)>,
     hidden: Vec<f32>,
+    /// Words of the last text that the model's index lacks.
+    unknown_words: usize,
 }
 
 /// In-place softmax, stable against large logits.
@@ -338,7 +343,12 @@ impl TextClassifier for LinearModel {
     fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
         Ok(ENCODE_SCRATCH.with_borrow_mut(|s| {
             let tokens = self.weighted_rows(text, s);
-            Encoded::new(tokens, Features(s.counts.clone()))
+            let unknown = if tokens == 0 {
+                0.0
+            } else {
+                s.unknown_words as f32 / tokens as f32
+            };
+            Encoded::new(tokens, Features(s.counts.clone())).with_unknown_share(unknown)
         }))
     }
 

@@ -181,7 +181,12 @@ impl TextClassifier for LstmModel {
         let ids = self
             .vocab
             .encode(text, self.config.max_len, &mut String::new());
-        Ok(Encoded::new(ids.len(), WordIds(ids)))
+        let unknown = if ids.is_empty() {
+            0.0
+        } else {
+            ids.iter().filter(|&&id| id == vocab::UNK).count() as f32 / ids.len() as f32
+        };
+        Ok(Encoded::new(ids.len(), WordIds(ids)).with_unknown_share(unknown))
     }
 
     fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {

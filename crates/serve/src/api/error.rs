@@ -64,13 +64,17 @@ pub enum ErrorKind {
     PromotionRefused,
     /// 422: the registry refused the alias change (unknown version, ...).
     AliasChangeFailed,
+    /// 404: feedback for a request id the server does not remember.
+    UnknownRequest,
+    /// 422: feedback with a label the model does not know.
+    UnknownLabel,
     /// 500: something the client cannot fix.
     Internal,
 }
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::InvalidJson,
         ErrorKind::InvalidRequest,
         ErrorKind::EmptyText,
@@ -90,6 +94,8 @@ impl ErrorKind {
         ErrorKind::NoRegistry,
         ErrorKind::PromotionRefused,
         ErrorKind::AliasChangeFailed,
+        ErrorKind::UnknownRequest,
+        ErrorKind::UnknownLabel,
         ErrorKind::Internal,
     ];
 
@@ -119,6 +125,8 @@ impl ErrorKind {
             ErrorKind::AliasChangeFailed => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "alias_change_failed")
             }
+            ErrorKind::UnknownRequest => (StatusCode::NOT_FOUND, "unknown_request"),
+            ErrorKind::UnknownLabel => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_label"),
             ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

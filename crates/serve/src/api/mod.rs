@@ -16,6 +16,7 @@ mod admin;
 pub mod docs;
 mod error;
 mod extract;
+mod feedback;
 mod models;
 mod observe;
 pub mod openapi;
@@ -80,6 +81,7 @@ pub fn predict_routes() -> Router<AppState> {
         .route("/v1/predict", post(predict::predict))
         .route("/v1/predict/batch", post(predict::predict_batch))
         .route("/v1/models", get(models::models))
+        .route("/v1/feedback", post(feedback::feedback))
 }
 
 /// `POST /v1/admin/reload`, `PUT /v1/admin/aliases/{alias}`.

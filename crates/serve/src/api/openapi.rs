@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{HeaderValue, header};
 use utoipa::OpenApi;
 
-use super::{admin, models, ops, predict};
+use super::{admin, feedback, models, ops, predict};
 
 /// The API description.
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use super::{admin, models, ops, predict};
         predict::predict,
         predict::predict_batch,
         models::models,
+        feedback::feedback,
         ops::health,
         ops::ready,
         ops::metrics,

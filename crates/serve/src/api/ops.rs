@@ -50,19 +50,89 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus metrics (OpenMetrics text format).
+/// Prometheus metrics: the OpenMetrics text format when the `Accept` header asks for it (as
+/// Prometheus does), else the classic Prometheus text format 0.0.4 (curl, `promtool check
+/// metrics`).
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
-    responses((status = 200, description = "Metrics in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text"))
+    responses((status = 200, description = "Metrics in the OpenMetrics text format (Accept: application/openmetrics-text) or the Prometheus text format 0.0.4", body = String, content_type = "application/openmetrics-text"))
 )]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let text = state.metrics().render(state.engine().admitted());
-    let mut response = Response::new(Body::from(text));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+pub async fn metrics(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
+    let mut text = state.metrics().render(state.engine().admitted());
+    state.monitoring().render_into(&mut text);
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let (body, content_type) = if openmetrics {
+        (
+            text,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (
+            prometheus_text(&text),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
+    let mut response = Response::new(Body::from(body));
     response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The OpenMetrics exposition in the Prometheus text format 0.0.4: a counter family's `HELP`
+/// and `TYPE` lines name its samples (`x_total`), `unknown` is `untyped`, no `# EOF`.
+fn prometheus_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_string());
+            }
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len() + 64 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let meta = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) && !name.ends_with("_total") {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(if tail == "unknown" { "untyped" } else { tail });
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prometheus_text;
+
+    #[test]
+    fn counters_are_named_by_their_samples_and_eof_goes() {
+        let om = "# HELP a_things Things.\n# TYPE a_things counter\na_things_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            prometheus_text(om),
+            "# HELP a_things_total Things.\n# TYPE a_things_total counter\na_things_total 3\n# HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
+    }
 }

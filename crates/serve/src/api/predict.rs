@@ -16,6 +16,7 @@ use super::json_response;
 use crate::cache::normalize;
 use crate::engine::{EngineError, Text, Texts};
 use crate::model::LoadedModel;
+use crate::monitor::Observed;
 use crate::request_id::RequestId;
 use crate::state::AppState;
 
@@ -156,24 +157,34 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
     let body = json_body(&parts.headers, body, config.body_limit_bytes).await?;
     let arrival = state.engine().arrival();
     let request: PredictRequest<'_> = parse(&body, &PREDICT_SHAPE)?;
-    let text = request.text;
-    check_text(&text, config.max_text_chars).map_err(|p| p.at("text"))?;
+    check_text(&request.text, config.max_text_chars).map_err(|p| p.at("text"))?;
+    let text = &request.text;
 
     let (key, seq, text) = {
         let model = state.slot().load();
         let key = state.cache().map(|cache| {
-            let key = normalize(&text, model.input.lowercase);
+            let key = normalize(text, model.input.lowercase);
             let hit = cache.get(model.seq, &key);
             state.metrics().cache_lookup(hit.is_some());
             (key, hit)
         });
         if let Some((_, Some(probs))) = &key {
+            state.monitoring().observe(Observed {
+                request_id: id.as_str().to_string(),
+                model: &model,
+                probs,
+                tokens: None,
+                unknown_share: None,
+                latency_seconds: 0.0,
+                text,
+            });
             return Ok(single_response(&model, probs, id.as_str(), true));
         }
-        let text = Text::encode(&model, String::from(&*text))
+        let text = Text::encode(&model, String::from(&**text))
             .map_err(|e| engine_error(state, id, EngineError::model(&model, e)))?;
         (key.map(|(k, _)| k), model.seq, text)
     };
+    let (tokens, unknown_share) = (text.tokens(), text.unknown_share());
     let receiver = arrival.submit(Texts::One(text))?;
     let computed = receiver
         .await
@@ -184,6 +195,16 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
     if let (Some(cache), Some(key), true) = (state.cache(), &key, computed.model.seq == seq) {
         cache.insert(seq, key, probs);
     }
+    state.monitoring().observe(Observed {
+        request_id: id.as_str().to_string(),
+        model: &computed.model,
+        probs,
+        // A swap in between re-encoded it: the count is the old model's, close enough.
+        tokens: Some(tokens),
+        unknown_share,
+        latency_seconds: computed.seconds,
+        text: &request.text,
+    });
     Ok(single_response(&computed.model, probs, id.as_str(), false))
 }
 
@@ -192,6 +213,7 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
 fn engine_error(state: &AppState, id: &RequestId, e: EngineError) -> ApiError {
     if let EngineError::Model { model, message } = &e {
         state.metrics().model_error();
+        state.monitoring().prediction_error(&state.model().version);
         tracing::error!(
             request_id = id.as_str(),
             model = %model,
@@ -271,7 +293,12 @@ async fn predict_many(
         check_text(text, config.max_text_chars).map_err(|p| p.at(&format!("texts[{i}]")))?;
     }
     let model = state.slot().load();
-    let texts = texts
+    let originals: Vec<String> = if state.monitoring().logs_text() {
+        texts.iter().map(|t| t.to_string()).collect()
+    } else {
+        Vec::new()
+    };
+    let texts: Vec<Text> = texts
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
@@ -282,12 +309,27 @@ async fn predict_many(
         })
         .collect::<Result<_, _>>()?;
     drop(model);
+    let seen: Vec<(usize, Option<f32>)> = texts
+        .iter()
+        .map(|t| (t.tokens(), t.unknown_share()))
+        .collect();
     let receiver = arrival.submit(Texts::Many(texts))?;
     let computed = receiver
         .await
         .map_err(|_| ApiError::internal("the model worker stopped before answering"))?
         .map_err(|e| engine_error(state, id, e))?;
     let model = &computed.model;
+    for (i, (probs, (tokens, unknown_share))) in computed.probs.iter().zip(&seen).enumerate() {
+        state.monitoring().observe(Observed {
+            request_id: format!("{}/{i}", id.as_str()),
+            model,
+            probs,
+            tokens: Some(*tokens),
+            unknown_share: *unknown_share,
+            latency_seconds: computed.seconds,
+            text: originals.get(i).map_or("", String::as_str),
+        });
+    }
     let predictions = computed
         .probs
         .iter()

@@ -62,6 +62,11 @@ impl Text {
         self.tokens
     }
 
+    /// The share of its tokens the model did not know, when the model type reports it.
+    pub fn unknown_share(&self) -> Option<f32> {
+        self.encoded.unknown_share()
+    }
+
     /// Encodes the text again when `model` is not the load that encoded it.
     fn encode_for(&mut self, model: &LoadedModel) -> Result<(), ModelError> {
         if self.seq != model.seq {
@@ -127,6 +132,9 @@ pub struct Computed {
     pub model: Arc<LoadedModel>,
     /// One probability vector per text, in the job's order.
     pub probs: Vec<Vec<f32>>,
+    /// Time the model worker spent computing the batch that answered the job (encoding
+    /// included): the model's latency for each of its predictions.
+    pub seconds: f64,
 }
 
 /// Why a job was not computed.

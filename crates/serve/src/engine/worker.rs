@@ -186,6 +186,7 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
     if batch.is_empty() {
         return;
     }
+    let started = Instant::now();
     let model = slot.load_full();
     let mut results: Results = batch
         .iter_mut()
@@ -226,6 +227,7 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
         compute_bucket(&model, batch, &order[start..end], &mut results);
         start = end;
     }
+    let seconds = started.elapsed().as_secs_f64();
     for (job, result) in batch.drain(..).zip(results) {
         let Job { reply, _permit, .. } = job;
         // Free the slots first: a client that sends its next request as soon as it has this
@@ -235,6 +237,7 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
         let _ = reply.send(result.map(|probs| Computed {
             model: Arc::clone(&model),
             probs,
+            seconds,
         }));
     }
 }

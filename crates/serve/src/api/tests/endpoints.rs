@@ -98,7 +98,25 @@ async fn metrics_count_requests_batches_and_the_model() {
     predict(&s.app, SPORT).await;
     predict(&s.app, "").await;
     get(&s.app, "/nowhere").await;
-    let a = get(&s.app, "/metrics").await;
+    let plain = get(&s.app, "/metrics").await;
+    assert!(
+        plain.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("version=0.0.4")
+    );
+    assert!(
+        plain.text().contains("# TYPE taxon_requests_total counter")
+            && !plain.text().contains("# EOF")
+    );
+    let a = send(
+        &s.app,
+        http::Request::get("/metrics")
+            .header("accept", "application/openmetrics-text; version=1.0.0")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK);
     assert!(
         a.headers["content-type"]

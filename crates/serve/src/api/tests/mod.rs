@@ -5,6 +5,7 @@
 mod cache_swap;
 mod endpoints;
 mod errors;
+mod feedback;
 mod model_errors;
 
 use std::path::{Path, PathBuf};
