@@ -240,7 +240,12 @@ pub fn train_with(
     if done.interrupted {
         return Ok(summary);
     }
-    write_profile(output, &val_ex, &summary.validation_source)?;
+    write_profile(
+        output,
+        trainer.held_out_model(),
+        &val_ex,
+        &summary.validation_source,
+    )?;
     let path = output.join(METRICS_JSON);
     let text = serde_json::to_string_pretty(&summary.metrics_json()).unwrap_or_default();
     std::fs::write(&path, text + "\n").map_err(|source| TrainError::Io { path, source })?;
@@ -248,12 +253,22 @@ pub fn train_with(
 }
 
 /// Writes the monitor stage's reference profile into the model folder: the final model's
-/// predictions on the held-out validation texts (nothing is written without any).
-fn write_profile(output: &Path, val_ex: &[(&str, usize)], source: &str) -> Result<(), TrainError> {
+/// predictions on the held-out validation texts, or `held_out`'s when the final model was
+/// refitted with them (its scores on texts it learned from would be more confident than on
+/// any new text). Nothing is written without validation texts.
+fn write_profile(
+    output: &Path,
+    held_out: Option<Box<dyn taxon_core::model::TextClassifier>>,
+    val_ex: &[(&str, usize)],
+    source: &str,
+) -> Result<(), TrainError> {
     if val_ex.is_empty() {
         return Ok(());
     }
-    let model = taxon_models::load(output)?;
+    let model = match held_out {
+        Some(m) => m,
+        None => taxon_models::load(output)?,
+    };
     let desc = model.describe();
     let mut profile = taxon_monitor::Profile::new(
         &desc.model_type,

@@ -75,6 +75,8 @@ pub struct SvmTrainer {
     state: Option<SvmState>,
     /// Validation scores of the model fitted without the validation texts.
     validation_scores: Option<Validation>,
+    /// That model (step 1's), when the kept one was refitted with the validation texts.
+    held_out_model: Option<LinearModel>,
 }
 
 impl SvmTrainer {
@@ -113,6 +115,7 @@ impl SvmTrainer {
             model: None,
             state: None,
             validation_scores: None,
+            held_out_model: None,
         })
     }
 
@@ -193,6 +196,8 @@ impl SvmTrainer {
         let (featurized, svms) = match second {
             None => (first, chosen),
             Some(second) => {
+                self.held_out_model =
+                    Some(chosen.to_model(&self.config, &self.labels, &first, temperature));
                 let mut warm = chosen.alphas;
                 for a in &mut warm {
                     a.resize(second.docs.len(), 0.0);
@@ -215,7 +220,7 @@ impl SvmTrainer {
             .map(|(s, &y)| -f64::from(probabilities(s, temperature)[y as usize].max(MIN_PROB)).ln())
             .sum::<f64>()
             / featurized.docs.len().max(1) as f64;
-        self.model = Some(svms.into_model(&self.config, &self.labels, featurized, temperature));
+        self.model = Some(svms.to_model(&self.config, &self.labels, &featurized, temperature));
         self.state = Some(SvmState { c, temperature });
         Ok((train_loss, tokens))
     }
@@ -283,6 +288,14 @@ impl Trainable for SvmTrainer {
         self.model = Some(model);
         self.state = state;
         Ok(())
+    }
+
+    /// Step 1's model: the kept one was refitted with the validation texts, so only this one
+    /// sees them as new text.
+    fn held_out_model(&self) -> Option<Box<dyn TextClassifier>> {
+        self.held_out_model
+            .as_ref()
+            .map(|m| Box::new(m.clone()) as Box<dyn TextClassifier>)
     }
 
     fn model(&self) -> Box<dyn TextClassifier> {
@@ -531,20 +544,17 @@ impl Svms {
     }
 
     /// The `linear` model of these SVMs over `featurized`'s rows (see the module docs).
-    fn into_model(
-        self,
+    fn to_model(
+        &self,
         config: &LinearConfig,
         labels: &[String],
-        featurized: Featurized,
+        featurized: &Featurized,
         temperature: f32,
     ) -> LinearModel {
-        let Featurized {
-            featurizer,
-            mut index,
-            mut keys,
-            mut idf,
-            ..
-        } = featurized;
+        let featurizer = featurized.featurizer.clone();
+        let mut index = featurized.index.clone();
+        let mut keys = featurized.keys.clone();
+        let mut idf = featurized.idf.clone();
         let k = labels.len();
         let rows = keys.len();
         // Row r of `input` is feature r's weight per label; row `rows` the intercepts.

@@ -97,6 +97,12 @@ pub trait Trainable {
     fn restore(&mut self, dir: &Path, state: &serde_json::Value) -> Result<(), ModelError>;
     /// The model as it stands.
     fn model(&self) -> Box<dyn TextClassifier>;
+    /// A model that did not learn from the validation texts, when [`Trainable::model`] did (a
+    /// trainer that refits on them at the end): what scores them as new text, for the monitor's
+    /// reference profile. `None`: the model itself never saw them.
+    fn held_out_model(&self) -> Option<Box<dyn TextClassifier>> {
+        None
+    }
 }
 
 /// Runs one epoch of `trainer` (epoch `epoch` of `epochs`): trains, scores the validation
