@@ -36,6 +36,14 @@ pub struct ServeConfig {
     pub model_threads: Option<usize>,
     /// How often the source is asked what to serve (`None`: only at start and on admin reload).
     pub poll_interval: Option<Duration>,
+    /// Most open connections; at the cap a new one replaces the oldest idle or slow one.
+    pub max_connections: usize,
+    /// Longest a request head may take from its first byte.
+    pub header_read_timeout: Duration,
+    /// Longest a request body may take from the end of its head.
+    pub body_read_timeout: Duration,
+    /// Longest a connection may wait for its next request (or its first).
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServeConfig {
@@ -53,6 +61,10 @@ impl Default for ServeConfig {
             workers: 1,
             model_threads: None,
             poll_interval: None,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -68,6 +80,7 @@ impl ServeConfig {
             ("max_batch_texts", self.max_batch_texts),
             ("body_limit_bytes", self.body_limit_bytes),
             ("workers", self.workers),
+            ("max_connections", self.max_connections),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -114,6 +127,18 @@ impl ServeConfig {
                         .into(),
             });
         }
+        for (field, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ServeError::Config {
+                    field,
+                    message: "must be positive".into(),
+                });
+            }
+        }
         if self
             .poll_interval
             .is_some_and(|p| p < Duration::from_millis(100))
@@ -150,6 +175,10 @@ impl ServeConfig {
             workers: self.workers,
             model_threads: self.model_threads_per_worker(),
             poll_interval_seconds: self.poll_interval.map(|p| p.as_secs_f64()),
+            max_connections: self.max_connections,
+            header_read_timeout_seconds: self.header_read_timeout.as_secs_f64(),
+            body_read_timeout_seconds: self.body_read_timeout.as_secs_f64(),
+            idle_timeout_seconds: self.idle_timeout.as_secs_f64(),
         }
     }
 }
@@ -181,6 +210,14 @@ pub struct Limits {
     pub model_threads: usize,
     /// Seconds between source polls (null: no polling).
     pub poll_interval_seconds: Option<f64>,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Seconds a request head may take from its first byte.
+    pub header_read_timeout_seconds: f64,
+    /// Seconds a request body may take after its head.
+    pub body_read_timeout_seconds: f64,
+    /// Seconds a connection may wait for its next request.
+    pub idle_timeout_seconds: f64,
 }
 
 #[cfg(test)]

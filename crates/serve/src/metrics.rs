@@ -112,6 +112,36 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(50e-6, 2.0, 18))
 }
 
+/// Why the server closed a connection it had accepted (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnClose {
+    /// Idle longer than the idle timeout.
+    IdleTimeout,
+    /// Its request head took longer than the header-read timeout.
+    HeaderTimeout,
+    /// Closed to make room for a new connection at the cap.
+    Evicted,
+    /// Closed at once: the cap was reached and every connection was busy.
+    Refused,
+}
+
+impl ConnClose {
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnClose::IdleTimeout => "idle_timeout",
+            ConnClose::HeaderTimeout => "header_timeout",
+            ConnClose::Evicted => "evicted",
+            ConnClose::Refused => "refused",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 /// One route's series, resolved on first use (so unused ones are not exported as zeros).
 #[derive(Default)]
 struct RouteSeries {
@@ -137,6 +167,10 @@ pub struct Metrics {
     model_load_failures: Counter,
     model_errors: Counter,
     inflight: Gauge,
+    connections_open: Gauge,
+    connections_max: Gauge,
+    connections_closed: Family<ReasonLabel, Counter>,
+    accept_errors: Counter,
     batched_texts: AtomicU64,
     /// Tokens of the batched texts, as the model counts them.
     batched_tokens: AtomicU64,
@@ -174,6 +208,10 @@ impl Metrics {
         let model_load_failures = Counter::default();
         let model_errors = Counter::default();
         let inflight = Gauge::default();
+        let connections_open = Gauge::default();
+        let connections_max = Gauge::default();
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
+        let accept_errors = Counter::default();
 
         registry.register(
             "taxon_requests",
@@ -245,6 +283,26 @@ impl Metrics {
             "HTTP requests being handled",
             inflight.clone(),
         );
+        registry.register(
+            "taxon_connections_open",
+            "HTTP connections open now",
+            connections_open.clone(),
+        );
+        registry.register(
+            "taxon_connections_max",
+            "The cap on open HTTP connections (--max-connections)",
+            connections_max.clone(),
+        );
+        registry.register(
+            "taxon_connections_closed",
+            "Connections the server closed: idle_timeout, header_timeout, evicted (room for a new one at the cap), refused (at the cap, every connection busy)",
+            connections_closed.clone(),
+        );
+        registry.register(
+            "taxon_accept_errors",
+            "Failed accepts of new connections (e.g. out of file descriptors), each followed by a back-off",
+            accept_errors.clone(),
+        );
         let kernel_info = Family::<KernelLabels, Gauge>::default();
         let paths = taxon_kernels::paths();
         kernel_info
@@ -280,6 +338,10 @@ impl Metrics {
             model_load_failures,
             model_errors,
             inflight,
+            connections_open,
+            connections_max,
+            connections_closed,
+            accept_errors,
             batched_texts: AtomicU64::new(0),
             batched_tokens: AtomicU64::new(0),
             batch_count: AtomicU64::new(0),
@@ -317,6 +379,41 @@ impl Metrics {
     pub fn inflight(&self) -> InflightGuard {
         self.inflight.inc();
         InflightGuard(self.inflight.clone())
+    }
+
+    /// One more open connection, until the guard drops.
+    pub fn open_guard(&self) -> InflightGuard {
+        self.connections_open.inc();
+        InflightGuard(self.connections_open.clone())
+    }
+
+    /// The connection cap, as exported.
+    pub fn set_max_connections(&self, max: usize) {
+        self.connections_max
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+    }
+
+    /// The server closed a connection.
+    pub fn connection_closed(&self, reason: ConnClose) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            })
+            .inc();
+    }
+
+    /// Connections the server closed for `reason` so far.
+    pub fn connections_closed(&self, reason: ConnClose) -> u64 {
+        self.connections_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            })
+            .get()
+    }
+
+    /// An accept failed.
+    pub fn accept_error(&self) {
+        self.accept_errors.inc();
     }
 
     /// Records a model batch.
@@ -417,7 +514,7 @@ impl Metrics {
     }
 }
 
-/// Decrements the in-flight gauge on drop.
+/// Decrements a gauge (in-flight requests, open connections) on drop.
 pub struct InflightGuard(Gauge);
 
 impl Drop for InflightGuard {
@@ -441,7 +538,11 @@ mod tests {
         m.model_served(None, "news", "abc");
         m.model_served(Some(("news", "abc")), "news", "def");
         m.model_error();
+        m.set_max_connections(64);
+        let open = m.open_guard();
+        m.connection_closed(ConnClose::Evicted);
         let text = m.render(5);
+        drop(open);
         for needle in [
             "taxon_requests_total{route=\"/v1/predict\",status=\"200\"} 1",
             "taxon_requests_total{route=\"/v1/predict\",status=\"418\"} 1",
@@ -458,6 +559,10 @@ mod tests {
             "taxon_model_load_failures_total 0",
             "taxon_model_errors_total 1",
             "taxon_inflight_requests 0",
+            "taxon_connections_open 1",
+            "taxon_connections_max 64",
+            "taxon_connections_closed_total{reason=\"evicted\"} 1",
+            "taxon_accept_errors_total 0",
             "taxon_kernel_info{int8=\"",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");

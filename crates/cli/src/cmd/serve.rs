@@ -102,6 +102,34 @@ pub struct ServeArgs {
     /// with --alias, never with --model).
     #[arg(long, env = "TAXON_SERVE_POLL_INTERVAL", value_name = "SECONDS")]
     pub poll_interval: Option<f64>,
+    /// Most open HTTP connections; at the cap a new connection replaces the oldest idle or
+    /// slow one (so /health still gets through), or is closed at once when all are busy.
+    #[arg(long, env = "TAXON_SERVE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a request head may take from its first byte before the connection is closed.
+    #[arg(
+        long,
+        env = "TAXON_SERVE_HEADER_READ_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 10.0
+    )]
+    pub header_read_timeout: f64,
+    /// Seconds a request body may take after its head (then 408).
+    #[arg(
+        long,
+        env = "TAXON_SERVE_BODY_READ_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 30.0
+    )]
+    pub body_read_timeout: f64,
+    /// Seconds a connection may wait for its next (or first) request before it is closed.
+    #[arg(
+        long,
+        env = "TAXON_SERVE_IDLE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 60.0
+    )]
+    pub idle_timeout: f64,
     /// Log line format (level from TAXON_LOG, default info; the access log is at debug).
     #[arg(long, env = "TAXON_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -157,6 +185,10 @@ impl ServeArgs {
             workers: self.workers,
             model_threads: self.model_threads,
             poll_interval: poll,
+            max_connections: self.max_connections,
+            header_read_timeout: seconds("--header-read-timeout", self.header_read_timeout)?,
+            body_read_timeout: seconds("--body-read-timeout", self.body_read_timeout)?,
+            idle_timeout: seconds("--idle-timeout", self.idle_timeout)?,
         };
         config.validate()?;
         Ok(config)
@@ -246,6 +278,9 @@ async fn serve(
         model.labels.join(", ")
     ));
     ctx.info(format!("source: {described}"));
+    if let Some(warning) = taxon_serve::conn::ensure_fd_room(config.max_connections) {
+        tracing::warn!("{warning}");
+    }
     ctx.info(format!(
         "limits: batches of {} texts / {} tokens / {} ms wait, queue {} texts, texts up to {} chars, batch requests up to {} texts, bodies up to {} bytes, cache {}, {} model worker(s) of {} compute thread(s), {} HTTP thread(s), {}",
         config.max_batch_size,
@@ -271,6 +306,13 @@ async fn serve(
             Some(p) => format!("source checked every {} s", p.as_secs_f64()),
             None => "source checked on POST /v1/admin/reload".to_string(),
         }
+    ));
+    ctx.info(format!(
+        "connections: at most {}, request heads within {} s, bodies within {} s, idle for {} s",
+        config.max_connections,
+        config.header_read_timeout.as_secs_f64(),
+        config.body_read_timeout.as_secs_f64(),
+        config.idle_timeout.as_secs_f64()
     ));
     let router = match &auth {
         Some(auth) => {

@@ -15,7 +15,7 @@ pub struct ErrorBody {
     pub error: String,
     /// The kind of error, snake_case: `invalid_json`, `invalid_request`, `empty_text`,
     /// `text_too_long`, `empty_batch`, `batch_too_large`, `unsupported_media_type`,
-    /// `payload_too_large`, `not_found`, `method_not_allowed`, `overloaded`, `not_ready`,
+    /// `payload_too_large`, `request_timeout`, `not_found`, `method_not_allowed`, `overloaded`, `not_ready`,
     /// `shutting_down`, `model_error`, `model_load_failed`, `source_unavailable`,
     /// `no_registry`, `promotion_refused`, `alias_change_failed`, `internal`.
     #[schema(example = "empty_text")]
@@ -42,6 +42,8 @@ pub enum ErrorKind {
     UnsupportedMediaType,
     /// 413: a body over the limit.
     PayloadTooLarge,
+    /// 408: the request body did not arrive within the body-read timeout.
+    RequestTimeout,
     /// 404: no such route.
     NotFound,
     /// 405: the route exists, not with this method.
@@ -70,7 +72,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::InvalidJson,
         ErrorKind::InvalidRequest,
         ErrorKind::EmptyText,
@@ -79,6 +81,7 @@ impl ErrorKind {
         ErrorKind::BatchTooLarge,
         ErrorKind::UnsupportedMediaType,
         ErrorKind::PayloadTooLarge,
+        ErrorKind::RequestTimeout,
         ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
         ErrorKind::Overloaded,
@@ -106,6 +109,7 @@ impl ErrorKind {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ErrorKind::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ErrorKind::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorKind::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ErrorKind::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
@@ -230,6 +234,17 @@ impl ApiError {
         Self::new(
             ErrorKind::PayloadTooLarge,
             format!("request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 408: the body did not arrive within `limit`.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "the request body did not arrive within the body-read timeout of {} s",
+                limit.as_secs_f64()
+            ),
         )
     }
 

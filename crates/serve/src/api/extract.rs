@@ -54,9 +54,12 @@ pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::payload_too_large(limit))
         }
-        Err(e) => Err(ApiError::invalid_json(format!(
-            "could not read the request body: {e}"
-        ))),
+        Err(e) => match crate::conn::body_timeout(e.as_ref()) {
+            Some(timeout) => Err(ApiError::request_timeout(timeout)),
+            None => Err(ApiError::invalid_json(format!(
+                "could not read the request body: {e}"
+            ))),
+        },
     }
 }
 
