@@ -111,7 +111,9 @@ impl Auth {
             .not_before
             .load()
             .get(claims.sub.as_str())
-            .is_some_and(|&ms| claims.iat < ms.div_euclid(1000));
+            // Issued at or before the removal or password change (in milliseconds: a token
+            // from the same second as the change is not let through).
+            .is_some_and(|&ms| claims.issued_at_ms() <= ms);
         self.refresh_if_stale();
         if revoked {
             return Err(TokenError::Revoked);
@@ -232,6 +234,7 @@ mod tests {
     fn token_issued_ago(auth: &Auth, user: &str, ago: i64) -> String {
         let mut claims = new_claims(auth.config(), user, &[Scope::Predict]).unwrap();
         claims.iat -= ago;
+        claims.iat_ms = claims.iat_ms.map(|ms| ms - ago * 1000);
         auth.inner.keys.sign(&claims).unwrap()
     }
 
@@ -284,8 +287,65 @@ mod tests {
         // Issued after the change (a later second): accepted.
         let mut claims = new_claims(auth.config(), "alice", &[Scope::Predict]).unwrap();
         claims.iat += 2;
+        claims.iat_ms = claims.iat_ms.map(|ms| ms + 2000);
         let fresh = auth.inner.keys.sign(&claims).unwrap();
         auth.verify(&fresh).unwrap();
+    }
+
+    /// Waits until the wall clock is early in a second, so the next steps share it.
+    fn start_of_a_second() {
+        while chrono::Utc::now().timestamp_subsec_millis() > 300 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_token_issued_in_the_same_second_as_a_removal_is_revoked() {
+        let (_d, auth) = auth();
+        start_of_a_second();
+        let token = auth.issue("alice", &[Scope::Predict]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(auth.users().remove("alice").unwrap());
+        auth.refresh_revocations().unwrap();
+        let iat = token.claims.iat;
+        assert_eq!(
+            chrono::Utc::now().timestamp(),
+            iat,
+            "the removal fell in the token's second"
+        );
+        assert_eq!(auth.verify(&token.access_token), Err(TokenError::Revoked));
+    }
+
+    #[test]
+    fn a_password_change_in_the_same_second_revokes_the_token_and_not_the_next() {
+        let (_d, auth) = auth();
+        start_of_a_second();
+        let before = auth.issue("alice", &[Scope::Predict]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        auth.users()
+            .set_password("alice", "changed-password")
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let after = auth.issue("alice", &[Scope::Predict]).unwrap();
+        auth.refresh_revocations().unwrap();
+        assert_eq!(before.claims.iat, after.claims.iat, "one second");
+        assert_eq!(auth.verify(&before.access_token), Err(TokenError::Revoked));
+        auth.verify(&after.access_token).unwrap();
+    }
+
+    #[test]
+    fn a_token_without_milliseconds_from_the_revocation_second_is_refused() {
+        let (_d, auth) = auth();
+        start_of_a_second();
+        let mut claims = new_claims(auth.config(), "alice", &[Scope::Predict]).unwrap();
+        claims.iat_ms = None;
+        let legacy = auth.inner.keys.sign(&claims).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        auth.users()
+            .set_password("alice", "changed-password")
+            .unwrap();
+        auth.refresh_revocations().unwrap();
+        assert_eq!(auth.verify(&legacy), Err(TokenError::Revoked));
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct Claims {
     pub iss: String,
     /// Unique token id (32 hex digits).
     pub jti: String,
+    /// Issued at, milliseconds since the epoch (taxon's own claim: whole-second `iat` cannot
+    /// tell a token issued just before a revocation from one issued just after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
 }
 
 impl Claims {
@@ -34,6 +38,15 @@ impl Claims {
     /// `predict`.
     pub fn has(&self, s: Scope) -> bool {
         self.scope.split_ascii_whitespace().any(|x| x == s.as_str())
+    }
+
+    /// When the token was issued, in milliseconds since the epoch: `iat_ms`, or for a token
+    /// without it the first millisecond of its `iat` second (so a revocation in that second
+    /// refuses it).
+    pub fn issued_at_ms(&self) -> i64 {
+        self.iat_ms
+            .filter(|ms| ms.div_euclid(1000) == self.iat)
+            .unwrap_or_else(|| self.iat.saturating_mul(1000))
     }
 
     /// The scopes taxon knows among the token's (unknown names are skipped).
@@ -149,7 +162,8 @@ pub(crate) fn new_claims(
     user: &str,
     scopes: &[Scope],
 ) -> Result<Claims, AuthError> {
-    let now = chrono::Utc::now().timestamp();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now = now_ms.div_euclid(1000);
     let ttl = i64::try_from(config.token_ttl.as_secs()).unwrap_or(i64::MAX);
     Ok(Claims {
         sub: user.to_string(),
@@ -158,6 +172,7 @@ pub(crate) fn new_claims(
         exp: now.saturating_add(ttl),
         iss: config.issuer.clone(),
         jti: new_token_id()?,
+        iat_ms: Some(now_ms),
     })
 }
 
@@ -215,6 +230,7 @@ mod tests {
             exp: 0,
             iss: "taxon".into(),
             jti: String::new(),
+            iat_ms: None,
         };
         assert!(!c.has(Scope::Predict) && !c.has(Scope::Admin));
         assert!(c.scopes().is_empty());
