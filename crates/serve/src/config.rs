@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub body_limit_bytes: usize,
     /// Entries in the prediction cache (0 turns the cache off).
     pub cache_capacity: usize,
+    /// Bytes the prediction cache may hold (its keys are hashes, so texts do not count).
+    pub cache_max_bytes: usize,
     /// How long a cached prediction stays valid.
     pub cache_ttl: Duration,
     /// Model worker threads: each gathers and computes its own batches.
@@ -57,6 +59,7 @@ impl Default for ServeConfig {
             max_batch_texts: 256,
             body_limit_bytes: 2 * 1024 * 1024,
             cache_capacity: 10_000,
+            cache_max_bytes: 64 * 1024 * 1024,
             cache_ttl: Duration::from_secs(300),
             workers: 1,
             model_threads: None,
@@ -171,6 +174,7 @@ impl ServeConfig {
             max_batch_tokens: self.max_batch_tokens,
             queue_capacity: self.queue_capacity,
             cache_capacity: self.cache_capacity,
+            cache_max_bytes: self.cache_max_bytes,
             cache_ttl_seconds: self.cache_ttl.as_secs_f64(),
             workers: self.workers,
             model_threads: self.model_threads_per_worker(),
@@ -202,6 +206,8 @@ pub struct Limits {
     pub queue_capacity: usize,
     /// Prediction cache entries (0: off).
     pub cache_capacity: usize,
+    /// Bytes the prediction cache may hold.
+    pub cache_max_bytes: usize,
     /// Lifetime of a cached prediction, in seconds.
     pub cache_ttl_seconds: f64,
     /// Model worker threads.

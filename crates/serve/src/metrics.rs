@@ -167,6 +167,8 @@ pub struct Metrics {
     model_load_failures: Counter,
     model_errors: Counter,
     inflight: Gauge,
+    cache_bytes: Gauge,
+    cache_max_bytes: Gauge,
     connections_open: Gauge,
     connections_max: Gauge,
     connections_closed: Family<ReasonLabel, Counter>,
@@ -208,6 +210,8 @@ impl Metrics {
         let model_load_failures = Counter::default();
         let model_errors = Counter::default();
         let inflight = Gauge::default();
+        let cache_bytes = Gauge::default();
+        let cache_max_bytes = Gauge::default();
         let connections_open = Gauge::default();
         let connections_max = Gauge::default();
         let connections_closed = Family::<ReasonLabel, Counter>::default();
@@ -284,6 +288,16 @@ impl Metrics {
             inflight.clone(),
         );
         registry.register(
+            "taxon_cache_bytes",
+            "Bytes the prediction cache holds (hashed keys, probabilities, bookkeeping)",
+            cache_bytes.clone(),
+        );
+        registry.register(
+            "taxon_cache_max_bytes",
+            "The prediction cache's byte budget (--cache-max-bytes; 0: cache off)",
+            cache_max_bytes.clone(),
+        );
+        registry.register(
             "taxon_connections_open",
             "HTTP connections open now",
             connections_open.clone(),
@@ -338,6 +352,8 @@ impl Metrics {
             model_load_failures,
             model_errors,
             inflight,
+            cache_bytes,
+            cache_max_bytes,
             connections_open,
             connections_max,
             connections_closed,
@@ -379,6 +395,14 @@ impl Metrics {
     pub fn inflight(&self) -> InflightGuard {
         self.inflight.inc();
         InflightGuard(self.inflight.clone())
+    }
+
+    /// The prediction cache's size and budget, in bytes (set when scraped).
+    pub fn observe_cache(&self, bytes: usize, max_bytes: usize) {
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.cache_max_bytes
+            .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
     }
 
     /// One more open connection, until the guard drops.
@@ -539,6 +563,7 @@ mod tests {
         m.model_served(Some(("news", "abc")), "news", "def");
         m.model_error();
         m.set_max_connections(64);
+        m.observe_cache(1234, 4096);
         let open = m.open_guard();
         m.connection_closed(ConnClose::Evicted);
         let text = m.render(5);
@@ -559,6 +584,8 @@ mod tests {
             "taxon_model_load_failures_total 0",
             "taxon_model_errors_total 1",
             "taxon_inflight_requests 0",
+            "taxon_cache_bytes 1234",
+            "taxon_cache_max_bytes 4096",
             "taxon_connections_open 1",
             "taxon_connections_max 64",
             "taxon_connections_closed_total{reason=\"evicted\"} 1",

@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// Prediction cache entries (0: no cache).
     #[arg(long, env = "TAXON_SERVE_CACHE_SIZE", default_value_t = 10_000)]
     pub cache_size: usize,
+    /// Bytes the prediction cache may hold (keys are hashes of the texts, so a long text costs
+    /// what a short one does; 0: no cache).
+    #[arg(long, env = "TAXON_SERVE_CACHE_MAX_BYTES", value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub cache_max_bytes: usize,
     /// Lifetime of a cached prediction, in seconds.
     #[arg(
         long,
@@ -181,6 +185,7 @@ impl ServeArgs {
             max_batch_texts: self.max_batch_texts,
             body_limit_bytes: self.body_limit,
             cache_capacity: self.cache_size,
+            cache_max_bytes: self.cache_max_bytes,
             cache_ttl,
             workers: self.workers,
             model_threads: self.model_threads,
@@ -290,12 +295,13 @@ async fn serve(
         config.max_text_chars,
         config.max_batch_texts,
         config.body_limit_bytes,
-        if config.cache_capacity == 0 {
+        if config.cache_capacity == 0 || config.cache_max_bytes == 0 {
             "off".to_string()
         } else {
             format!(
-                "{} entries for {} s",
+                "{} entries / {} bytes for {} s",
                 config.cache_capacity,
+                config.cache_max_bytes,
                 config.cache_ttl.as_secs_f64()
             )
         },

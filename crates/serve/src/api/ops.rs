@@ -58,6 +58,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "Metrics in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(cache) = state.cache() {
+        state
+            .metrics()
+            .observe_cache(cache.bytes(), cache.max_bytes());
+    }
     let text = state.metrics().render(state.engine().admitted());
     let mut response = Response::new(Body::from(text));
     response.headers_mut().insert(
