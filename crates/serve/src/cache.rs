@@ -27,6 +27,8 @@ struct Entry {
     seq: u64,
     inserted: Instant,
     probs: Arc<[f32]>,
+    /// The tokens of the text the model knew.
+    known_tokens: usize,
 }
 
 impl Entry {
@@ -100,15 +102,16 @@ impl PredictionCache {
         &self.shards[(hash as usize) % self.shards.len()]
     }
 
-    /// The probabilities cached for `key` (normalized text) by model `seq`, if fresh.
-    pub fn get(&self, seq: u64, key: &str) -> Option<Arc<[f32]>> {
+    /// The probabilities cached for `key` (normalized text) by model `seq`, if fresh, with the
+    /// count of the text's tokens the model knew.
+    pub fn get(&self, seq: u64, key: &str) -> Option<(Arc<[f32]>, usize)> {
         let now = Instant::now();
         let hash = self.hash(key);
         let shard = self.shard(hash);
         let mut lru = shard.lru.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = lru.get(&hash)?;
         if entry.seq == seq && now.saturating_duration_since(entry.inserted) < self.ttl {
-            return Some(Arc::clone(&entry.probs));
+            return Some((Arc::clone(&entry.probs), entry.known_tokens));
         }
         if let Some(old) = lru.pop(&hash) {
             shard
@@ -120,7 +123,7 @@ impl PredictionCache {
 
     /// Caches `probs` for `key` as computed by model `seq`, evicting the least recently used
     /// entries while the shard is over its entry cap or byte budget.
-    pub fn insert(&self, seq: u64, key: &str, probs: &[f32]) {
+    pub fn insert(&self, seq: u64, key: &str, probs: &[f32], known_tokens: usize) {
         let size = Entry::bytes(probs.len());
         let hash = self.hash(key);
         let shard = self.shard(hash);
@@ -131,6 +134,7 @@ impl PredictionCache {
             seq,
             inserted: Instant::now(),
             probs: probs.into(),
+            known_tokens,
         };
         let mut lru = shard.lru.lock().unwrap_or_else(PoisonError::into_inner);
         let mut bytes = shard.bytes.load(Ordering::Relaxed) + size;
@@ -250,8 +254,11 @@ mod tests {
     #[test]
     fn entries_of_another_model_are_misses() {
         let cache = PredictionCache::new(10, 1 << 20, Duration::from_secs(60)).unwrap();
-        cache.insert(1, "a text", &[0.25, 0.75]);
-        assert_eq!(cache.get(1, "a text").as_deref(), Some(&[0.25, 0.75][..]));
+        cache.insert(1, "a text", &[0.25, 0.75], 1);
+        assert_eq!(
+            cache.get(1, "a text").map(|(p, _)| p).as_deref(),
+            Some(&[0.25, 0.75][..])
+        );
         assert_eq!(cache.get(2, "a text"), None);
         // The stale entry was dropped on the miss.
         assert_eq!(cache.get(1, "a text"), None);
@@ -260,7 +267,7 @@ mod tests {
     #[test]
     fn entries_expire_after_the_ttl() {
         let cache = PredictionCache::new(10, 1 << 20, Duration::from_millis(30)).unwrap();
-        cache.insert(1, "a text", &[1.0]);
+        cache.insert(1, "a text", &[1.0], 1);
         // Sleeping past the TTL can only make the entry older, so this cannot flake.
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(cache.get(1, "a text"), None);
@@ -273,12 +280,12 @@ mod tests {
         assert!(PredictionCache::new(10, 0, Duration::from_secs(1)).is_none());
         let cache = PredictionCache::new(40, 1 << 20, Duration::from_secs(60)).unwrap();
         for i in 0..1000 {
-            cache.insert(1, &format!("text {i}"), &[1.0]);
+            cache.insert(1, &format!("text {i}"), &[1.0], 1);
         }
         assert!(cache.len() <= 40, "{}", cache.len());
         let cache = PredictionCache::new(3, 1 << 20, Duration::from_secs(60)).unwrap();
         for i in 0..10 {
-            cache.insert(1, &format!("text {i}"), &[1.0]);
+            cache.insert(1, &format!("text {i}"), &[1.0], 1);
         }
         assert!(cache.len() <= 3, "{}", cache.len());
     }
@@ -287,19 +294,20 @@ mod tests {
     fn long_texts_cost_no_more_than_short_ones_and_the_byte_budget_holds() {
         let budget = 64 * 1024;
         let cache = PredictionCache::new(1_000_000, budget, Duration::from_secs(60)).unwrap();
-        cache.insert(1, "short", &[0.5; 5]);
+        cache.insert(1, "short", &[0.5; 5], 1);
         let one = cache.bytes();
         let long = "word ".repeat(4_000);
-        cache.insert(1, &long, &[0.5; 5]);
+        cache.insert(1, &long, &[0.5; 5], 4_000);
         assert_eq!(
             cache.bytes(),
             2 * one,
             "an entry's cost does not depend on its text"
         );
-        assert_eq!(cache.get(1, &long).as_deref(), Some(&[0.5; 5][..]));
+        let (probs, known) = cache.get(1, &long).unwrap();
+        assert_eq!((&probs[..], known), (&[0.5; 5][..], 4_000));
         // One user sending distinct 20,000-character texts.
         for i in 0..5_000 {
-            cache.insert(1, &format!("{i} {long}"), &[0.5; 5]);
+            cache.insert(1, &format!("{i} {long}"), &[0.5; 5], 4_001);
         }
         assert!(
             cache.bytes() <= budget,
@@ -319,7 +327,7 @@ mod tests {
     #[test]
     fn an_entry_larger_than_a_shard_budget_is_not_kept() {
         let cache = PredictionCache::new(100, 16 * 100, Duration::from_secs(60)).unwrap();
-        cache.insert(1, "many labels", &[0.001; 1000]);
+        cache.insert(1, "many labels", &[0.001; 1000], 2);
         assert!(cache.is_empty());
         assert_eq!(cache.bytes(), 0);
     }

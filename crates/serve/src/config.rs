@@ -46,6 +46,9 @@ pub struct ServeConfig {
     pub body_read_timeout: Duration,
     /// Longest a connection may wait for its next request (or its first).
     pub idle_timeout: Duration,
+    /// Answer 422 `unreadable_text` for a text the model knows no token of, instead of uniform
+    /// scores with `known_tokens: 0`.
+    pub refuse_unreadable: bool,
 }
 
 impl Default for ServeConfig {
@@ -68,6 +71,7 @@ impl Default for ServeConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            refuse_unreadable: false,
         }
     }
 }
@@ -183,6 +187,7 @@ impl ServeConfig {
             header_read_timeout_seconds: self.header_read_timeout.as_secs_f64(),
             body_read_timeout_seconds: self.body_read_timeout.as_secs_f64(),
             idle_timeout_seconds: self.idle_timeout.as_secs_f64(),
+            refuse_unreadable: self.refuse_unreadable,
         }
     }
 }
@@ -224,6 +229,9 @@ pub struct Limits {
     pub body_read_timeout_seconds: f64,
     /// Seconds a connection may wait for its next request.
     pub idle_timeout_seconds: f64,
+    /// Whether texts the model knows no token of are refused (422) rather than answered with
+    /// uniform scores.
+    pub refuse_unreadable: bool,
 }
 
 #[cfg(test)]

@@ -138,6 +138,11 @@ impl ConnClose {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -169,6 +174,7 @@ pub struct Metrics {
     inflight: Gauge,
     cache_bytes: Gauge,
     cache_max_bytes: Gauge,
+    unreadable_texts: Family<OutcomeLabel, Counter>,
     connections_open: Gauge,
     connections_max: Gauge,
     connections_closed: Family<ReasonLabel, Counter>,
@@ -210,6 +216,7 @@ impl Metrics {
         let model_load_failures = Counter::default();
         let model_errors = Counter::default();
         let inflight = Gauge::default();
+        let unreadable_texts = Family::<OutcomeLabel, Counter>::default();
         let cache_bytes = Gauge::default();
         let cache_max_bytes = Gauge::default();
         let connections_open = Gauge::default();
@@ -288,6 +295,11 @@ impl Metrics {
             inflight.clone(),
         );
         registry.register(
+            "taxon_unreadable_texts",
+            "Texts the model knows no token of: answered with uniform scores and known_tokens 0, or refused with 422 (--refuse-unreadable)",
+            unreadable_texts.clone(),
+        );
+        registry.register(
             "taxon_cache_bytes",
             "Bytes the prediction cache holds (hashed keys, probabilities, bookkeeping)",
             cache_bytes.clone(),
@@ -354,6 +366,7 @@ impl Metrics {
             inflight,
             cache_bytes,
             cache_max_bytes,
+            unreadable_texts,
             connections_open,
             connections_max,
             connections_closed,
@@ -395,6 +408,14 @@ impl Metrics {
     pub fn inflight(&self) -> InflightGuard {
         self.inflight.inc();
         InflightGuard(self.inflight.clone())
+    }
+
+    /// A text the model knows no token of, answered (uniform scores) or refused.
+    pub fn unreadable_text(&self, refused: bool) {
+        let outcome = if refused { "refused" } else { "answered" };
+        self.unreadable_texts
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     /// The prediction cache's size and budget, in bytes (set when scraped).
@@ -564,6 +585,7 @@ mod tests {
         m.model_error();
         m.set_max_connections(64);
         m.observe_cache(1234, 4096);
+        m.unreadable_text(false);
         let open = m.open_guard();
         m.connection_closed(ConnClose::Evicted);
         let text = m.render(5);
@@ -584,6 +606,7 @@ mod tests {
             "taxon_model_load_failures_total 0",
             "taxon_model_errors_total 1",
             "taxon_inflight_requests 0",
+            "taxon_unreadable_texts_total{outcome=\"answered\"} 1",
             "taxon_cache_bytes 1234",
             "taxon_cache_max_bytes 4096",
             "taxon_connections_open 1",

@@ -134,6 +134,10 @@ pub struct ServeArgs {
         default_value_t = 60.0
     )]
     pub idle_timeout: f64,
+    /// Refuse (422 `unreadable_text`) a text the model knows no word of, instead of answering
+    /// uniform scores with `known_tokens: 0`.
+    #[arg(long, env = "TAXON_SERVE_REFUSE_UNREADABLE")]
+    pub refuse_unreadable: bool,
     /// Log line format (level from TAXON_LOG, default info; the access log is at debug).
     #[arg(long, env = "TAXON_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -194,6 +198,7 @@ impl ServeArgs {
             header_read_timeout: seconds("--header-read-timeout", self.header_read_timeout)?,
             body_read_timeout: seconds("--body-read-timeout", self.body_read_timeout)?,
             idle_timeout: seconds("--idle-timeout", self.idle_timeout)?,
+            refuse_unreadable: self.refuse_unreadable,
         };
         config.validate()?;
         Ok(config)
@@ -311,6 +316,14 @@ async fn serve(
         match config.poll_interval {
             Some(p) => format!("source checked every {} s", p.as_secs_f64()),
             None => "source checked on POST /v1/admin/reload".to_string(),
+        }
+    ));
+    ctx.info(format!(
+        "texts the model knows no word of: {}",
+        if config.refuse_unreadable {
+            "refused (422 unreadable_text)"
+        } else {
+            "answered with uniform scores and known_tokens 0"
         }
     ));
     ctx.info(format!(

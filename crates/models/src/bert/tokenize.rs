@@ -66,6 +66,8 @@ pub struct TextEncoder {
     tokenizer: Tokenizer,
     cls: u32,
     sep: u32,
+    /// `[UNK]`, when the vocabulary has it.
+    unk: Option<u32>,
     max_len: usize,
     truncation: Truncation,
     lowercase: bool,
@@ -109,6 +111,7 @@ impl TextEncoder {
             })
         };
         let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
+        let unk = tokenizer.token_to_id("[UNK]");
         let ids = |t: &str| {
             tokenizer
                 .encode(t, false)
@@ -120,6 +123,7 @@ impl TextEncoder {
             tokenizer,
             cls,
             sep,
+            unk,
             max_len: max_len.max(3),
             truncation,
             lowercase,
@@ -168,6 +172,13 @@ impl TextEncoder {
         ids.extend_from_slice(&pieces[pieces.len() - tail..]);
         ids.push(self.sep);
         Ok(ids)
+    }
+
+    /// The pieces of `ids` that are words of the vocabulary: not `[CLS]`, `[SEP]` or `[UNK]`.
+    pub fn known_pieces(&self, ids: &[u32]) -> usize {
+        ids.iter()
+            .filter(|&&id| id != self.cls && id != self.sep && Some(id) != self.unk)
+            .count()
     }
 
     /// The largest id the tokenizer produces, to check against the embedding's rows.

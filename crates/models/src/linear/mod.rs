@@ -259,7 +259,8 @@ impl TextClassifier for LinearModel {
     fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
         Ok(ENCODE_SCRATCH.with_borrow_mut(|s| {
             let tokens = self.weighted_rows(text, s);
-            Encoded::new(tokens, Features(s.counts.clone()))
+            // Known: the distinct features (words, n-grams) the model has rows for.
+            Encoded::with_known(tokens, s.counts.len(), Features(s.counts.clone()))
         }))
     }
 

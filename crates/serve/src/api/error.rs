@@ -14,7 +14,7 @@ pub struct ErrorBody {
     #[schema(example = "\"text\" is empty")]
     pub error: String,
     /// The kind of error, snake_case: `invalid_json`, `invalid_request`, `empty_text`,
-    /// `text_too_long`, `empty_batch`, `batch_too_large`, `unsupported_media_type`,
+    /// `text_too_long`, `empty_batch`, `unreadable_text`, `batch_too_large`, `unsupported_media_type`,
     /// `payload_too_large`, `request_timeout`, `not_found`, `method_not_allowed`, `overloaded`, `not_ready`,
     /// `shutting_down`, `model_error`, `model_load_failed`, `source_unavailable`,
     /// `no_registry`, `promotion_refused`, `alias_change_failed`, `internal`.
@@ -36,6 +36,8 @@ pub enum ErrorKind {
     TextTooLong,
     /// 422: a batch with no texts.
     EmptyBatch,
+    /// 422: the model knows none of the text's tokens (servers that refuse those).
+    UnreadableText,
     /// 422: a batch with more texts than the limit.
     BatchTooLarge,
     /// 415: not a JSON content type.
@@ -72,12 +74,13 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::InvalidJson,
         ErrorKind::InvalidRequest,
         ErrorKind::EmptyText,
         ErrorKind::TextTooLong,
         ErrorKind::EmptyBatch,
+        ErrorKind::UnreadableText,
         ErrorKind::BatchTooLarge,
         ErrorKind::UnsupportedMediaType,
         ErrorKind::PayloadTooLarge,
@@ -104,6 +107,7 @@ impl ErrorKind {
             ErrorKind::EmptyText => (StatusCode::UNPROCESSABLE_ENTITY, "empty_text"),
             ErrorKind::TextTooLong => (StatusCode::UNPROCESSABLE_ENTITY, "text_too_long"),
             ErrorKind::EmptyBatch => (StatusCode::UNPROCESSABLE_ENTITY, "empty_batch"),
+            ErrorKind::UnreadableText => (StatusCode::UNPROCESSABLE_ENTITY, "unreadable_text"),
             ErrorKind::BatchTooLarge => (StatusCode::UNPROCESSABLE_ENTITY, "batch_too_large"),
             ErrorKind::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -234,6 +238,17 @@ impl ApiError {
         Self::new(
             ErrorKind::PayloadTooLarge,
             format!("request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 422: model NAME@VERSION knows none of the tokens of `field`.
+    pub fn unreadable_text(field: &str, name: &str, version: &str) -> Self {
+        Self::new(
+            ErrorKind::UnreadableText,
+            format!(
+                "{field}: model {name}@{version} knows none of its words, so it cannot classify it \
+                 (this server refuses such texts instead of answering uniform scores)"
+            ),
         )
     }
 

@@ -97,6 +97,11 @@ pub struct PredictResponse<'a> {
     pub request_id: &'a str,
     /// Whether the answer came from the prediction cache.
     pub cached: bool,
+    /// How many of the text's tokens the model knows. 0: the model cannot read the text (no
+    /// word of its vocabulary), and the scores are uniform: no label is claimed (servers
+    /// started with `--refuse-unreadable` answer 422 `unreadable_text` instead).
+    #[schema(example = 7)]
+    pub known_tokens: usize,
 }
 
 /// One prediction of a batch.
@@ -108,6 +113,9 @@ pub struct Prediction<'a> {
     /// Every label's probability (they sum to 1).
     #[schema(value_type = std::collections::BTreeMap<String, f32>, example = json!({"business": 0.04, "sport": 0.96}))]
     pub scores: Scores<'a>,
+    /// How many of the text's tokens the model knows (0: unreadable, uniform scores).
+    #[schema(example = 5)]
+    pub known_tokens: usize,
 }
 
 /// `POST /v1/predict/batch` answer.
@@ -137,7 +145,7 @@ pub struct BatchResponse<'a> {
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "Wrong fields or types; empty or too long text", body = ErrorBody),
+        (status = 422, description = "Wrong fields or types; empty or too long text; unreadable_text (the model knows none of its tokens) when the server refuses those", body = ErrorBody),
         (status = 500, description = "model_error: the model failed on this text; no prediction was made in its place (other requests are answered)", body = ErrorBody),
         (status = 503, description = "Queue full (retry after the Retry-After seconds) or shutting down", body = ErrorBody),
     )
@@ -167,13 +175,15 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
             state.metrics().cache_lookup(hit.is_some());
             (key, hit)
         });
-        if let Some((_, Some(probs))) = &key {
-            return Ok(single_response(&model, probs, id.as_str(), true));
+        if let Some((_, Some((probs, known)))) = &key {
+            return Ok(single_response(&model, probs, id.as_str(), true, *known));
         }
         let text = Text::encode(&model, String::from(&*text))
             .map_err(|e| engine_error(state, id, EngineError::model(&model, e)))?;
+        check_readable(state, &model, &text, "text")?;
         (key.map(|(k, _)| k), model.seq, text)
     };
+    let known = text.known_tokens();
     let receiver = arrival.submit(Texts::One(text))?;
     let computed = receiver
         .await
@@ -182,9 +192,15 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
     let probs = computed.probs.first().map(Vec::as_slice).unwrap_or(&[]);
     // Only what the model that made the key computed (a swap in between changes both).
     if let (Some(cache), Some(key), true) = (state.cache(), &key, computed.model.seq == seq) {
-        cache.insert(seq, key, probs);
+        cache.insert(seq, key, probs, known);
     }
-    Ok(single_response(&computed.model, probs, id.as_str(), false))
+    Ok(single_response(
+        &computed.model,
+        probs,
+        id.as_str(),
+        false,
+        known,
+    ))
 }
 
 /// The answer for an engine error. A model failure is counted in `taxon_model_errors_total`
@@ -201,7 +217,36 @@ fn engine_error(state: &AppState, id: &RequestId, e: EngineError) -> ApiError {
     ApiError::from(e)
 }
 
-fn single_response(model: &LoadedModel, probs: &[f32], id: &str, cached: bool) -> Response {
+/// Counts a text the model knows no token of, and refuses it (422 `unreadable_text`) when
+/// the server is configured to.
+fn check_readable(
+    state: &AppState,
+    model: &LoadedModel,
+    text: &Text,
+    field: &str,
+) -> Result<(), ApiError> {
+    if text.known_tokens() > 0 {
+        return Ok(());
+    }
+    let refuse = state.config().refuse_unreadable;
+    state.metrics().unreadable_text(refuse);
+    if refuse {
+        return Err(ApiError::unreadable_text(
+            field,
+            &model.name,
+            &model.version,
+        ));
+    }
+    Ok(())
+}
+
+fn single_response(
+    model: &LoadedModel,
+    probs: &[f32],
+    id: &str,
+    cached: bool,
+    known_tokens: usize,
+) -> Response {
     json_response(
         StatusCode::OK,
         &PredictResponse {
@@ -216,6 +261,7 @@ fn single_response(model: &LoadedModel, probs: &[f32], id: &str, cached: bool) -
             },
             request_id: id,
             cached,
+            known_tokens,
         },
     )
 }
@@ -234,7 +280,7 @@ fn single_response(model: &LoadedModel, probs: &[f32], id: &str, cached: bool) -
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "Wrong fields or types; empty batch, batch over the limit, empty or too long text", body = ErrorBody),
+        (status = 422, description = "Wrong fields or types; empty batch, batch over the limit, empty or too long text; unreadable_text when the server refuses texts the model knows no token of", body = ErrorBody),
         (status = 500, description = "model_error: the model failed on a text of the batch; no prediction was made in its place (other requests are answered)", body = ErrorBody),
         (status = 503, description = "Queue full (retry after the Retry-After seconds) or shutting down", body = ErrorBody),
     )
@@ -271,17 +317,20 @@ async fn predict_many(
         check_text(text, config.max_text_chars).map_err(|p| p.at(&format!("texts[{i}]")))?;
     }
     let model = state.slot().load();
-    let texts = texts
+    let texts: Vec<Text> = texts
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            Text::encode(&model, t.into_owned()).map_err(|e| {
+            let text = Text::encode(&model, t.into_owned()).map_err(|e| {
                 let e = EngineError::model(&model, format!("texts[{i}]: {e}"));
                 engine_error(state, id, e)
-            })
+            })?;
+            check_readable(state, &model, &text, &format!("texts[{i}]"))?;
+            Ok(text)
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, ApiError>>()?;
     drop(model);
+    let known: Vec<usize> = texts.iter().map(Text::known_tokens).collect();
     let receiver = arrival.submit(Texts::Many(texts))?;
     let computed = receiver
         .await
@@ -291,12 +340,14 @@ async fn predict_many(
     let predictions = computed
         .probs
         .iter()
-        .map(|probs| Prediction {
+        .zip(known)
+        .map(|(probs, known_tokens)| Prediction {
             label: top_label(&model.labels, probs),
             scores: Scores {
                 labels: &model.labels,
                 probs,
             },
+            known_tokens,
         })
         .collect();
     Ok(json_response(

@@ -195,3 +195,78 @@ async fn fifty_concurrent_requests_share_model_batches() {
     // The batch the worker was holding, then everything queued behind it.
     assert!(batches <= 2, "{batches} batches for 50 concurrent requests");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_the_model_cannot_read_is_flagged_with_uniform_scores() {
+    let s = server(ServeConfig::default()).await;
+    let read = predict(&s.app, "the striker scored a goal").await.json();
+    assert!(read["known_tokens"].as_u64().unwrap() > 0, "{read}");
+    for _ in 0..2 {
+        // The second answer comes from the cache, with the same flag.
+        let answer = predict(&s.app, "!!! \u{1F600}").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let body = answer.json();
+        assert_eq!(body["known_tokens"], 0, "{body}");
+        for (_, p) in body["scores"].as_object().unwrap() {
+            assert!((p.as_f64().unwrap() - 0.5).abs() < 1e-6, "{body}");
+        }
+    }
+    let batch = post_json(
+        &s.app,
+        "/v1/predict/batch",
+        r#"{"texts": ["the striker scored", "???"]}"#,
+    )
+    .await
+    .json();
+    assert!(
+        batch["predictions"][0]["known_tokens"].as_u64().unwrap() > 0,
+        "{batch}"
+    );
+    assert_eq!(batch["predictions"][1]["known_tokens"], 0, "{batch}");
+    let metrics = get(&s.app, "/metrics").await.text();
+    // The cached answer was counted when it was computed.
+    assert!(
+        metrics.contains("taxon_unreadable_texts_total{outcome=\"answered\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_unreadable_texts_answers_422() {
+    let s = server(ServeConfig {
+        refuse_unreadable: true,
+        ..ServeConfig::default()
+    })
+    .await;
+    let answer = predict(&s.app, "!!!").await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.json()["error_type"], "unreadable_text");
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("text: ")
+    );
+    let batch = post_json(
+        &s.app,
+        "/v1/predict/batch",
+        r#"{"texts": ["the striker scored", "???"]}"#,
+    )
+    .await;
+    assert_eq!(batch.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        batch.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("texts[1]: ")
+    );
+    assert_eq!(
+        predict(&s.app, "the striker scored").await.status,
+        StatusCode::OK
+    );
+    let metrics = get(&s.app, "/metrics").await.text();
+    assert!(
+        metrics.contains("taxon_unreadable_texts_total{outcome=\"refused\"} 2"),
+        "{metrics}"
+    );
+}
