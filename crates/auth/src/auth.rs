@@ -21,7 +21,7 @@ use axum::Router;
 
 use crate::config::AuthConfig;
 use crate::error::AuthError;
-use crate::limit::LoginLimits;
+use crate::limit::{Limited, LoginLimits};
 use crate::scope::Scope;
 use crate::token::{Claims, IssuedToken, Keys, TokenError, new_claims};
 use crate::users::{UserInfo, UserStore, check_credentials};
@@ -43,6 +43,8 @@ struct Inner {
     /// When `not_before` was last read, seconds since the epoch.
     refreshed_at: AtomicI64,
     refreshing: AtomicBool,
+    /// Called with each login refused by a rate limit (the server's metrics).
+    on_limited: std::sync::OnceLock<Box<dyn Fn(Limited) + Send + Sync>>,
 }
 
 /// The result of checking a user name and password.
@@ -73,7 +75,9 @@ impl Auth {
                 limits: LoginLimits::new(
                     config.user_attempts_per_minute,
                     config.client_attempts_per_minute,
+                    config.user_failures_per_minute,
                 ),
+                on_limited: std::sync::OnceLock::new(),
                 users_path: users.path().to_path_buf(),
                 users: Mutex::new(users),
                 not_before: ArcSwap::from_pointee(not_before),
@@ -82,6 +86,19 @@ impl Auth {
                 config,
             }),
         })
+    }
+
+    /// Calls `f` with every login a rate limit refuses (the server counts them as a security
+    /// metric). Only the first call takes effect.
+    pub fn on_limited(&self, f: impl Fn(Limited) + Send + Sync + 'static) {
+        let _ = self.inner.on_limited.set(Box::new(f));
+    }
+
+    /// Reports a limited login to [`Auth::on_limited`]'s callback.
+    pub(crate) fn limited(&self, limit: Limited) {
+        if let Some(f) = self.inner.on_limited.get() {
+            f(limit);
+        }
     }
 
     /// The settings in force.

@@ -37,6 +37,7 @@ pub use bind::{check_bind, is_loopback, startup_banner};
 pub use config::{AuthConfig, DEFAULT_TOKEN_TTL, JWT_SECRET_ENV, MAX_TOKEN_TTL, parse_algorithm};
 pub use error::AuthError;
 pub use http::REALM;
+pub use limit::Limited;
 pub use password::{MIN_PASSWORD_CHARS, check_password_policy};
 pub use scope::{Scope, format_scopes, parse_scopes};
 pub use secret::{JwtSecret, MIN_SECRET_BYTES};

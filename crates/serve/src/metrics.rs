@@ -138,6 +138,11 @@ impl ConnClose {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -175,6 +180,7 @@ pub struct Metrics {
     cache_bytes: Gauge,
     cache_max_bytes: Gauge,
     unreadable_texts: Family<OutcomeLabel, Counter>,
+    login_limited: Family<LimitLabel, Counter>,
     connections_open: Gauge,
     connections_max: Gauge,
     connections_closed: Family<ReasonLabel, Counter>,
@@ -217,6 +223,7 @@ impl Metrics {
         let model_errors = Counter::default();
         let inflight = Gauge::default();
         let unreadable_texts = Family::<OutcomeLabel, Counter>::default();
+        let login_limited = Family::<LimitLabel, Counter>::default();
         let cache_bytes = Gauge::default();
         let cache_max_bytes = Gauge::default();
         let connections_open = Gauge::default();
@@ -295,6 +302,11 @@ impl Metrics {
             inflight.clone(),
         );
         registry.register(
+            "taxon_login_limited",
+            "POST /token attempts refused with 429 by a login rate limit: client, user_client, user_backoff, saturated",
+            login_limited.clone(),
+        );
+        registry.register(
             "taxon_unreadable_texts",
             "Texts the model knows no token of: answered with uniform scores and known_tokens 0, or refused with 422 (--refuse-unreadable)",
             unreadable_texts.clone(),
@@ -367,6 +379,7 @@ impl Metrics {
             cache_bytes,
             cache_max_bytes,
             unreadable_texts,
+            login_limited,
             connections_open,
             connections_max,
             connections_closed,
@@ -408,6 +421,13 @@ impl Metrics {
     pub fn inflight(&self) -> InflightGuard {
         self.inflight.inc();
         InflightGuard(self.inflight.clone())
+    }
+
+    /// A login refused by the rate limit named `limit`.
+    pub fn login_limited(&self, limit: &'static str) {
+        self.login_limited
+            .get_or_create(&LimitLabel { limit })
+            .inc();
     }
 
     /// A text the model knows no token of, answered (uniform scores) or refused.
@@ -586,6 +606,7 @@ mod tests {
         m.set_max_connections(64);
         m.observe_cache(1234, 4096);
         m.unreadable_text(false);
+        m.login_limited("user_backoff");
         let open = m.open_guard();
         m.connection_closed(ConnClose::Evicted);
         let text = m.render(5);
@@ -607,6 +628,7 @@ mod tests {
             "taxon_model_errors_total 1",
             "taxon_inflight_requests 0",
             "taxon_unreadable_texts_total{outcome=\"answered\"} 1",
+            "taxon_login_limited_total{limit=\"user_backoff\"} 1",
             "taxon_cache_bytes 1234",
             "taxon_cache_max_bytes 4096",
             "taxon_connections_open 1",

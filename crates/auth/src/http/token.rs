@@ -40,7 +40,8 @@ impl OAuthError {
     fn slow_down(limit: Limited) -> Self {
         let secs = limit.retry_after_secs();
         let who = match limit {
-            Limited::User(_) => "for this user",
+            Limited::User(_) => "for this user from this address",
+            Limited::Backoff(_) => "for this user",
             Limited::Client(_) => "from this address",
             Limited::Saturated => "on this server",
         };
@@ -181,15 +182,19 @@ async fn grant(
     if let Some(ip) = client {
         auth.limits().check_client(ip).map_err(|l| {
             tracing::warn!(client = %ip, "login rate limit reached for a client");
+            auth.limited(l);
             OAuthError::slow_down(l)
         })?;
     }
     let Form(fields) = form.map_err(|r| OAuthError::bad("invalid_request", describe(r)))?;
     let request = PasswordGrant::parse(fields)?;
-    auth.limits().check_user(&request.username).map_err(|l| {
-        tracing::warn!(client = ?client, "login rate limit reached for a user name");
-        OAuthError::slow_down(l)
-    })?;
+    auth.limits()
+        .check_user(&request.username, client)
+        .map_err(|l| {
+            tracing::warn!(client = ?client, limit = l.label(), "login rate limit reached for a user name");
+            auth.limited(l);
+            OAuthError::slow_down(l)
+        })?;
 
     let PasswordGrant {
         username,
@@ -215,6 +220,7 @@ async fn grant(
     let user = match outcome {
         Ok(Login::Granted(user)) => user,
         Ok(Login::Refused { known_user }) => {
+            auth.limits().failed(&username, client);
             // The name is logged only when it is an account's: a mistyped name may be a
             // password typed in the wrong field.
             if known_user {

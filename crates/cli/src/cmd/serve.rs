@@ -341,6 +341,8 @@ async fn serve(
                 auth.config().token_ttl.as_secs(),
                 args.users_db.display()
             ));
+            let counted = state.clone();
+            auth.on_limited(move |limit| counted.metrics().login_limited(limit.label()));
             taxon_serve::router(
                 state.clone(),
                 auth.token_router(),
