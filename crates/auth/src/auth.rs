@@ -251,6 +251,7 @@ mod tests {
     fn token_issued_ago(auth: &Auth, user: &str, ago: i64) -> String {
         let mut claims = new_claims(auth.config(), user, &[Scope::Predict]).unwrap();
         claims.iat -= ago;
+        claims.exp -= ago;
         claims.iat_ms = claims.iat_ms.map(|ms| ms - ago * 1000);
         auth.inner.keys.sign(&claims).unwrap()
     }
@@ -303,8 +304,8 @@ mod tests {
         assert_eq!(auth.verify(&old), Err(TokenError::Revoked));
         // Issued after the change (a later second): accepted.
         let mut claims = new_claims(auth.config(), "alice", &[Scope::Predict]).unwrap();
-        claims.iat += 2;
-        claims.iat_ms = claims.iat_ms.map(|ms| ms + 2000);
+        claims.iat += 1;
+        claims.iat_ms = claims.iat_ms.map(|ms| ms + 1000);
         let fresh = auth.inner.keys.sign(&claims).unwrap();
         auth.verify(&fresh).unwrap();
     }

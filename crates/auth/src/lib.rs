@@ -38,7 +38,9 @@ pub use config::{AuthConfig, DEFAULT_TOKEN_TTL, JWT_SECRET_ENV, MAX_TOKEN_TTL, p
 pub use error::AuthError;
 pub use http::REALM;
 pub use limit::Limited;
-pub use password::{MIN_PASSWORD_CHARS, check_password_policy};
+pub use password::{
+    MIN_DISTINCT_CHARS, MIN_PASSWORD_CHARS, PASSWORD_POLICY, check_password_policy,
+};
 pub use scope::{Scope, format_scopes, parse_scopes};
 pub use secret::{JwtSecret, MIN_SECRET_BYTES};
 pub use terminal::prompt_password;

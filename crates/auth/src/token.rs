@@ -103,6 +103,12 @@ pub enum TokenError {
     /// Not a JWT, or one without taxon's claims.
     #[error("the token is malformed")]
     Malformed,
+    /// `iat` is in the future.
+    #[error("the token is issued in the future")]
+    IssuedInFuture,
+    /// `exp` is further from `iat` than this server's token lifetime.
+    #[error("the token lives longer than this server's token lifetime")]
+    LifetimeTooLong,
 }
 
 /// Signing and verifying keys with the validation rules, built once.
@@ -111,6 +117,8 @@ pub(crate) struct Keys {
     decoding: DecodingKey,
     header: Header,
     validation: Validation,
+    /// The longest lifetime (`exp - iat`) accepted: the configured one.
+    max_lifetime: i64,
 }
 
 impl Keys {
@@ -127,6 +135,7 @@ impl Keys {
             decoding: DecodingKey::from_secret(secret),
             header: Header::new(config.algorithm),
             validation,
+            max_lifetime: i64::try_from(config.token_ttl.as_secs()).unwrap_or(i64::MAX),
         }
     }
 
@@ -135,8 +144,21 @@ impl Keys {
         jsonwebtoken::encode(&self.header, claims, &self.encoding).map_err(AuthError::Token)
     }
 
-    /// Verifies the signature, algorithm, issuer and expiry of `token`.
+    /// Verifies the signature, algorithm, issuer and expiry of `token`, that it was not issued
+    /// in the future (1 s of clock skew allowed) and that it lives no longer than the
+    /// configured token lifetime.
     pub(crate) fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = self.decode(token)?;
+        if claims.iat > chrono::Utc::now().timestamp() + 1 {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime {
+            return Err(TokenError::LifetimeTooLong);
+        }
+        Ok(claims)
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, TokenError> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
@@ -234,6 +256,27 @@ mod tests {
         };
         assert!(!c.has(Scope::Predict) && !c.has(Scope::Admin));
         assert!(c.scopes().is_empty());
+    }
+
+    #[test]
+    fn tokens_from_the_future_or_longer_lived_than_configured_are_refused() {
+        let (c, k) = keys(|_| {});
+        let mut future = new_claims(&c, "alice", &[Scope::Predict]).unwrap();
+        future.iat += 600;
+        future.exp += 600;
+        assert_eq!(
+            k.verify(&k.sign(&future).unwrap()),
+            Err(TokenError::IssuedInFuture)
+        );
+        let mut long = new_claims(&c, "alice", &[Scope::Predict]).unwrap();
+        long.exp = long.iat + 30 * 24 * 3600;
+        assert_eq!(
+            k.verify(&k.sign(&long).unwrap()),
+            Err(TokenError::LifetimeTooLong)
+        );
+        // Exactly the configured lifetime is fine.
+        let ok = new_claims(&c, "alice", &[Scope::Predict]).unwrap();
+        assert_eq!(k.verify(&k.sign(&ok).unwrap()).unwrap(), ok);
     }
 
     #[test]
