@@ -51,6 +51,15 @@ pub struct ServeConfig {
     pub refuse_unreadable: bool,
 }
 
+/// The request body that holds a batch of `texts` texts of `chars` characters each: 4 bytes
+/// per character (the longest UTF-8 encoding), the quotes and commas around each text, and 64
+/// bytes of envelope (`{"texts": [...]}` and whitespace).
+pub fn body_bytes_for(texts: usize, chars: usize) -> usize {
+    texts
+        .saturating_mul(chars.saturating_mul(4).saturating_add(4))
+        .saturating_add(64)
+}
+
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
@@ -60,7 +69,7 @@ impl Default for ServeConfig {
             queue_capacity: 1024,
             max_text_chars: 20_000,
             max_batch_texts: 256,
-            body_limit_bytes: 2 * 1024 * 1024,
+            body_limit_bytes: body_bytes_for(256, 20_000),
             cache_capacity: 10_000,
             cache_max_bytes: 64 * 1024 * 1024,
             cache_ttl: Duration::from_secs(300),
@@ -158,6 +167,24 @@ impl ServeConfig {
         Ok(())
     }
 
+    /// The body the largest batch request this configuration admits may need
+    /// ([`body_bytes_for`] of `max_batch_texts` texts of `max_text_chars` characters).
+    pub fn largest_batch_bytes(&self) -> usize {
+        body_bytes_for(self.max_batch_texts, self.max_text_chars)
+    }
+
+    /// A warning when `body_limit_bytes` cannot hold the largest batch request the text and
+    /// batch limits admit (such requests are refused 413 before their texts are looked at).
+    pub fn body_limit_warning(&self) -> Option<String> {
+        let needed = self.largest_batch_bytes();
+        (self.body_limit_bytes < needed).then(|| {
+            format!(
+                "the body limit ({} bytes) is below what a batch of {} texts of {} characters may need ({needed} bytes): such batches are refused with 413 (raise --body-limit or lower --max-batch-texts / --max-text-chars)",
+                self.body_limit_bytes, self.max_batch_texts, self.max_text_chars
+            )
+        })
+    }
+
     /// The compute threads of each model worker: `model_threads`, or the available cores
     /// divided among the workers.
     pub fn model_threads_per_worker(&self) -> usize {
@@ -241,6 +268,33 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         ServeConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_default_body_limit_holds_the_largest_batch_of_the_default_limits() {
+        let config = ServeConfig::default();
+        assert_eq!(config.body_limit_warning(), None);
+        // 256 texts of 20,000 four-byte characters, as JSON.
+        let text = "\u{1F600}".repeat(config.max_text_chars);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "texts": vec![text; config.max_batch_texts]
+        }))
+        .unwrap();
+        assert!(
+            body.len() <= config.body_limit_bytes,
+            "{} > {}",
+            body.len(),
+            config.body_limit_bytes
+        );
+        let small = ServeConfig {
+            body_limit_bytes: 2 * 1024 * 1024,
+            ..ServeConfig::default()
+        };
+        let warning = small.body_limit_warning().unwrap();
+        assert!(
+            warning.contains("256 texts of 20000 characters"),
+            "{warning}"
+        );
     }
 
     #[test]

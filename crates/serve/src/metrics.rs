@@ -29,12 +29,14 @@ pub enum Route {
     OpenApi,
     Docs,
     AdminReload,
+    /// `POST /token` (merged in when auth is on).
+    Token,
     /// No route matched (404), or a route this enum does not name.
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 10] = [
+    const ALL: [Route; 11] = [
         Route::Predict,
         Route::PredictBatch,
         Route::Models,
@@ -44,6 +46,7 @@ impl Route {
         Route::OpenApi,
         Route::Docs,
         Route::AdminReload,
+        Route::Token,
         Route::Other,
     ];
 
@@ -59,6 +62,7 @@ impl Route {
             Route::OpenApi => "/openapi.json",
             Route::Docs => "/docs",
             Route::AdminReload => "/v1/admin/reload",
+            Route::Token => "/token",
             Route::Other => "unmatched",
         }
     }
@@ -647,5 +651,16 @@ mod tests {
         );
         assert!(text.contains(&kernels), "{kernels} missing from\n{text}");
         assert_eq!(m.batches(), (3, 1));
+    }
+
+    #[test]
+    fn the_token_route_has_its_own_label() {
+        assert_eq!(Route::from_path("/token"), Route::Token);
+        let m = Metrics::new();
+        m.observe_request(Route::Token, 429, Duration::from_millis(1));
+        assert!(
+            m.render(0)
+                .contains("taxon_requests_total{route=\"/token\",status=\"429\"} 1")
+        );
     }
 }

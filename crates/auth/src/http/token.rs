@@ -186,7 +186,18 @@ async fn grant(
             OAuthError::slow_down(l)
         })?;
     }
-    let Form(fields) = form.map_err(|r| OAuthError::bad("invalid_request", describe(r)))?;
+    let Form(fields) = form.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            OAuthError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "invalid_request",
+                description: format!("the form is larger than {TOKEN_BODY_LIMIT} bytes"),
+                retry_after: None,
+            }
+        } else {
+            OAuthError::bad("invalid_request", describe(r))
+        }
+    })?;
     let request = PasswordGrant::parse(fields)?;
     auth.limits()
         .check_user(&request.username, client)
@@ -261,9 +272,15 @@ async fn grant(
     ))
 }
 
-/// The router serving `POST /token` for `auth`.
+/// Largest `/token` form, in bytes (a user name, a password and scopes fit many times over).
+pub const TOKEN_BODY_LIMIT: usize = 16 * 1024;
+
+/// The router serving `POST /token` for `auth`; larger forms are answered 413.
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(auth: Auth) -> Router<S> {
-    Router::new().route("/token", post(token)).with_state(auth)
+    Router::new()
+        .route("/token", post(token))
+        .layer(axum::extract::DefaultBodyLimit::max(TOKEN_BODY_LIMIT))
+        .with_state(auth)
 }
 
 #[cfg(test)]

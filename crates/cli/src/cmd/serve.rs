@@ -74,9 +74,10 @@ pub struct ServeArgs {
     /// Most texts in one /v1/predict/batch request.
     #[arg(long, env = "TAXON_SERVE_MAX_BATCH_TEXTS", default_value_t = 256)]
     pub max_batch_texts: usize,
-    /// Largest accepted request body, in bytes.
-    #[arg(long, env = "TAXON_SERVE_BODY_LIMIT", value_name = "BYTES", default_value_t = 2 * 1024 * 1024)]
-    pub body_limit: usize,
+    /// Largest accepted request body, in bytes (default: what the largest batch the text and
+    /// batch limits admit may need, 4 bytes a character: 20,481,088 for the defaults).
+    #[arg(long, env = "TAXON_SERVE_BODY_LIMIT", value_name = "BYTES")]
+    pub body_limit: Option<usize>,
     /// Prediction cache entries (0: no cache).
     #[arg(long, env = "TAXON_SERVE_CACHE_SIZE", default_value_t = 10_000)]
     pub cache_size: usize,
@@ -187,7 +188,9 @@ impl ServeArgs {
             queue_capacity: self.queue_size,
             max_text_chars: self.max_text_chars,
             max_batch_texts: self.max_batch_texts,
-            body_limit_bytes: self.body_limit,
+            body_limit_bytes: self.body_limit.unwrap_or_else(|| {
+                taxon_serve::config::body_bytes_for(self.max_batch_texts, self.max_text_chars)
+            }),
             cache_capacity: self.cache_size,
             cache_max_bytes: self.cache_max_bytes,
             cache_ttl,
@@ -291,8 +294,11 @@ async fn serve(
     if let Some(warning) = taxon_serve::conn::ensure_fd_room(config.max_connections) {
         tracing::warn!("{warning}");
     }
+    if let Some(warning) = config.body_limit_warning() {
+        tracing::warn!("{warning}");
+    }
     ctx.info(format!(
-        "limits: batches of {} texts / {} tokens / {} ms wait, queue {} texts, texts up to {} chars, batch requests up to {} texts, bodies up to {} bytes, cache {}, {} model worker(s) of {} compute thread(s), {} HTTP thread(s), {}",
+        "limits: batches of {} texts / {} tokens / {} ms wait, queue {} texts, texts up to {} chars, batch requests up to {} texts, bodies up to {} bytes ({}), cache {}, {} model worker(s) of {} compute thread(s), {} HTTP thread(s), {}",
         config.max_batch_size,
         config.max_batch_tokens,
         config.max_wait.as_secs_f64() * 1e3,
@@ -300,6 +306,11 @@ async fn serve(
         config.max_text_chars,
         config.max_batch_texts,
         config.body_limit_bytes,
+        if config.body_limit_warning().is_none() {
+            "holds the largest batch"
+        } else {
+            "BELOW the largest batch"
+        },
         if config.cache_capacity == 0 || config.cache_max_bytes == 0 {
             "off".to_string()
         } else {

@@ -604,6 +604,10 @@ fn auth_guards_predictions_and_admin_with_scoped_tokens() {
         metrics.contains("taxon_login_limited_total{limit=\"user_client\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("taxon_requests_total{route=\"/token\",status=\"429\"} 1"),
+        "{metrics}"
+    );
 
     // Nothing secret reached the log.
     server.sigterm();
