@@ -23,9 +23,10 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest<'a> {
-    /// The text to classify (not empty, at most the server's `max_text_chars` characters).
+    /// The text to classify: not empty nor only whitespace, at most the server's
+    /// `max_text_chars` characters (20,000 by default; `GET /v1/models` says).
     #[serde(borrow)]
-    #[schema(value_type = String, example = "Shares rose after the bank reported record profit")]
+    #[schema(value_type = String, min_length = 1, max_length = 20000, pattern = "\\S", example = "Shares rose after the bank reported record profit")]
     pub text: Cow<'a, str>,
 }
 
@@ -39,11 +40,19 @@ const PREDICT_SHAPE: Shape = Shape {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest<'a> {
-    /// The texts to classify (1 to the server's `max_batch_texts`).
+    /// The texts to classify: 1 to the server's `max_batch_texts` (256 by default), each not
+    /// empty nor only whitespace and at most `max_text_chars` characters.
     #[serde(borrow)]
-    #[schema(value_type = Vec<String>, example = json!(["The striker scored twice", "Shares fell"]))]
+    #[schema(value_type = Vec<NonEmptyText>, min_items = 1, max_items = 256, example = json!(["The striker scored twice", "Shares fell"]))]
     pub texts: Vec<Cow<'a, str>>,
 }
+
+/// A text to classify: at least one non-whitespace character, at most `max_text_chars`
+/// (20,000 by default).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, min_length = 1, max_length = 20000, pattern = "\\S")]
+#[allow(dead_code)] // A schema only: requests borrow their texts.
+pub struct NonEmptyText(String);
 
 const BATCH_SHAPE: Shape = Shape {
     fields: &[("texts", FieldKind::Strings)],
@@ -139,10 +148,14 @@ pub struct BatchResponse<'a> {
     post,
     path = "/v1/predict",
     tag = "predict",
+    security((), ("oauth2" = ["predict"])),
     request_body(content = PredictRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The prediction", body = PredictResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Auth on: missing, invalid, expired or revoked bearer token (WWW-Authenticate says which)", body = ErrorBody),
+        (status = 403, description = "Auth on: the token lacks the `predict` scope", body = ErrorBody),
+        (status = 408, description = "request_timeout: the body did not arrive within the body-read timeout", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 422, description = "Wrong fields or types; empty or too long text; unreadable_text (the model knows none of its tokens) when the server refuses those", body = ErrorBody),
@@ -274,10 +287,14 @@ fn single_response(
     post,
     path = "/v1/predict/batch",
     tag = "predict",
+    security((), ("oauth2" = ["predict"])),
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "One prediction per text, in order", body = BatchResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Auth on: missing, invalid, expired or revoked bearer token (WWW-Authenticate says which)", body = ErrorBody),
+        (status = 403, description = "Auth on: the token lacks the `predict` scope", body = ErrorBody),
+        (status = 408, description = "request_timeout: the body did not arrive within the body-read timeout", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 422, description = "Wrong fields or types; empty batch, batch over the limit, empty or too long text; unreadable_text when the server refuses texts the model knows no token of", body = ErrorBody),

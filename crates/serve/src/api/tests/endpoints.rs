@@ -158,6 +158,54 @@ async fn openapi_document_and_docs_page() {
         let description = answer["description"].as_str().unwrap_or_default();
         assert!(description.starts_with("model_error"), "{path}: {answer}");
     }
+    // Auth, as the server runs it: the password flow at /token, scopes per route, and the
+    // answers a guard and the limits give.
+    let flow = &v["components"]["securitySchemes"]["oauth2"]["flows"]["password"];
+    assert_eq!(flow["tokenUrl"], "/token", "{v}");
+    assert!(flow["scopes"]["predict"].is_string() && flow["scopes"]["admin"].is_string());
+    assert!(v["paths"]["/token"]["post"]["responses"]["429"].is_object());
+    assert!(v["paths"]["/token"]["post"]["responses"]["413"].is_object());
+    for (path, method, scope) in [
+        ("/v1/predict", "post", "predict"),
+        ("/v1/predict/batch", "post", "predict"),
+        ("/v1/models", "get", "predict"),
+        ("/v1/admin/reload", "post", "admin"),
+        ("/v1/admin/aliases/{alias}", "put", "admin"),
+    ] {
+        let op = &v["paths"][path][method];
+        assert_eq!(op["security"][1]["oauth2"][0], scope, "{path}: {op}");
+        for status in ["401", "403"] {
+            assert!(op["responses"][status].is_object(), "{path} {status}");
+        }
+    }
+    for path in [
+        "/v1/predict",
+        "/v1/predict/batch",
+        "/v1/admin/aliases/{alias}",
+    ] {
+        let op = v["paths"][path]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        for status in ["408", "413", "415"] {
+            assert!(op["responses"][status].is_object(), "{path} {status}");
+        }
+    }
+    // An empty text is not valid in the schema (it is answered 422), and alias names have
+    // the registry's pattern.
+    let text = &v["components"]["schemas"]["PredictRequest"]["properties"]["text"];
+    assert_eq!(text["minLength"], 1, "{text}");
+    assert_eq!(text["pattern"], "\\S", "{text}");
+    let alias = &v["components"]["schemas"]["AliasName"];
+    assert!(
+        alias["pattern"]
+            .as_str()
+            .unwrap()
+            .starts_with("^(?!latest$)"),
+        "{alias}"
+    );
     let a = get(&s.app, "/docs").await;
     assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
     let html = a.text();
