@@ -24,6 +24,8 @@ echo "== cargo test"
 export TAXON_TEST_RUN="test-$$-$(date +%s)"
 status=0
 cargo test --workspace --locked || status=$?
+echo "== schemathesis against a live server"
+scripts/schemathesis.sh || status=$?
 echo "== leftover processes"
 scripts/check-leftovers.sh "$TAXON_TEST_RUN" || status=1
 [ "$status" -eq 0 ] || exit "$status"

@@ -65,6 +65,7 @@ pub struct AliasName(String);
 pub struct AliasRequest {
     /// The registered version the alias should point at.
     #[schema(example = 3)]
+    #[serde(deserialize_with = "super::extract::integer")]
     pub version: u64,
     /// Override the promotion gate (a `production` version whose metric is worse).
     #[serde(default)]
@@ -95,7 +96,8 @@ pub struct AliasResponse {
     request_body(content = AliasRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The alias moved (and the served model reloaded)", body = AliasResponse),
-        (status = 400, description = "Malformed JSON, or the server does not serve a registry alias", body = ErrorBody),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "no_registry: the server serves a model folder, not a registry alias, so it has no aliases to move", body = ErrorBody),
         (status = 401, description = "Auth on: missing, invalid, expired or revoked bearer token (WWW-Authenticate says which)", body = ErrorBody),
         (status = 403, description = "Auth on: the token lacks the `admin` scope", body = ErrorBody),
         (status = 408, description = "request_timeout: the body did not arrive within the body-read timeout", body = ErrorBody),

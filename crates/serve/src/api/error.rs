@@ -62,7 +62,8 @@ pub enum ErrorKind {
     ModelLoadFailed,
     /// 502: the model source could not say what to serve.
     SourceUnavailable,
-    /// 400: an alias change on a server that does not serve a registry alias.
+    /// 404: an alias change on a server that does not serve a registry alias (it has no
+    /// aliases to move).
     NoRegistry,
     /// 409: the promotion gate refused the version.
     PromotionRefused,
@@ -122,7 +123,7 @@ impl ErrorKind {
             ErrorKind::ModelError => (StatusCode::INTERNAL_SERVER_ERROR, "model_error"),
             ErrorKind::ModelLoadFailed => (StatusCode::INTERNAL_SERVER_ERROR, "model_load_failed"),
             ErrorKind::SourceUnavailable => (StatusCode::BAD_GATEWAY, "source_unavailable"),
-            ErrorKind::NoRegistry => (StatusCode::BAD_REQUEST, "no_registry"),
+            ErrorKind::NoRegistry => (StatusCode::NOT_FOUND, "no_registry"),
             ErrorKind::PromotionRefused => (StatusCode::CONFLICT, "promotion_refused"),
             ErrorKind::AliasChangeFailed => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "alias_change_failed")
