@@ -20,5 +20,13 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked
+# Every process the tests start inherits this id; afterwards none may be left running.
+export TAXON_TEST_RUN="test-$$-$(date +%s)"
+status=0
+cargo test --workspace --locked || status=$?
+echo "== schemathesis against a live server"
+scripts/schemathesis.sh || status=$?
+echo "== leftover processes"
+scripts/check-leftovers.sh "$TAXON_TEST_RUN" || status=1
+[ "$status" -eq 0 ] || exit "$status"
 echo "== all checks passed"

@@ -21,7 +21,7 @@ use axum::Router;
 
 use crate::config::AuthConfig;
 use crate::error::AuthError;
-use crate::limit::LoginLimits;
+use crate::limit::{Limited, LoginLimits};
 use crate::scope::Scope;
 use crate::token::{Claims, IssuedToken, Keys, TokenError, new_claims};
 use crate::users::{UserInfo, UserStore, check_credentials};
@@ -43,6 +43,8 @@ struct Inner {
     /// When `not_before` was last read, seconds since the epoch.
     refreshed_at: AtomicI64,
     refreshing: AtomicBool,
+    /// Called with each login refused by a rate limit (the server's metrics).
+    on_limited: std::sync::OnceLock<Box<dyn Fn(Limited) + Send + Sync>>,
 }
 
 /// The result of checking a user name and password.
@@ -73,7 +75,9 @@ impl Auth {
                 limits: LoginLimits::new(
                     config.user_attempts_per_minute,
                     config.client_attempts_per_minute,
+                    config.user_failures_per_minute,
                 ),
+                on_limited: std::sync::OnceLock::new(),
                 users_path: users.path().to_path_buf(),
                 users: Mutex::new(users),
                 not_before: ArcSwap::from_pointee(not_before),
@@ -82,6 +86,19 @@ impl Auth {
                 config,
             }),
         })
+    }
+
+    /// Calls `f` with every login a rate limit refuses (the server counts them as a security
+    /// metric). Only the first call takes effect.
+    pub fn on_limited(&self, f: impl Fn(Limited) + Send + Sync + 'static) {
+        let _ = self.inner.on_limited.set(Box::new(f));
+    }
+
+    /// Reports a limited login to [`Auth::on_limited`]'s callback.
+    pub(crate) fn limited(&self, limit: Limited) {
+        if let Some(f) = self.inner.on_limited.get() {
+            f(limit);
+        }
     }
 
     /// The settings in force.
@@ -111,7 +128,9 @@ impl Auth {
             .not_before
             .load()
             .get(claims.sub.as_str())
-            .is_some_and(|&ms| claims.iat < ms.div_euclid(1000));
+            // Issued at or before the removal or password change (in milliseconds: a token
+            // from the same second as the change is not let through).
+            .is_some_and(|&ms| claims.issued_at_ms() <= ms);
         self.refresh_if_stale();
         if revoked {
             return Err(TokenError::Revoked);
@@ -232,6 +251,8 @@ mod tests {
     fn token_issued_ago(auth: &Auth, user: &str, ago: i64) -> String {
         let mut claims = new_claims(auth.config(), user, &[Scope::Predict]).unwrap();
         claims.iat -= ago;
+        claims.exp -= ago;
+        claims.iat_ms = claims.iat_ms.map(|ms| ms - ago * 1000);
         auth.inner.keys.sign(&claims).unwrap()
     }
 
@@ -283,9 +304,66 @@ mod tests {
         assert_eq!(auth.verify(&old), Err(TokenError::Revoked));
         // Issued after the change (a later second): accepted.
         let mut claims = new_claims(auth.config(), "alice", &[Scope::Predict]).unwrap();
-        claims.iat += 2;
+        claims.iat += 1;
+        claims.iat_ms = claims.iat_ms.map(|ms| ms + 1000);
         let fresh = auth.inner.keys.sign(&claims).unwrap();
         auth.verify(&fresh).unwrap();
+    }
+
+    /// Waits until the wall clock is early in a second, so the next steps share it.
+    fn start_of_a_second() {
+        while chrono::Utc::now().timestamp_subsec_millis() > 300 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_token_issued_in_the_same_second_as_a_removal_is_revoked() {
+        let (_d, auth) = auth();
+        start_of_a_second();
+        let token = auth.issue("alice", &[Scope::Predict]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(auth.users().remove("alice").unwrap());
+        auth.refresh_revocations().unwrap();
+        let iat = token.claims.iat;
+        assert_eq!(
+            chrono::Utc::now().timestamp(),
+            iat,
+            "the removal fell in the token's second"
+        );
+        assert_eq!(auth.verify(&token.access_token), Err(TokenError::Revoked));
+    }
+
+    #[test]
+    fn a_password_change_in_the_same_second_revokes_the_token_and_not_the_next() {
+        let (_d, auth) = auth();
+        start_of_a_second();
+        let before = auth.issue("alice", &[Scope::Predict]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        auth.users()
+            .set_password("alice", "changed-password")
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let after = auth.issue("alice", &[Scope::Predict]).unwrap();
+        auth.refresh_revocations().unwrap();
+        assert_eq!(before.claims.iat, after.claims.iat, "one second");
+        assert_eq!(auth.verify(&before.access_token), Err(TokenError::Revoked));
+        auth.verify(&after.access_token).unwrap();
+    }
+
+    #[test]
+    fn a_token_without_milliseconds_from_the_revocation_second_is_refused() {
+        let (_d, auth) = auth();
+        start_of_a_second();
+        let mut claims = new_claims(auth.config(), "alice", &[Scope::Predict]).unwrap();
+        claims.iat_ms = None;
+        let legacy = auth.inner.keys.sign(&claims).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        auth.users()
+            .set_password("alice", "changed-password")
+            .unwrap();
+        auth.refresh_revocations().unwrap();
+        assert_eq!(auth.verify(&legacy), Err(TokenError::Revoked));
     }
 
     #[test]

@@ -30,8 +30,12 @@ pub struct AuthConfig {
     pub token_ttl: Duration,
     /// `iss` claim written into tokens and required from them.
     pub issuer: String,
-    /// `/token` attempts allowed per user name and minute (burst; refills evenly).
+    /// `/token` attempts allowed per user name and client address and minute (burst; refills
+    /// evenly).
     pub user_attempts_per_minute: u32,
+    /// Failed `/token` attempts per user name and minute from every address together; past
+    /// them the addresses that failed back off, others may still try.
+    pub user_failures_per_minute: u32,
     /// `/token` attempts allowed per client address and minute (burst; refills evenly).
     pub client_attempts_per_minute: u32,
     /// How often the guard re-reads removed users and password changes from the store (in the
@@ -50,6 +54,7 @@ impl AuthConfig {
             token_ttl: DEFAULT_TOKEN_TTL,
             issuer: "taxon".into(),
             user_attempts_per_minute: 5,
+            user_failures_per_minute: 20,
             client_attempts_per_minute: 20,
             revocation_refresh: Duration::from_secs(10),
         })
@@ -82,6 +87,7 @@ impl AuthConfig {
         }
         for (field, v) in [
             ("user_attempts_per_minute", self.user_attempts_per_minute),
+            ("user_failures_per_minute", self.user_failures_per_minute),
             (
                 "client_attempts_per_minute",
                 self.client_attempts_per_minute,

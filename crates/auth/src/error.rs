@@ -24,9 +24,9 @@ pub enum AuthError {
     /// A user name taxon cannot store.
     #[error("invalid user name `{name}`: {reason}")]
     InvalidUserName { name: String, reason: &'static str },
-    /// A password shorter than the minimum.
-    #[error("the password is too short: at least {min} characters are required")]
-    WeakPassword { min: usize },
+    /// A password the policy refuses.
+    #[error("the password is too weak: {reason} (a password needs {policy})", policy = crate::password::PASSWORD_POLICY)]
+    WeakPassword { reason: String },
     /// A user created without any scope.
     #[error("a user needs at least one scope (predict, admin)")]
     NoScopes,

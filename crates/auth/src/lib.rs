@@ -36,8 +36,11 @@ pub use auth::Auth;
 pub use bind::{check_bind, is_loopback, startup_banner};
 pub use config::{AuthConfig, DEFAULT_TOKEN_TTL, JWT_SECRET_ENV, MAX_TOKEN_TTL, parse_algorithm};
 pub use error::AuthError;
-pub use http::REALM;
-pub use password::{MIN_PASSWORD_CHARS, check_password_policy};
+pub use http::{REALM, TOKEN_BODY_LIMIT};
+pub use limit::Limited;
+pub use password::{
+    MIN_DISTINCT_CHARS, MIN_PASSWORD_CHARS, PASSWORD_POLICY, check_password_policy,
+};
 pub use scope::{Scope, format_scopes, parse_scopes};
 pub use secret::{JwtSecret, MIN_SECRET_BYTES};
 pub use terminal::prompt_password;

@@ -11,12 +11,43 @@ use crate::error::AuthError;
 /// Shortest accepted password, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
-/// Refuses passwords shorter than [`MIN_PASSWORD_CHARS`] characters.
+/// Fewest different characters in an accepted password.
+pub const MIN_DISTINCT_CHARS: usize = 5;
+
+/// The policy, as `taxon users add` states it.
+pub const PASSWORD_POLICY: &str = "at least 8 characters, at least 5 of them different, and not one run of consecutive characters (12345678, abcdefgh)";
+
+/// Refuses passwords shorter than [`MIN_PASSWORD_CHARS`] characters, with fewer than
+/// [`MIN_DISTINCT_CHARS`] different characters (`aaaaaaaa`, `abababab`), or that are one run
+/// of consecutive characters, up or down (`12345678`, `hgfedcba`).
 pub fn check_password_policy(password: &str) -> Result<(), AuthError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(AuthError::WeakPassword {
-            min: MIN_PASSWORD_CHARS,
-        });
+    let chars: Vec<char> = password.chars().collect();
+    let weak = |reason: &str| {
+        Err(AuthError::WeakPassword {
+            reason: reason.to_string(),
+        })
+    };
+    if chars.len() < MIN_PASSWORD_CHARS {
+        return weak(&format!(
+            "it has {} characters, fewer than {MIN_PASSWORD_CHARS}",
+            chars.len()
+        ));
+    }
+    let mut distinct = chars.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < MIN_DISTINCT_CHARS {
+        return weak(&format!(
+            "it has {} different characters, fewer than {MIN_DISTINCT_CHARS}",
+            distinct.len()
+        ));
+    }
+    let steps: Vec<i64> = chars
+        .windows(2)
+        .map(|w| i64::from(u32::from(w[1])) - i64::from(u32::from(w[0])))
+        .collect();
+    if steps.iter().all(|&d| d == 1) || steps.iter().all(|&d| d == -1) {
+        return weak("it is one run of consecutive characters");
     }
     Ok(())
 }
@@ -92,11 +123,33 @@ mod tests {
     fn policy_counts_characters() {
         assert!(check_password_policy("").is_err());
         assert!(check_password_policy("1234567").is_err());
-        assert!(check_password_policy("12345678").is_ok());
+        assert!(check_password_policy("31415926").is_ok());
         // Seven characters, 21 bytes: still too short.
         assert!(matches!(
             check_password_policy(&"€".repeat(7)),
-            Err(AuthError::WeakPassword { min: 8 })
+            Err(AuthError::WeakPassword { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    #[test]
+    fn weak_passwords_are_refused_with_the_reason() {
+        for (password, reason) in [
+            ("short", "fewer than 8"),
+            ("aaaaaaaa", "1 different"),
+            ("abababababab", "2 different"),
+            ("12345678", "consecutive"),
+            ("hgfedcba", "consecutive"),
+        ] {
+            let err = check_password_policy(password).unwrap_err().to_string();
+            assert!(err.contains(reason), "{password}: {err}");
+        }
+        for good in ["correct horse battery", "Tr0ub4dor&3", "alice-password"] {
+            check_password_policy(good).unwrap();
+        }
     }
 }

@@ -27,6 +27,10 @@ pub struct Claims {
     pub iss: String,
     /// Unique token id (32 hex digits).
     pub jti: String,
+    /// Issued at, milliseconds since the epoch (taxon's own claim: whole-second `iat` cannot
+    /// tell a token issued just before a revocation from one issued just after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
 }
 
 impl Claims {
@@ -34,6 +38,15 @@ impl Claims {
     /// `predict`.
     pub fn has(&self, s: Scope) -> bool {
         self.scope.split_ascii_whitespace().any(|x| x == s.as_str())
+    }
+
+    /// When the token was issued, in milliseconds since the epoch: `iat_ms`, or for a token
+    /// without it the first millisecond of its `iat` second (so a revocation in that second
+    /// refuses it).
+    pub fn issued_at_ms(&self) -> i64 {
+        self.iat_ms
+            .filter(|ms| ms.div_euclid(1000) == self.iat)
+            .unwrap_or_else(|| self.iat.saturating_mul(1000))
     }
 
     /// The scopes taxon knows among the token's (unknown names are skipped).
@@ -90,6 +103,12 @@ pub enum TokenError {
     /// Not a JWT, or one without taxon's claims.
     #[error("the token is malformed")]
     Malformed,
+    /// `iat` is in the future.
+    #[error("the token is issued in the future")]
+    IssuedInFuture,
+    /// `exp` is further from `iat` than this server's token lifetime.
+    #[error("the token lives longer than this server's token lifetime")]
+    LifetimeTooLong,
 }
 
 /// Signing and verifying keys with the validation rules, built once.
@@ -98,6 +117,8 @@ pub(crate) struct Keys {
     decoding: DecodingKey,
     header: Header,
     validation: Validation,
+    /// The longest lifetime (`exp - iat`) accepted: the configured one.
+    max_lifetime: i64,
 }
 
 impl Keys {
@@ -114,6 +135,7 @@ impl Keys {
             decoding: DecodingKey::from_secret(secret),
             header: Header::new(config.algorithm),
             validation,
+            max_lifetime: i64::try_from(config.token_ttl.as_secs()).unwrap_or(i64::MAX),
         }
     }
 
@@ -122,8 +144,21 @@ impl Keys {
         jsonwebtoken::encode(&self.header, claims, &self.encoding).map_err(AuthError::Token)
     }
 
-    /// Verifies the signature, algorithm, issuer and expiry of `token`.
+    /// Verifies the signature, algorithm, issuer and expiry of `token`, that it was not issued
+    /// in the future (1 s of clock skew allowed) and that it lives no longer than the
+    /// configured token lifetime.
     pub(crate) fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = self.decode(token)?;
+        if claims.iat > chrono::Utc::now().timestamp() + 1 {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if claims.exp.saturating_sub(claims.iat) > self.max_lifetime {
+            return Err(TokenError::LifetimeTooLong);
+        }
+        Ok(claims)
+    }
+
+    fn decode(&self, token: &str) -> Result<Claims, TokenError> {
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
@@ -149,7 +184,8 @@ pub(crate) fn new_claims(
     user: &str,
     scopes: &[Scope],
 ) -> Result<Claims, AuthError> {
-    let now = chrono::Utc::now().timestamp();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let now = now_ms.div_euclid(1000);
     let ttl = i64::try_from(config.token_ttl.as_secs()).unwrap_or(i64::MAX);
     Ok(Claims {
         sub: user.to_string(),
@@ -158,6 +194,7 @@ pub(crate) fn new_claims(
         exp: now.saturating_add(ttl),
         iss: config.issuer.clone(),
         jti: new_token_id()?,
+        iat_ms: Some(now_ms),
     })
 }
 
@@ -215,9 +252,31 @@ mod tests {
             exp: 0,
             iss: "taxon".into(),
             jti: String::new(),
+            iat_ms: None,
         };
         assert!(!c.has(Scope::Predict) && !c.has(Scope::Admin));
         assert!(c.scopes().is_empty());
+    }
+
+    #[test]
+    fn tokens_from_the_future_or_longer_lived_than_configured_are_refused() {
+        let (c, k) = keys(|_| {});
+        let mut future = new_claims(&c, "alice", &[Scope::Predict]).unwrap();
+        future.iat += 600;
+        future.exp += 600;
+        assert_eq!(
+            k.verify(&k.sign(&future).unwrap()),
+            Err(TokenError::IssuedInFuture)
+        );
+        let mut long = new_claims(&c, "alice", &[Scope::Predict]).unwrap();
+        long.exp = long.iat + 30 * 24 * 3600;
+        assert_eq!(
+            k.verify(&k.sign(&long).unwrap()),
+            Err(TokenError::LifetimeTooLong)
+        );
+        // Exactly the configured lifetime is fine.
+        let ok = new_claims(&c, "alice", &[Scope::Predict]).unwrap();
+        assert_eq!(k.verify(&k.sign(&ok).unwrap()).unwrap(), ok);
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub trait TextClassifier: Send + Sync {
 pub struct Encoded {
     tokens: usize,
     unknown_share: Option<f32>,
+    known: usize,
     input: Box<dyn Any + Send + Sync>,
 }
 
@@ -72,16 +73,25 @@ impl std::fmt::Debug for Encoded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoded")
             .field("tokens", &self.tokens)
+            .field("known", &self.known)
             .finish_non_exhaustive()
     }
 }
 
 impl Encoded {
-    /// `input` (a model type's own representation) that counts `tokens` tokens.
+    /// `input` (a model type's own representation) that counts `tokens` tokens, all of them
+    /// known to the model.
     pub fn new<T: Any + Send + Sync>(tokens: usize, input: T) -> Self {
+        Self::with_known(tokens, tokens, input)
+    }
+
+    /// `input` that counts `tokens` tokens of which the model knows `known` (words or pieces
+    /// of its vocabulary, not unknown-word or special tokens).
+    pub fn with_known<T: Any + Send + Sync>(tokens: usize, known: usize, input: T) -> Self {
         Self {
             tokens,
             unknown_share: None,
+            known,
             input: Box::new(input),
         }
     }
@@ -102,6 +112,12 @@ impl Encoded {
     /// How many tokens the model looks at (special tokens included, after truncation).
     pub fn tokens(&self) -> usize {
         self.tokens
+    }
+
+    /// How many of them the model knows; 0 means the model cannot read the text, and its
+    /// answer is the uniform distribution ([`uniform`]).
+    pub fn known_tokens(&self) -> usize {
+        self.known
     }
 
     /// The representation, when it is a `T`; otherwise a [`ModelError::Inference`] saying
@@ -339,6 +355,12 @@ impl ModelError {
             source: Box::new(source),
         }
     }
+}
+
+/// The answer for a text the model cannot read (no known token): every label equally likely,
+/// so no label is claimed with any certainty.
+pub fn uniform(labels: usize) -> Vec<f32> {
+    vec![1.0 / labels.max(1) as f32; labels]
 }
 
 #[cfg(test)]

@@ -521,3 +521,24 @@ fn encode_reports_the_share_of_unknown_word_pieces() {
     assert!(mixed > 0.0 && mixed < 1.0, "{mixed}");
     assert_eq!(m.encode("qqzzx").unwrap().unknown_share(), Some(1.0));
 }
+
+#[test]
+fn a_text_of_unknown_pieces_counts_no_known_tokens_and_is_uniform() {
+    let dir = tiny_dir(Arch::Bert, false);
+    let m = BertModel::from_checkpoint(dir.path(), &config(Pooling::Mean), &labels(), 1).unwrap();
+    let readable = format!("{} {}", SPORT[0], FILLER[0]);
+    assert_eq!(m.encode(&readable).unwrap().known_tokens(), 2);
+    // Punctuation and an emoji are [UNK] in the tiny vocabulary.
+    let unreadable = m.encode("!!! \u{1F600}").unwrap();
+    assert_eq!(unreadable.known_tokens(), 0);
+    let rows = m
+        .predict_batch(&["!!! \u{1F600}", readable.as_str()])
+        .unwrap();
+    let n = labels().len() as f32;
+    assert!(
+        rows[0].iter().all(|p| (p - 1.0 / n).abs() < 1e-6),
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(m.predict_encoded(&[&unreadable]).unwrap()[0], rows[0]);
+}

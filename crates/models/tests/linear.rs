@@ -116,6 +116,23 @@ fn probabilities_sum_to_one_and_unknown_text_is_uniform() {
 }
 
 #[test]
+fn encode_counts_the_known_tokens_and_an_unreadable_text_is_uniform() {
+    let (labels, train) = synthetic(30, 3);
+    let model = train_on(&small_config(), &opts(1), &train, &labels);
+    let read = model.encode("goal striker").unwrap();
+    assert!(read.known_tokens() > 0);
+    for text in ["!!!", "\u{1F600}", "zzzz qqqq"] {
+        let e = model.encode(text).unwrap();
+        assert_eq!(e.known_tokens(), 0, "{text:?}");
+        let p = model.predict_encoded(&[&e]).unwrap();
+        assert!(
+            p[0].iter().all(|x| (x - 1.0 / 3.0).abs() < 1e-6),
+            "{text:?}: {p:?}"
+        );
+    }
+}
+
+#[test]
 fn one_thread_is_reproducible_for_a_seed() {
     let (labels, train) = synthetic(40, 4);
     let a = train_on(&small_config(), &opts(1), &train, &labels);

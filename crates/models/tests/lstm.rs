@@ -135,6 +135,37 @@ fn max_pooling_learns_too() {
     let (model, _, val) = train_tiny(Pooling::Max);
     let acc = accuracy(&model, &val);
     assert!(acc >= 0.9, "validation accuracy {acc}");
+    no_certainty_on_unreadable_texts(&model);
+}
+
+/// Texts with no word of the vocabulary (punctuation, an emoji, unseen words): known token
+/// count 0 and uniform scores, alone or in a batch with readable texts.
+fn no_certainty_on_unreadable_texts(model: &lstm::LstmModel) {
+    let n = model.labels().len() as f32;
+    let readable = &val_text();
+    for text in ["!!!", "\u{1F600}", "", "qqqqzz xxyyzz"] {
+        let e = model.encode(text).unwrap();
+        assert_eq!(e.known_tokens(), 0, "{text:?}");
+        let batch = model.predict_batch(&[text, readable]).unwrap();
+        assert!(
+            batch[0].iter().all(|p| (p - 1.0 / n).abs() < 1e-6),
+            "{text:?}: {:?}",
+            batch[0]
+        );
+        let alone = model.predict_encoded(&[&e]).unwrap();
+        assert_eq!(alone[0], batch[0]);
+    }
+    assert!(model.encode(readable).unwrap().known_tokens() > 0);
+}
+
+fn val_text() -> String {
+    synthetic(1, 9)[0].0.clone()
+}
+
+#[test]
+fn mean_pooling_is_not_certain_on_unreadable_texts_either() {
+    let (model, _, _) = train_tiny(Pooling::Mean);
+    no_certainty_on_unreadable_texts(&model);
 }
 
 #[test]

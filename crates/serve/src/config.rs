@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub body_limit_bytes: usize,
     /// Entries in the prediction cache (0 turns the cache off).
     pub cache_capacity: usize,
+    /// Bytes the prediction cache may hold (its keys are hashes, so texts do not count).
+    pub cache_max_bytes: usize,
     /// How long a cached prediction stays valid.
     pub cache_ttl: Duration,
     /// Model worker threads: each gathers and computes its own batches.
@@ -38,6 +40,26 @@ pub struct ServeConfig {
     pub poll_interval: Option<Duration>,
     /// Prediction log, feedback and live accuracy.
     pub monitor: crate::monitor::MonitorConfig,
+    /// Most open connections; at the cap a new one replaces the oldest idle or slow one.
+    pub max_connections: usize,
+    /// Longest a request head may take from its first byte.
+    pub header_read_timeout: Duration,
+    /// Longest a request body may take from the end of its head.
+    pub body_read_timeout: Duration,
+    /// Longest a connection may wait for its next request (or its first).
+    pub idle_timeout: Duration,
+    /// Answer 422 `unreadable_text` for a text the model knows no token of, instead of uniform
+    /// scores with `known_tokens: 0`.
+    pub refuse_unreadable: bool,
+}
+
+/// The request body that holds a batch of `texts` texts of `chars` characters each: 4 bytes
+/// per character (the longest UTF-8 encoding), the quotes and commas around each text, and 64
+/// bytes of envelope (`{"texts": [...]}` and whitespace).
+pub fn body_bytes_for(texts: usize, chars: usize) -> usize {
+    texts
+        .saturating_mul(chars.saturating_mul(4).saturating_add(4))
+        .saturating_add(64)
 }
 
 impl Default for ServeConfig {
@@ -49,13 +71,19 @@ impl Default for ServeConfig {
             queue_capacity: 1024,
             max_text_chars: 20_000,
             max_batch_texts: 256,
-            body_limit_bytes: 2 * 1024 * 1024,
+            body_limit_bytes: body_bytes_for(256, 20_000),
             cache_capacity: 10_000,
+            cache_max_bytes: 64 * 1024 * 1024,
             cache_ttl: Duration::from_secs(300),
             workers: 1,
             model_threads: None,
             poll_interval: None,
             monitor: crate::monitor::MonitorConfig::default(),
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            refuse_unreadable: false,
         }
     }
 }
@@ -71,6 +99,7 @@ impl ServeConfig {
             ("max_batch_texts", self.max_batch_texts),
             ("body_limit_bytes", self.body_limit_bytes),
             ("workers", self.workers),
+            ("max_connections", self.max_connections),
         ];
         for (field, value) in positive {
             if value == 0 {
@@ -117,6 +146,18 @@ impl ServeConfig {
                         .into(),
             });
         }
+        for (field, value) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ServeError::Config {
+                    field,
+                    message: "must be positive".into(),
+                });
+            }
+        }
         if self
             .poll_interval
             .is_some_and(|p| p < Duration::from_millis(100))
@@ -127,6 +168,24 @@ impl ServeConfig {
             });
         }
         Ok(())
+    }
+
+    /// The body the largest batch request this configuration admits may need
+    /// ([`body_bytes_for`] of `max_batch_texts` texts of `max_text_chars` characters).
+    pub fn largest_batch_bytes(&self) -> usize {
+        body_bytes_for(self.max_batch_texts, self.max_text_chars)
+    }
+
+    /// A warning when `body_limit_bytes` cannot hold the largest batch request the text and
+    /// batch limits admit (such requests are refused 413 before their texts are looked at).
+    pub fn body_limit_warning(&self) -> Option<String> {
+        let needed = self.largest_batch_bytes();
+        (self.body_limit_bytes < needed).then(|| {
+            format!(
+                "the body limit ({} bytes) is below what a batch of {} texts of {} characters may need ({needed} bytes): such batches are refused with 413 (raise --body-limit or lower --max-batch-texts / --max-text-chars)",
+                self.body_limit_bytes, self.max_batch_texts, self.max_text_chars
+            )
+        })
     }
 
     /// The compute threads of each model worker: `model_threads`, or the available cores
@@ -149,10 +208,16 @@ impl ServeConfig {
             max_batch_tokens: self.max_batch_tokens,
             queue_capacity: self.queue_capacity,
             cache_capacity: self.cache_capacity,
+            cache_max_bytes: self.cache_max_bytes,
             cache_ttl_seconds: self.cache_ttl.as_secs_f64(),
             workers: self.workers,
             model_threads: self.model_threads_per_worker(),
             poll_interval_seconds: self.poll_interval.map(|p| p.as_secs_f64()),
+            max_connections: self.max_connections,
+            header_read_timeout_seconds: self.header_read_timeout.as_secs_f64(),
+            body_read_timeout_seconds: self.body_read_timeout.as_secs_f64(),
+            idle_timeout_seconds: self.idle_timeout.as_secs_f64(),
+            refuse_unreadable: self.refuse_unreadable,
         }
     }
 }
@@ -176,6 +241,8 @@ pub struct Limits {
     pub queue_capacity: usize,
     /// Prediction cache entries (0: off).
     pub cache_capacity: usize,
+    /// Bytes the prediction cache may hold.
+    pub cache_max_bytes: usize,
     /// Lifetime of a cached prediction, in seconds.
     pub cache_ttl_seconds: f64,
     /// Model worker threads.
@@ -184,6 +251,17 @@ pub struct Limits {
     pub model_threads: usize,
     /// Seconds between source polls (null: no polling).
     pub poll_interval_seconds: Option<f64>,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Seconds a request head may take from its first byte.
+    pub header_read_timeout_seconds: f64,
+    /// Seconds a request body may take after its head.
+    pub body_read_timeout_seconds: f64,
+    /// Seconds a connection may wait for its next request.
+    pub idle_timeout_seconds: f64,
+    /// Whether texts the model knows no token of are refused (422) rather than answered with
+    /// uniform scores.
+    pub refuse_unreadable: bool,
 }
 
 #[cfg(test)]
@@ -193,6 +271,33 @@ mod tests {
     #[test]
     fn default_config_is_valid() {
         ServeConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_default_body_limit_holds_the_largest_batch_of_the_default_limits() {
+        let config = ServeConfig::default();
+        assert_eq!(config.body_limit_warning(), None);
+        // 256 texts of 20,000 four-byte characters, as JSON.
+        let text = "\u{1F600}".repeat(config.max_text_chars);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "texts": vec![text; config.max_batch_texts]
+        }))
+        .unwrap();
+        assert!(
+            body.len() <= config.body_limit_bytes,
+            "{} > {}",
+            body.len(),
+            config.body_limit_bytes
+        );
+        let small = ServeConfig {
+            body_limit_bytes: 2 * 1024 * 1024,
+            ..ServeConfig::default()
+        };
+        let warning = small.body_limit_warning().unwrap();
+        assert!(
+            warning.contains("256 texts of 20000 characters"),
+            "{warning}"
+        );
     }
 
     #[test]

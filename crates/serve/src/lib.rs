@@ -23,6 +23,7 @@ pub mod alias;
 pub mod api;
 pub mod cache;
 pub mod config;
+pub mod conn;
 pub mod engine;
 pub mod error;
 pub mod metrics;

@@ -29,12 +29,14 @@ pub enum Route {
     OpenApi,
     Docs,
     AdminReload,
+    /// `POST /token` (merged in when auth is on).
+    Token,
     /// No route matched (404), or a route this enum does not name.
     Other,
 }
 
 impl Route {
-    const ALL: [Route; 10] = [
+    const ALL: [Route; 11] = [
         Route::Predict,
         Route::PredictBatch,
         Route::Models,
@@ -44,6 +46,7 @@ impl Route {
         Route::OpenApi,
         Route::Docs,
         Route::AdminReload,
+        Route::Token,
         Route::Other,
     ];
 
@@ -59,6 +62,7 @@ impl Route {
             Route::OpenApi => "/openapi.json",
             Route::Docs => "/docs",
             Route::AdminReload => "/v1/admin/reload",
+            Route::Token => "/token",
             Route::Other => "unmatched",
         }
     }
@@ -112,6 +116,46 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(50e-6, 2.0, 18))
 }
 
+/// Why the server closed a connection it had accepted (the `reason` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnClose {
+    /// Idle longer than the idle timeout.
+    IdleTimeout,
+    /// Its request head took longer than the header-read timeout.
+    HeaderTimeout,
+    /// Closed to make room for a new connection at the cap.
+    Evicted,
+    /// Closed at once: the cap was reached and every connection was busy.
+    Refused,
+}
+
+impl ConnClose {
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnClose::IdleTimeout => "idle_timeout",
+            ConnClose::HeaderTimeout => "header_timeout",
+            ConnClose::Evicted => "evicted",
+            ConnClose::Refused => "refused",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
 /// One route's series, resolved on first use (so unused ones are not exported as zeros).
 #[derive(Default)]
 struct RouteSeries {
@@ -137,6 +181,14 @@ pub struct Metrics {
     model_load_failures: Counter,
     model_errors: Counter,
     inflight: Gauge,
+    cache_bytes: Gauge,
+    cache_max_bytes: Gauge,
+    unreadable_texts: Family<OutcomeLabel, Counter>,
+    login_limited: Family<LimitLabel, Counter>,
+    connections_open: Gauge,
+    connections_max: Gauge,
+    connections_closed: Family<ReasonLabel, Counter>,
+    accept_errors: Counter,
     batched_texts: AtomicU64,
     /// Tokens of the batched texts, as the model counts them.
     batched_tokens: AtomicU64,
@@ -174,6 +226,14 @@ impl Metrics {
         let model_load_failures = Counter::default();
         let model_errors = Counter::default();
         let inflight = Gauge::default();
+        let unreadable_texts = Family::<OutcomeLabel, Counter>::default();
+        let login_limited = Family::<LimitLabel, Counter>::default();
+        let cache_bytes = Gauge::default();
+        let cache_max_bytes = Gauge::default();
+        let connections_open = Gauge::default();
+        let connections_max = Gauge::default();
+        let connections_closed = Family::<ReasonLabel, Counter>::default();
+        let accept_errors = Counter::default();
 
         registry.register(
             "taxon_requests",
@@ -245,6 +305,46 @@ impl Metrics {
             "HTTP requests being handled",
             inflight.clone(),
         );
+        registry.register(
+            "taxon_login_limited",
+            "POST /token attempts refused with 429 by a login rate limit: client, user_client, user_backoff, saturated",
+            login_limited.clone(),
+        );
+        registry.register(
+            "taxon_unreadable_texts",
+            "Texts the model knows no token of: answered with uniform scores and known_tokens 0, or refused with 422 (--refuse-unreadable)",
+            unreadable_texts.clone(),
+        );
+        registry.register(
+            "taxon_cache_bytes",
+            "Bytes the prediction cache holds (hashed keys, probabilities, bookkeeping)",
+            cache_bytes.clone(),
+        );
+        registry.register(
+            "taxon_cache_max_bytes",
+            "The prediction cache's byte budget (--cache-max-bytes; 0: cache off)",
+            cache_max_bytes.clone(),
+        );
+        registry.register(
+            "taxon_connections_open",
+            "HTTP connections open now",
+            connections_open.clone(),
+        );
+        registry.register(
+            "taxon_connections_max",
+            "The cap on open HTTP connections (--max-connections)",
+            connections_max.clone(),
+        );
+        registry.register(
+            "taxon_connections_closed",
+            "Connections the server closed: idle_timeout, header_timeout, evicted (room for a new one at the cap), refused (at the cap, every connection busy)",
+            connections_closed.clone(),
+        );
+        registry.register(
+            "taxon_accept_errors",
+            "Failed accepts of new connections (e.g. out of file descriptors), each followed by a back-off",
+            accept_errors.clone(),
+        );
         let kernel_info = Family::<KernelLabels, Gauge>::default();
         let paths = taxon_kernels::paths();
         kernel_info
@@ -280,6 +380,14 @@ impl Metrics {
             model_load_failures,
             model_errors,
             inflight,
+            cache_bytes,
+            cache_max_bytes,
+            unreadable_texts,
+            login_limited,
+            connections_open,
+            connections_max,
+            connections_closed,
+            accept_errors,
             batched_texts: AtomicU64::new(0),
             batched_tokens: AtomicU64::new(0),
             batch_count: AtomicU64::new(0),
@@ -317,6 +425,64 @@ impl Metrics {
     pub fn inflight(&self) -> InflightGuard {
         self.inflight.inc();
         InflightGuard(self.inflight.clone())
+    }
+
+    /// A login refused by the rate limit named `limit`.
+    pub fn login_limited(&self, limit: &'static str) {
+        self.login_limited
+            .get_or_create(&LimitLabel { limit })
+            .inc();
+    }
+
+    /// A text the model knows no token of, answered (uniform scores) or refused.
+    pub fn unreadable_text(&self, refused: bool) {
+        let outcome = if refused { "refused" } else { "answered" };
+        self.unreadable_texts
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// The prediction cache's size and budget, in bytes (set when scraped).
+    pub fn observe_cache(&self, bytes: usize, max_bytes: usize) {
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.cache_max_bytes
+            .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+    }
+
+    /// One more open connection, until the guard drops.
+    pub fn open_guard(&self) -> InflightGuard {
+        self.connections_open.inc();
+        InflightGuard(self.connections_open.clone())
+    }
+
+    /// The connection cap, as exported.
+    pub fn set_max_connections(&self, max: usize) {
+        self.connections_max
+            .set(i64::try_from(max).unwrap_or(i64::MAX));
+    }
+
+    /// The server closed a connection.
+    pub fn connection_closed(&self, reason: ConnClose) {
+        self.connections_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            })
+            .inc();
+    }
+
+    /// Connections the server closed for `reason` so far.
+    pub fn connections_closed(&self, reason: ConnClose) -> u64 {
+        self.connections_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            })
+            .get()
+    }
+
+    /// An accept failed.
+    pub fn accept_error(&self) {
+        self.accept_errors.inc();
     }
 
     /// Records a model batch.
@@ -417,7 +583,7 @@ impl Metrics {
     }
 }
 
-/// Decrements the in-flight gauge on drop.
+/// Decrements a gauge (in-flight requests, open connections) on drop.
 pub struct InflightGuard(Gauge);
 
 impl Drop for InflightGuard {
@@ -441,7 +607,14 @@ mod tests {
         m.model_served(None, "news", "abc");
         m.model_served(Some(("news", "abc")), "news", "def");
         m.model_error();
+        m.set_max_connections(64);
+        m.observe_cache(1234, 4096);
+        m.unreadable_text(false);
+        m.login_limited("user_backoff");
+        let open = m.open_guard();
+        m.connection_closed(ConnClose::Evicted);
         let text = m.render(5);
+        drop(open);
         for needle in [
             "taxon_requests_total{route=\"/v1/predict\",status=\"200\"} 1",
             "taxon_requests_total{route=\"/v1/predict\",status=\"418\"} 1",
@@ -458,6 +631,14 @@ mod tests {
             "taxon_model_load_failures_total 0",
             "taxon_model_errors_total 1",
             "taxon_inflight_requests 0",
+            "taxon_unreadable_texts_total{outcome=\"answered\"} 1",
+            "taxon_login_limited_total{limit=\"user_backoff\"} 1",
+            "taxon_cache_bytes 1234",
+            "taxon_cache_max_bytes 4096",
+            "taxon_connections_open 1",
+            "taxon_connections_max 64",
+            "taxon_connections_closed_total{reason=\"evicted\"} 1",
+            "taxon_accept_errors_total 0",
             "taxon_kernel_info{int8=\"",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
@@ -470,5 +651,16 @@ mod tests {
         );
         assert!(text.contains(&kernels), "{kernels} missing from\n{text}");
         assert_eq!(m.batches(), (3, 1));
+    }
+
+    #[test]
+    fn the_token_route_has_its_own_label() {
+        assert_eq!(Route::from_path("/token"), Route::Token);
+        let m = Metrics::new();
+        m.observe_request(Route::Token, 429, Duration::from_millis(1));
+        assert!(
+            m.render(0)
+                .contains("taxon_requests_total{route=\"/token\",status=\"429\"} 1")
+        );
     }
 }

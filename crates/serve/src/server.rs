@@ -2,10 +2,8 @@
 //! every in-flight request finish, let the model workers answer every queued job, return.
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use axum::Router;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::api;
@@ -25,29 +23,21 @@ pub async fn run(
 /// Serves `router` (built with [`api::router`], guards included) on `listener` until
 /// `shutdown` completes: readiness turns to 503, no new connections are accepted, in-flight
 /// requests finish, then the model workers drain and stop. Handlers can read the peer address
-/// with `ConnectInfo<SocketAddr>`.
+/// with `ConnectInfo<SocketAddr>`. Connections are capped and timed out as
+/// [`crate::conn`] says.
 pub async fn run_router(
     listener: TcpListener,
     router: Router,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let listener = listener.tap_io(|tcp| {
-        // Responses are single small writes: do not let Nagle hold them back.
-        let _ = tcp.set_nodelay(true);
-    });
     let draining = state.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
         draining.begin_drain();
     };
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal)
-    .await?;
+    crate::conn::serve_connections(listener, router, state.clone(), signal).await;
     state.shutdown().await;
     tracing::info!("drained; stopped");
     Ok(())

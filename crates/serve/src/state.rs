@@ -114,7 +114,12 @@ impl AppState {
             "model loaded, warmed up and self-tested"
         );
         let slot = Arc::new(ArcSwap::from_pointee(model));
-        let cache = PredictionCache::new(config.cache_capacity, config.cache_ttl).map(Arc::new);
+        let cache = PredictionCache::new(
+            config.cache_capacity,
+            config.cache_max_bytes,
+            config.cache_ttl,
+        )
+        .map(Arc::new);
         let engine = Engine::start(&config, Arc::clone(&slot), Arc::clone(&metrics))?;
         let reloader = Arc::new(Reloader::new(
             Arc::clone(&source),

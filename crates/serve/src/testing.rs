@@ -135,8 +135,9 @@ impl TextClassifier for Gated {
     fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
         self.gate.encodes.fetch_add(1, Ordering::SeqCst);
         let inner = self.inner.encode(text)?;
-        Ok(Encoded::new(
+        Ok(Encoded::with_known(
             inner.tokens(),
+            inner.known_tokens(),
             GatedInput {
                 text: text.to_string(),
                 inner,

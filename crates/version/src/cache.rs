@@ -15,6 +15,7 @@ use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Deserialize;
 use taxon_core::Md5Hex;
@@ -43,6 +44,29 @@ pub struct Cache {
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// How long a temp file of a process that is gone must have been left untouched before the
+/// next command removes it.
+pub const STALE_TEMP_AFTER: Duration = Duration::from_secs(60);
+
+/// The pid in a temp file name of [`Cache::temp_path`] (`taxon-<tag>-<pid>-<nanos>-<n>`).
+fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("taxon-")?;
+    let mut parts = rest.rsplitn(4, '-');
+    let (_n, _nanos, pid) = (parts.next()?, parts.next()?, parts.next()?);
+    parts.next()?;
+    pid.parse().ok()
+}
+
+/// Whether a process with this pid runs (Linux: `/proc/<pid>`; elsewhere assumed alive, so
+/// only the one-day rule applies).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
 
 impl Cache {
     pub fn new(repo: &Repo) -> Self {
@@ -73,6 +97,39 @@ impl Cache {
         Ok(self
             .tmp
             .join(format!("taxon-{tag}-{}-{nanos}-{n}", std::process::id())))
+    }
+
+    /// Removes the temp files a killed taxon process left in `.dvc/tmp` (a `data add` killed
+    /// mid-copy leaves a partial copy as large as the file it was adding): files named
+    /// `taxon-<tag>-<pid>-...` untouched for [`STALE_TEMP_AFTER`] whose process is gone, or
+    /// untouched for a day whatever the process. A live process's temp files are written to
+    /// continuously and its pid runs, so they stay; DVC's own files there are not taxon's and
+    /// stay too. Returns how many were removed; errors are ignored (another process may be
+    /// cleaning too).
+    pub fn remove_stale_temps(&self) -> usize {
+        let Ok(entries) = fs::read_dir(&self.tmp) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(temp_owner) else {
+                continue;
+            };
+            let Ok(age) = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default())
+            else {
+                continue;
+            };
+            let gone = pid != std::process::id() && !process_alive(pid);
+            let stale = (gone && age >= STALE_TEMP_AFTER) || age >= Duration::from_secs(86_400);
+            if stale && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
     }
 
     /// Stores `bytes`, already checked to hash to `hash`, as that object: a read-only temp file

@@ -36,6 +36,51 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> RemoteError + '_ {
     }
 }
 
+/// How long a partial upload in a local folder must have been left untouched before the next
+/// command that opens the folder removes it (an upload in progress writes continuously).
+pub const STALE_UPLOAD_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes the staging files (`<name>#<n>`, object_store's local uploads before their rename)
+/// that a process killed mid-upload left under `dir`, when untouched for
+/// [`STALE_UPLOAD_AFTER`]. Looks four folder levels deep (`files/md5/xx/` and the registry's
+/// layout); errors are ignored. Returns how many were removed.
+pub fn remove_stale_uploads(dir: &Path) -> usize {
+    fn walk(dir: &Path, depth: usize, removed: &mut usize) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if depth > 0 {
+                    walk(&entry.path(), depth - 1, removed);
+                }
+                continue;
+            }
+            let name = entry.file_name();
+            let staging =
+                name.to_str()
+                    .and_then(|n| n.rsplit_once('#'))
+                    .is_some_and(|(base, n)| {
+                        !base.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                    });
+            let stale = staging
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().unwrap_or_default() >= STALE_UPLOAD_AFTER);
+            if stale && std::fs::remove_file(entry.path()).is_ok() {
+                *removed += 1;
+            }
+        }
+    }
+    let mut removed = 0;
+    walk(dir, 4, &mut removed);
+    removed
+}
+
 /// A configured remote, ready for transfers. Cheap to clone (the backend is shared).
 #[derive(Clone)]
 pub struct Remote {
@@ -72,6 +117,13 @@ impl Remote {
         let (store, prefix): (Arc<dyn ObjectStore>, String) = match &cfg.url {
             RemoteUrl::Local(dir) => {
                 std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+                let removed = remove_stale_uploads(dir);
+                if removed > 0 {
+                    tracing::info!(
+                        "removed {removed} partial upload(s) a killed process left in {}",
+                        dir.display()
+                    );
+                }
                 let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| {
                     config_err(format!("cannot open folder {}: {e}", dir.display()))
                 })?;
@@ -527,6 +579,32 @@ mod tests {
 
     use super::*;
     use crate::config::{DEFAULT_PART_SIZE, RemoteConfig};
+
+    #[test]
+    fn opening_a_folder_remote_removes_stale_partial_uploads_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = tmp.path().join("files/md5/ab");
+        std::fs::create_dir_all(&folder).unwrap();
+        let aged = |name: &str, age: u64| {
+            let path = folder.join(name);
+            std::fs::write(&path, b"partial").unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(age))
+                .unwrap();
+            path
+        };
+        let stale = aged("cdef0123#1", 3600);
+        let live = aged("cdef0123#2", 0);
+        let object = aged("cdef0123", 3600);
+        let hashy = aged("notes#draft", 3600);
+        Remote::open(&local_cfg(tmp.path(), false, None)).unwrap();
+        assert!(!stale.exists(), "a killed upload's staging file is removed");
+        assert!(live.exists(), "an upload in progress stays");
+        assert!(object.exists() && hashy.exists(), "other files stay");
+    }
 
     fn local_cfg(dir: &Path, encrypt: bool, key_file: Option<PathBuf>) -> RemoteConfig {
         RemoteConfig {

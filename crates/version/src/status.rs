@@ -71,6 +71,7 @@ fn fully_cached(cache: &Cache, hash: &taxon_core::Md5Hex) -> bool {
 /// The status of every output of `dvc_files`.
 pub fn status(repo: &Repo, dvc_files: &[PathBuf]) -> Result<Vec<PathStatus>> {
     let cache = Cache::new(repo);
+    cache.remove_stale_temps();
     let state = state_for(repo);
     let mut out = Vec::new();
     for f in dvc_files {

@@ -4,5 +4,7 @@
 pub(crate) mod guard;
 pub(crate) mod token;
 
+pub use token::TOKEN_BODY_LIMIT;
+
 /// The realm named in `WWW-Authenticate` challenges.
 pub const REALM: &str = "taxon";

@@ -40,7 +40,8 @@ impl OAuthError {
     fn slow_down(limit: Limited) -> Self {
         let secs = limit.retry_after_secs();
         let who = match limit {
-            Limited::User(_) => "for this user",
+            Limited::User(_) => "for this user from this address",
+            Limited::Backoff(_) => "for this user",
             Limited::Client(_) => "from this address",
             Limited::Saturated => "on this server",
         };
@@ -181,15 +182,30 @@ async fn grant(
     if let Some(ip) = client {
         auth.limits().check_client(ip).map_err(|l| {
             tracing::warn!(client = %ip, "login rate limit reached for a client");
+            auth.limited(l);
             OAuthError::slow_down(l)
         })?;
     }
-    let Form(fields) = form.map_err(|r| OAuthError::bad("invalid_request", describe(r)))?;
-    let request = PasswordGrant::parse(fields)?;
-    auth.limits().check_user(&request.username).map_err(|l| {
-        tracing::warn!(client = ?client, "login rate limit reached for a user name");
-        OAuthError::slow_down(l)
+    let Form(fields) = form.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            OAuthError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                code: "invalid_request",
+                description: format!("the form is larger than {TOKEN_BODY_LIMIT} bytes"),
+                retry_after: None,
+            }
+        } else {
+            OAuthError::bad("invalid_request", describe(r))
+        }
     })?;
+    let request = PasswordGrant::parse(fields)?;
+    auth.limits()
+        .check_user(&request.username, client)
+        .map_err(|l| {
+            tracing::warn!(client = ?client, limit = l.label(), "login rate limit reached for a user name");
+            auth.limited(l);
+            OAuthError::slow_down(l)
+        })?;
 
     let PasswordGrant {
         username,
@@ -215,6 +231,7 @@ async fn grant(
     let user = match outcome {
         Ok(Login::Granted(user)) => user,
         Ok(Login::Refused { known_user }) => {
+            auth.limits().failed(&username, client);
             // The name is logged only when it is an account's: a mistyped name may be a
             // password typed in the wrong field.
             if known_user {
@@ -255,9 +272,15 @@ async fn grant(
     ))
 }
 
-/// The router serving `POST /token` for `auth`.
+/// Largest `/token` form, in bytes (a user name, a password and scopes fit many times over).
+pub const TOKEN_BODY_LIMIT: usize = 16 * 1024;
+
+/// The router serving `POST /token` for `auth`; larger forms are answered 413.
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(auth: Auth) -> Router<S> {
-    Router::new().route("/token", post(token)).with_state(auth)
+    Router::new()
+        .route("/token", post(token))
+        .layer(axum::extract::DefaultBodyLimit::max(TOKEN_BODY_LIMIT))
+        .with_state(auth)
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ fn claims(user: &str, scope: &str, iat: i64, exp: i64) -> Claims {
         exp,
         iss: "taxon".into(),
         jti: "0123456789abcdef0123456789abcdef".into(),
+        iat_ms: None,
     }
 }
 

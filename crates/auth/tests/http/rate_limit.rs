@@ -117,3 +117,69 @@ async fn malformed_requests_count_against_the_client() {
         .await;
     assert_slowed_down(&r);
 }
+
+#[tokio::test]
+async fn bad_tries_from_one_address_do_not_lock_the_user_out_from_another() {
+    let s = server_with(|c| c.client_attempts_per_minute = 100);
+    for _ in 0..5 {
+        let r = s
+            .token_from(
+                "203.0.113.5",
+                &[("username", "alice"), ("password", "guess-guess")],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    }
+    let r = s
+        .token_from(
+            "203.0.113.5",
+            &[("username", "alice"), ("password", "alice-password")],
+        )
+        .await;
+    assert_slowed_down(&r);
+    let r = s
+        .token_from(
+            "198.51.100.20",
+            &[("username", "alice"), ("password", "alice-password")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+}
+
+#[tokio::test]
+async fn past_the_failure_budget_failing_addresses_back_off_and_a_new_one_with_the_password_passes()
+{
+    let s = server_with(|c| {
+        c.client_attempts_per_minute = 100;
+        c.user_failures_per_minute = 4;
+    });
+    let limited = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&limited);
+    s.auth
+        .on_limited(move |l| seen.lock().unwrap().push(l.label()));
+    // A distributed guesser: two tries from each of three addresses.
+    for ip in ["203.0.113.1", "203.0.113.2", "203.0.113.3"] {
+        for _ in 0..2 {
+            let _ = s
+                .token_from(ip, &[("username", "alice"), ("password", "guess-guess")])
+                .await;
+        }
+    }
+    let r = s
+        .token_from(
+            "203.0.113.1",
+            &[("username", "alice"), ("password", "alice-password")],
+        )
+        .await;
+    assert_slowed_down(&r);
+    // The real user, from an address that never failed, gets in.
+    let r = s
+        .token_from(
+            "198.51.100.20",
+            &[("username", "alice"), ("password", "alice-password")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let labels = limited.lock().unwrap().clone();
+    assert!(labels.contains(&"user_backoff"), "{labels:?}");
+}

@@ -199,3 +199,17 @@ async fn only_post_is_served() {
         .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn an_oversized_form_is_413() {
+    let s = server();
+    let big = "x".repeat(taxon_auth::TOKEN_BODY_LIMIT + 1);
+    let r = s
+        .token(&[("username", "alice"), ("password", big.as_str())])
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.json);
+    assert_eq!(r.json["error"], "invalid_request");
+    assert_eq!(r.header(header::CACHE_CONTROL), "no-store");
+    // A form within the limit is read as before.
+    s.login("alice", "alice-password").await;
+}

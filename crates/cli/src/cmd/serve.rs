@@ -75,12 +75,17 @@ pub struct ServeArgs {
     /// Most texts in one /v1/predict/batch request.
     #[arg(long, env = "TAXON_SERVE_MAX_BATCH_TEXTS", default_value_t = 256)]
     pub max_batch_texts: usize,
-    /// Largest accepted request body, in bytes.
-    #[arg(long, env = "TAXON_SERVE_BODY_LIMIT", value_name = "BYTES", default_value_t = 2 * 1024 * 1024)]
-    pub body_limit: usize,
+    /// Largest accepted request body, in bytes (default: what the largest batch the text and
+    /// batch limits admit may need, 4 bytes a character: 20,481,088 for the defaults).
+    #[arg(long, env = "TAXON_SERVE_BODY_LIMIT", value_name = "BYTES")]
+    pub body_limit: Option<usize>,
     /// Prediction cache entries (0: no cache).
     #[arg(long, env = "TAXON_SERVE_CACHE_SIZE", default_value_t = 10_000)]
     pub cache_size: usize,
+    /// Bytes the prediction cache may hold (keys are hashes of the texts, so a long text costs
+    /// what a short one does; 0: no cache).
+    #[arg(long, env = "TAXON_SERVE_CACHE_MAX_BYTES", value_name = "BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub cache_max_bytes: usize,
     /// Lifetime of a cached prediction, in seconds.
     #[arg(
         long,
@@ -103,6 +108,38 @@ pub struct ServeArgs {
     /// with --alias, never with --model).
     #[arg(long, env = "TAXON_SERVE_POLL_INTERVAL", value_name = "SECONDS")]
     pub poll_interval: Option<f64>,
+    /// Most open HTTP connections; at the cap a new connection replaces the oldest idle or
+    /// slow one (so /health still gets through), or is closed at once when all are busy.
+    #[arg(long, env = "TAXON_SERVE_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a request head may take from its first byte before the connection is closed.
+    #[arg(
+        long,
+        env = "TAXON_SERVE_HEADER_READ_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 10.0
+    )]
+    pub header_read_timeout: f64,
+    /// Seconds a request body may take after its head (then 408).
+    #[arg(
+        long,
+        env = "TAXON_SERVE_BODY_READ_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 30.0
+    )]
+    pub body_read_timeout: f64,
+    /// Seconds a connection may wait for its next (or first) request before it is closed.
+    #[arg(
+        long,
+        env = "TAXON_SERVE_IDLE_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 60.0
+    )]
+    pub idle_timeout: f64,
+    /// Refuse (422 `unreadable_text`) a text the model knows no word of, instead of answering
+    /// uniform scores with `known_tokens: 0`.
+    #[arg(long, env = "TAXON_SERVE_REFUSE_UNREADABLE")]
+    pub refuse_unreadable: bool,
     /// Log line format (level from TAXON_LOG, default info; the access log is at debug).
     #[arg(long, env = "TAXON_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -202,13 +239,21 @@ impl ServeArgs {
             queue_capacity: self.queue_size,
             max_text_chars: self.max_text_chars,
             max_batch_texts: self.max_batch_texts,
-            body_limit_bytes: self.body_limit,
+            body_limit_bytes: self.body_limit.unwrap_or_else(|| {
+                taxon_serve::config::body_bytes_for(self.max_batch_texts, self.max_text_chars)
+            }),
             cache_capacity: self.cache_size,
+            cache_max_bytes: self.cache_max_bytes,
             cache_ttl,
             workers: self.workers,
             model_threads: self.model_threads,
             poll_interval: poll,
             monitor: self.monitor_config()?,
+            max_connections: self.max_connections,
+            header_read_timeout: seconds("--header-read-timeout", self.header_read_timeout)?,
+            body_read_timeout: seconds("--body-read-timeout", self.body_read_timeout)?,
+            idle_timeout: seconds("--idle-timeout", self.idle_timeout)?,
+            refuse_unreadable: self.refuse_unreadable,
         };
         config.validate()?;
         Ok(config)
@@ -323,8 +368,14 @@ async fn serve(
         model.labels.join(", ")
     ));
     ctx.info(format!("source: {described}"));
+    if let Some(warning) = taxon_serve::conn::ensure_fd_room(config.max_connections) {
+        tracing::warn!("{warning}");
+    }
+    if let Some(warning) = config.body_limit_warning() {
+        tracing::warn!("{warning}");
+    }
     ctx.info(format!(
-        "limits: batches of {} texts / {} tokens / {} ms wait, queue {} texts, texts up to {} chars, batch requests up to {} texts, bodies up to {} bytes, cache {}, {} model worker(s) of {} compute thread(s), {} HTTP thread(s), {}",
+        "limits: batches of {} texts / {} tokens / {} ms wait, queue {} texts, texts up to {} chars, batch requests up to {} texts, bodies up to {} bytes ({}), cache {}, {} model worker(s) of {} compute thread(s), {} HTTP thread(s), {}",
         config.max_batch_size,
         config.max_batch_tokens,
         config.max_wait.as_secs_f64() * 1e3,
@@ -332,12 +383,18 @@ async fn serve(
         config.max_text_chars,
         config.max_batch_texts,
         config.body_limit_bytes,
-        if config.cache_capacity == 0 {
+        if config.body_limit_warning().is_none() {
+            "holds the largest batch"
+        } else {
+            "BELOW the largest batch"
+        },
+        if config.cache_capacity == 0 || config.cache_max_bytes == 0 {
             "off".to_string()
         } else {
             format!(
-                "{} entries for {} s",
+                "{} entries / {} bytes for {} s",
                 config.cache_capacity,
+                config.cache_max_bytes,
                 config.cache_ttl.as_secs_f64()
             )
         },
@@ -349,6 +406,21 @@ async fn serve(
             None => "source checked on POST /v1/admin/reload".to_string(),
         }
     ));
+    ctx.info(format!(
+        "texts the model knows no word of: {}",
+        if config.refuse_unreadable {
+            "refused (422 unreadable_text)"
+        } else {
+            "answered with uniform scores and known_tokens 0"
+        }
+    ));
+    ctx.info(format!(
+        "connections: at most {}, request heads within {} s, bodies within {} s, idle for {} s",
+        config.max_connections,
+        config.header_read_timeout.as_secs_f64(),
+        config.body_read_timeout.as_secs_f64(),
+        config.idle_timeout.as_secs_f64()
+    ));
     let router = match &auth {
         Some(auth) => {
             ctx.info(format!(
@@ -357,6 +429,8 @@ async fn serve(
                 auth.config().token_ttl.as_secs(),
                 args.users_db.display()
             ));
+            let counted = state.clone();
+            auth.on_limited(move |limit| counted.metrics().login_limited(limit.label()));
             taxon_serve::router(
                 state.clone(),
                 auth.token_router(),

@@ -24,7 +24,9 @@ const PASSWORD_ENV: &str = "TAXON_PASSWORD";
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCmd {
-    /// Add a user. The password comes from --password-stdin, TAXON_PASSWORD, or a prompt.
+    /// Add a user. The password comes from --password-stdin, TAXON_PASSWORD, or a prompt, and
+    /// needs at least 8 characters, at least 5 of them different, and not one run of
+    /// consecutive characters (12345678, abcdefgh).
     Add {
         /// User name: ASCII letters, digits and `._@-`, up to 64 characters.
         name: String,

@@ -6,23 +6,17 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::service::Service;
 use crate::common::tools::{free_port, require_tool, taxon, taxon_json};
 use serde_json::Value;
 
-/// An `mlflow server`, killed on drop.
+/// An `mlflow server` and the uvicorn worker it forks, stopped together on drop.
 struct Mlflow {
-    child: Child,
+    _service: Service,
     port: u16,
-}
-
-impl Drop for Mlflow {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One HTTP/1.0 request with an optional JSON body; (status, body).
@@ -59,7 +53,8 @@ fn start_mlflow(dir: &Path) -> Option<Mlflow> {
     let port = free_port();
     let db = format!("sqlite:///{}", dir.join("mlflow.db").display());
     let artifacts = dir.join("artifacts");
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .current_dir(dir)
         .env("MLFLOW_DISABLE_TELEMETRY", "true")
         .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
@@ -79,10 +74,11 @@ fn start_mlflow(dir: &Path) -> Option<Mlflow> {
             "1",
         ])
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("mlflow.log")).unwrap())
-        .spawn()
-        .expect("spawn mlflow server");
-    let server = Mlflow { child, port };
+        .stderr(std::fs::File::create(dir.join("mlflow.log")).unwrap());
+    let server = Mlflow {
+        _service: Service::spawn("mlflow server", &mut command),
+        port,
+    };
     let deadline = Instant::now() + Duration::from_secs(180);
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {

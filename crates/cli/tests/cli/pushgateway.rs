@@ -2,21 +2,15 @@
 //! per-stage time and peak memory series arrive under job `taxon_train`, grouped by run id.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::service::Service;
 use crate::common::tools::{free_port, http_raw, http_status, taxon, taxon_json};
 
 struct Gateway {
-    child: Child,
+    _service: Service,
     port: u16,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn find_gateway() -> Option<PathBuf> {
@@ -45,13 +39,17 @@ fn find_gateway() -> Option<PathBuf> {
 fn start() -> Option<Gateway> {
     let bin = find_gateway()?;
     let port = free_port();
-    let child = Command::new(bin)
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn pushgateway");
-    let gw = Gateway { child, port };
+    let service = Service::spawn(
+        "prometheus-pushgateway",
+        Command::new(bin)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let gw = Gateway {
+        _service: service,
+        port,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if http_status(port, "GET", "/-/ready").is_ok_and(|c| c == 200) {

@@ -594,6 +594,21 @@ fn auth_guards_predictions_and_admin_with_scoped_tokens() {
     );
     assert_eq!(reload.status, 200, "{}", reload.body);
 
+    // A sixth try for one name from one address is refused, and counted as a security metric.
+    for _ in 0..5 {
+        assert_eq!(token("mallory", "guess guess").status, 400);
+    }
+    assert_eq!(token("mallory", "guess guess").status, 429);
+    let metrics = server.request("GET", "/metrics", None).body;
+    assert!(
+        metrics.contains("taxon_login_limited_total{limit=\"user_client\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("taxon_requests_total{route=\"/token\",status=\"429\"} 1"),
+        "{metrics}"
+    );
+
     // Nothing secret reached the log.
     server.sigterm();
     let mut server = server;

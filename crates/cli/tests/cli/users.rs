@@ -174,6 +174,16 @@ fn short_and_empty_passwords_are_refused() {
         .assert()
         .code(2)
         .stderr(contains("at least 8 characters"));
+    // Eight characters of one letter, or one run, are not a password either.
+    for weak in ["aaaaaaaa", "12345678"] {
+        users(dir.path())
+            .args(["add", "alice"])
+            .env("TAXON_PASSWORD", weak)
+            .assert()
+            .code(2)
+            .stderr(contains("too weak"))
+            .stderr(contains("at least 5 of them different"));
+    }
     assert!(list_json(dir.path()).is_empty());
 }
 

@@ -204,7 +204,20 @@ impl BertModel {
         &self,
         seqs: &[S],
     ) -> candle_core::Result<Vec<Vec<f32>>> {
-        self.rows_by_length(seqs, |batch| self.net.probabilities(batch))
+        // A text with no word-piece of the vocabulary (only [UNK]) answers uniform scores.
+        let readable: Vec<usize> = (0..seqs.len())
+            .filter(|&i| self.tokenizer.known_pieces(seqs[i].as_ref()) > 0)
+            .collect();
+        if readable.len() == seqs.len() {
+            return self.rows_by_length(seqs, |batch| self.net.probabilities(batch));
+        }
+        let picked: Vec<&[u32]> = readable.iter().map(|&i| seqs[i].as_ref()).collect();
+        let rows = self.rows_by_length(&picked, |batch| self.net.probabilities(batch))?;
+        let mut out = vec![taxon_core::model::uniform(self.labels.len()); seqs.len()];
+        for (i, row) in readable.into_iter().zip(rows) {
+            out[i] = row;
+        }
+        Ok(out)
     }
 
     /// The pooled encoder vectors (before the head; with [`Pooling::Pooler`], the `[CLS]` state
@@ -261,7 +274,8 @@ impl TextClassifier for BertModel {
     fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
         let ids = self.token_ids(text)?;
         let unknown = self.tokenizer.unknown_share(&ids);
-        Ok(Encoded::new(ids.len(), TokenIds(ids)).with_unknown_share(unknown))
+        let known = self.tokenizer.known_pieces(&ids);
+        Ok(Encoded::with_known(ids.len(), known, TokenIds(ids)).with_unknown_share(unknown))
     }
 
     fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {

@@ -190,6 +190,13 @@ impl TextEncoder {
         }
     }
 
+    /// The pieces of `ids` that are words of the vocabulary: not `[CLS]`, `[SEP]` or `[UNK]`.
+    pub fn known_pieces(&self, ids: &[u32]) -> usize {
+        ids.iter()
+            .filter(|&&id| id != self.cls && id != self.sep && Some(id) != self.unk)
+            .count()
+    }
+
     /// The largest id the tokenizer produces, to check against the embedding's rows.
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)

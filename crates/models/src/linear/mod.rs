@@ -267,7 +267,11 @@ impl LinearModel {
                 .for_each(|(r, c)| *c *= idf[*r as usize]);
         }
         train::normalise_weights(&mut s.counts, self.config.norm);
-        if let Some(&bias) = self.index.get(&BIAS_KEY) {
+        // The intercept (an svm model's) only for a text the model can read: one with no known
+        // feature gets uniform scores, as every model type answers such a text.
+        if !s.counts.is_empty()
+            && let Some(&bias) = self.index.get(&BIAS_KEY)
+        {
             s.counts.push((bias, 1.0));
         }
         tokens
@@ -348,7 +352,12 @@ impl TextClassifier for LinearModel {
             } else {
                 s.unknown_words as f32 / tokens as f32
             };
-            Encoded::new(tokens, Features(s.counts.clone())).with_unknown_share(unknown)
+            // Known: the distinct features (words, n-grams) the model has rows for; the
+            // intercept's row (an svm model's) is not a feature of the text.
+            let bias = self.index.get(&BIAS_KEY).copied();
+            let known = s.counts.iter().filter(|(r, _)| Some(*r) != bias).count();
+            Encoded::with_known(tokens, known, Features(s.counts.clone()))
+                .with_unknown_share(unknown)
         }))
     }
 

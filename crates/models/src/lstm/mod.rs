@@ -149,14 +149,20 @@ impl LstmModel {
     }
 
     /// Probabilities for pre-encoded texts, batched by similar length to cut padding; rows come
-    /// back in input order.
+    /// back in input order. Texts with no known word get [`taxon_core::model::uniform`].
     pub(crate) fn predict_ids<S: AsRef<[u32]>>(
         &self,
         seqs: &[S],
     ) -> candle_core::Result<Vec<Vec<f32>>> {
-        let mut order: Vec<usize> = (0..seqs.len()).collect();
-        order.sort_by_key(|&i| seqs[i].as_ref().len());
+        // A text without one known word answers uniform scores: the network would read only
+        // padding or <unk> (with max pooling, an empty text's padding gave probability 1.0).
+        let readable = |i: &usize| seqs[*i].as_ref().iter().any(|&id| id != vocab::UNK);
         let mut out = vec![Vec::new(); seqs.len()];
+        for i in (0..seqs.len()).filter(|i| !readable(i)) {
+            out[i] = taxon_core::model::uniform(self.labels.len());
+        }
+        let mut order: Vec<usize> = (0..seqs.len()).filter(readable).collect();
+        order.sort_by_key(|&i| seqs[i].as_ref().len());
         for chunk in order.chunks(PREDICT_BATCH) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_ref()).collect();
             let probs = self.net.probabilities(&Batch::new(&batch)?)?;
@@ -186,7 +192,8 @@ impl TextClassifier for LstmModel {
         } else {
             ids.iter().filter(|&&id| id == vocab::UNK).count() as f32 / ids.len() as f32
         };
-        Ok(Encoded::new(ids.len(), WordIds(ids)).with_unknown_share(unknown))
+        let known = ids.iter().filter(|&&id| id != vocab::UNK).count();
+        Ok(Encoded::with_known(ids.len(), known, WordIds(ids)).with_unknown_share(unknown))
     }
 
     fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {

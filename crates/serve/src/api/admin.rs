@@ -25,8 +25,11 @@ use crate::state::AppState;
     post,
     path = "/v1/admin/reload",
     tag = "admin",
+    security((), ("oauth2" = ["admin"])),
     responses(
         (status = 200, description = "The check ran; `swapped` says whether the model changed", body = ReloadOutcome),
+        (status = 401, description = "Auth on: missing, invalid, expired or revoked bearer token (WWW-Authenticate says which)", body = ErrorBody),
+        (status = 403, description = "Auth on: the token lacks the `admin` scope", body = ErrorBody),
         (status = 500, description = "The new model failed to load or to pass its self-test", body = ErrorBody),
         (status = 502, description = "The source could not say what to serve", body = ErrorBody),
     )
@@ -49,12 +52,20 @@ pub async fn reload(State(state): State<AppState>) -> Response {
     }
 }
 
+/// An alias name: 1 to 63 characters from a-z, 0-9, `_` and `-`, starting with a letter; not
+/// `latest` nor `v` followed by digits (the registry's rule).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, min_length = 1, max_length = 63, pattern = "^(?!latest$)(?!v[0-9]+$)[a-z][a-z0-9_-]{0,62}$", example = "production")]
+#[allow(dead_code)] // A schema only: the handler takes the path as a String.
+pub struct AliasName(String);
+
 /// `PUT /v1/admin/aliases/{alias}` body.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AliasRequest {
     /// The registered version the alias should point at.
     #[schema(example = 3)]
+    #[serde(deserialize_with = "super::extract::integer")]
     pub version: u64,
     /// Override the promotion gate (a `production` version whose metric is worse).
     #[serde(default)]
@@ -80,11 +91,19 @@ pub struct AliasResponse {
     put,
     path = "/v1/admin/aliases/{alias}",
     tag = "admin",
-    params(("alias" = String, Path, description = "Alias to move (`production`, `staging`, ...)")),
-    request_body = AliasRequest,
+    security((), ("oauth2" = ["admin"])),
+    params(("alias" = AliasName, Path, description = "Alias to move (`production`, `staging`, ...)")),
+    request_body(content = AliasRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The alias moved (and the served model reloaded)", body = AliasResponse),
-        (status = 400, description = "The server does not serve a registry alias", body = ErrorBody),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "no_registry: the server serves a model folder, not a registry alias, so it has no aliases to move", body = ErrorBody),
+        (status = 401, description = "Auth on: missing, invalid, expired or revoked bearer token (WWW-Authenticate says which)", body = ErrorBody),
+        (status = 403, description = "Auth on: the token lacks the `admin` scope", body = ErrorBody),
+        (status = 408, description = "request_timeout: the body did not arrive within the body-read timeout", body = ErrorBody),
+        (status = 413, description = "Body over the size limit", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 500, description = "The alias moved but the new version failed to load", body = ErrorBody),
         (status = 409, description = "The promotion gate refused the version", body = ErrorBody),
         (status = 422, description = "Bad body or unknown version", body = ErrorBody),
         (status = 502, description = "The registry failed", body = ErrorBody),

@@ -14,8 +14,8 @@ pub struct ErrorBody {
     #[schema(example = "\"text\" is empty")]
     pub error: String,
     /// The kind of error, snake_case: `invalid_json`, `invalid_request`, `empty_text`,
-    /// `text_too_long`, `empty_batch`, `batch_too_large`, `unsupported_media_type`,
-    /// `payload_too_large`, `not_found`, `method_not_allowed`, `overloaded`, `not_ready`,
+    /// `text_too_long`, `empty_batch`, `unreadable_text`, `batch_too_large`, `unsupported_media_type`,
+    /// `payload_too_large`, `request_timeout`, `not_found`, `method_not_allowed`, `overloaded`, `not_ready`,
     /// `shutting_down`, `model_error`, `model_load_failed`, `source_unavailable`,
     /// `no_registry`, `promotion_refused`, `alias_change_failed`, `internal`.
     #[schema(example = "empty_text")]
@@ -36,12 +36,16 @@ pub enum ErrorKind {
     TextTooLong,
     /// 422: a batch with no texts.
     EmptyBatch,
+    /// 422: the model knows none of the text's tokens (servers that refuse those).
+    UnreadableText,
     /// 422: a batch with more texts than the limit.
     BatchTooLarge,
     /// 415: not a JSON content type.
     UnsupportedMediaType,
     /// 413: a body over the limit.
     PayloadTooLarge,
+    /// 408: the request body did not arrive within the body-read timeout.
+    RequestTimeout,
     /// 404: no such route.
     NotFound,
     /// 405: the route exists, not with this method.
@@ -58,7 +62,8 @@ pub enum ErrorKind {
     ModelLoadFailed,
     /// 502: the model source could not say what to serve.
     SourceUnavailable,
-    /// 400: an alias change on a server that does not serve a registry alias.
+    /// 404: an alias change on a server that does not serve a registry alias (it has no
+    /// aliases to move).
     NoRegistry,
     /// 409: the promotion gate refused the version.
     PromotionRefused,
@@ -74,15 +79,17 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, for tests and documentation.
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 24] = [
         ErrorKind::InvalidJson,
         ErrorKind::InvalidRequest,
         ErrorKind::EmptyText,
         ErrorKind::TextTooLong,
         ErrorKind::EmptyBatch,
+        ErrorKind::UnreadableText,
         ErrorKind::BatchTooLarge,
         ErrorKind::UnsupportedMediaType,
         ErrorKind::PayloadTooLarge,
+        ErrorKind::RequestTimeout,
         ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
         ErrorKind::Overloaded,
@@ -107,11 +114,13 @@ impl ErrorKind {
             ErrorKind::EmptyText => (StatusCode::UNPROCESSABLE_ENTITY, "empty_text"),
             ErrorKind::TextTooLong => (StatusCode::UNPROCESSABLE_ENTITY, "text_too_long"),
             ErrorKind::EmptyBatch => (StatusCode::UNPROCESSABLE_ENTITY, "empty_batch"),
+            ErrorKind::UnreadableText => (StatusCode::UNPROCESSABLE_ENTITY, "unreadable_text"),
             ErrorKind::BatchTooLarge => (StatusCode::UNPROCESSABLE_ENTITY, "batch_too_large"),
             ErrorKind::UnsupportedMediaType => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             ErrorKind::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ErrorKind::RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorKind::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ErrorKind::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
@@ -120,7 +129,7 @@ impl ErrorKind {
             ErrorKind::ModelError => (StatusCode::INTERNAL_SERVER_ERROR, "model_error"),
             ErrorKind::ModelLoadFailed => (StatusCode::INTERNAL_SERVER_ERROR, "model_load_failed"),
             ErrorKind::SourceUnavailable => (StatusCode::BAD_GATEWAY, "source_unavailable"),
-            ErrorKind::NoRegistry => (StatusCode::BAD_REQUEST, "no_registry"),
+            ErrorKind::NoRegistry => (StatusCode::NOT_FOUND, "no_registry"),
             ErrorKind::PromotionRefused => (StatusCode::CONFLICT, "promotion_refused"),
             ErrorKind::AliasChangeFailed => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "alias_change_failed")
@@ -238,6 +247,28 @@ impl ApiError {
         Self::new(
             ErrorKind::PayloadTooLarge,
             format!("request body is larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// 422: model NAME@VERSION knows none of the tokens of `field`.
+    pub fn unreadable_text(field: &str, name: &str, version: &str) -> Self {
+        Self::new(
+            ErrorKind::UnreadableText,
+            format!(
+                "{field}: model {name}@{version} knows none of its words, so it cannot classify it \
+                 (this server refuses such texts instead of answering uniform scores)"
+            ),
+        )
+    }
+
+    /// 408: the body did not arrive within `limit`.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "the request body did not arrive within the body-read timeout of {} s",
+                limit.as_secs_f64()
+            ),
         )
     }
 

@@ -54,9 +54,12 @@ pub async fn json_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::payload_too_large(limit))
         }
-        Err(e) => Err(ApiError::invalid_json(format!(
-            "could not read the request body: {e}"
-        ))),
+        Err(e) => match crate::conn::body_timeout(e.as_ref()) {
+            Some(timeout) => Err(ApiError::request_timeout(timeout)),
+            None => Err(ApiError::invalid_json(format!(
+                "could not read the request body: {e}"
+            ))),
+        },
     }
 }
 
@@ -155,7 +158,7 @@ fn explain(body: &[u8], shape: &Shape, fast: Option<&serde_json::Error>) -> ApiE
                     kind_of(other)
                 ));
             }
-            (FieldKind::Integer, Value::Number(n)) if n.is_u64() => {}
+            (FieldKind::Integer, Value::Number(n)) if n.is_u64() || integral(n).is_some() => {}
             (FieldKind::Integer, other) => {
                 return ApiError::invalid_request(format!(
                     "field `{name}` must be a non-negative integer, found {}",
@@ -240,8 +243,31 @@ pub fn check_text(text: &str, limit: usize) -> Result<(), TextProblem> {
     Ok(())
 }
 
+/// A JSON number that is a non-negative integer written with a fraction (`77.0`: an integer in
+/// JSON Schema's sense), as a `u64`.
+pub(crate) fn integral(n: &serde_json::Number) -> Option<u64> {
+    let f = n.as_f64()?;
+    (f >= 0.0 && f.fract() == 0.0 && f <= 2f64.powi(53)).then_some(f as u64)
+}
+
+/// Deserializes a non-negative integer, also written as `77.0` (JSON Schema's integers).
+pub(crate) fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_u64().or_else(|| integral(&n)).ok_or_else(|| {
+        serde::de::Error::custom(format!("expected a non-negative integer, found {n}"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn integers_written_with_a_fraction_are_integers() {
+        let n = |v: &str| serde_json::from_str::<serde_json::Number>(v).unwrap();
+        assert_eq!(super::integral(&n("77.0")), Some(77));
+        assert_eq!(super::integral(&n("77.5")), None);
+        assert_eq!(super::integral(&n("-1.0")), None);
+    }
+
     use super::*;
     use std::borrow::Cow;
 

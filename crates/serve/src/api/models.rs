@@ -8,6 +8,7 @@ use axum::response::Response;
 use http::StatusCode;
 use serde::Serialize;
 
+use super::error::ErrorBody;
 use super::json_response;
 use crate::config::Limits;
 use crate::model::LoadedModel;
@@ -60,7 +61,12 @@ pub struct ModelsResponse {
     get,
     path = "/v1/models",
     tag = "predict",
-    responses((status = 200, description = "The served model and the limits", body = ModelsResponse))
+    security((), ("oauth2" = ["predict"])),
+    responses(
+        (status = 200, description = "The served model and the limits", body = ModelsResponse),
+        (status = 401, description = "Auth on: missing, invalid, expired or revoked bearer token (WWW-Authenticate says which)", body = ErrorBody),
+        (status = 403, description = "Auth on: the token lacks the `predict` scope", body = ErrorBody),
+    )
 )]
 pub async fn models(State(state): State<AppState>) -> Response {
     let model = state.model();

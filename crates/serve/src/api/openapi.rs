@@ -7,8 +7,10 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, header};
-use utoipa::OpenApi;
+use utoipa::openapi::security::{Flow, OAuth2, Password, Scopes, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
+use super::error::ErrorBody;
 use super::{admin, feedback, models, ops, predict};
 
 /// The API description.
@@ -30,14 +32,109 @@ use super::{admin, feedback, models, ops, predict};
         admin::move_alias,
         openapi_json,
         super::docs::docs_page,
+        token,
     ),
+    components(schemas(predict::NonEmptyText, admin::AliasName, TokenForm, TokenResponse, OAuthErrorBody)),
+    modifiers(&OAuth2PasswordFlow),
     tags(
         (name = "predict", description = "Classify texts and describe the served model"),
         (name = "operations", description = "Liveness, readiness, metrics and documentation"),
         (name = "admin", description = "Model management"),
+        (name = "auth", description = "Bearer tokens (OAuth2 password flow), when the server runs with --jwt-secret"),
     )
 )]
 pub struct ApiDoc;
+
+/// The `oauth2` security scheme: the password flow of `POST /token`, with the server's two
+/// scopes. Routes list it beside an empty requirement: a server without `--jwt-secret` asks
+/// for no token.
+struct OAuth2PasswordFlow;
+
+impl Modify for OAuth2PasswordFlow {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let scopes = Scopes::from_iter([
+            ("predict", "Predictions and the model description"),
+            (
+                "admin",
+                "Model reload and alias changes (does not include predict)",
+            ),
+        ]);
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "oauth2",
+                SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+                    "/token", scopes,
+                ))])),
+            );
+    }
+}
+
+/// `POST /token` form (`application/x-www-form-urlencoded`, RFC 6749 section 4.3).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct TokenForm {
+    /// `password` (may be left out).
+    #[schema(example = "password")]
+    pub grant_type: Option<String>,
+    /// The user name.
+    #[schema(min_length = 1, example = "alice")]
+    pub username: String,
+    /// The user's password.
+    #[schema(min_length = 1, format = Password)]
+    pub password: String,
+    /// Space-separated scopes to ask for (default: every scope the user has).
+    #[schema(example = "predict")]
+    pub scope: Option<String>,
+}
+
+/// `POST /token` answer (RFC 6749 section 5.1).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TokenResponse {
+    /// The signed JWT to send as `Authorization: Bearer ...`.
+    pub access_token: String,
+    /// Always `bearer`.
+    #[schema(example = "bearer")]
+    pub token_type: String,
+    /// Lifetime in seconds.
+    #[schema(example = 1800)]
+    pub expires_in: u64,
+    /// Granted scopes, space-separated.
+    #[schema(example = "predict")]
+    pub scope: String,
+}
+
+/// `POST /token` error (RFC 6749 section 5.2).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct OAuthErrorBody {
+    /// `invalid_request`, `invalid_grant`, `invalid_scope`, `unsupported_grant_type`,
+    /// `slow_down`, `server_error`.
+    #[schema(example = "invalid_grant")]
+    pub error: String,
+    /// What is wrong.
+    pub error_description: String,
+}
+
+/// Get a bearer token (OAuth2 password flow). Served only when auth is on.
+///
+/// Rate limited per client address, per (user, address) and per user across addresses
+/// (429 `slow_down` with `Retry-After`). Answers are never cached (`Cache-Control: no-store`).
+#[utoipa::path(
+    post,
+    path = "/token",
+    tag = "auth",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "A token", body = TokenResponse),
+        (status = 400, description = "invalid_request, invalid_grant (wrong user name or password), invalid_scope, unsupported_grant_type", body = OAuthErrorBody),
+        (status = 408, description = "request_timeout: the body did not arrive within the body-read timeout", body = ErrorBody),
+        (status = 413, description = "The form is over 16 KiB", body = OAuthErrorBody),
+        (status = 429, description = "slow_down: too many attempts (Retry-After says when to retry)", body = OAuthErrorBody),
+        (status = 500, description = "server_error: the user store could not be read", body = OAuthErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn token() {}
 
 /// The document, built once.
 pub fn document() -> &'static utoipa::openapi::OpenApi {

@@ -60,6 +60,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     responses((status = 200, description = "Metrics in the OpenMetrics text format (Accept: application/openmetrics-text) or the Prometheus text format 0.0.4", body = String, content_type = "application/openmetrics-text"))
 )]
 pub async fn metrics(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
+    if let Some(cache) = state.cache() {
+        state
+            .metrics()
+            .observe_cache(cache.bytes(), cache.max_bytes());
+    }
     let mut text = state.metrics().render(state.engine().admitted());
     state.monitoring().render_into(&mut text);
     let openmetrics = headers

@@ -24,9 +24,10 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest<'a> {
-    /// The text to classify (not empty, at most the server's `max_text_chars` characters).
+    /// The text to classify: not empty nor only whitespace, at most the server's
+    /// `max_text_chars` characters (20,000 by default; `GET /v1/models` says).
     #[serde(borrow)]
-    #[schema(value_type = String, example = "Shares rose after the bank reported record profit")]
+    #[schema(value_type = String, min_length = 1, max_length = 20000, pattern = "\\S", example = "Shares rose after the bank reported record profit")]
     pub text: Cow<'a, str>,
 }
 
@@ -40,11 +41,19 @@ const PREDICT_SHAPE: Shape = Shape {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest<'a> {
-    /// The texts to classify (1 to the server's `max_batch_texts`).
+    /// The texts to classify: 1 to the server's `max_batch_texts` (256 by default), each not
+    /// empty nor only whitespace and at most `max_text_chars` characters.
     #[serde(borrow)]
-    #[schema(value_type = Vec<String>, example = json!(["The striker scored twice", "Shares fell"]))]
+    #[schema(value_type = Vec<NonEmptyText>, min_items = 1, max_items = 256, example = json!(["The striker scored twice", "Shares fell"]))]
     pub texts: Vec<Cow<'a, str>>,
 }
+
+/// A text to classify: at least one non-whitespace character, at most `max_text_chars`
+/// (20,000 by default).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, min_length = 1, max_length = 20000, pattern = "\\S")]
+#[allow(dead_code)] // A schema only: requests borrow their texts.
+pub struct NonEmptyText(String);
 
 const BATCH_SHAPE: Shape = Shape {
     fields: &[("texts", FieldKind::Strings)],
@@ -98,6 +107,11 @@ pub struct PredictResponse<'a> {
     pub request_id: &'a str,
     /// Whether the answer came from the prediction cache.
     pub cached: bool,
+    /// How many of the text's tokens the model knows. 0: the model cannot read the text (no
+    /// word of its vocabulary), and the scores are uniform: no label is claimed (servers
+    /// started with `--refuse-unreadable` answer 422 `unreadable_text` instead).
+    #[schema(example = 7)]
+    pub known_tokens: usize,
 }
 
 /// One prediction of a batch.
@@ -109,6 +123,9 @@ pub struct Prediction<'a> {
     /// Every label's probability (they sum to 1).
     #[schema(value_type = std::collections::BTreeMap<String, f32>, example = json!({"business": 0.04, "sport": 0.96}))]
     pub scores: Scores<'a>,
+    /// How many of the text's tokens the model knows (0: unreadable, uniform scores).
+    #[schema(example = 5)]
+    pub known_tokens: usize,
 }
 
 /// `POST /v1/predict/batch` answer.
@@ -132,13 +149,17 @@ pub struct BatchResponse<'a> {
     post,
     path = "/v1/predict",
     tag = "predict",
+    security((), ("oauth2" = ["predict"])),
     request_body(content = PredictRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The prediction", body = PredictResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Auth on: missing, invalid, expired or revoked bearer token (WWW-Authenticate says which)", body = ErrorBody),
+        (status = 403, description = "Auth on: the token lacks the `predict` scope", body = ErrorBody),
+        (status = 408, description = "request_timeout: the body did not arrive within the body-read timeout", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "Wrong fields or types; empty or too long text", body = ErrorBody),
+        (status = 422, description = "Wrong fields or types; empty or too long text; unreadable_text (the model knows none of its tokens) when the server refuses those", body = ErrorBody),
         (status = 500, description = "model_error: the model failed on this text; no prediction was made in its place (other requests are answered)", body = ErrorBody),
         (status = 503, description = "Queue full (retry after the Retry-After seconds) or shutting down", body = ErrorBody),
     )
@@ -168,7 +189,7 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
             state.metrics().cache_lookup(hit.is_some());
             (key, hit)
         });
-        if let Some((_, Some(probs))) = &key {
+        if let Some((_, Some((probs, known)))) = &key {
             state.monitoring().observe(Observed {
                 request_id: id.as_str().to_string(),
                 model: &model,
@@ -178,13 +199,15 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
                 latency_seconds: 0.0,
                 text,
             });
-            return Ok(single_response(&model, probs, id.as_str(), true));
+            return Ok(single_response(&model, probs, id.as_str(), true, *known));
         }
         let text = Text::encode(&model, String::from(&**text))
             .map_err(|e| engine_error(state, id, EngineError::model(&model, e)))?;
+        check_readable(state, &model, &text, "text")?;
         (key.map(|(k, _)| k), model.seq, text)
     };
     let (tokens, unknown_share) = (text.tokens(), text.unknown_share());
+    let known = text.known_tokens();
     let receiver = arrival.submit(Texts::One(text))?;
     let computed = receiver
         .await
@@ -193,7 +216,7 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
     let probs = computed.probs.first().map(Vec::as_slice).unwrap_or(&[]);
     // Only what the model that made the key computed (a swap in between changes both).
     if let (Some(cache), Some(key), true) = (state.cache(), &key, computed.model.seq == seq) {
-        cache.insert(seq, key, probs);
+        cache.insert(seq, key, probs, known);
     }
     state.monitoring().observe(Observed {
         request_id: id.as_str().to_string(),
@@ -205,7 +228,13 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
         latency_seconds: computed.seconds,
         text: &request.text,
     });
-    Ok(single_response(&computed.model, probs, id.as_str(), false))
+    Ok(single_response(
+        &computed.model,
+        probs,
+        id.as_str(),
+        false,
+        known,
+    ))
 }
 
 /// The answer for an engine error. A model failure is counted in `taxon_model_errors_total`
@@ -223,7 +252,36 @@ fn engine_error(state: &AppState, id: &RequestId, e: EngineError) -> ApiError {
     ApiError::from(e)
 }
 
-fn single_response(model: &LoadedModel, probs: &[f32], id: &str, cached: bool) -> Response {
+/// Counts a text the model knows no token of, and refuses it (422 `unreadable_text`) when
+/// the server is configured to.
+fn check_readable(
+    state: &AppState,
+    model: &LoadedModel,
+    text: &Text,
+    field: &str,
+) -> Result<(), ApiError> {
+    if text.known_tokens() > 0 {
+        return Ok(());
+    }
+    let refuse = state.config().refuse_unreadable;
+    state.metrics().unreadable_text(refuse);
+    if refuse {
+        return Err(ApiError::unreadable_text(
+            field,
+            &model.name,
+            &model.version,
+        ));
+    }
+    Ok(())
+}
+
+fn single_response(
+    model: &LoadedModel,
+    probs: &[f32],
+    id: &str,
+    cached: bool,
+    known_tokens: usize,
+) -> Response {
     json_response(
         StatusCode::OK,
         &PredictResponse {
@@ -238,6 +296,7 @@ fn single_response(model: &LoadedModel, probs: &[f32], id: &str, cached: bool) -
             },
             request_id: id,
             cached,
+            known_tokens,
         },
     )
 }
@@ -250,13 +309,17 @@ fn single_response(model: &LoadedModel, probs: &[f32], id: &str, cached: bool) -
     post,
     path = "/v1/predict/batch",
     tag = "predict",
+    security((), ("oauth2" = ["predict"])),
     request_body(content = BatchRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "One prediction per text, in order", body = BatchResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Auth on: missing, invalid, expired or revoked bearer token (WWW-Authenticate says which)", body = ErrorBody),
+        (status = 403, description = "Auth on: the token lacks the `predict` scope", body = ErrorBody),
+        (status = 408, description = "request_timeout: the body did not arrive within the body-read timeout", body = ErrorBody),
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "Wrong fields or types; empty batch, batch over the limit, empty or too long text", body = ErrorBody),
+        (status = 422, description = "Wrong fields or types; empty batch, batch over the limit, empty or too long text; unreadable_text when the server refuses texts the model knows no token of", body = ErrorBody),
         (status = 500, description = "model_error: the model failed on a text of the batch; no prediction was made in its place (other requests are answered)", body = ErrorBody),
         (status = 503, description = "Queue full (retry after the Retry-After seconds) or shutting down", body = ErrorBody),
     )
@@ -302,17 +365,20 @@ async fn predict_many(
         .into_iter()
         .enumerate()
         .map(|(i, t)| {
-            Text::encode(&model, t.into_owned()).map_err(|e| {
+            let text = Text::encode(&model, t.into_owned()).map_err(|e| {
                 let e = EngineError::model(&model, format!("texts[{i}]: {e}"));
                 engine_error(state, id, e)
-            })
+            })?;
+            check_readable(state, &model, &text, &format!("texts[{i}]"))?;
+            Ok(text)
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, ApiError>>()?;
     drop(model);
     let seen: Vec<(usize, Option<f32>)> = texts
         .iter()
         .map(|t| (t.tokens(), t.unknown_share()))
         .collect();
+    let known: Vec<usize> = texts.iter().map(Text::known_tokens).collect();
     let receiver = arrival.submit(Texts::Many(texts))?;
     let computed = receiver
         .await
@@ -333,12 +399,14 @@ async fn predict_many(
     let predictions = computed
         .probs
         .iter()
-        .map(|probs| Prediction {
+        .zip(known)
+        .map(|(probs, known_tokens)| Prediction {
             label: top_label(&model.labels, probs),
             scores: Scores {
                 labels: &model.labels,
                 probs,
             },
+            known_tokens,
         })
         .collect();
     Ok(json_response(

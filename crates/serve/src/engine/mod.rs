@@ -67,6 +67,11 @@ impl Text {
         self.encoded.unknown_share()
     }
 
+    /// How many of its tokens the model that encoded it knows (0: it cannot read the text).
+    pub fn known_tokens(&self) -> usize {
+        self.encoded.known_tokens()
+    }
+
     /// Encodes the text again when `model` is not the load that encoded it.
     fn encode_for(&mut self, model: &LoadedModel) -> Result<(), ModelError> {
         if self.seq != model.seq {

@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -77,10 +77,10 @@ pub fn http_raw(port: u16, method: &str, path: &str) -> std::io::Result<String> 
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-/// A moto S3 server on a free port, killed on drop. moto accepts any credentials, so tests
+/// A moto S3 server on a free port, stopped (with its process group) on drop. moto accepts any credentials, so tests
 /// against it check the S3 protocol (listing, multipart, atomicity), not authentication.
 pub struct Moto {
-    child: Child,
+    _service: super::service::Service,
     pub port: u16,
 }
 
@@ -89,13 +89,17 @@ impl Moto {
     pub fn start() -> Option<Self> {
         let bin = require_tool("moto_server")?;
         let port = free_port();
-        let child = StdCommand::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn moto_server");
-        let moto = Moto { child, port };
+        let service = super::service::Service::spawn(
+            "moto_server",
+            StdCommand::new(bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let moto = Moto {
+            _service: service,
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if http_status(port, "GET", "/").is_ok() {
@@ -133,13 +137,6 @@ impl Moto {
     pub fn create_bucket(&self, name: &str) {
         let code = http_status(self.port, "PUT", &format!("/{name}")).expect("create bucket");
         assert!(code == 200, "create bucket {name}: HTTP {code}");
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

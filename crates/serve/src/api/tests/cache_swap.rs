@@ -32,6 +32,38 @@ async fn normalized_text_hits_the_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn distinct_long_texts_stay_within_the_cache_byte_budget() {
+    let budget = 32 * 1024;
+    let s = server(ServeConfig {
+        cache_max_bytes: budget,
+        ..ServeConfig::default()
+    })
+    .await;
+    let long = "the striker scored a goal ".repeat(760);
+    assert!(long.len() > 19_000);
+    for i in 0..400 {
+        let answer = predict(&s.app, &format!("{i} {long}")).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    }
+    let metrics = get(&s.app, "/metrics").await.text();
+    let value = |name: &str| -> usize {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+    };
+    assert_eq!(value("taxon_cache_max_bytes"), budget);
+    let held = value("taxon_cache_bytes");
+    assert!(held > 0 && held <= budget, "{held} bytes over {budget}");
+    // Kept entries still answer.
+    assert_eq!(
+        predict(&s.app, &format!("399 {long}")).await.json()["cached"],
+        true
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_model_version_misses_the_cache() {
     let s = server(ServeConfig::default()).await;
     predict(&s.app, BUSINESS).await;

@@ -176,6 +176,54 @@ async fn openapi_document_and_docs_page() {
         let description = answer["description"].as_str().unwrap_or_default();
         assert!(description.starts_with("model_error"), "{path}: {answer}");
     }
+    // Auth, as the server runs it: the password flow at /token, scopes per route, and the
+    // answers a guard and the limits give.
+    let flow = &v["components"]["securitySchemes"]["oauth2"]["flows"]["password"];
+    assert_eq!(flow["tokenUrl"], "/token", "{v}");
+    assert!(flow["scopes"]["predict"].is_string() && flow["scopes"]["admin"].is_string());
+    assert!(v["paths"]["/token"]["post"]["responses"]["429"].is_object());
+    assert!(v["paths"]["/token"]["post"]["responses"]["413"].is_object());
+    for (path, method, scope) in [
+        ("/v1/predict", "post", "predict"),
+        ("/v1/predict/batch", "post", "predict"),
+        ("/v1/models", "get", "predict"),
+        ("/v1/admin/reload", "post", "admin"),
+        ("/v1/admin/aliases/{alias}", "put", "admin"),
+    ] {
+        let op = &v["paths"][path][method];
+        assert_eq!(op["security"][1]["oauth2"][0], scope, "{path}: {op}");
+        for status in ["401", "403"] {
+            assert!(op["responses"][status].is_object(), "{path} {status}");
+        }
+    }
+    for path in [
+        "/v1/predict",
+        "/v1/predict/batch",
+        "/v1/admin/aliases/{alias}",
+    ] {
+        let op = v["paths"][path]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap();
+        for status in ["408", "413", "415"] {
+            assert!(op["responses"][status].is_object(), "{path} {status}");
+        }
+    }
+    // An empty text is not valid in the schema (it is answered 422), and alias names have
+    // the registry's pattern.
+    let text = &v["components"]["schemas"]["PredictRequest"]["properties"]["text"];
+    assert_eq!(text["minLength"], 1, "{text}");
+    assert_eq!(text["pattern"], "\\S", "{text}");
+    let alias = &v["components"]["schemas"]["AliasName"];
+    assert!(
+        alias["pattern"]
+            .as_str()
+            .unwrap()
+            .starts_with("^(?!latest$)"),
+        "{alias}"
+    );
     let a = get(&s.app, "/docs").await;
     assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
     let html = a.text();
@@ -212,4 +260,79 @@ async fn fifty_concurrent_requests_share_model_batches() {
     assert_eq!(texts, 50);
     // The batch the worker was holding, then everything queued behind it.
     assert!(batches <= 2, "{batches} batches for 50 concurrent requests");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_the_model_cannot_read_is_flagged_with_uniform_scores() {
+    let s = server(ServeConfig::default()).await;
+    let read = predict(&s.app, "the striker scored a goal").await.json();
+    assert!(read["known_tokens"].as_u64().unwrap() > 0, "{read}");
+    for _ in 0..2 {
+        // The second answer comes from the cache, with the same flag.
+        let answer = predict(&s.app, "!!! \u{1F600}").await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        let body = answer.json();
+        assert_eq!(body["known_tokens"], 0, "{body}");
+        for (_, p) in body["scores"].as_object().unwrap() {
+            assert!((p.as_f64().unwrap() - 0.5).abs() < 1e-6, "{body}");
+        }
+    }
+    let batch = post_json(
+        &s.app,
+        "/v1/predict/batch",
+        r#"{"texts": ["the striker scored", "???"]}"#,
+    )
+    .await
+    .json();
+    assert!(
+        batch["predictions"][0]["known_tokens"].as_u64().unwrap() > 0,
+        "{batch}"
+    );
+    assert_eq!(batch["predictions"][1]["known_tokens"], 0, "{batch}");
+    let metrics = get(&s.app, "/metrics").await.text();
+    // The cached answer was counted when it was computed.
+    assert!(
+        metrics.contains("taxon_unreadable_texts_total{outcome=\"answered\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_unreadable_texts_answers_422() {
+    let s = server(ServeConfig {
+        refuse_unreadable: true,
+        ..ServeConfig::default()
+    })
+    .await;
+    let answer = predict(&s.app, "!!!").await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.json()["error_type"], "unreadable_text");
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("text: ")
+    );
+    let batch = post_json(
+        &s.app,
+        "/v1/predict/batch",
+        r#"{"texts": ["the striker scored", "???"]}"#,
+    )
+    .await;
+    assert_eq!(batch.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        batch.json()["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("texts[1]: ")
+    );
+    assert_eq!(
+        predict(&s.app, "the striker scored").await.status,
+        StatusCode::OK
+    );
+    let metrics = get(&s.app, "/metrics").await.text();
+    assert!(
+        metrics.contains("taxon_unreadable_texts_total{outcome=\"refused\"} 2"),
+        "{metrics}"
+    );
 }
