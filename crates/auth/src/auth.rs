@@ -109,7 +109,15 @@ impl Auth {
     /// Signs a token for `user` with `scopes`, valid for the configured lifetime. Does not
     /// check the user store: `/token` does that before calling it.
     pub fn issue(&self, user: &str, scopes: &[Scope]) -> Result<IssuedToken, AuthError> {
-        let claims = new_claims(&self.inner.config, user, scopes)?;
+        let mut claims = new_claims(&self.inner.config, user, scopes)?;
+        // A token issued in the very millisecond of the user's last password change (or
+        // creation) comes after it (it was issued for the new password), so it is stamped one
+        // millisecond later: `verify` refuses what was issued at or before the change.
+        if let Some(&changed) = self.inner.not_before.load().get(user)
+            && claims.iat_ms.is_some_and(|ms| ms <= changed)
+        {
+            claims.iat_ms = Some(changed + 1);
+        }
         Ok(IssuedToken {
             access_token: self.inner.keys.sign(&claims)?,
             token_type: "bearer",

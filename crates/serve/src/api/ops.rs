@@ -57,7 +57,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     get,
     path = "/metrics",
     tag = "operations",
-    responses((status = 200, description = "Metrics in the OpenMetrics text format (Accept: application/openmetrics-text) or the Prometheus text format 0.0.4", body = String, content_type = "application/openmetrics-text"))
+    responses((status = 200, description = "Metrics in the Prometheus text format 0.0.4, or in the OpenMetrics text format when Accept asks for application/openmetrics-text", body = String, content_type = "text/plain"))
 )]
 pub async fn metrics(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
     if let Some(cache) = state.cache() {
