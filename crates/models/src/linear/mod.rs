@@ -129,10 +129,10 @@ pub struct LinearConfig {
     pub tf: Tf,
     /// How the weights are learned.
     pub solver: Solver,
-    /// `svm`: features seen in fewer training texts than this are dropped (1 keeps all).
+    /// Features seen in fewer training texts than this are dropped (1 keeps all).
     pub min_df: usize,
     /// `svm`: the inverse regularisation strength; unset, it is chosen on the validation
-    /// split among [`svm::C_GRID`] (1 without validation data).
+    /// split among `svm::C_GRID` (1 without validation data).
     pub c: Option<f32>,
 }
 

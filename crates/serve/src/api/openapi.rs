@@ -4,6 +4,7 @@
 use std::sync::OnceLock;
 
 use axum::body::Body;
+use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderValue, header};
@@ -12,6 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::{admin, feedback, models, ops, predict};
+use crate::state::AppState;
 
 /// The API description.
 #[derive(OpenApi)]
@@ -153,6 +155,21 @@ pub fn document_json() -> Bytes {
     .clone()
 }
 
+/// The document with the served model's labels as the only values of a feedback `label`
+/// (checked against them: anything else is 422 `unknown_label`, so the schema says so). The
+/// labels change with a hot swap, so this is done per request.
+fn with_labels(doc: &Bytes, labels: &[String]) -> Bytes {
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(doc) else {
+        return doc.clone();
+    };
+    if let Some(label) = v.pointer_mut("/components/schemas/FeedbackItem/properties/label")
+        && let Some(obj) = label.as_object_mut()
+    {
+        obj.insert("enum".into(), serde_json::json!(labels));
+    }
+    serde_json::to_vec_pretty(&v).map_or_else(|_| doc.clone(), Bytes::from)
+}
+
 /// This API's OpenAPI 3 document.
 #[utoipa::path(
     get,
@@ -160,8 +177,11 @@ pub fn document_json() -> Bytes {
     tag = "operations",
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object))
 )]
-pub async fn openapi_json() -> Response {
-    let mut response = Response::new(Body::from(document_json()));
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
+    let mut response = Response::new(Body::from(with_labels(
+        &document_json(),
+        &state.model().labels,
+    )));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -170,6 +170,13 @@ async fn openapi_document_and_docs_page() {
     ] {
         assert!(v["components"]["schemas"][schema].is_object(), "{schema}");
     }
+    // A feedback label can only be one of the served model's labels (else 422 unknown_label).
+    let labels = &v["components"]["schemas"]["FeedbackItem"]["properties"]["label"]["enum"];
+    assert!(
+        labels.as_array().is_some_and(|l| !l.is_empty()),
+        "{}",
+        v["components"]["schemas"]["FeedbackItem"]
+    );
     // Both prediction routes document the model error answer.
     for path in ["/v1/predict", "/v1/predict/batch"] {
         let answer = &v["paths"][path]["post"]["responses"]["500"];
