@@ -267,6 +267,7 @@ impl LinearModel {
                 .for_each(|(r, c)| *c *= idf[*r as usize]);
         }
         train::normalise_weights(&mut s.counts, self.config.norm);
+        s.known = s.counts.len();
         // The intercept (an svm model's) only for a text the model can read: one with no known
         // feature gets uniform scores, as every model type answers such a text.
         if !s.counts.is_empty()
@@ -323,6 +324,9 @@ struct PredictScratch {
     hidden: Vec<f32>,
     /// Words of the last text that the model's index lacks.
     unknown_words: usize,
+    /// Distinct features (words, n-grams) of the last text the model has rows for; the
+    /// intercept's row (an svm model's) is not a feature of the text.
+    known: usize,
 }
 
 /// In-place softmax, stable against large logits.
@@ -352,11 +356,7 @@ impl TextClassifier for LinearModel {
             } else {
                 s.unknown_words as f32 / tokens as f32
             };
-            // Known: the distinct features (words, n-grams) the model has rows for; the
-            // intercept's row (an svm model's) is not a feature of the text.
-            let bias = self.index.get(&BIAS_KEY).copied();
-            let known = s.counts.iter().filter(|(r, _)| Some(*r) != bias).count();
-            Encoded::with_known(tokens, known, Features(s.counts.clone()))
+            Encoded::with_known(tokens, s.known, Features(s.counts.clone()))
                 .with_unknown_share(unknown)
         }))
     }

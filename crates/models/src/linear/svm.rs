@@ -23,8 +23,8 @@
 //! the default model is taxon's core, the data are the linear model's sparse feature rows, and
 //! the labels' problems run in parallel on the run's threads.
 
+use rayon::prelude::*;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 use taxon_core::model::{ModelError, TextClassifier};
@@ -63,7 +63,8 @@ pub struct SvmState {
 pub struct SvmTrainer {
     config: LinearConfig,
     labels: Vec<String>,
-    threads: usize,
+    /// The run's threads, for the labels' problems.
+    pool: rayon::ThreadPool,
     seed: u64,
     /// The data over the training texts' rows (step 1).
     first: Option<Featurized>,
@@ -97,6 +98,13 @@ impl SvmTrainer {
                 message: format!("must be in 1..=1024, got {threads}"),
             });
         }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| ModelError::Threads {
+                threads,
+                source: Box::new(e),
+            })?;
         let first = featurize(config, train, validation)?;
         let second = if validation.is_empty() {
             None
@@ -107,7 +115,7 @@ impl SvmTrainer {
         Ok(Self {
             config: config.clone(),
             labels: labels.to_vec(),
-            threads,
+            pool,
             seed,
             first: Some(first),
             second,
@@ -156,9 +164,9 @@ impl SvmTrainer {
                     tolerance,
                 },
                 warm.take(),
-                self.threads,
+                &self.pool,
                 self.seed,
-            )?;
+            );
             warm = Some(svms.alphas.clone());
             let score = if has_validation {
                 let predicted: Vec<usize> = svms
@@ -209,7 +217,7 @@ impl SvmTrainer {
                     c,
                     tolerance: TOLERANCE,
                 };
-                let svms = Svms::fit(&second.docs, problem, Some(warm), self.threads, self.seed)?;
+                let svms = Svms::fit(&second.docs, problem, Some(warm), &self.pool, self.seed);
                 (second, svms)
             }
         };
@@ -244,7 +252,7 @@ impl SvmTrainer {
             c,
             tolerance: SEARCH_TOLERANCE,
         };
-        let svms = Svms::fit(&fitted, problem, None, self.threads, self.seed)?;
+        let svms = Svms::fit(&fitted, problem, None, &self.pool, self.seed);
         Ok(fit_temperature(&svms.scores(&held_out), &held_out.labels))
     }
 }
@@ -446,15 +454,15 @@ struct Svms {
 }
 
 impl Svms {
-    /// Fits the problems of `docs` in parallel on `threads` threads; `warm` holds dual
-    /// variables to start from (one vector per problem, one value per document).
+    /// Fits the problems of `docs` in parallel on `pool`; `warm` holds dual variables to start
+    /// from (one vector per problem, one value per document).
     fn fit(
         docs: &Docs,
         problem: Problem,
         warm: Option<Vec<Vec<f64>>>,
-        threads: usize,
+        pool: &rayon::ThreadPool,
         seed: u64,
-    ) -> Result<Self, ModelError> {
+    ) -> Self {
         let Problem {
             rows,
             labels,
@@ -464,64 +472,35 @@ impl Svms {
         let problems = if labels == 2 { 1 } else { labels };
         let mut warm = warm.unwrap_or_default();
         warm.resize(problems, Vec::new());
-        let next = AtomicUsize::new(0);
-        let slots: Vec<std::sync::Mutex<Option<Solved>>> = warm
-            .into_iter()
-            .map(|w| std::sync::Mutex::new(Some((w, Vec::new()))))
-            .collect();
         let positive = |p: usize| if labels == 2 { 1 } else { p as u32 };
-        std::thread::scope(|s| {
-            for _ in 0..threads.min(problems).max(1) {
-                s.spawn(|| {
-                    loop {
-                        let p = next.fetch_add(1, Ordering::Relaxed);
-                        if p >= problems {
-                            break;
-                        }
-                        let Some((mut alpha, _)) = slots[p].lock().ok().and_then(|mut g| g.take())
-                        else {
-                            continue;
-                        };
-                        if alpha.len() != docs.len() {
-                            alpha = vec![0.0; docs.len()];
-                        }
-                        let class = positive(p);
-                        let w = solve(
-                            docs,
-                            rows,
-                            |i| docs.labels[i] == class,
-                            (c, tolerance),
-                            &mut alpha,
-                            seed ^ p as u64,
-                        );
-                        if let Ok(mut g) = slots[p].lock() {
-                            *g = Some((alpha, w));
-                        }
+        // One task per problem on the run's pool: rayon hands the next problem to whichever
+        // thread is free, as the labels' problems differ in cost.
+        let solved: Vec<Solved> = pool.install(|| {
+            warm.into_par_iter()
+                .enumerate()
+                .map(|(p, mut alpha)| {
+                    if alpha.len() != docs.len() {
+                        alpha = vec![0.0; docs.len()];
                     }
-                });
-            }
+                    let class = positive(p);
+                    let w = solve(
+                        docs,
+                        rows,
+                        |i| docs.labels[i] == class,
+                        (c, tolerance),
+                        &mut alpha,
+                        seed ^ p as u64,
+                    );
+                    (alpha, w)
+                })
+                .collect()
         });
-        let mut weights = Vec::with_capacity(problems);
-        let mut alphas = Vec::with_capacity(problems);
-        for slot in slots {
-            let (alpha, w) = slot
-                .into_inner()
-                .ok()
-                .flatten()
-                .filter(|(_, w)| !w.is_empty())
-                .ok_or_else(|| ModelError::Compute {
-                    model_type: super::MODEL_TYPE,
-                    step: "svm fit".into(),
-                    source: "a problem was not solved (a training thread panicked)".into(),
-                })?;
-            alphas.push(alpha);
-            weights.push(w);
-        }
-        Ok(Self {
+        let (alphas, weights) = solved.into_iter().unzip();
+        Self {
             labels,
             weights,
             alphas,
-        })
+        }
     }
 
     /// Decision values of every document, one per label.
