@@ -53,6 +53,22 @@ pub trait TextClassifier: Send + Sync {
         self.predict_encoded(&refs)
     }
 
+    /// [`predict_encoded`](Self::predict_encoded) with, for a model type whose head reads a
+    /// pooled embedding (`bert`), that embedding per input (`None` for the others, and for an
+    /// input the model answered without reading it), for the monitor's reference profile and
+    /// online drift. The probabilities are the same as `predict_encoded`'s.
+    #[allow(clippy::type_complexity)]
+    fn predict_embedded(
+        &self,
+        inputs: &[&Encoded],
+    ) -> Result<Vec<(Vec<f32>, Option<Vec<f32>>)>, ModelError> {
+        Ok(self
+            .predict_encoded(inputs)?
+            .into_iter()
+            .map(|p| (p, None))
+            .collect())
+    }
+
     /// Writes the weights and `model.json` into `dir` (created if missing).
     fn save(&self, dir: &Path) -> Result<(), ModelError>;
 

@@ -44,6 +44,18 @@ impl Key {
         Self::parse(s, "the given text")
     }
 
+    /// `plaintext` as one Fernet token (padded URL-safe base64), for short values such as a
+    /// logged text; files go through [`crate::encrypt_stream`].
+    pub fn encrypt(&self, plaintext: &[u8]) -> String {
+        self.fernet.encrypt(plaintext)
+    }
+
+    /// The plaintext of one token from [`Key::encrypt`] (or any Fernet library); `None` when
+    /// the token fails authentication: wrong key, tampered or corrupted.
+    pub fn decrypt(&self, token: &str) -> Option<Vec<u8>> {
+        self.fernet.decrypt(token.trim()).ok()
+    }
+
     /// The key as 44 characters of padded URL-safe base64, as Python's `Fernet.generate_key()`.
     pub fn to_base64(&self) -> String {
         URL_SAFE.encode(self.raw)

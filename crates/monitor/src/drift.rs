@@ -294,6 +294,7 @@ mod tests {
                 tokens: tokens + i % 7,
                 unknown_share: Some(0.0),
                 scores: &scores,
+                embedding: None,
             });
         }
         p

@@ -30,6 +30,11 @@ pub enum MonitorError {
         expected: Vec<String>,
         found: Vec<String>,
     },
+    #[error(
+        "the profiles project embeddings differently (fitted on different reference texts): \
+         they cannot be merged"
+    )]
+    Projection,
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]

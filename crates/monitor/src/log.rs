@@ -48,6 +48,32 @@ pub struct PredictionRecord {
     /// The text, only when the server was told to log texts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The text as a Fernet token instead, when the log has a key ([`LogOptions::text_key`]):
+    /// `taxon monitor export` (or any Fernet library) decrypts it with the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_fernet: Option<String>,
+}
+
+impl PredictionRecord {
+    /// The logged text: `text`, or `text_fernet` decrypted with `key`. `Ok(None)`: no text was
+    /// logged; an error when the text is encrypted and `key` is missing or wrong.
+    pub fn plain_text(&self, key: Option<&taxon_fernet::Key>) -> Result<Option<String>, String> {
+        if let Some(t) = &self.text {
+            return Ok(Some(t.clone()));
+        }
+        let Some(token) = &self.text_fernet else {
+            return Ok(None);
+        };
+        let Some(key) = key else {
+            return Err("its text is encrypted and no key was given".into());
+        };
+        let plain = key
+            .decrypt(token)
+            .ok_or("its text does not decrypt with the given key (wrong key or corrupted)")?;
+        String::from_utf8(plain)
+            .map(Some)
+            .map_err(|_| "its decrypted text is not UTF-8".into())
+    }
 }
 
 /// The true label of an earlier prediction.
@@ -98,6 +124,9 @@ pub struct LogOptions {
     pub capacity: usize,
     /// Idle time after which buffered records are flushed to the file.
     pub flush_interval: Duration,
+    /// Encrypt logged texts with this key (by the writer thread, off the request path): a
+    /// record's `text` is written as `text_fernet`.
+    pub text_key: Option<taxon_fernet::Key>,
 }
 
 impl LogOptions {
@@ -108,6 +137,7 @@ impl LogOptions {
             max_files: 32,
             capacity: 65_536,
             flush_interval: Duration::from_millis(200),
+            text_key: None,
         }
     }
 }
@@ -252,7 +282,7 @@ fn write_loop(opts: &LogOptions, rx: &Receiver<Msg>, written: &AtomicU64) {
     let mut cur: Option<Current> = None;
     let mut line = Vec::with_capacity(512);
     loop {
-        let record = match rx.recv_timeout(opts.flush_interval) {
+        let mut record = match rx.recv_timeout(opts.flush_interval) {
             Ok(Msg::Record(r)) => r,
             Ok(Msg::Flush(ack)) => {
                 if let Some(c) = &mut cur {
@@ -269,6 +299,11 @@ fn write_loop(opts: &LogOptions, rx: &Receiver<Msg>, written: &AtomicU64) {
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
+        if let (Some(key), LogRecord::Prediction(p)) = (&opts.text_key, &mut *record) {
+            if let Some(text) = p.text.take() {
+                p.text_fernet = Some(key.encrypt(text.as_bytes()));
+            }
+        }
         line.clear();
         if serde_json::to_writer(&mut line, &*record).is_err() {
             continue;
@@ -375,6 +410,7 @@ pub fn profile_log(
                 tokens: r.tokens,
                 unknown_share: r.unknown_share,
                 scores: &scores,
+                embedding: None,
             });
         }
     })?;
@@ -399,6 +435,7 @@ mod tests {
             tokens: 5,
             unknown_share: Some(0.0),
             text: Some(format!("text {id}")),
+            text_fernet: None,
         })
     }
 

@@ -4,7 +4,9 @@
 //! Features, per prediction: `tokens` (text length in the model's own tokens), `unknown_share`
 //! (share of out-of-vocabulary words, `[UNK]` word pieces, words missing from a linear model's
 //! index), `confidence` (the top class's probability), `score:LABEL` (each label's
-//! probability) and `predicted_label` (categorical). A profile is bounded in size whatever
+//! probability), `predicted_label` (categorical) and, for a model with a pooled embedding
+//! (`bert`), `embedding:i`, the embedding's coordinates along the reference's principal
+//! components (see [`crate::projection`]). A profile is bounded in size whatever
 //! the data size (see [`crate::sketch`]) and mergeable: profiles of two shards merge into the
 //! profile of both.
 
@@ -17,7 +19,11 @@ use taxon_core::Md5Hex;
 use taxon_core::model::{Encoded, MODEL_JSON, ModelDescription, ModelFile, TextClassifier};
 
 use crate::error::MonitorError;
+use crate::projection::Projection;
 use crate::sketch::{Binning, Categorical, Histogram};
+
+/// Reference embeddings the projection is fitted on, at most (the first ones observed).
+const PROJECTION_FIT_ROWS: usize = 5_000;
 
 /// File name of the profile in a model folder.
 pub const PROFILE_JSON: &str = "profile.json";
@@ -41,6 +47,8 @@ pub struct Observation<'a> {
     pub unknown_share: Option<f32>,
     /// Probabilities in the model's label order.
     pub scores: &'a [f32],
+    /// The pooled embedding the model's head read, for a model type that has one.
+    pub embedding: Option<&'a [f32]>,
 }
 
 impl Observation<'_> {
@@ -72,6 +80,10 @@ pub struct Profile {
     pub numeric: BTreeMap<String, Histogram>,
     /// The predicted label's counts.
     pub predicted_label: Categorical,
+    /// How embeddings become the `embedding:i` features (fitted on the reference; a current
+    /// profile carries its reference's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<Projection>,
 }
 
 impl Profile {
@@ -92,7 +104,28 @@ impl Profile {
             rows: 0,
             numeric,
             predicted_label: Categorical::default(),
+            projection: None,
         }
+    }
+
+    /// An empty profile to compare with `reference`: its model type, labels and projection.
+    pub fn like(reference: &Profile, source: impl Into<String>) -> Self {
+        let mut p = Self::new(&reference.model_type, &reference.labels, source);
+        if let Some(proj) = &reference.projection {
+            p.set_projection(proj.clone());
+        }
+        p
+    }
+
+    /// Projects embeddings with `projection` from now on (one `embedding:i` feature per
+    /// component).
+    pub fn set_projection(&mut self, projection: Projection) {
+        for i in 0..projection.components.len() {
+            self.numeric
+                .entry(Projection::feature(i))
+                .or_insert_with(|| Histogram::new(Binning::Standard));
+        }
+        self.projection = Some(projection);
     }
 
     /// Adds one prediction. Scores beyond the label count are ignored.
@@ -117,6 +150,23 @@ impl Profile {
                 h.add(f64::from(p));
             }
         }
+        let projected = match (&self.projection, obs.embedding) {
+            (Some(p), Some(e)) => p.project(e),
+            _ => None,
+        };
+        if let Some(coords) = projected {
+            self.observe_projected(&coords);
+        }
+    }
+
+    /// Adds the coordinates of one embedding already projected with this profile's
+    /// projection ([`Projection::project`]); for a window that keeps only the coordinates.
+    pub fn observe_projected(&mut self, coords: &[f32]) {
+        for (i, &v) in coords.iter().enumerate() {
+            if let Some(h) = self.numeric.get_mut(&Projection::feature(i)) {
+                h.add(f64::from(v));
+            }
+        }
     }
 
     /// Adds every prediction of `other`, a profile of the same labels.
@@ -126,6 +176,12 @@ impl Profile {
                 expected: self.labels.clone(),
                 found: other.labels.clone(),
             });
+        }
+        if other.rows > 0 && self.rows > 0 && other.projection != self.projection {
+            return Err(MonitorError::Projection);
+        }
+        if self.projection.is_none() {
+            self.projection.clone_from(&other.projection);
         }
         self.rows += other.rows;
         for (name, h) in &other.numeric {
@@ -143,29 +199,79 @@ impl Profile {
     }
 
     /// Runs `model` over `texts` (encode, then predict in batches of `batch`) and adds every
-    /// prediction.
+    /// prediction. An empty profile without a projection, of a model that gives embeddings,
+    /// first fits its projection on the first embeddings (up to 5,000 texts of this call).
     pub fn observe_texts(
         &mut self,
         model: &dyn TextClassifier,
         texts: &[&str],
         batch: usize,
     ) -> Result<(), MonitorError> {
+        struct Held {
+            tokens: usize,
+            unknown: Option<f32>,
+            probs: Vec<f32>,
+            embedding: Vec<f32>,
+        }
+        let mut fitting = self.projection.is_none() && self.rows == 0;
+        let mut held: Vec<Held> = Vec::new();
         for chunk in texts.chunks(batch.max(1)) {
             let encoded = chunk
                 .iter()
                 .map(|t| model.encode(t))
                 .collect::<Result<Vec<Encoded>, _>>()?;
             let refs: Vec<&Encoded> = encoded.iter().collect();
-            let probs = model.predict_encoded(&refs)?;
-            for (e, p) in encoded.iter().zip(&probs) {
+            let outputs = model.predict_embedded(&refs)?;
+            for (e, (probs, embedding)) in encoded.iter().zip(outputs) {
+                match embedding {
+                    Some(embedding) if fitting => held.push(Held {
+                        tokens: e.tokens(),
+                        unknown: e.unknown_share(),
+                        probs,
+                        embedding,
+                    }),
+                    embedding => self.observe(&Observation {
+                        tokens: e.tokens(),
+                        unknown_share: e.unknown_share(),
+                        scores: &probs,
+                        embedding: embedding.as_deref(),
+                    }),
+                }
+            }
+            if held.len() >= PROJECTION_FIT_ROWS {
+                fitting = false;
+                self.fit_projection(held.iter().map(|h| &h.embedding));
+            }
+            if !fitting {
+                for h in held.drain(..) {
+                    self.observe(&Observation {
+                        tokens: h.tokens,
+                        unknown_share: h.unknown,
+                        scores: &h.probs,
+                        embedding: Some(&h.embedding),
+                    });
+                }
+            }
+        }
+        if !held.is_empty() {
+            self.fit_projection(held.iter().map(|h| &h.embedding));
+            for h in held {
                 self.observe(&Observation {
-                    tokens: e.tokens(),
-                    unknown_share: e.unknown_share(),
-                    scores: p,
+                    tokens: h.tokens,
+                    unknown_share: h.unknown,
+                    scores: &h.probs,
+                    embedding: Some(&h.embedding),
                 });
             }
         }
         Ok(())
+    }
+
+    fn fit_projection<'a>(&mut self, embeddings: impl Iterator<Item = &'a Vec<f32>>) {
+        let rows: Vec<Vec<f32>> = embeddings.cloned().collect();
+        if let Some(p) = Projection::fit(&rows, crate::projection::DEFAULT_COMPONENTS) {
+            self.set_projection(p);
+        }
     }
 
     /// Reads a `profile.json` file.
@@ -275,11 +381,13 @@ mod tests {
             tokens: 12,
             unknown_share: Some(0.25),
             scores: &[0.2, 0.8],
+            embedding: None,
         });
         p.observe(&Observation {
             tokens: 3,
             unknown_share: None,
             scores: &[0.9, 0.1],
+            embedding: None,
         });
         assert_eq!(p.rows, 2);
         assert_eq!(p.numeric[TOKENS].count, 2);

@@ -198,11 +198,13 @@ mod tests {
                 tokens: 10 + i % 5,
                 unknown_share: Some(0.0),
                 scores: &[p, 1.0 - p],
+                embedding: None,
             });
             c.observe(&Observation {
                 tokens: 40 + i % 5,
                 unknown_share: Some(0.1),
                 scores: &[1.0 - p, p],
+                embedding: None,
             });
         }
         let d = compare(&r, &c, &Thresholds::default()).unwrap();

@@ -5,7 +5,9 @@
 //! always share their bins: merging is adding counts, and comparing needs no re-binning. The
 //! size is bounded whatever the number of values: [`Binning::Unit`] has 1,000 bins of width
 //! 0.001 on [0, 1] (probabilities, shares); [`Binning::Count`] has one bin per integer up to
-//! 255 and then bins 2% wide (geometric) up to 2^32, about 840 bins (token counts). Exact
+//! 255 and then bins 2% wide (geometric) up to 2^32, about 840 bins (token counts);
+//! [`Binning::Standard`] has 1,600 bins of 0.01 on [-8, 8] (standardized values: projected
+//! embeddings). Exact
 //! count, sum and sum of squares ride along, so the mean and spread are exact.
 
 use std::collections::BTreeMap;
@@ -20,12 +22,17 @@ pub enum Binning {
     Unit,
     /// Non-negative counts: integers 0..=255 exactly, then 2%-wide geometric bins.
     Count,
+    /// Standardized values (mean 0, standard deviation 1 on the reference) in [-8, 8]
+    /// (clamped), 1,600 equal bins.
+    Standard,
 }
 
 const UNIT_BINS: u32 = 1000;
 const EXACT_COUNTS: u32 = 256;
 const COUNT_RATIO: f64 = 1.02;
 const COUNT_MAX: f64 = 4_294_967_296.0;
+const STANDARD_LIMIT: f64 = 8.0;
+const STANDARD_BINS: u32 = 1600;
 
 impl Binning {
     /// The bin of `v` (a finite value).
@@ -41,6 +48,11 @@ impl Binning {
                         + ((v / f64::from(EXACT_COUNTS)).ln() / COUNT_RATIO.ln()).floor() as u32
                 }
             }
+            Binning::Standard => {
+                let unit = (v.clamp(-STANDARD_LIMIT, STANDARD_LIMIT) + STANDARD_LIMIT)
+                    / (2.0 * STANDARD_LIMIT);
+                ((unit * f64::from(STANDARD_BINS)) as u32).min(STANDARD_BINS - 1)
+            }
         }
     }
 
@@ -53,6 +65,10 @@ impl Binning {
             Binning::Count => {
                 f64::from(EXACT_COUNTS) * COUNT_RATIO.powf(f64::from(bin - EXACT_COUNTS) + 0.5)
             }
+            Binning::Standard => {
+                (f64::from(bin) + 0.5) / f64::from(STANDARD_BINS) * (2.0 * STANDARD_LIMIT)
+                    - STANDARD_LIMIT
+            }
         }
     }
 
@@ -60,7 +76,7 @@ impl Binning {
     /// [`crate::drift`]): 0.01 for unit values, one token for counts.
     pub fn min_spread(self) -> f64 {
         match self {
-            Binning::Unit => 0.01,
+            Binning::Unit | Binning::Standard => 0.01,
             Binning::Count => 1.0,
         }
     }

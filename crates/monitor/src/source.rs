@@ -11,15 +11,21 @@ use crate::profile::Profile;
 
 /// Runs `model` over every text of the dataset file `path` (JSONL, CSV/TSV or Parquet; labels
 /// optional), streaming in batches of `opts.batch_size`, and returns the profile of its
-/// predictions. `progress` gets the bytes read so far.
+/// predictions: a current profile to compare with `reference` (its projection of embeddings),
+/// or, without one, a new reference. `progress` gets the bytes read so far.
 pub fn profile_file(
     model: &dyn TextClassifier,
     path: &Path,
     opts: &ReadOptions,
+    reference: Option<&Profile>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Profile, MonitorError> {
     let desc = model.describe();
-    let mut profile = Profile::new(&desc.model_type, model.labels(), path.display().to_string());
+    let source = path.display().to_string();
+    let mut profile = match reference {
+        Some(r) => Profile::like(r, source),
+        None => Profile::new(&desc.model_type, model.labels(), source),
+    };
     let opts = ReadOptions {
         label_required: false,
         ..opts.clone()

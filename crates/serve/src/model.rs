@@ -136,6 +136,16 @@ impl LoadedModel {
         self.classifier.predict_encoded(inputs)
     }
 
+    /// [`predict_encoded`](Self::predict_encoded) with each input's pooled embedding, where
+    /// the model type has one ([`TextClassifier::predict_embedded`]).
+    #[allow(clippy::type_complexity)]
+    pub fn predict_embedded(
+        &self,
+        inputs: &[&Encoded],
+    ) -> Result<Vec<(Vec<f32>, Option<Vec<f32>>)>, ModelError> {
+        self.classifier.predict_embedded(inputs)
+    }
+
     /// The most tokens of a text the model looks at (`usize::MAX` when unbounded).
     pub fn token_cap(&self) -> usize {
         self.input
@@ -165,11 +175,16 @@ fn warmup_texts() -> Vec<String> {
 }
 
 /// Checks model output: `n` vectors of `labels` finite probabilities, each summing to 1.
-pub fn check_probabilities(probs: &[Vec<f32>], n: usize, labels: usize) -> Result<(), String> {
+pub fn check_probabilities<P: AsRef<[f32]>>(
+    probs: &[P],
+    n: usize,
+    labels: usize,
+) -> Result<(), String> {
     if probs.len() != n {
         return Err(format!("{} probability vectors for {n} texts", probs.len()));
     }
     for (i, p) in probs.iter().enumerate() {
+        let p = p.as_ref();
         if p.len() != labels {
             return Err(format!(
                 "text {i}: {} probabilities for {labels} labels",
@@ -204,7 +219,7 @@ mod tests {
         assert!(err.contains("finite"), "{err}");
         let err = check_probabilities(&[vec![1.0]], 1, 2).unwrap_err();
         assert!(err.contains("1 probabilities for 2 labels"), "{err}");
-        let err = check_probabilities(&[], 1, 2).unwrap_err();
+        let err = check_probabilities::<Vec<f32>>(&[], 1, 2).unwrap_err();
         assert!(err.contains("0 probability vectors for 1 texts"), "{err}");
     }
 }

@@ -3,7 +3,8 @@
 //! feedback turns into live accuracy and per-label recall over a window per model version,
 //! exported as `model_accuracy{model_version}` and `taxon_live_recall{model_version, label}`.
 //! The last `drift_window` predictions of the served model are kept in a fixed ring (constant
-//! memory) and compared, at each scrape, with the model's reference profile (reloaded with a
+//! memory; with `drift_window_seconds`, only those of the last that many seconds count) and
+//! compared, at each scrape, with the model's reference profile (reloaded with a
 //! hot swap): `taxon_drift_score{feature, model_version}` and
 //! `taxon_drift_detected{model_version}`. The seed's names are exported beside taxon's own:
 //! `prediction_latency_seconds` (a summary of the model's compute time per prediction),
@@ -46,6 +47,8 @@ pub struct MonitorConfig {
     pub log_queue: usize,
     /// Log the texts too (off by default: texts can be personal data).
     pub log_text: bool,
+    /// Encrypt the logged texts with this Fernet key (the data layer's).
+    pub log_text_key: Option<TextKey>,
     /// Share of predictions logged, in parts per million (1,000,000: all).
     pub log_sample_ppm: u32,
     /// Predictions remembered for feedback (the most recent ones).
@@ -54,6 +57,9 @@ pub struct MonitorConfig {
     pub feedback_window: usize,
     /// Predictions in the online drift window (0: no online drift).
     pub drift_window: usize,
+    /// Only the window's predictions of the last this many seconds count (0: all of them);
+    /// with none left, the drift series are removed until predictions come again.
+    pub drift_window_seconds: u64,
 }
 
 impl Default for MonitorConfig {
@@ -65,13 +71,27 @@ impl Default for MonitorConfig {
             log_max_files: 32,
             log_queue: 65_536,
             log_text: false,
+            log_text_key: None,
             log_sample_ppm: 1_000_000,
             feedback_capacity: 100_000,
             feedback_window: 1_000,
             drift_window: 1_000,
+            drift_window_seconds: 0,
         }
     }
 }
+
+/// The Fernet key logged texts are encrypted with; equal when the keys are.
+#[derive(Clone, Debug)]
+pub struct TextKey(pub taxon_fernet::Key);
+
+impl PartialEq for TextKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_base64() == other.0.to_base64()
+    }
+}
+
+impl Eq for TextKey {}
 
 /// A remembered prediction.
 struct Recent {
@@ -106,6 +126,8 @@ pub struct Observed<'a> {
     /// not logged).
     pub tokens: Option<usize>,
     pub unknown_share: Option<f32>,
+    /// The pooled embedding the model read (`bert`; not for cache hits).
+    pub embedding: Option<&'a [f32]>,
     pub latency_seconds: f64,
     pub text: &'a str,
 }
@@ -133,6 +155,14 @@ struct Online {
     tokens: Vec<u32>,
     unknown: Vec<f32>,
     scores: Vec<f32>,
+    /// Each prediction's embedding projected with the reference's projection (`dims` values
+    /// per prediction; none without a projection).
+    projected: Vec<f32>,
+    dims: usize,
+    /// When each prediction was made.
+    times: Vec<std::time::Instant>,
+    /// Only predictions younger than this count (`None`: all).
+    max_age: Option<std::time::Duration>,
 }
 
 impl Online {
@@ -153,9 +183,22 @@ impl Online {
         self.tokens = vec![0; self.capacity];
         self.unknown = vec![f32::NAN; self.capacity];
         self.scores = vec![0.0; self.capacity * model.labels.len()];
+        self.times = vec![std::time::Instant::now(); self.capacity];
+        self.dims = self
+            .reference
+            .as_ref()
+            .and_then(|r| r.projection.as_ref())
+            .map_or(0, |p| p.components.len());
+        self.projected = vec![f32::NAN; self.capacity * self.dims];
     }
 
-    fn push(&mut self, tokens: usize, unknown: Option<f32>, probs: &[f32]) {
+    fn push(
+        &mut self,
+        tokens: usize,
+        unknown: Option<f32>,
+        probs: &[f32],
+        embedding: Option<&[f32]>,
+    ) {
         let l = self.labels.len();
         if self.capacity == 0 || probs.len() != l {
             return;
@@ -164,22 +207,52 @@ impl Online {
         self.tokens[i] = u32::try_from(tokens).unwrap_or(u32::MAX);
         self.unknown[i] = unknown.unwrap_or(f32::NAN);
         self.scores[i * l..(i + 1) * l].copy_from_slice(probs);
+        self.times[i] = std::time::Instant::now();
+        if self.dims > 0 {
+            let coords = self
+                .reference
+                .as_ref()
+                .and_then(|r| r.projection.as_ref())
+                .zip(embedding)
+                .and_then(|(p, e)| p.project(e));
+            let slot = &mut self.projected[i * self.dims..(i + 1) * self.dims];
+            match coords {
+                Some(c) if c.len() == slot.len() => slot.copy_from_slice(&c),
+                _ => slot.fill(f32::NAN),
+            }
+        }
         self.next = (i + 1) % self.capacity;
         self.len = (self.len + 1).min(self.capacity);
     }
 
-    fn profile(&self) -> Profile {
+    /// The window's predictions that still count at `now`, as a profile; `None` when none does.
+    fn profile(&self, now: std::time::Instant) -> Option<Profile> {
         let l = self.labels.len();
-        let mut p = Profile::new(&self.model_type, &self.labels, "online window");
+        let mut p = match &self.reference {
+            Some(r) => Profile::like(r, "online window"),
+            None => Profile::new(&self.model_type, &self.labels, "online window"),
+        };
+        let mut counted = false;
         for i in 0..self.len {
+            if let Some(max) = self.max_age {
+                if now.saturating_duration_since(self.times[i]) > max {
+                    continue;
+                }
+            }
+            counted = true;
             let u = self.unknown[i];
             p.observe(&Observation {
                 tokens: self.tokens[i] as usize,
                 unknown_share: (!u.is_nan()).then_some(u),
                 scores: &self.scores[i * l..(i + 1) * l],
+                embedding: None,
             });
+            let coords = &self.projected[i * self.dims..(i + 1) * self.dims];
+            if coords.iter().all(|c| !c.is_nan()) {
+                p.observe_projected(coords);
+            }
         }
-        p
+        counted.then_some(p)
     }
 }
 
@@ -241,6 +314,7 @@ impl Monitoring {
                 opts.max_file_bytes = config.log_max_file_bytes;
                 opts.max_files = config.log_max_files.max(1);
                 opts.capacity = config.log_queue.max(1);
+                opts.text_key = config.log_text_key.as_ref().map(|k| k.0.clone());
                 Some(LogWriter::start(opts).map_err(|e| ServeError::Config {
                     field: "prediction_log",
                     message: e.to_string(),
@@ -309,6 +383,11 @@ impl Monitoring {
             tokens: Vec::new(),
             unknown: Vec::new(),
             scores: Vec::new(),
+            times: Vec::new(),
+            projected: Vec::new(),
+            dims: 0,
+            max_age: (config.drift_window_seconds > 0)
+                .then(|| std::time::Duration::from_secs(config.drift_window_seconds)),
         };
         let hist = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| {
             ServeError::Config {
@@ -408,7 +487,7 @@ impl Monitoring {
                 if online.seq != o.model.seq {
                     online.reset(o.model);
                 }
-                online.push(tokens, o.unknown_share, o.probs);
+                online.push(tokens, o.unknown_share, o.probs, o.embedding);
             }
         }
         if let (Some(log), Some(tokens)) = (&self.log, o.tokens) {
@@ -428,6 +507,7 @@ impl Monitoring {
                     tokens,
                     unknown_share: o.unknown_share,
                     text: self.config.log_text.then(|| o.text.to_string()),
+                    text_fernet: None,
                 };
                 log.log(LogRecord::Prediction(record));
             }
@@ -564,7 +644,14 @@ impl Monitoring {
             if online.len == 0 {
                 return;
             }
-            (online.profile(), reference, online.version.clone())
+            let Some(current) = online.profile(std::time::Instant::now()) else {
+                // Nothing recent: no statement about drift (an old window must not keep an
+                // alert firing when traffic stops).
+                self.drift_score.clear();
+                self.drift_detected.clear();
+                return;
+            };
+            (current, reference, online.version.clone())
         };
         let Ok(report) = compare(&reference, &current, &Thresholds::default()) else {
             return;

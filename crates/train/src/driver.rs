@@ -65,6 +65,10 @@ pub struct TrainSummary {
     /// Seconds the epoch loop spent on checkpoints: copying the weights, and waiting for a
     /// checkpoint still being written by the background writer.
     pub checkpoint_seconds: f64,
+    /// Seconds spent after training on the monitor's reference profile (`profile.json`),
+    /// cross-fitted models included.
+    #[serde(default)]
+    pub profile_seconds: f64,
     /// The checkpoint epoch this run resumed from.
     pub resumed_from_epoch: Option<usize>,
     /// False when the run stopped at `stop_after_epochs`: no model was written, only
@@ -78,6 +82,7 @@ pub struct TrainSummary {
 const TIMING_KEYS: &[&str] = &[
     "train_seconds",
     "checkpoint_seconds",
+    "profile_seconds",
     "resumed_from_epoch",
     "complete",
 ];
@@ -218,7 +223,7 @@ pub fn train_with(
         }
     }
 
-    let summary = TrainSummary {
+    let mut summary = TrainSummary {
         model_type: cfg.model.model_type().to_string(),
         output: output.clone(),
         config: cfg.clone(),
@@ -233,6 +238,7 @@ pub fn train_with(
         warnings: cfg.warnings.clone(),
         train_seconds: done.train_seconds,
         checkpoint_seconds: done.checkpoint_seconds,
+        profile_seconds: 0.0,
         resumed_from_epoch: resumed_from,
         complete: !done.interrupted,
         validation: done.model_validation,
@@ -240,43 +246,72 @@ pub fn train_with(
     if done.interrupted {
         return Ok(summary);
     }
+    let start = std::time::Instant::now();
     write_profile(
         output,
-        trainer.held_out_model(),
-        &val_ex,
+        trainer.held_out(),
+        (&train_ex, &val_ex),
         &summary.validation_source,
     )?;
+    summary.profile_seconds = start.elapsed().as_secs_f64();
     let path = output.join(METRICS_JSON);
     let text = serde_json::to_string_pretty(&summary.metrics_json()).unwrap_or_default();
     std::fs::write(&path, text + "\n").map_err(|source| TrainError::Io { path, source })?;
     Ok(summary)
 }
 
-/// Writes the monitor stage's reference profile into the model folder: the final model's
-/// predictions on the held-out validation texts, or `held_out`'s when the final model was
-/// refitted with them (its scores on texts it learned from would be more confident than on
-/// any new text). Nothing is written without validation texts.
+/// Labelled texts: (text, label index).
+type Labelled<'a> = &'a [(&'a str, usize)];
+
+/// Writes the monitor stage's reference profile into the model folder: the predictions of
+/// models on texts they never learned from (a model is more confident on texts it learned from
+/// than on any text it serves): the final model's on the validation texts, or, for a trainer
+/// that refitted on all of them, its cross-fitted models' on every labelled text. Nothing is
+/// written when no text was held out.
 fn write_profile(
     output: &Path,
-    held_out: Option<Box<dyn taxon_core::model::TextClassifier>>,
-    val_ex: &[(&str, usize)],
+    held_out: taxon_models::training::HeldOut,
+    (train_ex, val_ex): (Labelled<'_>, Labelled<'_>),
     source: &str,
 ) -> Result<(), TrainError> {
-    if val_ex.is_empty() {
-        return Ok(());
-    }
-    let model = match held_out {
-        Some(m) => m,
-        None => taxon_models::load(output)?,
+    use taxon_models::training::HeldOut;
+    let (models, texts, source): (
+        Vec<Box<dyn taxon_core::model::TextClassifier>>,
+        Vec<&str>,
+        _,
+    ) = match held_out {
+        HeldOut::Final if val_ex.is_empty() => return Ok(()),
+        HeldOut::Final => (
+            vec![taxon_models::load(output)?],
+            val_ex.iter().map(|(t, _)| *t).collect(),
+            format!("validation ({source})"),
+        ),
+        HeldOut::Folds(models) => {
+            let texts: Vec<&str> = train_ex.iter().chain(val_ex).map(|(t, _)| *t).collect();
+            let source = format!(
+                "cross-fitted: {} texts (training and validation), each scored by one of {} \
+                     models fitted without it",
+                texts.len(),
+                models.len()
+            );
+            (models, texts, source)
+        }
     };
-    let desc = model.describe();
-    let mut profile = taxon_monitor::Profile::new(
-        &desc.model_type,
-        model.labels(),
-        format!("validation ({source})"),
-    );
-    let texts: Vec<&str> = val_ex.iter().map(|(t, _)| *t).collect();
-    profile.observe_texts(model.as_ref(), &texts, 256)?;
+    let Some(first) = models.first() else {
+        return Ok(());
+    };
+    let desc = first.describe();
+    let mut profile = taxon_monitor::Profile::new(&desc.model_type, first.labels(), source);
+    let folds = models.len();
+    for (k, model) in models.iter().enumerate() {
+        let fold: Vec<&str> = texts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| folds == 1 || i % folds == k)
+            .map(|(_, t)| *t)
+            .collect();
+        profile.observe_texts(model.as_ref(), &fold, 256)?;
+    }
     profile.write_to_model(output)?;
     Ok(())
 }

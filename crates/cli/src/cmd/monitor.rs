@@ -41,6 +41,10 @@ pub struct ExportArgs {
     /// Output file (JSONL), written atomically.
     #[arg(long, short)]
     pub output: PathBuf,
+    /// The key of a log whose texts are encrypted (`taxon serve --prediction-log-encrypt`);
+    /// without it the key is read from TAXON_FERNET_KEY when the log needs one.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -84,11 +88,13 @@ pub fn run(cmd: MonitorCmd, ctx: &Ctx) -> anyhow::Result<Outcome> {
     }
 }
 
-/// The profile of `model` on the dataset file `data`.
+/// The profile of `model` on the dataset file `data`: to compare with `reference`, or a new
+/// reference without one.
 fn profile_of_file(
     model_dir: &Path,
     data: &Path,
     text_field: &str,
+    reference: Option<&Profile>,
     ctx: &Ctx,
 ) -> anyhow::Result<Profile> {
     let model = taxon_models::load(model_dir)
@@ -99,14 +105,16 @@ fn profile_of_file(
         text_field: text_field.to_string(),
         ..ReadOptions::default()
     };
-    let p = source::profile_file(model.as_ref(), data, &opts, &mut |b| bar.set_position(b))
-        .with_context(|| format!("profiling {} with {}", data.display(), model_dir.display()));
+    let p = source::profile_file(model.as_ref(), data, &opts, reference, &mut |b| {
+        bar.set_position(b)
+    })
+    .with_context(|| format!("profiling {} with {}", data.display(), model_dir.display()));
     bar.finish_and_clear();
     p
 }
 
 fn profile(args: ProfileArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
-    let p = profile_of_file(&args.model, &args.data, &args.text_field, ctx)?;
+    let p = profile_of_file(&args.model, &args.data, &args.text_field, None, ctx)?;
     if p.rows == 0 {
         anyhow::bail!(
             "{} has no rows: a profile needs held-out texts",
@@ -151,7 +159,13 @@ fn drift_cmd(args: DriftArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         }
         p
     } else {
-        profile_of_file(&args.reference, &args.current, &args.text_field, ctx)?
+        profile_of_file(
+            &args.reference,
+            &args.current,
+            &args.text_field,
+            Some(&reference),
+            ctx,
+        )?
     };
     if current.rows == 0 {
         anyhow::bail!("{} has no rows to compare", args.current.display());
@@ -201,10 +215,37 @@ fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let mut texts: HashMap<String, Option<String>> = HashMap::new();
     let mut labels: HashMap<String, String> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
+    // The key is loaded on the first encrypted text only: a plain log needs none.
+    let mut key: Option<taxon_fernet::Key> = None;
+    let mut failure: Option<anyhow::Error> = None;
     taxon_monitor::log::read_dir(&args.log, &mut |rec| match rec {
         LogRecord::Prediction(p) => {
-            if texts.insert(p.request_id.clone(), p.text).is_none() {
-                order.push(p.request_id);
+            if failure.is_some() {
+                return;
+            }
+            if p.text_fernet.is_some() && key.is_none() {
+                match taxon_fernet::Key::from_env_or_file(
+                    taxon_fernet::DEFAULT_KEY_ENV,
+                    args.key_file.as_deref(),
+                ) {
+                    Ok(k) => key = Some(k),
+                    Err(e) => {
+                        failure = Some(anyhow::Error::new(e).context(
+                            "the log's texts are encrypted (served with --prediction-log-encrypt)",
+                        ));
+                        return;
+                    }
+                }
+            }
+            match p.plain_text(key.as_ref()) {
+                Ok(text) => {
+                    if texts.insert(p.request_id.clone(), text).is_none() {
+                        order.push(p.request_id);
+                    }
+                }
+                Err(e) => {
+                    failure = Some(anyhow::anyhow!("prediction {}: {e}", p.request_id));
+                }
             }
         }
         LogRecord::Feedback(f) => {
@@ -212,6 +253,9 @@ fn export(args: ExportArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         }
     })
     .with_context(|| format!("reading the prediction log {}", args.log.display()))?;
+    if let Some(e) = failure {
+        return Err(e.context(format!("reading the prediction log {}", args.log.display())));
+    }
     let (mut rows, mut without_text, mut unlogged) = (0u64, 0u64, 0u64);
     let mut out = Vec::new();
     for id in &order {

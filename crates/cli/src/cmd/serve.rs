@@ -182,6 +182,18 @@ pub struct ServeArgs {
         requires = "prediction_log"
     )]
     pub prediction_log_text: bool,
+    /// Encrypt the logged texts (Fernet, one token per text, by the log's writer thread) with
+    /// the data layer's key: from --prediction-log-key-file, else TAXON_FERNET_KEY.
+    /// `taxon monitor export` decrypts them with the same key.
+    #[arg(
+        long,
+        env = "TAXON_SERVE_PREDICTION_LOG_ENCRYPT",
+        requires = "prediction_log_text"
+    )]
+    pub prediction_log_encrypt: bool,
+    /// The key file for --prediction-log-encrypt (as written by `taxon data keygen --output`).
+    #[arg(long, value_name = "FILE", requires = "prediction_log_encrypt")]
+    pub prediction_log_key_file: Option<PathBuf>,
     /// Share of predictions logged, 0 to 1 (spread evenly; feedback is always logged).
     #[arg(
         long,
@@ -211,6 +223,10 @@ pub struct ServeArgs {
     /// profile at each scrape of /metrics (0: no online drift, no window).
     #[arg(long, env = "TAXON_SERVE_DRIFT_WINDOW", default_value_t = 1_000)]
     pub drift_window: usize,
+    /// Only the drift window's predictions of the last this many seconds count (0: all of
+    /// them, however old); with none left the drift series are dropped from /metrics.
+    #[arg(long, env = "TAXON_SERVE_DRIFT_WINDOW_SECONDS", default_value_t = 0)]
+    pub drift_window_seconds: u64,
     /// Turn the monitor stage off: no prediction log, feedback, live accuracy, per-label
     /// prediction counts or online drift (to measure what they cost).
     #[arg(
@@ -270,8 +286,19 @@ impl ServeArgs {
         if self.prediction_log_file_mib == 0 || self.prediction_log_files == 0 {
             bail!("--prediction-log-file-mib and --prediction-log-files must be at least 1");
         }
+        let log_text_key = if self.prediction_log_encrypt {
+            let key = taxon_fernet::Key::from_env_or_file(
+                taxon_fernet::DEFAULT_KEY_ENV,
+                self.prediction_log_key_file.as_deref(),
+            )
+            .context("--prediction-log-encrypt")?;
+            Some(taxon_serve::monitor::TextKey(key))
+        } else {
+            None
+        };
         Ok(MonitorConfig {
             prediction_log: self.prediction_log.clone(),
+            log_text_key,
             log_max_file_bytes: self.prediction_log_file_mib << 20,
             log_max_files: self.prediction_log_files,
             log_text: self.prediction_log_text,
@@ -279,6 +306,7 @@ impl ServeArgs {
             feedback_capacity: self.feedback_capacity,
             feedback_window: self.feedback_window,
             drift_window: self.drift_window,
+            drift_window_seconds: self.drift_window_seconds,
             enabled: !self.no_monitor,
             ..MonitorConfig::default()
         })

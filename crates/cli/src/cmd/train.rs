@@ -230,7 +230,11 @@ pub fn run(args: TrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             summary.validation_source
         );
         if summary.complete {
-            println!("model written to {}", summary.output.display());
+            println!(
+                "model written to {} (reference profile for the monitor in {:.2}s)",
+                summary.output.display(),
+                summary.profile_seconds
+            );
         }
     }
     Ok(Outcome::Ok)

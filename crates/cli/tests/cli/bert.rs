@@ -79,6 +79,78 @@ fn training_one_liner_then_eval_and_predict() {
         .filter(|(i, r)| r["label"] == if i % 2 == 0 { "sport" } else { "business" })
         .count();
     assert!(right >= 36, "{right} of 40 right");
+
+    // The reference profile projects the pooled embeddings of the 16 validation texts.
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("out/profile.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        profile["projection"]["dims"], 32,
+        "the tiny model's hidden size"
+    );
+    assert_eq!(
+        profile["projection"]["components"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    for i in 0..4 {
+        assert_eq!(
+            profile["numeric"][format!("embedding:{i}")]["count"],
+            16,
+            "{i}"
+        );
+    }
+    // Offline drift projects the current texts the same way: like data stays close, texts of
+    // filler words alone move the embedding.
+    let drift = |file: &str| -> serde_json::Value {
+        let out = taxon_in(d)
+            .args([
+                "--json",
+                "monitor",
+                "drift",
+                "--reference",
+                "out",
+                "--current",
+                file,
+            ])
+            .output()
+            .unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let value = |report: &serde_json::Value, name: &str| -> f64 {
+        report["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    let like = drift("test.jsonl");
+    let filler: String = (0..40)
+        .map(|i| {
+            let text = format!(
+                "{} {} {}",
+                FILLER[i % 6],
+                FILLER[(i + 1) % 6],
+                FILLER[(i + 3) % 6]
+            );
+            serde_json::json!({ "text": text }).to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(d.join("filler.jsonl"), filler).unwrap();
+    let moved = drift("filler.jsonl");
+    assert_eq!(moved["drift"], true, "{moved}");
+    let most = |r: &serde_json::Value| {
+        (0..4)
+            .map(|i| value(r, &format!("embedding:{i}")))
+            .fold(0.0, f64::max)
+    };
+    assert!(most(&moved) > 2.0 * most(&like), "{like} vs {moved}");
 }
 
 #[test]

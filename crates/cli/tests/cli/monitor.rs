@@ -106,7 +106,7 @@ fn train_writes_a_profile_listed_in_model_json() {
         .unwrap();
     assert_eq!(entry["bytes"], bytes.len());
     let profile: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-    // 10% of 120 rows held out for validation.
+    // 10% of 120 rows held out for validation: fastText's sgd never sees them.
     assert_eq!(profile["rows"], 12);
     for f in [
         "tokens",
@@ -117,6 +117,25 @@ fn train_writes_a_profile_listed_in_model_json() {
     ] {
         assert_eq!(profile["numeric"][f]["count"], 12, "{f}");
     }
+    // The svm default refits on all 120 rows: its profile is cross-fitted over all of them.
+    taxon_in(dir.path())
+        .args(["-q", "train", "--data", "train.jsonl", "--output", "svm"])
+        .args(["--checkpoint-every", "0"])
+        .assert()
+        .success();
+    let svm: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("svm/profile.json")).unwrap())
+            .unwrap();
+    assert_eq!(svm["rows"], 120);
+    assert!(
+        svm["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("cross-fitted: 120 texts"),
+        "{}",
+        svm["source"]
+    );
+    assert_eq!(svm["numeric"]["confidence"]["count"], 120);
     // The model still loads (its files, the profile included, match model.json).
     write_rows(&dir.path().join("x.jsonl"), 5, 3, 2, None);
     taxon_in(dir.path())

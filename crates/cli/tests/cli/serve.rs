@@ -757,6 +757,122 @@ fn prediction_log_feedback_export_and_drift_from_the_log_survive_sigkill() {
     assert_eq!(report["rows"], 4);
 }
 
+#[test]
+fn logged_texts_are_encrypted_with_the_data_key_and_exported_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = trained_model(tmp.path());
+    let log = tmp.path().join("log");
+    let log_arg = log.to_str().unwrap();
+    taxon_ok(tmp.path(), &["data", "keygen", "-o", "log.key"], &[]);
+    // Without a key the server refuses to start: no plain text is ever written.
+    let out = Command::cargo_bin("taxon")
+        .unwrap()
+        .current_dir(tmp.path())
+        .env_remove("TAXON_FERNET_KEY")
+        .args([
+            "serve",
+            "--model",
+            model.to_str().unwrap(),
+            "--port",
+            "0",
+            "--prediction-log",
+            log_arg,
+            "--prediction-log-text",
+            "--prediction-log-encrypt",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TAXON_FERNET_KEY"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut server = Server::start_with(
+        tmp.path(),
+        &[],
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--prediction-log",
+            log_arg,
+            "--prediction-log-text",
+            "--prediction-log-encrypt",
+            "--prediction-log-key-file",
+            "log.key",
+            "--cache-size",
+            "0",
+        ],
+        &[],
+    );
+    let a = server.request(
+        "POST",
+        "/v1/predict",
+        Some(&serde_json::json!({"text": format!("{SPORT} secret")}).to_string()),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let id = a.json()["request_id"].as_str().unwrap().to_string();
+    let a = server.request(
+        "POST",
+        "/v1/feedback",
+        Some(&serde_json::json!({"request_id": id, "label": "sport"}).to_string()),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    eventually("1 prediction and 1 feedback in the log", || {
+        log_lines(&log).len() == 2
+    });
+    server.sigterm();
+    assert!(server.wait_exit().success());
+    let raw = serde_json::to_string(&log_lines(&log)).unwrap();
+    assert!(!raw.contains("secret"), "{raw}");
+    assert!(raw.contains("\"text_fernet\":\"gAAAAA"), "{raw}");
+    let export = [
+        "monitor",
+        "export",
+        log_arg,
+        "--labelled",
+        "-o",
+        "new.jsonl",
+    ];
+    // No key: a clear error; another key: refused, nothing written.
+    let out = Command::cargo_bin("taxon")
+        .unwrap()
+        .current_dir(tmp.path())
+        .env_remove("TAXON_FERNET_KEY")
+        .args(export)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("encrypted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    taxon_ok(tmp.path(), &["data", "keygen", "-o", "other.key"], &[]);
+    let out = Command::cargo_bin("taxon")
+        .unwrap()
+        .current_dir(tmp.path())
+        .args(export)
+        .args(["--key-file", "other.key"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("wrong key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!tmp.path().join("new.jsonl").exists());
+    let mut args = export.to_vec();
+    args.extend(["--key-file", "log.key"]);
+    taxon_ok(tmp.path(), &args, &[]);
+    let rows = std::fs::read_to_string(tmp.path().join("new.jsonl")).unwrap();
+    assert_eq!(
+        rows.trim(),
+        serde_json::json!({"text": format!("{SPORT} secret"), "label": "sport"}).to_string()
+    );
+}
+
 /// `promtool` on PATH; otherwise a skip notice (or a panic under `TAXON_REQUIRE_TOOLS=1`).
 fn find_promtool() -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {

@@ -362,6 +362,19 @@ impl Net {
         softmax(&self.forward(batch, None)?)?.to_vec2::<f32>()
     }
 
+    /// [`Net::probabilities`] with the pooled vector the head read (after the pooler, for
+    /// [`Pooling::Pooler`]) of each row: the embedding the monitor projects.
+    pub(crate) fn probabilities_pooled(&self, batch: &Batch) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let mut pooled = self.encode(batch, &mut None)?;
+        let n = self.tensors.len();
+        if self.pooling == Pooling::Pooler {
+            pooled = linear(&pooled, self.t(n - 4), self.t(n - 3))?.tanh()?;
+        }
+        let logits = linear(&pooled, self.t(n - 2), self.t(n - 1))?;
+        let probs = softmax(&logits)?.to_vec2::<f32>()?;
+        Ok(probs.into_iter().zip(pooled.to_vec2::<f32>()?).collect())
+    }
+
     /// Mean cross-entropy of `logits` against label ids.
     pub(crate) fn loss(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
         let targets = Tensor::from_slice(targets, targets.len(), &Device::Cpu)?;

@@ -234,14 +234,33 @@ impl BertModel {
         .map_err(inference)
     }
 
-    fn rows_by_length<S: AsRef<[u32]>>(
+    /// [`BertModel::predict_ids`] with each readable text's pooled embedding (see
+    /// [`TextClassifier::predict_embedded`]).
+    #[allow(clippy::type_complexity)]
+    fn predict_ids_embedded<S: AsRef<[u32]>>(
         &self,
         seqs: &[S],
-        f: impl Fn(&Batch) -> candle_core::Result<Vec<Vec<f32>>>,
-    ) -> candle_core::Result<Vec<Vec<f32>>> {
+    ) -> candle_core::Result<Vec<(Vec<f32>, Option<Vec<f32>>)>> {
+        let readable: Vec<usize> = (0..seqs.len())
+            .filter(|&i| self.tokenizer.known_pieces(seqs[i].as_ref()) > 0)
+            .collect();
+        let picked: Vec<&[u32]> = readable.iter().map(|&i| seqs[i].as_ref()).collect();
+        let rows = self.rows_by_length(&picked, |batch| self.net.probabilities_pooled(batch))?;
+        let mut out = vec![(taxon_core::model::uniform(self.labels.len()), None); seqs.len()];
+        for (i, (probs, pooled)) in readable.into_iter().zip(rows) {
+            out[i] = (probs, Some(pooled));
+        }
+        Ok(out)
+    }
+
+    fn rows_by_length<S: AsRef<[u32]>, T: Default + Clone>(
+        &self,
+        seqs: &[S],
+        f: impl Fn(&Batch) -> candle_core::Result<Vec<T>>,
+    ) -> candle_core::Result<Vec<T>> {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| seqs[i].as_ref().len());
-        let mut out = vec![Vec::new(); seqs.len()];
+        let mut out = vec![T::default(); seqs.len()];
         for chunk in order.chunks(PREDICT_BATCH) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_ref()).collect();
             let rows = f(&Batch::new(&batch, self.net.cfg.pad_token_id)?)?;
@@ -287,6 +306,20 @@ impl TextClassifier for BertModel {
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.predict_ids(&seqs).map_err(inference)
+    }
+
+    fn predict_embedded(
+        &self,
+        inputs: &[&Encoded],
+    ) -> Result<Vec<(Vec<f32>, Option<Vec<f32>>)>, ModelError> {
+        let seqs = inputs
+            .iter()
+            .map(|e| {
+                e.input::<TokenIds>(MODEL_TYPE)
+                    .map(|TokenIds(ids)| ids.as_slice())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.predict_ids_embedded(&seqs).map_err(inference)
     }
 
     fn save(&self, dir: &std::path::Path) -> Result<(), ModelError> {

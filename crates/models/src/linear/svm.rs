@@ -12,7 +12,12 @@
 //! and temperature, so the model sees every labelled text, as the peers do. The validation
 //! metrics reported are those of step 1's model, which never saw the validation texts. Without
 //! validation data `c` is 1 and the temperature is fitted on the training texts (and so is
-//! overconfident).
+//! overconfident). (3) For the monitor's reference profile, once the model is trained, refit
+//! [`FOLDS`] more times, each without one fold of the texts (loose tolerance, warm-started from
+//! step 2), so every labelled
+//! text is scored once by a model that never saw it, with the vocabulary the other texts give
+//! (see `cross_fit`): the profile then describes what the served model does on new text (see
+//! [`training::HeldOut`]).
 //!
 //! The model keeps the `linear` format: `dim` is the number of labels, `input` row `r` holds
 //! feature `r`'s weight in each label's SVM, the intercept is the row of [`super::BIAS_KEY`],
@@ -32,7 +37,9 @@ use taxon_core::model::{ModelError, TextClassifier};
 use super::train::{Docs, Featurized, featurize};
 use super::{BIAS_KEY, LinearConfig, LinearModel, softmax};
 use crate::rng::SplitMix64;
-use crate::training::{self, Checkpoint, EpochStats, TrainObserver, Trainable, Validation};
+use crate::training::{
+    self, Checkpoint, EpochStats, HeldOut, TrainObserver, Trainable, Validation,
+};
 
 /// The values of `c` tried on the validation split when `c` is not configured (ascending: each
 /// fit starts from the previous one's solution, and the search stops at the first worse one).
@@ -50,6 +57,9 @@ const SEARCH_TOLERANCE: f64 = 0.1;
 const MAX_PASSES: usize = 1000;
 /// The log-loss floor of validation scoring.
 const MIN_PROB: f32 = 1e-10;
+/// Folds of step 3 (the reference profile's cross-fitted models; the held-out temperature's
+/// folds without validation data).
+pub const FOLDS: usize = 5;
 
 /// What a checkpoint of an SVM run records besides the model: the choices the fit made.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -76,8 +86,17 @@ pub struct SvmTrainer {
     state: Option<SvmState>,
     /// Validation scores of the model fitted without the validation texts.
     validation_scores: Option<Validation>,
-    /// That model (step 1's), when the kept one was refitted with the validation texts.
-    held_out_model: Option<LinearModel>,
+    /// What step 3 starts from (none after a restore): it runs when the profile asks for
+    /// it ([`Trainable::held_out`]), after the model is trained and saved.
+    refit: Option<Refit>,
+}
+
+/// Step 2's data and solution, for step 3.
+struct Refit {
+    featurized: Featurized,
+    alphas: Vec<Vec<f64>>,
+    c: f32,
+    temperature: f32,
 }
 
 impl SvmTrainer {
@@ -123,7 +142,7 @@ impl SvmTrainer {
             model: None,
             state: None,
             validation_scores: None,
-            held_out_model: None,
+            refit: None,
         })
     }
 
@@ -204,8 +223,6 @@ impl SvmTrainer {
         let (featurized, svms) = match second {
             None => (first, chosen),
             Some(second) => {
-                self.held_out_model =
-                    Some(chosen.to_model(&self.config, &self.labels, &first, temperature));
                 let mut warm = chosen.alphas;
                 for a in &mut warm {
                     a.resize(second.docs.len(), 0.0);
@@ -230,6 +247,12 @@ impl SvmTrainer {
             / featurized.docs.len().max(1) as f64;
         self.model = Some(svms.to_model(&self.config, &self.labels, &featurized, temperature));
         self.state = Some(SvmState { c, temperature });
+        self.refit = Some(Refit {
+            featurized,
+            alphas: svms.alphas,
+            c,
+            temperature,
+        });
         Ok((train_loss, tokens))
     }
 }
@@ -239,7 +262,6 @@ impl SvmTrainer {
     /// scores by SVMs fitted on the other four fifths (scores of documents a model was fitted
     /// on are overconfident). 1 when there are too few documents to hold any out.
     fn held_out_temperature(&self, docs: &Docs, rows: usize, c: f32) -> Result<f32, ModelError> {
-        const FOLDS: usize = 5;
         if docs.len() < 2 * FOLDS {
             return Ok(1.0);
         }
@@ -254,6 +276,59 @@ impl SvmTrainer {
         };
         let svms = Svms::fit(&fitted, problem, None, &self.pool, self.seed);
         Ok(fit_temperature(&svms.scores(&held_out), &held_out.labels))
+    }
+
+    /// Step 3: model `f` of [`FOLDS`] refitted (at the search's loose tolerance, from step 2's
+    /// dual variables) without the documents `i` with `i % FOLDS == f`. Its vocabulary is the
+    /// leave-one-out one: the feature rows in at least `min_df + 1` documents, so a word of a
+    /// held-out document is known exactly when the other documents alone would have kept it
+    /// (a fold's own vocabulary, from a fifth fewer texts, would make new words look more
+    /// frequent than the served model, fitted on all of them, will find them). The IDF stays
+    /// that of all documents. Empty with fewer than `2 x FOLDS` documents.
+    fn cross_fit(&self, refit: &Refit) -> Vec<LinearModel> {
+        let Refit {
+            featurized,
+            alphas,
+            c,
+            temperature,
+        } = refit;
+        let (c, temperature) = (*c, *temperature);
+        let docs = &featurized.docs;
+        if docs.len() < 2 * FOLDS {
+            return Vec::new();
+        }
+        let rows = featurized.keys.len();
+        let problem = Problem {
+            rows,
+            labels: self.labels.len(),
+            c,
+            tolerance: SEARCH_TOLERANCE,
+        };
+        // A document's rows are deduplicated: counting them counts documents.
+        let mut df = vec![0u32; rows];
+        for &r in &docs.rows {
+            df[r as usize] += 1;
+        }
+        let min_df = self.config.min_df.max(1) as u32;
+        let keep: Vec<bool> = df.iter().map(|&d| d > min_df).collect();
+        (0..FOLDS)
+            .map(|f| {
+                let fitted = docs.subset(|i| i % FOLDS != f);
+                let warm: Vec<Vec<f64>> = alphas
+                    .iter()
+                    .map(|a| {
+                        a.iter()
+                            .enumerate()
+                            .filter(|(i, _)| i % FOLDS != f)
+                            .map(|(_, &v)| v)
+                            .collect()
+                    })
+                    .collect();
+                let svms = Svms::fit(&fitted, problem, Some(warm), &self.pool, self.seed);
+                svms.to_model(&self.config, &self.labels, featurized, temperature)
+                    .retain_rows(&keep)
+            })
+            .collect()
     }
 }
 
@@ -298,12 +373,21 @@ impl Trainable for SvmTrainer {
         Ok(())
     }
 
-    /// Step 1's model: the kept one was refitted with the validation texts, so only this one
-    /// sees them as new text.
-    fn held_out_model(&self) -> Option<Box<dyn TextClassifier>> {
-        self.held_out_model
-            .as_ref()
-            .map(|m| Box::new(m.clone()) as Box<dyn TextClassifier>)
+    /// Step 3's cross-fitted models: the kept one was refitted on every labelled text.
+    fn held_out(&mut self) -> HeldOut {
+        let Some(refit) = self.refit.take() else {
+            return HeldOut::Final;
+        };
+        let folds = self.cross_fit(&refit);
+        if folds.is_empty() {
+            return HeldOut::Final;
+        }
+        HeldOut::Folds(
+            folds
+                .into_iter()
+                .map(|m| Box::new(m) as Box<dyn TextClassifier>)
+                .collect(),
+        )
     }
 
     fn model(&self) -> Box<dyn TextClassifier> {
@@ -569,6 +653,36 @@ impl Svms {
             idf,
             files: Vec::new(),
         }
+    }
+}
+
+impl LinearModel {
+    /// This model with only the feature rows `r` where `keep[r]` (and the intercept's row,
+    /// which follows them): a text's other features become unknown to it.
+    fn retain_rows(mut self, keep: &[bool]) -> LinearModel {
+        let dim = self.config.dim;
+        let mut keys = Vec::new();
+        let mut input = Vec::new();
+        let mut idf = self.idf.as_ref().map(|_| Vec::new());
+        for (r, &key) in self.keys.iter().enumerate() {
+            if !keep.get(r).copied().unwrap_or(key == BIAS_KEY) {
+                continue;
+            }
+            keys.push(key);
+            input.extend_from_slice(&self.input[r * dim..(r + 1) * dim]);
+            if let (Some(out), Some(all)) = (&mut idf, &self.idf) {
+                out.push(all[r]);
+            }
+        }
+        self.index = keys
+            .iter()
+            .enumerate()
+            .map(|(r, &k)| (k, r as u32))
+            .collect();
+        self.keys = keys;
+        self.input = input;
+        self.idf = idf;
+        self
     }
 }
 

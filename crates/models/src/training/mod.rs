@@ -97,12 +97,23 @@ pub trait Trainable {
     fn restore(&mut self, dir: &Path, state: &serde_json::Value) -> Result<(), ModelError>;
     /// The model as it stands.
     fn model(&self) -> Box<dyn TextClassifier>;
-    /// A model that did not learn from the validation texts, when [`Trainable::model`] did (a
-    /// trainer that refits on them at the end): what scores them as new text, for the monitor's
-    /// reference profile. `None`: the model itself never saw them.
-    fn held_out_model(&self) -> Option<Box<dyn TextClassifier>> {
-        None
+    /// The models that score texts as new ones, for the monitor's reference profile (see
+    /// [`HeldOut`]); called once, after training.
+    fn held_out(&mut self) -> HeldOut {
+        HeldOut::Final
     }
+}
+
+/// Which model scores which texts as new ones, for the monitor's reference profile: a model's
+/// scores on texts it learned from are more confident than on any text it serves.
+pub enum HeldOut {
+    /// [`Trainable::model`] never saw the validation texts: they profile it.
+    Final,
+    /// Cross-fitted models, for a trainer that refits on every labelled text at the end: model
+    /// `k` of `K` was fitted like the final one but without the texts `i` (the training texts,
+    /// then the validation texts, in order) with `i % K == k`, so every labelled text is scored
+    /// once as new text.
+    Folds(Vec<Box<dyn TextClassifier>>),
 }
 
 /// Runs one epoch of `trainer` (epoch `epoch` of `epochs`): trains, scores the validation

@@ -196,6 +196,7 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
                 probs,
                 tokens: None,
                 unknown_share: None,
+                embedding: None,
                 latency_seconds: 0.0,
                 text,
             });
@@ -225,6 +226,7 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
         // A swap in between re-encoded it: the count is the old model's, close enough.
         tokens: Some(tokens),
         unknown_share,
+        embedding: computed.embeddings.first().and_then(Option::as_deref),
         latency_seconds: computed.seconds,
         text: &request.text,
     });
@@ -392,6 +394,7 @@ async fn predict_many(
             probs,
             tokens: Some(*tokens),
             unknown_share: *unknown_share,
+            embedding: computed.embeddings.get(i).and_then(Option::as_deref),
             latency_seconds: computed.seconds,
             text: originals.get(i).map_or("", String::as_str),
         });

@@ -137,6 +137,8 @@ pub struct Computed {
     pub model: Arc<LoadedModel>,
     /// One probability vector per text, in the job's order.
     pub probs: Vec<Vec<f32>>,
+    /// Per text, the pooled embedding the model read (`bert`), for the monitor's online drift.
+    pub embeddings: Vec<Option<Vec<f32>>>,
     /// Time the model worker spent computing the batch that answered the job (encoding
     /// included): the model's latency for each of its predictions.
     pub seconds: f64,

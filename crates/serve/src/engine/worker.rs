@@ -176,8 +176,12 @@ struct Scratch {
     order: Vec<(usize, usize, usize)>,
 }
 
-/// Per job: its probability vectors (filled bucket by bucket), or why it failed.
-type Results = Vec<Result<Vec<Vec<f32>>, EngineError>>;
+/// A text's probabilities, and the pooled embedding the model read (for the monitor; `None`
+/// for a model type without one).
+type Output = (Vec<f32>, Option<Vec<f32>>);
+
+/// Per job: its outputs (filled bucket by bucket), or why it failed.
+type Results = Vec<Result<Vec<Output>, EngineError>>;
 
 /// Computes `batch` and answers every job.
 fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &mut Scratch) {
@@ -196,7 +200,7 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
                     format!("model panicked encoding a text: {}", panic_message(panic))
                 })
                 .and_then(|encoded| encoded.map_err(|e| e.to_string()))
-                .map(|()| vec![Vec::new(); job.texts.len()])
+                .map(|()| vec![(Vec::new(), None); job.texts.len()])
                 .map_err(|message| EngineError::model(&model, message))
         })
         .collect();
@@ -234,10 +238,14 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
         // answer must find them free.
         drop(_permit);
         // The client may have gone away meanwhile; nothing to do then.
-        let _ = reply.send(result.map(|probs| Computed {
-            model: Arc::clone(&model),
-            probs,
-            seconds,
+        let _ = reply.send(result.map(|outputs| {
+            let (probs, embeddings) = outputs.into_iter().unzip();
+            Computed {
+                model: Arc::clone(&model),
+                probs,
+                embeddings,
+                seconds,
+            }
         }));
     }
 }
@@ -291,8 +299,8 @@ fn compute_bucket(
     }
 }
 
-/// Stores the probability vectors of the texts of `bucket`, in its order.
-fn fill(results: &mut Results, bucket: &[(usize, usize, usize)], probs: Vec<Vec<f32>>) {
+/// Stores the outputs of the texts of `bucket`, in its order.
+fn fill(results: &mut Results, bucket: &[(usize, usize, usize)], probs: Vec<Output>) {
     for (&(_, j, t), p) in bucket.iter().zip(probs) {
         if let Ok(out) = &mut results[j] {
             out[t] = p;
@@ -300,22 +308,23 @@ fn fill(results: &mut Results, bucket: &[(usize, usize, usize)], probs: Vec<Vec<
     }
 }
 
-/// One `predict_encoded` on the texts of `bucket`, with panics caught and the output checked.
+/// One `predict_embedded` on the texts of `bucket`, with panics caught and the output checked.
 fn predict_checked(
     model: &LoadedModel,
     batch: &[Job],
     bucket: &[(usize, usize, usize)],
-) -> Result<Vec<Vec<f32>>, String> {
+) -> Result<Vec<Output>, String> {
     let inputs: Vec<&Encoded> = bucket
         .iter()
         .map(|&(_, j, t)| &batch[j].texts.get(t).encoded)
         .collect();
-    let probs = catch_unwind(AssertUnwindSafe(|| model.predict_encoded(&inputs)))
+    let outputs = catch_unwind(AssertUnwindSafe(|| model.predict_embedded(&inputs)))
         .map_err(|panic| format!("model panicked: {}", panic_message(panic)))?
         .map_err(|e| e.to_string())?;
+    let probs: Vec<&[f32]> = outputs.iter().map(|(p, _)| p.as_slice()).collect();
     check_probabilities(&probs, inputs.len(), model.labels.len())
         .map_err(|e| format!("model returned invalid output: {e}"))?;
-    Ok(probs)
+    Ok(outputs)
 }
 
 /// What a caught panic said.

@@ -250,6 +250,104 @@ async fn online_window_drifts_on_unknown_words_against_the_models_profile() {
 }
 
 #[tokio::test]
+async fn a_bert_window_watches_the_projected_embedding() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("bert");
+    crate::testing::write_tiny_bert(&model_dir, 16);
+    let model = taxon_models::load(&model_dir).unwrap();
+    let news = |i: usize| {
+        let w = &crate::testing::BERT_WORDS;
+        format!(
+            "{} {} {} {}",
+            w[i % 12],
+            w[(i * 5 + 1) % 12],
+            w[(i * 7 + 2) % 12],
+            w[(i + 3) % 12]
+        )
+    };
+    let texts: Vec<String> = (0..200).map(news).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut profile = taxon_monitor::Profile::new("bert", model.labels(), "test");
+    profile.observe_texts(model.as_ref(), &refs, 64).unwrap();
+    assert!(profile.projection.is_some());
+    profile.write_to_model(&model_dir).unwrap();
+    let source = Arc::new(DirSource::new(&model_dir).unwrap());
+    let config = ServeConfig {
+        cache_capacity: 0,
+        monitor: MonitorConfig {
+            drift_window: 100,
+            ..MonitorConfig::default()
+        },
+        ..ServeConfig::default()
+    };
+    let state = AppState::start(source, config).await.unwrap();
+    let app = crate::api::app(state.clone());
+    let embedding0 = |m: &str| metric(m, "taxon_drift_score{feature=\"embedding:0\"");
+    for t in &texts[..100] {
+        predict(&app, t).await;
+    }
+    let m = get(&app, "/metrics").await.text();
+    let like = embedding0(&m).unwrap_or_else(|| panic!("{m}"));
+    // The same two words over and over: the encoder sees something else.
+    for _ in 0..100 {
+        predict(&app, "bank bank bank bank").await;
+    }
+    let m = get(&app, "/metrics").await.text();
+    let moved = embedding0(&m).unwrap();
+    assert!(moved > 3.0 * like && moved > 0.5, "{like} -> {moved}: {m}");
+}
+
+#[tokio::test]
+async fn a_time_window_forgets_old_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = dir.path().join("news");
+    crate::testing::train_model(&model_dir, &["sport", "business"], 1);
+    let model = taxon_models::load(&model_dir).unwrap();
+    let texts: Vec<String> = (0..200)
+        .map(|i| format!("{} {}", if i % 2 == 0 { SPORT } else { BUSINESS }, i % 20))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut profile = taxon_monitor::Profile::new("linear", model.labels(), "test");
+    profile.observe_texts(model.as_ref(), &refs, 64).unwrap();
+    profile.write_to_model(&model_dir).unwrap();
+    let source = Arc::new(DirSource::new(&model_dir).unwrap());
+    let config = ServeConfig {
+        cache_capacity: 0,
+        monitor: MonitorConfig {
+            drift_window: 1_000,
+            drift_window_seconds: 1,
+            ..MonitorConfig::default()
+        },
+        ..ServeConfig::default()
+    };
+    let state = AppState::start(source, config).await.unwrap();
+    let app = crate::api::app(state.clone());
+    let version = state.model().version.clone();
+    let detected = |m: &str, v: u8| {
+        m.contains(&format!(
+            "taxon_drift_detected{{model_version=\"{version}\"}} {v}"
+        ))
+    };
+    // Drifted traffic fills the window: drift.
+    for i in 0..100 {
+        predict(&app, &format!("quantum lattice enzyme galaxy photon {i}")).await;
+    }
+    let m = get(&app, "/metrics").await.text();
+    assert!(detected(&m, 1), "{m}");
+    // A second later the drifted predictions no longer count: with nothing recent, no drift
+    // series at all (an alert on it resolves).
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    let m = get(&app, "/metrics").await.text();
+    assert!(!m.contains("taxon_drift_detected{"), "{m}");
+    // Normal traffic after it is judged alone, although the ring still holds the old ones.
+    for t in &texts[..100] {
+        predict(&app, t).await;
+    }
+    let m = get(&app, "/metrics").await.text();
+    assert!(detected(&m, 0), "{m}");
+}
+
+#[tokio::test]
 async fn monitoring_off_remembers_and_counts_nothing() {
     let t = server(ServeConfig {
         monitor: MonitorConfig {
