@@ -188,6 +188,8 @@ impl Online {
 struct LatencySummary {
     hist: hdrhistogram::Histogram<u64>,
     sum: f64,
+    /// The same since the embedded alerts last read it ([`Monitoring::take_latency_p99`]).
+    interval: hdrhistogram::Histogram<u64>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -334,7 +336,11 @@ impl Monitoring {
             drift_score,
             drift_detected,
             predictions,
-            latency: Mutex::new(LatencySummary { hist, sum: 0.0 }),
+            latency: Mutex::new(LatencySummary {
+                interval: hist.clone(),
+                hist,
+                sum: 0.0,
+            }),
         })
     }
 
@@ -398,6 +404,7 @@ impl Monitoring {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let micros = (o.latency_seconds * 1e6).round().max(1.0) as u64;
                 let _ = l.hist.record(micros);
+                let _ = l.interval.record(micros);
                 l.sum += o.latency_seconds;
             }
             if self.config.drift_window > 0 {
@@ -551,22 +558,51 @@ impl Monitoring {
         let _ = prometheus_client::encoding::text::encode(out, &self.registry);
     }
 
-    /// Compares the online window with its reference and sets the drift gauges.
-    fn update_drift(&self) {
+    /// The p99 of the model's compute time per prediction (seconds) since the last call, and
+    /// starts a new interval; `None` when nothing was computed since.
+    pub fn take_latency_p99(&self) -> Option<f64> {
+        let mut l = self
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if l.interval.is_empty() {
+            return None;
+        }
+        let p99 = l.interval.value_at_quantile(0.99) as f64 / 1e6;
+        l.interval.reset();
+        Some(p99)
+    }
+
+    /// Live accuracy of `model_version` over its feedback window; `None` before feedback.
+    pub fn live_accuracy(&self, model_version: &str) -> Option<f64> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(model_version)
+            .and_then(LiveAccuracy::accuracy)
+    }
+
+    /// The online window compared with the served model's reference profile now: the
+    /// window's model version and the report; `None` without a reference or predictions.
+    pub fn drift(&self) -> Option<(String, taxon_monitor::drift::DriftReport)> {
         let (current, reference, version) = {
             let online = self
                 .online
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some(reference) = online.reference.clone() else {
-                return;
-            };
+            let reference = online.reference.clone()?;
             if online.len == 0 {
-                return;
+                return None;
             }
             (online.profile(), reference, online.version.clone())
         };
-        let Ok(report) = compare(&reference, &current, &Thresholds::default()) else {
+        let report = compare(&reference, &current, &Thresholds::default()).ok()?;
+        Some((version, report))
+    }
+
+    /// Compares the online window with its reference and sets the drift gauges.
+    fn update_drift(&self) {
+        let Some((version, report)) = self.drift() else {
             return;
         };
         // Series of the window's version only: an old version's scores go with it.
