@@ -26,7 +26,9 @@ pub mod outbox;
 pub mod send;
 pub mod signals;
 
-pub use config::{AlertsConfig, Channel, Condition, EmailChannel, Rule, Settings, Severity, Tls};
+pub use config::{
+    AlertsConfig, Channel, Condition, EmailChannel, Rule, Secret, Settings, Severity, Tls,
+};
 pub use engine::{Engine, run};
 pub use error::{AlertsError, ConfigError};
 pub use history::{AlertRow, Delivery, History};

@@ -42,10 +42,10 @@ async fn a_condition_fires_only_after_holding_for_its_duration_then_resolves() {
         engine.tick(&auth_failures("v1", 30, 60), at(20)).is_empty(),
         "still pending"
     );
-    assert_eq!(metrics.firing.lock().unwrap()["brute-force"], false);
+    assert!(!metrics.firing.lock().unwrap()["brute-force"]);
     let due = engine.tick(&auth_failures("v1", 30, 60), at(30));
     assert_eq!(due["hook"].notices.len(), 1, "fires once it held 30 s");
-    assert_eq!(metrics.firing.lock().unwrap()["brute-force"], true);
+    assert!(metrics.firing.lock().unwrap()["brute-force"]);
     let got = sink.wait_for(1, WAIT).await;
     assert_eq!(got.len(), 1);
     let b = &got[0];
@@ -77,7 +77,7 @@ async fn a_condition_fires_only_after_holding_for_its_duration_then_resolves() {
     let got = sink.wait_for(2, WAIT).await;
     assert_eq!(got[1]["status"], "resolved");
     assert_eq!(got[1]["resolved_at"], "2027-01-15T08:00:40Z");
-    assert_eq!(metrics.firing.lock().unwrap()["brute-force"], false);
+    assert!(!metrics.firing.lock().unwrap()["brute-force"]);
 
     // A blip shorter than `for` never fires.
     assert!(engine.tick(&auth_failures("v1", 30, 60), at(50)).is_empty());

@@ -5,3 +5,4 @@
 mod channels;
 mod common;
 mod engine;
+mod readme;
