@@ -153,15 +153,7 @@ impl Engine {
                     None => {
                         let since = *state.pending_since.get_or_insert(now);
                         if now - since >= to_chrono(rule.for_) {
-                            let f = self.fire(
-                                rule,
-                                &state.version,
-                                signals,
-                                value,
-                                description,
-                                since,
-                                now,
-                            );
+                            let f = self.fire(rule, &state.version, value, description, since, now);
                             self.notify(
                                 rule,
                                 &state.version,
@@ -196,12 +188,10 @@ impl Engine {
     }
 
     /// Records a new alert and reports it firing.
-    #[allow(clippy::too_many_arguments)]
     fn fire(
         &self,
         rule: &Rule,
         version: &str,
-        _signals: &Signals,
         value: f64,
         description: String,
         since: DateTime<Utc>,
@@ -352,7 +342,7 @@ fn summary(rule: &Rule, value: f64) -> String {
 /// Evaluates `engine`'s rules every `evaluate_every` on what `signals` returns, until
 /// `shutdown` completes. The rules and history writes run on a blocking thread, never on
 /// the request path.
-pub async fn run<F, S>(engine: Engine, mut signals: F, shutdown: S)
+pub async fn run<F, S>(engine: Engine, signals: F, shutdown: S)
 where
     F: FnMut() -> Signals + Send + 'static,
     S: Future<Output = ()>,
@@ -362,21 +352,25 @@ where
     // The first tick of an interval is immediate: skip it, so deltas span a whole interval.
     every.tick().await;
     tokio::pin!(shutdown);
-    let mut engine = Some(engine);
+    // The engine and the signal reader move to a blocking thread at each evaluation (the
+    // drift comparison and the history writes take milliseconds) and come back.
+    let mut parts = Some((engine, signals));
     loop {
         tokio::select! {
             _ = every.tick() => {}
             () = &mut shutdown => break,
         }
-        let snapshot = signals();
-        let Some(mut e) = engine.take() else { break };
+        let Some((mut engine, mut signals)) = parts.take() else {
+            break;
+        };
         match tokio::task::spawn_blocking(move || {
-            e.tick(&snapshot, Utc::now());
-            e
+            let snapshot = signals();
+            engine.tick(&snapshot, Utc::now());
+            (engine, signals)
         })
         .await
         {
-            Ok(e) => engine = Some(e),
+            Ok(back) => parts = Some(back),
             Err(err) => {
                 tracing::error!(error = %err, "alert evaluation failed; alerts are off");
                 break;

@@ -373,3 +373,94 @@ fn alerts_help_describes_each_subcommand() {
             .stdout(contains(needle));
     }
 }
+
+/// `POST /v1/predict` of `text`; the request id.
+fn predict(server: &Server, text: &str) -> String {
+    let a = server.request(
+        "POST",
+        "/v1/predict",
+        Some(&serde_json::json!({ "text": text }).to_string()),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.json()["request_id"].as_str().unwrap().to_string()
+}
+
+fn feedback(server: &Server, id: &str, label: &str) {
+    let a = server.request(
+        "POST",
+        "/v1/feedback",
+        Some(&serde_json::json!({"request_id": id, "label": label}).to_string()),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+#[test]
+fn live_accuracy_from_feedback_fires_and_resolves_an_accuracy_rule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = trained_model(dir);
+    let sink = Sink::start();
+    let config = dir.join("alerts.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "channels:\n  hook: {{type: webhook, url: '{}'}}\nrules:\n  - name: accuracy-drop\n    condition: accuracy_below\n    threshold: 0.5\n    severity: warning\n    channels: [hook]\nsettings:\n  evaluate_every: 200ms\n  db: {}\n",
+            sink.url,
+            dir.join("alerts.db").display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(
+        dir,
+        &[],
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--alerts",
+            config.to_str().unwrap(),
+            "--feedback-window",
+            "2",
+            "--cache-size",
+            "0",
+        ],
+        &[],
+    );
+    // Two predictions the feedback says were wrong: live accuracy 0.
+    for i in 0..2 {
+        let id = predict(
+            &server,
+            &format!("the striker scored a goal in the league match {i}"),
+        );
+        feedback(&server, &id, "business");
+    }
+    eventually("the firing notice", || !sink.bodies().is_empty());
+    let firing = &sink.bodies()[0];
+    assert_eq!(firing["status"], "firing", "{firing}");
+    assert_eq!(firing["alert"], "accuracy-drop");
+    assert_eq!(firing["value"], 0.0);
+    assert!(
+        firing["description"]
+            .as_str()
+            .unwrap()
+            .contains("live accuracy from feedback is 0.000"),
+        "{firing}"
+    );
+    // Two right ones fill the window of 2: accuracy 1, resolved.
+    for i in 0..2 {
+        let id = predict(
+            &server,
+            &format!("the bank said shares and profit rose on the market {i}"),
+        );
+        feedback(&server, &id, "business");
+    }
+    eventually("the resolved notice", || sink.bodies().len() >= 2);
+    let resolved = &sink.bodies()[1];
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+    assert_eq!(resolved["value"], 1.0);
+    assert_eq!(
+        sink.bodies().len(),
+        2,
+        "one firing, one resolved: {:?}",
+        sink.bodies()
+    );
+}
