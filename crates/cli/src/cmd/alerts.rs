@@ -263,6 +263,38 @@ pub fn signals(state: &AppState, tracker: &mut DeltaTracker) -> Signals {
     }
 }
 
+/// Rules that can never fire with these server settings (a condition whose signal is off).
+pub fn unwatchable(
+    config: &AlertsConfig,
+    monitor: bool,
+    drift_window: usize,
+    auth: bool,
+) -> Vec<String> {
+    use taxon_alerts::Condition;
+    config
+        .rules
+        .iter()
+        .filter_map(|r| {
+            let why = match r.condition {
+                Condition::Drift if !monitor || drift_window == 0 => {
+                    "online drift is off (--no-monitor or --drift-window 0)"
+                }
+                Condition::AccuracyBelow | Condition::LatencyP99Above if !monitor => {
+                    "the monitor stage is off (--no-monitor)"
+                }
+                Condition::AuthFailuresAbove | Condition::LoginLimitedAbove if !auth => {
+                    "authentication is off (no --jwt-secret)"
+                }
+                _ => return None,
+            };
+            Some(format!(
+                "alert rule `{}` ({}) can never fire: {why}",
+                r.name, r.condition
+            ))
+        })
+        .collect()
+}
+
 /// Starts the engine of `config` on the current runtime, reading `state`.
 pub fn start_engine(config: AlertsConfig, state: &AppState) -> anyhow::Result<()> {
     let metrics: Arc<dyn AlertMetrics> = Arc::new(ServeAlertMetrics(state.clone()));
@@ -277,4 +309,32 @@ pub fn start_engine(config: AlertsConfig, state: &AppState) -> anyhow::Result<()
         std::future::pending(),
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn rules_whose_signal_is_off_are_named() {
+        let config = AlertsConfig::parse(
+            "channels:\n  h: {type: webhook, url: 'http://127.0.0.1:9/'}\nrules:\n  - {name: d, condition: drift, severity: info, channels: [h]}\n  - {name: a, condition: auth_failures_above, threshold: 1, severity: info, channels: [h]}\n  - {name: e, condition: error_ratio_above, threshold: 0.1, severity: info, channels: [h]}\n",
+            Path::new("alerts.yaml"),
+            |_| None,
+        )
+        .unwrap();
+        assert!(unwatchable(&config, true, 1000, true).is_empty());
+        let w = unwatchable(&config, true, 0, false);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("`d`") && w[0].contains("--drift-window 0"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].contains("`a`") && w[1].contains("--jwt-secret"),
+            "{w:?}"
+        );
+    }
 }

@@ -471,6 +471,14 @@ async fn serve(
                 .join(", "),
             alerts.settings.db.display()
         ));
+        for warning in super::alerts::unwatchable(
+            &alerts,
+            config.monitor.enabled,
+            config.monitor.drift_window,
+            auth.is_some(),
+        ) {
+            tracing::warn!("{warning}");
+        }
         super::alerts::start_engine(alerts, &state)?;
     }
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
