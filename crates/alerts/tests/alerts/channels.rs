@@ -277,6 +277,19 @@ async fn email_goes_through_a_real_smtp_server() {
     assert!(group.contains("RESOLVED critical: brute-force"), "{group}");
     assert!(group.contains("resolved 2027-01-15T08:10:00Z"), "{group}");
 
+    // STARTTLS is required when configured: a server without it is an error, never a
+    // plain-text fallback.
+    let Channel::Email(mut plain) = email.clone() else {
+        unreachable!()
+    };
+    plain.tls = Tls::Starttls;
+    let err = sender
+        .send(&Channel::Email(plain), &test_notice("mail"))
+        .await
+        .unwrap_err();
+    assert!(err.contains(&smtp.port.to_string()), "{err}");
+    assert_eq!(smtp.mails(&python).len(), 2, "nothing sent in the clear");
+
     // A server that is gone: an error naming host and port.
     drop(smtp);
     let err = sender.send(&email, &test_notice("mail")).await.unwrap_err();

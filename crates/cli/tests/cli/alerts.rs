@@ -123,7 +123,7 @@ fn auth_failures_fire_then_resolve_an_alert_that_the_webhook_and_the_history_see
         dir,
         &format!("  hook:\n    type: webhook\n    url: {}", sink.url),
     );
-    let server = Server::start_with(
+    let mut server = Server::start_with(
         dir,
         &[],
         &[
@@ -238,6 +238,9 @@ fn auth_failures_fire_then_resolve_an_alert_that_the_webhook_and_the_history_see
         table.contains("brute-force") && table.contains("firing hook: sent"),
         "{table}"
     );
+    // The engine does not hold up a graceful stop.
+    server.sigterm();
+    assert!(server.wait_exit().success());
 }
 
 #[test]

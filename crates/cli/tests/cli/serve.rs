@@ -141,7 +141,7 @@ impl Server {
         read_answer(&mut s)
     }
 
-    fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let ok = StdCommand::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -151,7 +151,7 @@ impl Server {
     }
 
     /// Waits for the process to exit (fails after 60 s).
-    fn wait_exit(&mut self) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
