@@ -90,22 +90,21 @@ impl Outbox {
         match queue.try_send(message) {
             Ok(()) => true,
             Err(e) => {
-                let message = match e {
-                    mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+                let (message, why) = match e {
+                    mpsc::error::TrySendError::Full(m) => (m, "outbox full"),
+                    mpsc::error::TrySendError::Closed(m) => (m, "channel task stopped"),
                 };
                 self.metrics.dropped(channel);
                 tracing::error!(
                     channel,
                     notices = message.notices.len(),
-                    "alert outbox full: notice dropped (the channel has been failing; raise settings.outbox_capacity or fix the channel)"
+                    why,
+                    "alert notice dropped (a full outbox means the channel has been failing: fix it or raise settings.outbox_capacity)"
                 );
-                if let Err(e) = self.history.outcome(
-                    &message.deliveries,
-                    "dropped",
-                    0,
-                    Some("outbox full"),
-                    Utc::now(),
-                ) {
+                if let Err(e) =
+                    self.history
+                        .outcome(&message.deliveries, "dropped", 0, Some(why), Utc::now())
+                {
                     tracing::warn!(error = %e, "could not record a dropped notice");
                 }
                 false

@@ -227,6 +227,13 @@ async fn a_refusing_channel_is_retried_with_backoff_while_another_delivers_at_on
         "down delivered after {down_took:?}"
     );
     assert_eq!(down.refused(), 3);
+    // The sink keeps a body before its answer reaches the outbox: wait for the count.
+    for _ in 0..250 {
+        if Counted::get(&metrics.sent, "down") + Counted::get(&metrics.sent, "up") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(Counted::get(&metrics.failed, "down"), 3);
     assert_eq!(Counted::get(&metrics.sent, "down"), 1);
     assert_eq!(Counted::get(&metrics.sent, "up"), 1);
