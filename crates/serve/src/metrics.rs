@@ -156,6 +156,33 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertLabels {
+    rule: String,
+    severity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NoticeLabels {
+    channel: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabel {
+    channel: String,
+}
+
+/// Running totals the embedded alerts read (prediction routes only).
+#[derive(Default)]
+struct Totals {
+    predict_requests: AtomicU64,
+    predict_5xx: AtomicU64,
+    predict_503: AtomicU64,
+    login_limited: AtomicU64,
+    auth_failures: AtomicU64,
+}
+
 /// One route's series, resolved on first use (so unused ones are not exported as zeros).
 #[derive(Default)]
 struct RouteSeries {
@@ -185,6 +212,11 @@ pub struct Metrics {
     cache_max_bytes: Gauge,
     unreadable_texts: Family<OutcomeLabel, Counter>,
     login_limited: Family<LimitLabel, Counter>,
+    auth_failures: Family<ReasonLabel, Counter>,
+    alerts_firing: Family<AlertLabels, Gauge>,
+    alert_notices: Family<NoticeLabels, Counter>,
+    alert_notices_dropped: Family<ChannelLabel, Counter>,
+    totals: Totals,
     connections_open: Gauge,
     connections_max: Gauge,
     connections_closed: Family<ReasonLabel, Counter>,
@@ -228,6 +260,10 @@ impl Metrics {
         let inflight = Gauge::default();
         let unreadable_texts = Family::<OutcomeLabel, Counter>::default();
         let login_limited = Family::<LimitLabel, Counter>::default();
+        let auth_failures = Family::<ReasonLabel, Counter>::default();
+        let alerts_firing = Family::<AlertLabels, Gauge>::default();
+        let alert_notices = Family::<NoticeLabels, Counter>::default();
+        let alert_notices_dropped = Family::<ChannelLabel, Counter>::default();
         let cache_bytes = Gauge::default();
         let cache_max_bytes = Gauge::default();
         let connections_open = Gauge::default();
@@ -311,6 +347,26 @@ impl Metrics {
             login_limited.clone(),
         );
         registry.register(
+            "taxon_auth_failures",
+            "Requests and logins refused by authentication: missing_token, bad_token, expired, revoked, missing_scope, bad_password, unknown_user",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "taxon_alerts_firing",
+            "Embedded alert rules (taxon serve --alerts) firing now (1) or not (0)",
+            alerts_firing.clone(),
+        );
+        registry.register(
+            "taxon_alert_notices",
+            "Tries to send an alert notice, by channel and result (sent, failed)",
+            alert_notices.clone(),
+        );
+        registry.register(
+            "taxon_alert_notices_dropped",
+            "Alert notices dropped because the channel's outbox was full",
+            alert_notices_dropped.clone(),
+        );
+        registry.register(
             "taxon_unreadable_texts",
             "Texts the model knows no token of: answered with uniform scores and known_tokens 0, or refused with 422 (--refuse-unreadable)",
             unreadable_texts.clone(),
@@ -384,6 +440,11 @@ impl Metrics {
             cache_max_bytes,
             unreadable_texts,
             login_limited,
+            auth_failures,
+            alerts_firing,
+            alert_notices,
+            alert_notices_dropped,
+            totals: Totals::default(),
             connections_open,
             connections_max,
             connections_closed,
@@ -396,6 +457,16 @@ impl Metrics {
 
     /// Records one answered request.
     pub fn observe_request(&self, route: Route, status: u16, elapsed: Duration) {
+        if matches!(route, Route::Predict | Route::PredictBatch) {
+            let t = &self.totals;
+            t.predict_requests.fetch_add(1, Ordering::Relaxed);
+            if status >= 500 {
+                t.predict_5xx.fetch_add(1, Ordering::Relaxed);
+            }
+            if status == 503 {
+                t.predict_503.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let series = &self.routes[route.index()];
         series
             .duration
@@ -432,6 +503,57 @@ impl Metrics {
         self.login_limited
             .get_or_create(&LimitLabel { limit })
             .inc();
+        self.totals.login_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request or login refused by authentication, for `reason` (an `AuthFailure` label).
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        self.totals.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the embedded alert `rule` fires.
+    pub fn alert_firing(&self, rule: &str, severity: &str, firing: bool) {
+        self.alerts_firing
+            .get_or_create(&AlertLabels {
+                rule: rule.to_string(),
+                severity: severity.to_string(),
+            })
+            .set(i64::from(firing));
+    }
+
+    /// A try to send an alert notice to `channel`.
+    pub fn alert_notice(&self, channel: &str, sent: bool) {
+        self.alert_notices
+            .get_or_create(&NoticeLabels {
+                channel: channel.to_string(),
+                result: if sent { "sent" } else { "failed" },
+            })
+            .inc();
+    }
+
+    /// An alert notice dropped: `channel`'s outbox was full.
+    pub fn alert_notice_dropped(&self, channel: &str) {
+        self.alert_notices_dropped
+            .get_or_create(&ChannelLabel {
+                channel: channel.to_string(),
+            })
+            .inc();
+    }
+
+    /// Running totals since start: prediction requests answered, of them 5xx and 503,
+    /// authentication failures, rate-limited logins (what the embedded alerts read).
+    pub fn alert_totals(&self) -> AlertTotals {
+        let t = &self.totals;
+        AlertTotals {
+            predict_requests: t.predict_requests.load(Ordering::Relaxed),
+            predict_5xx: t.predict_5xx.load(Ordering::Relaxed),
+            predict_503: t.predict_503.load(Ordering::Relaxed),
+            auth_failures: t.auth_failures.load(Ordering::Relaxed),
+            login_limited: t.login_limited.load(Ordering::Relaxed),
+        }
     }
 
     /// A text the model knows no token of, answered (uniform scores) or refused.
@@ -583,6 +705,16 @@ impl Metrics {
     }
 }
 
+/// See [`Metrics::alert_totals`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AlertTotals {
+    pub predict_requests: u64,
+    pub predict_5xx: u64,
+    pub predict_503: u64,
+    pub auth_failures: u64,
+    pub login_limited: u64,
+}
+
 /// Decrements a gauge (in-flight requests, open connections) on drop.
 pub struct InflightGuard(Gauge);
 
@@ -611,6 +743,14 @@ mod tests {
         m.observe_cache(1234, 4096);
         m.unreadable_text(false);
         m.login_limited("user_backoff");
+        for reason in taxon_auth::AuthFailure::ALL {
+            m.auth_failure(reason.label());
+        }
+        m.auth_failure("bad_token");
+        m.alert_firing("auth", "critical", true);
+        m.alert_notice("hook", true);
+        m.alert_notice("hook", false);
+        m.alert_notice_dropped("hook");
         let open = m.open_guard();
         m.connection_closed(ConnClose::Evicted);
         let text = m.render(5);
@@ -640,6 +780,17 @@ mod tests {
             "taxon_connections_closed_total{reason=\"evicted\"} 1",
             "taxon_accept_errors_total 0",
             "taxon_kernel_info{int8=\"",
+            "taxon_auth_failures_total{reason=\"missing_token\"} 1",
+            "taxon_auth_failures_total{reason=\"bad_token\"} 2",
+            "taxon_auth_failures_total{reason=\"expired\"} 1",
+            "taxon_auth_failures_total{reason=\"revoked\"} 1",
+            "taxon_auth_failures_total{reason=\"missing_scope\"} 1",
+            "taxon_auth_failures_total{reason=\"bad_password\"} 1",
+            "taxon_auth_failures_total{reason=\"unknown_user\"} 1",
+            "taxon_alerts_firing{rule=\"auth\",severity=\"critical\"} 1",
+            "taxon_alert_notices_total{channel=\"hook\",result=\"sent\"} 1",
+            "taxon_alert_notices_total{channel=\"hook\",result=\"failed\"} 1",
+            "taxon_alert_notices_dropped_total{channel=\"hook\"} 1",
         ] {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
@@ -651,6 +802,12 @@ mod tests {
         );
         assert!(text.contains(&kernels), "{kernels} missing from\n{text}");
         assert_eq!(m.batches(), (3, 1));
+        let t = m.alert_totals();
+        assert_eq!(
+            (t.predict_requests, t.predict_5xx, t.predict_503),
+            (2, 0, 0)
+        );
+        assert_eq!((t.auth_failures, t.login_limited), (8, 1));
     }
 
     #[test]

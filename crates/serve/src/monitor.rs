@@ -261,6 +261,8 @@ impl Online {
 struct LatencySummary {
     hist: hdrhistogram::Histogram<u64>,
     sum: f64,
+    /// The same since the embedded alerts last read it ([`Monitoring::take_latency_p99`]).
+    interval: hdrhistogram::Histogram<u64>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -413,7 +415,11 @@ impl Monitoring {
             drift_score,
             drift_detected,
             predictions,
-            latency: Mutex::new(LatencySummary { hist, sum: 0.0 }),
+            latency: Mutex::new(LatencySummary {
+                interval: hist.clone(),
+                hist,
+                sum: 0.0,
+            }),
         })
     }
 
@@ -477,6 +483,7 @@ impl Monitoring {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let micros = (o.latency_seconds * 1e6).round().max(1.0) as u64;
                 let _ = l.hist.record(micros);
+                let _ = l.interval.record(micros);
                 l.sum += o.latency_seconds;
             }
             if self.config.drift_window > 0 {
@@ -631,34 +638,61 @@ impl Monitoring {
         let _ = prometheus_client::encoding::text::encode(out, &self.registry);
     }
 
-    /// Compares the online window with its reference and sets the drift gauges.
-    fn update_drift(&self) {
+    /// The p99 of the model's compute time per prediction (seconds) since the last call, and
+    /// starts a new interval; `None` when nothing was computed since.
+    pub fn take_latency_p99(&self) -> Option<f64> {
+        let mut l = self
+            .latency
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if l.interval.is_empty() {
+            return None;
+        }
+        let p99 = l.interval.value_at_quantile(0.99) as f64 / 1e6;
+        l.interval.reset();
+        Some(p99)
+    }
+
+    /// Live accuracy of `model_version` over its feedback window; `None` before feedback.
+    pub fn live_accuracy(&self, model_version: &str) -> Option<f64> {
+        self.live
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(model_version)
+            .and_then(LiveAccuracy::accuracy)
+    }
+
+    /// The online window compared with the served model's reference profile now: the
+    /// window's model version and the report; `None` without a reference or (recent)
+    /// predictions.
+    pub fn drift(&self) -> Option<(String, taxon_monitor::drift::DriftReport)> {
         let (current, reference, version) = {
             let online = self
                 .online
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some(reference) = online.reference.clone() else {
-                return;
-            };
+            let reference = online.reference.clone()?;
             if online.len == 0 {
-                return;
+                return None;
             }
-            let Some(current) = online.profile(std::time::Instant::now()) else {
-                // Nothing recent: no statement about drift (an old window must not keep an
-                // alert firing when traffic stops).
-                self.drift_score.clear();
-                self.drift_detected.clear();
-                return;
-            };
+            // Nothing recent (`--drift-window-seconds`): no statement about drift, so an old
+            // window does not keep an alert firing when traffic stops.
+            let current = online.profile(std::time::Instant::now())?;
             (current, reference, online.version.clone())
         };
-        let Ok(report) = compare(&reference, &current, &Thresholds::default()) else {
-            return;
-        };
+        let report = compare(&reference, &current, &Thresholds::default()).ok()?;
+        Some((version, report))
+    }
+
+    /// Compares the online window with its reference and sets the drift gauges (none when
+    /// there is nothing to compare).
+    fn update_drift(&self) {
         // Series of the window's version only: an old version's scores go with it.
         self.drift_score.clear();
         self.drift_detected.clear();
+        let Some((version, report)) = self.drift() else {
+            return;
+        };
         for f in &report.features {
             self.drift_score
                 .get_or_create(&DriftLabels {

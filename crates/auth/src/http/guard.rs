@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::REALM;
 use crate::auth::Auth;
+use crate::failure::AuthFailure;
 use crate::scope::Scope;
 use crate::token::TokenError;
 
@@ -81,17 +82,20 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 async fn check(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
     let Some(token) = bearer(request.headers()) else {
+        guard.auth.failed(AuthFailure::MissingToken);
         return Refusal::Missing.into_response();
     };
     let claims = match guard.auth.verify(token) {
         Ok(claims) => claims,
         Err(e) => {
             tracing::debug!(reason = %e, "refused a bearer token");
+            guard.auth.failed(AuthFailure::from(&e));
             return Refusal::Invalid(e).into_response();
         }
     };
     if !claims.has(guard.scope) {
         tracing::debug!(user = %claims.sub, scope = %guard.scope, "token lacks the route's scope");
+        guard.auth.failed(AuthFailure::MissingScope);
         return Refusal::Scope(guard.scope).into_response();
     }
     request.extensions_mut().insert(claims);

@@ -14,6 +14,7 @@ use axum::routing::post;
 use serde_json::json;
 
 use crate::auth::{Auth, Login};
+use crate::failure::AuthFailure;
 use crate::limit::Limited;
 use crate::scope::{Scope, parse_scopes};
 
@@ -236,8 +237,10 @@ async fn grant(
             // password typed in the wrong field.
             if known_user {
                 tracing::warn!(user = %username, client = ?client, "login failed: wrong password");
+                auth.failed(AuthFailure::BadPassword);
             } else {
                 tracing::warn!(client = ?client, "login failed: unknown user");
+                auth.failed(AuthFailure::UnknownUser);
             }
             return Err(OAuthError::bad(
                 "invalid_grant",
@@ -254,6 +257,7 @@ async fn grant(
         None => user.scopes.clone(),
         Some(requested) => {
             if let Some(missing) = requested.iter().find(|s| !user.scopes.contains(s)) {
+                auth.failed(AuthFailure::MissingScope);
                 return Err(OAuthError::bad(
                     "invalid_scope",
                     format!("scope `{missing}` is not granted to this user"),

@@ -2,6 +2,7 @@
 //! reaches the log, driven through small axum routers with `tower::ServiceExt::oneshot`.
 
 mod common;
+mod failures;
 mod guard;
 mod logs;
 mod rate_limit;

@@ -1,5 +1,6 @@
 //! One variant per stage; each stage's subcommands live in their own module.
 
+pub mod alerts;
 pub mod data;
 pub mod eval;
 pub mod model;
@@ -56,6 +57,10 @@ pub enum Command {
     /// Users of the inference server (OAuth2 password flow): add, remove, list.
     #[command(subcommand)]
     Users(users::UsersCmd),
+    /// Embedded alerts of `taxon serve --alerts`: the history of fired and resolved alerts
+    /// (`list`), a test notice to every channel of a config (`test`).
+    #[command(subcommand)]
+    Alerts(alerts::AlertsCmd),
 }
 
 impl Command {
@@ -86,5 +91,6 @@ pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
         Command::Serve(a) => serve::run(*a, ctx),
         Command::Users(c) => users::run(c, ctx),
         Command::Monitor(c) => monitor::run(c, ctx),
+        Command::Alerts(c) => alerts::run(c, ctx),
     }
 }

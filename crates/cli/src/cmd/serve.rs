@@ -235,6 +235,11 @@ pub struct ServeArgs {
         conflicts_with = "prediction_log"
     )]
     pub no_monitor: bool,
+    /// Embedded alerts: rules over drift, live accuracy, latency, error and shed ratios and
+    /// authentication failures, sent to Slack, webhooks or e-mail (see the README's
+    /// "Embedded alerts"). A file that does not load stops the server at start (exit 2).
+    #[arg(long, env = "TAXON_SERVE_ALERTS", value_name = "PATH")]
+    pub alerts: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -351,6 +356,11 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let auth = args.auth()?;
     taxon_auth::check_bind(&args.host, auth.is_some(), args.insecure)?;
     let config = args.config()?;
+    let alerts = args
+        .alerts
+        .as_deref()
+        .map(taxon_alerts::AlertsConfig::load)
+        .transpose()?;
     let source = args.source()?;
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
@@ -369,7 +379,7 @@ pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         })
         .build()
         .context("starting the async runtime")?;
-    let result = runtime.block_on(serve(args, config, source, auth, threads, ctx));
+    let result = runtime.block_on(serve(args, config, source, auth, alerts, threads, ctx));
     runtime.shutdown_timeout(Duration::from_secs(5));
     result?;
     Ok(Outcome::Ok)
@@ -380,6 +390,7 @@ async fn serve(
     config: ServeConfig,
     source: Arc<dyn ModelSource>,
     auth: Option<Auth>,
+    alerts: Option<taxon_alerts::AlertsConfig>,
     threads: usize,
     ctx: &Ctx,
 ) -> anyhow::Result<()> {
@@ -459,6 +470,8 @@ async fn serve(
             ));
             let counted = state.clone();
             auth.on_limited(move |limit| counted.metrics().login_limited(limit.label()));
+            let counted = state.clone();
+            auth.on_failure(move |failure| counted.metrics().auth_failure(failure.label()));
             taxon_serve::router(
                 state.clone(),
                 auth.token_router(),
@@ -472,6 +485,30 @@ async fn serve(
             taxon_serve::app(state.clone())
         }
     };
+    if let Some(alerts) = alerts {
+        ctx.info(format!(
+            "alerts: {} rule(s) from {}, evaluated every {} s, to {}; history in {}",
+            alerts.rules.len(),
+            alerts.path.display(),
+            alerts.settings.evaluate_every.as_secs_f64(),
+            alerts
+                .channels
+                .iter()
+                .map(|(name, c)| format!("{name} ({})", c.kind()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            alerts.settings.db.display()
+        ));
+        for warning in super::alerts::unwatchable(
+            &alerts,
+            config.monitor.enabled,
+            config.monitor.drift_window,
+            auth.is_some(),
+        ) {
+            tracing::warn!("{warning}");
+        }
+        super::alerts::start_engine(alerts, &state)?;
+    }
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await
         .with_context(|| format!("listening on {}:{}", args.host, args.port))?;

@@ -30,6 +30,7 @@ mod registry;
 mod runs;
 
 // serve
+mod alerts;
 mod serve;
 mod users;
 

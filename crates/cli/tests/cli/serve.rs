@@ -19,7 +19,7 @@ const SPORT: &str = "the striker scored a goal in the league match";
 const BUSINESS: &str = "the bank said shares and profit rose on the market";
 
 /// Trains a small two-label model (sport, business) into `dir/news`.
-fn trained_model(dir: &Path) -> PathBuf {
+pub(crate) fn trained_model(dir: &Path) -> PathBuf {
     let data = dir.join("train.jsonl");
     let mut text = String::new();
     for i in 0..30 {
@@ -44,9 +44,9 @@ fn trained_model(dir: &Path) -> PathBuf {
 }
 
 /// A running `taxon serve`, killed on drop if still running.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     /// Stderr lines after the listening line.
     stderr: mpsc::Receiver<String>,
     /// Stdout, when captured.
@@ -60,7 +60,12 @@ impl Server {
     }
 
     /// `taxon EXTRA serve SERVE_ARGS --port 0 --threads 2` with `env` set.
-    fn start_with(dir: &Path, extra: &[&str], serve_args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_with(
+        dir: &Path,
+        extra: &[&str],
+        serve_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = StdCommand::cargo_bin("taxon")
             .unwrap()
             .current_dir(dir)
@@ -110,12 +115,12 @@ impl Server {
         }
     }
 
-    fn request(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
+    pub(crate) fn request(&self, method: &str, path: &str, body: Option<&str>) -> Answer {
         self.request_with(method, path, body, "application/json", &[])
     }
 
     /// A request with this content type and extra header lines (`Name: value`).
-    fn request_with(
+    pub(crate) fn request_with(
         &self,
         method: &str,
         path: &str,
@@ -136,7 +141,7 @@ impl Server {
         read_answer(&mut s)
     }
 
-    fn sigterm(&self) {
+    pub(crate) fn sigterm(&self) {
         let ok = StdCommand::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -146,7 +151,7 @@ impl Server {
     }
 
     /// Waits for the process to exit (fails after 60 s).
-    fn wait_exit(&mut self) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -166,14 +171,14 @@ impl Drop for Server {
 }
 
 /// Status, headers (lower-cased names) and body of one response.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 
@@ -381,7 +386,7 @@ fn start_errors_exit_2_and_say_why() {
 }
 
 /// `taxon ARGS` in `dir`, asserting success; stdout.
-fn taxon_ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+pub(crate) fn taxon_ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::cargo_bin("taxon")
         .unwrap()
         .current_dir(dir)
@@ -401,7 +406,7 @@ fn taxon_ok(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 }
 
 /// Polls `cond` every 50 ms for up to 30 s.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
