@@ -78,6 +78,7 @@ macro_rules! dispatch {
         $(
             $(#[$doc])*
             #[inline]
+            #[allow(clippy::too_many_arguments)]
             pub(crate) fn $name(level: Level, $($arg: $ty),*) {
                 match Variant::at(level) {
                     #[cfg(target_arch = "x86_64")]
