@@ -6,6 +6,7 @@
 //! checks that every listed file exists, has the recorded md5, and that tensor shapes agree with
 //! the description. Any disagreement is a [`ModelError`] naming the file and the field.
 
+use std::any::Any;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -20,24 +21,86 @@ pub const MODEL_FORMAT_VERSION: u32 = 1;
 
 /// A trained text classifier. Object-safe: consumers hold a `Box<dyn TextClassifier>` and never
 /// depend on a concrete model type. Training is a separate function per model type.
+///
+/// Prediction is two steps, so a server can prepare a text once, where the request arrives,
+/// and run the model on it later, in a batch with others: [`encode`](Self::encode) turns a
+/// text into the model's own input (tokens, feature rows) with its token count, and
+/// [`predict_encoded`](Self::predict_encoded) scores such inputs;
+/// [`predict_batch`](Self::predict_batch) does both for callers that hold texts. Every step can fail with a
+/// [`ModelError`]; a model never answers with made-up probabilities.
 pub trait TextClassifier: Send + Sync {
     /// The class labels, in the order of the probabilities that `predict_batch` returns.
     fn labels(&self) -> &[String];
 
-    /// One probability vector (summing to 1, one entry per label) per input text.
-    fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>>;
+    /// Prepares `text` for [`predict_encoded`](Self::predict_encoded): what the model looks at
+    /// (tokens, truncated as the model truncates them), and how many tokens that is, for the
+    /// server's batch token budget and length buckets.
+    fn encode(&self, text: &str) -> Result<Encoded, ModelError>;
+
+    /// One probability vector (summing to 1, one entry per label) per input, in order. The
+    /// inputs must come from this model's [`encode`](Self::encode); one of another model type
+    /// is a [`ModelError::Inference`].
+    fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError>;
+
+    /// One probability vector (summing to 1, one entry per label) per input text: `encode`,
+    /// then `predict_encoded`.
+    fn predict_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let inputs = texts
+            .iter()
+            .map(|t| self.encode(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&Encoded> = inputs.iter().collect();
+        self.predict_encoded(&refs)
+    }
 
     /// Writes the weights and `model.json` into `dir` (created if missing).
     fn save(&self, dir: &Path) -> Result<(), ModelError>;
 
     /// What `model.json` records about this model.
     fn describe(&self) -> ModelDescription;
+}
 
-    /// How many tokens the model looks at for `text`, for the server's batch token budget and
-    /// length buckets. The default counts whitespace-separated words; a model with its own
-    /// tokenizer returns the real count (special tokens included), capped at what it keeps.
-    fn token_count(&self, text: &str) -> usize {
-        text.split_whitespace().count()
+/// A text as one model type prepared it ([`TextClassifier::encode`]): an opaque value that
+/// only that model type reads back, and its token count.
+pub struct Encoded {
+    tokens: usize,
+    input: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoded")
+            .field("tokens", &self.tokens)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encoded {
+    /// `input` (a model type's own representation) that counts `tokens` tokens.
+    pub fn new<T: Any + Send + Sync>(tokens: usize, input: T) -> Self {
+        Self {
+            tokens,
+            input: Box::new(input),
+        }
+    }
+
+    /// How many tokens the model looks at (special tokens included, after truncation).
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    /// The representation, when it is a `T`; otherwise a [`ModelError::Inference`] saying
+    /// that a `model_type` model was given another model type's input.
+    pub fn input<T: Any>(&self, model_type: &str) -> Result<&T, ModelError> {
+        self.input
+            .downcast_ref::<T>()
+            .ok_or_else(|| ModelError::Inference {
+                model_type: model_type.to_string(),
+                message: format!(
+                    "the input was not encoded by a {model_type} model (expected {})",
+                    std::any::type_name::<T>()
+                ),
+            })
     }
 }
 
@@ -173,7 +236,7 @@ impl ModelDescription {
     }
 }
 
-/// Errors saving, loading, training or describing a model.
+/// Errors saving, loading, training, describing or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("{}: {source}", path.display())]
@@ -233,6 +296,10 @@ pub enum ModelError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Scoring failed (a tensor operation, a tokenizer, an input of another model): the
+    /// caller gets no probabilities for these inputs.
+    #[error("{model_type} model: prediction failed: {message}")]
+    Inference { model_type: String, message: String },
     /// A training checkpoint does not belong to the run resuming from it.
     #[error(
         "checkpoint does not match this training run: `{field}` is {found}, expected {expected}"
@@ -256,5 +323,23 @@ impl ModelError {
             step: step.into(),
             source: Box::new(source),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encoded_input_reads_back_only_as_its_own_type() {
+        let e = Encoded::new(3, vec![7u32, 8, 9]);
+        assert_eq!(e.tokens(), 3);
+        assert_eq!(e.input::<Vec<u32>>("lstm").unwrap(), &vec![7, 8, 9]);
+        let err = e.input::<String>("bert").unwrap_err();
+        assert!(matches!(&err, ModelError::Inference { model_type, .. } if model_type == "bert"));
+        assert!(
+            err.to_string().contains("not encoded by a bert model"),
+            "{err}"
+        );
     }
 }

@@ -95,23 +95,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .num_threads(threads)
         .build()?;
     let model = BertModel::load(&PathBuf::from(model_dir))?;
-    let tokens: usize = sample.iter().map(|t| model.encode(t).len()).sum();
+    let tokens: usize = sample
+        .iter()
+        .map(|t| model.token_ids(t).map(|ids| ids.len()))
+        .sum::<Result<_, _>>()?;
     println!(
         "model {model_dir}, {threads} thread(s), {reps} reps, batch of 32 with {:.1} tokens/text",
         tokens as f64 / 32.0
     );
     if only.is_empty() || only == "infer" {
+        let predict = |texts: &[&str]| {
+            let probs = model.predict_batch(texts).unwrap_or_else(|e| {
+                eprintln!("prediction failed: {e}");
+                std::process::exit(2)
+            });
+            drop(std::hint::black_box(probs));
+        };
         pool.install(|| {
-            model.predict_batch(&sample[..2]); // warm-up
-            let b32: Vec<(f64, f64)> = (0..reps)
-                .map(|_| timed(|| drop(std::hint::black_box(model.predict_batch(&sample)))))
-                .collect();
+            predict(&sample[..2]); // warm-up
+            let b32: Vec<(f64, f64)> = (0..reps).map(|_| timed(|| predict(&sample))).collect();
             // Batch 1: the first 8 texts one at a time per repeat.
             let b1: Vec<(f64, f64)> = (0..reps)
                 .map(|_| {
                     timed(|| {
                         for t in sample.chunks(1).take(8) {
-                            std::hint::black_box(model.predict_batch(t));
+                            predict(t);
                         }
                     })
                 })

@@ -95,12 +95,12 @@ fn tiny_bert_and_distilbert_predict_probabilities_batched_like_alone() {
             "team coach",
             "",
         ];
-        let batched = m.predict_batch(&texts);
+        let batched = m.predict_batch(&texts).unwrap();
         assert_eq!(batched.len(), 4);
         assert_probabilities(&batched, 2);
         // Padding must not change a text's result: alone == in a padded batch.
         for (t, p) in texts.iter().zip(&batched) {
-            let alone = &m.predict_batch(&[t])[0];
+            let alone = &m.predict_batch(&[t]).unwrap()[0];
             for (a, b) in alone.iter().zip(p) {
                 assert!((a - b).abs() < 1e-5, "{arch:?} {t:?}: {alone:?} vs {p:?}");
             }
@@ -129,7 +129,10 @@ fn save_and_load_round_trip_through_the_factory() {
         assert!(names.contains(&f), "{names:?}");
     }
     let texts = ["goal team", "bank rates"];
-    assert_eq!(m.predict_batch(&texts), loaded.predict_batch(&texts));
+    assert_eq!(
+        m.predict_batch(&texts).unwrap(),
+        loaded.predict_batch(&texts).unwrap()
+    );
 
     // A changed byte is caught by the md5 in model.json.
     let tok = out.path().join("tokenizer.json");
@@ -311,6 +314,7 @@ fn fine_tuning_the_tiny_bert_learns_a_separable_task() {
     let texts: Vec<&str> = train.iter().map(|(t, _)| t.as_str()).collect();
     let right = model
         .predict_batch(&texts)
+        .unwrap()
         .iter()
         .zip(&train)
         .filter(|(p, (_, l))| usize::from(p[1] > p[0]) == *l)
@@ -406,8 +410,8 @@ fn pooler_pooling_applies_the_checkpoints_pooler_and_round_trips() {
     m.save(out.path()).unwrap();
     let loaded = taxon_models::load(out.path()).unwrap();
     assert_eq!(loaded.describe().params["pooling"], "pooler");
-    let probs = m.predict_batch(&texts);
-    assert_eq!(loaded.predict_batch(&texts), probs);
+    let probs = m.predict_batch(&texts).unwrap();
+    assert_eq!(loaded.predict_batch(&texts).unwrap(), probs);
 
     let dev = Device::Cpu;
     let ck = candle_core::safetensors::load(dir.path().join("model.safetensors"), &dev).unwrap();
@@ -444,7 +448,7 @@ fn pooler_pooling_applies_the_checkpoints_pooler_and_round_trips() {
         }
     }
     // Mean of the [CLS] state vs the pooler: different functions, different outputs.
-    assert_ne!(cls.predict_batch(&texts), probs);
+    assert_ne!(cls.predict_batch(&texts).unwrap(), probs);
 }
 
 #[test]
@@ -497,5 +501,8 @@ fn layer_norm_gamma_beta_names_load_like_weight_bias() {
     candle_core::safetensors::save(&renamed, &path).unwrap();
     let after = BertModel::from_checkpoint(dir.path(), &cfg, &labels(), 1).unwrap();
     let texts = ["goal team", "bank rates of the market"];
-    assert_eq!(before.predict_batch(&texts), after.predict_batch(&texts));
+    assert_eq!(
+        before.predict_batch(&texts).unwrap(),
+        after.predict_batch(&texts).unwrap()
+    );
 }

@@ -84,7 +84,10 @@ fn int8_tiny_models_stay_close_to_f32_and_round_trip_through_a_folder() {
         for (a, b) in ef.iter().zip(&eq) {
             assert!(cosine(a, b) > 0.99, "{arch:?}: cosine {}", cosine(a, b));
         }
-        let (pf, pq) = (model.predict_batch(&t), q.predict_batch(&t));
+        let (pf, pq) = (
+            model.predict_batch(&t).unwrap(),
+            q.predict_batch(&t).unwrap(),
+        );
         assert!(max_diff(&pf, &pq) < 0.05, "{arch:?}: {pf:?} vs {pq:?}");
 
         let out = tempfile::tempdir().unwrap();
@@ -93,7 +96,7 @@ fn int8_tiny_models_stay_close_to_f32_and_round_trip_through_a_folder() {
         model.save(f32_dir.path()).unwrap();
         let loaded = taxon_models::load(out.path()).unwrap();
         assert_eq!(
-            loaded.predict_batch(&t),
+            loaded.predict_batch(&t).unwrap(),
             pq,
             "{arch:?}: loaded int8 model differs"
         );
@@ -289,6 +292,9 @@ fn int8_minilm_sentence_vectors_stay_close_to_f32() {
         let c = cosine(a, b);
         assert!(c > 0.99, "cosine {c}");
     }
-    let (pf, pq) = (model.predict_batch(&t), q.predict_batch(&t));
+    let (pf, pq) = (
+        model.predict_batch(&t).unwrap(),
+        q.predict_batch(&t).unwrap(),
+    );
     assert!(max_diff(&pf, &pq) < 0.02, "{pf:?} vs {pq:?}");
 }

@@ -68,7 +68,7 @@ fn train_on(
 
 fn accuracy(model: &dyn TextClassifier, rows: &[(String, usize)]) -> f64 {
     let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
-    let probs = model.predict_batch(&texts);
+    let probs = model.predict_batch(&texts).unwrap();
     let correct = probs
         .iter()
         .zip(rows)
@@ -105,7 +105,9 @@ fn learns_a_separable_dataset() {
 fn probabilities_sum_to_one_and_unknown_text_is_uniform() {
     let (labels, train) = synthetic(30, 3);
     let model = train_on(&small_config(), &opts(1), &train, &labels);
-    let p = model.predict_batch(&["goal striker", "zzzz qqqq", ""]);
+    let p = model
+        .predict_batch(&["goal striker", "zzzz qqqq", ""])
+        .unwrap();
     for v in &p {
         assert_eq!(v.len(), 3);
         assert!((v.iter().sum::<f32>() - 1.0).abs() < 1e-5);
@@ -119,14 +121,20 @@ fn one_thread_is_reproducible_for_a_seed() {
     let a = train_on(&small_config(), &opts(1), &train, &labels);
     let b = train_on(&small_config(), &opts(1), &train, &labels);
     let texts = ["goal market film", "bank coach award"];
-    assert_eq!(a.predict_batch(&texts), b.predict_batch(&texts));
+    assert_eq!(
+        a.predict_batch(&texts).unwrap(),
+        b.predict_batch(&texts).unwrap()
+    );
     let c = train_on(
         &small_config(),
         &SgdOptions { seed: 8, ..opts(1) },
         &train,
         &labels,
     );
-    assert_ne!(a.predict_batch(&texts), c.predict_batch(&texts));
+    assert_ne!(
+        a.predict_batch(&texts).unwrap(),
+        c.predict_batch(&texts).unwrap()
+    );
 }
 
 #[test]
@@ -144,7 +152,10 @@ fn save_load_round_trip_gives_identical_predictions() {
     let loaded = taxon_models::load(dir.path()).unwrap();
     assert_eq!(loaded.labels(), model.labels());
     let texts: Vec<&str> = train.iter().map(|(t, _)| t.as_str()).collect();
-    assert_eq!(loaded.predict_batch(&texts), model.predict_batch(&texts));
+    assert_eq!(
+        loaded.predict_batch(&texts).unwrap(),
+        model.predict_batch(&texts).unwrap()
+    );
     let desc = loaded.describe();
     assert_eq!(desc.model_type, "linear");
     assert_eq!(desc.files.len(), 1);
@@ -265,4 +276,42 @@ fn invalid_config_names_the_field() {
         .unwrap()
         .to_string();
     assert!(err.contains("learning_rate"), "{err}");
+}
+
+#[test]
+fn encoded_texts_score_like_texts_and_count_their_words() {
+    let (labels, train) = synthetic(30, 6);
+    let cfg = LinearConfig {
+        max_tokens: Some(4),
+        ..small_config()
+    };
+    let model = train_on(&cfg, &opts(1), &train, &labels);
+    let texts = [
+        "goal striker match",
+        "bank, profit; shares!",
+        "",
+        "a b c d e f g",
+    ];
+    let encoded: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+    // Words (punctuation splits, not counts), up to max_tokens.
+    let tokens: Vec<usize> = encoded.iter().map(|e| e.tokens()).collect();
+    assert_eq!(tokens, [3, 3, 0, 4]);
+    let refs: Vec<_> = encoded.iter().collect();
+    // predict_batch has its own buffer-reusing path: both must agree exactly.
+    assert_eq!(
+        model.predict_encoded(&refs).unwrap(),
+        model.predict_batch(&texts).unwrap()
+    );
+}
+
+#[test]
+fn an_input_encoded_by_another_model_type_is_an_error_not_a_guess() {
+    let (labels, train) = synthetic(20, 7);
+    let model = train_on(&small_config(), &opts(1), &train, &labels);
+    let foreign = taxon_core::model::Encoded::new(2, vec![1u32, 2]);
+    let err = model.predict_encoded(&[&foreign]).unwrap_err();
+    assert!(
+        matches!(&err, taxon_core::model::ModelError::Inference { model_type, .. } if model_type == "linear"),
+        "{err}"
+    );
 }

@@ -2,8 +2,8 @@
 //! separable task, save/load round trip, and folders that disagree with their description.
 
 use taxon_core::model::TextClassifier;
-use taxon_models::training::{AdamWOptions, EpochReport};
 use taxon_models::lstm::{self, LstmConfig, Pooling};
+use taxon_models::training::{AdamWOptions, EpochReport};
 
 fn tiny(pooling: Pooling) -> LstmConfig {
     LstmConfig {
@@ -77,7 +77,7 @@ fn train_tiny(pooling: Pooling) -> (lstm::LstmModel, Vec<EpochReport>, Vec<(Stri
 
 fn accuracy(model: &dyn TextClassifier, rows: &[(String, usize)]) -> f64 {
     let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
-    let probs = model.predict_batch(&texts);
+    let probs = model.predict_batch(&texts).unwrap();
     let right = probs
         .iter()
         .zip(rows)
@@ -150,8 +150,8 @@ fn save_load_round_trip_gives_identical_predictions() {
         .map(|(t, _)| t.as_str())
         .chain(["", "UNSEEN WORDS ONLY"])
         .collect();
-    let a = model.predict_batch(&texts);
-    let b = loaded.predict_batch(&texts);
+    let a = model.predict_batch(&texts).unwrap();
+    let b = loaded.predict_batch(&texts).unwrap();
     assert_eq!(a, b);
     for p in &a {
         assert_eq!(p.len(), 2);
@@ -160,7 +160,7 @@ fn save_load_round_trip_gives_identical_predictions() {
     // Predictions do not depend on which texts share a batch.
     let single: Vec<Vec<f32>> = texts
         .iter()
-        .map(|t| loaded.predict_batch(&[t]).remove(0))
+        .map(|t| loaded.predict_batch(&[t]).unwrap().remove(0))
         .collect();
     for (x, y) in single.iter().zip(&b) {
         for (u, v) in x.iter().zip(y) {
@@ -243,4 +243,22 @@ fn bad_config_and_data_are_errors_naming_the_field() {
     .unwrap()
     .to_string();
     assert!(err.contains("label index 5"), "{err}");
+}
+
+#[test]
+fn encoded_texts_count_words_up_to_max_len_and_score_like_texts() {
+    let (model, _, val) = train_tiny(Pooling::Mean);
+    let max_len = model.config().max_len;
+    let long = "good ".repeat(max_len + 5);
+    let texts = [val[0].0.as_str(), "good, bad!", long.as_str()];
+    let encoded: Vec<_> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+    assert_eq!(encoded[1].tokens(), 2);
+    assert_eq!(encoded[2].tokens(), max_len);
+    let refs: Vec<_> = encoded.iter().collect();
+    assert_eq!(
+        model.predict_encoded(&refs).unwrap(),
+        model.predict_batch(&texts).unwrap()
+    );
+    let foreign = taxon_core::model::Encoded::new(1, "not ids".to_string());
+    assert!(model.predict_encoded(&[&foreign]).is_err());
 }

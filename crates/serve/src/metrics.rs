@@ -135,6 +135,7 @@ pub struct Metrics {
     model_info: Family<ModelLabels, Gauge>,
     model_swaps: Counter,
     model_load_failures: Counter,
+    model_errors: Counter,
     inflight: Gauge,
     batched_texts: AtomicU64,
     /// Tokens of the batched texts, as the model counts them.
@@ -171,6 +172,7 @@ impl Metrics {
         let model_info = Family::<ModelLabels, Gauge>::default();
         let model_swaps = Counter::default();
         let model_load_failures = Counter::default();
+        let model_errors = Counter::default();
         let inflight = Gauge::default();
 
         registry.register(
@@ -234,6 +236,11 @@ impl Metrics {
             model_load_failures.clone(),
         );
         registry.register(
+            "taxon_model_errors",
+            "Prediction requests answered 500 model_error: the model failed on their texts",
+            model_errors.clone(),
+        );
+        registry.register(
             "taxon_inflight_requests",
             "HTTP requests being handled",
             inflight.clone(),
@@ -271,6 +278,7 @@ impl Metrics {
             model_info,
             model_swaps,
             model_load_failures,
+            model_errors,
             inflight,
             batched_texts: AtomicU64::new(0),
             batched_tokens: AtomicU64::new(0),
@@ -358,6 +366,16 @@ impl Metrics {
         self.model_load_failures.inc();
     }
 
+    /// A prediction request answered with a model error.
+    pub fn model_error(&self) {
+        self.model_errors.inc();
+    }
+
+    /// Prediction requests answered with a model error so far.
+    pub fn model_errors(&self) -> u64 {
+        self.model_errors.get()
+    }
+
     /// Model swaps so far.
     pub fn swaps(&self) -> u64 {
         self.model_swaps.get()
@@ -422,6 +440,7 @@ mod tests {
         m.cache_lookup(false);
         m.model_served(None, "news", "abc");
         m.model_served(Some(("news", "abc")), "news", "def");
+        m.model_error();
         let text = m.render(5);
         for needle in [
             "taxon_requests_total{route=\"/v1/predict\",status=\"200\"} 1",
@@ -437,6 +456,7 @@ mod tests {
             "taxon_model_info{name=\"news\",version=\"def\"} 1",
             "taxon_model_swaps_total 1",
             "taxon_model_load_failures_total 0",
+            "taxon_model_errors_total 1",
             "taxon_inflight_requests 0",
             "taxon_kernel_info{int8=\"",
         ] {

@@ -1,13 +1,14 @@
 //! A model ready to serve ([`LoadedModel`]): loaded from its folder, warmed up on texts of
 //! several lengths and self-tested (one finite probability vector per text, one entry per label,
-//! summing to 1) before it may answer a request.
+//! summing to 1) through the path requests take (encode, then predict the encoded inputs)
+//! before it may answer a request.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
-use taxon_core::model::{InputLimits, ModelError, TextClassifier};
+use taxon_core::model::{Encoded, InputLimits, ModelError, TextClassifier};
 
 use crate::error::ServeError;
 use crate::source::SourceModel;
@@ -33,7 +34,7 @@ pub struct LoadedModel {
     pub name: String,
     /// Model version, from the source.
     pub version: String,
-    /// Unique per load in this process (cache entries carry it).
+    /// Unique per load in this process (cache entries and encoded inputs carry it).
     pub seq: u64,
     /// `model_type` of `model.json`.
     pub model_type: String,
@@ -91,11 +92,18 @@ impl LoadedModel {
         }
         let started = Instant::now();
         let texts = warmup_texts();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         // Twice: the first pass pays one-time costs (page faults, lazy init), the second is
         // what a request will see; both must be valid.
         for _ in 0..2 {
-            let probs = classifier.predict_batch(&refs);
+            let encoded = texts
+                .iter()
+                .map(|t| classifier.encode(t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| fail(e.to_string()))?;
+            let refs: Vec<&Encoded> = encoded.iter().collect();
+            let probs = classifier
+                .predict_encoded(&refs)
+                .map_err(|e| fail(e.to_string()))?;
             check_probabilities(&probs, refs.len(), labels.len()).map_err(fail)?;
         }
         Ok(Self {
@@ -112,16 +120,20 @@ impl LoadedModel {
         })
     }
 
-    /// One probability vector per text.
-    pub fn predict(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+    /// One probability vector per text (encode and predict in one call).
+    pub fn predict(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
         self.classifier.predict_batch(texts)
     }
 
-    /// How many tokens the model looks at for `text` (its [`TextClassifier::token_count`]:
-    /// the tokenizer's count for `bert`, whitespace words otherwise), capped at
-    /// [`token_cap`](Self::token_cap). The batch token budget and length buckets use it.
-    pub fn token_count(&self, text: &str) -> usize {
-        self.classifier.token_count(text).min(self.token_cap())
+    /// `text` as this model's input ([`TextClassifier::encode`]), with its token count.
+    pub fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
+        self.classifier.encode(text)
+    }
+
+    /// One probability vector per input; the inputs must come from this model's
+    /// [`encode`](Self::encode) (the engine re-encodes inputs of another load).
+    pub fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.classifier.predict_encoded(inputs)
     }
 
     /// The most tokens of a text the model looks at (`usize::MAX` when unbounded).

@@ -1,12 +1,12 @@
 //! Test fixtures: small linear models trained in-process, a tiny random `bert` model folder,
 //! and [`Gated`], a real classifier wrapper whose predictions wait until the test opens a gate
-//! (to hold the model busy).
+//! (to hold the model busy), and that panics or fails on marked texts.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use taxon_core::model::{ModelDescription, ModelError, TextClassifier};
+use taxon_core::model::{Encoded, ModelDescription, ModelError, TextClassifier};
 use taxon_models::bert::{BertConfig, BertModel, RandomCheckpoint};
 use taxon_models::linear::{LinearConfig, SgdOptions, train};
 
@@ -81,12 +81,16 @@ pub fn write_tiny_bert(dir: &Path, max_len: usize) {
 pub struct Gate {
     open: Mutex<bool>,
     changed: Condvar,
-    /// `predict_batch` calls that started (warm-up included).
+    /// `predict_encoded` calls that started (warm-up included).
     pub calls: AtomicUsize,
-    /// Texts seen by `predict_batch` (warm-up included).
+    /// Texts seen by `predict_encoded` (warm-up included).
     pub texts: AtomicUsize,
-    /// Panic in `predict_batch` for texts containing this word.
+    /// `encode` calls (warm-up included).
+    pub encodes: AtomicUsize,
+    /// Panic in `predict_encoded` for texts containing this word.
     pub panic_on: Mutex<Option<String>>,
+    /// Fail `predict_encoded` (a [`ModelError::Inference`]) for texts containing this word.
+    pub fail_on: Mutex<Option<String>>,
 }
 
 impl Gate {
@@ -111,10 +115,16 @@ impl Gate {
     }
 }
 
-/// A real model whose `predict_batch` waits for the gate.
+/// A real model whose `predict_encoded` waits for the gate.
 pub struct Gated {
     inner: Box<dyn TextClassifier>,
     gate: Arc<Gate>,
+}
+
+/// A text as [`Gated`] encodes it: the inner model's input and the text (for the markers).
+struct GatedInput {
+    text: String,
+    inner: Encoded,
 }
 
 impl TextClassifier for Gated {
@@ -122,18 +132,44 @@ impl TextClassifier for Gated {
         self.inner.labels()
     }
 
-    fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+    fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
+        self.gate.encodes.fetch_add(1, Ordering::SeqCst);
+        let inner = self.inner.encode(text)?;
+        Ok(Encoded::new(
+            inner.tokens(),
+            GatedInput {
+                text: text.to_string(),
+                inner,
+            },
+        ))
+    }
+
+    fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
         self.gate.calls.fetch_add(1, Ordering::SeqCst);
-        self.gate.texts.fetch_add(texts.len(), Ordering::SeqCst);
-        let panic_on = self.gate.panic_on.lock().unwrap().clone();
-        if let Some(word) = panic_on {
-            assert!(
-                !texts.iter().any(|t| t.contains(&word)),
-                "test model refuses {word:?}"
-            );
+        self.gate.texts.fetch_add(inputs.len(), Ordering::SeqCst);
+        let inputs = inputs
+            .iter()
+            .map(|e| e.input::<GatedInput>("gated"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let marked = |word: &Mutex<Option<String>>| {
+            let word = word.lock().unwrap().clone()?;
+            inputs
+                .iter()
+                .any(|i| i.text.contains(&word))
+                .then_some(word)
+        };
+        if let Some(word) = marked(&self.gate.panic_on) {
+            panic!("test model refuses {word:?}");
+        }
+        if let Some(word) = marked(&self.gate.fail_on) {
+            return Err(ModelError::Inference {
+                model_type: "gated".into(),
+                message: format!("test model fails on {word:?}"),
+            });
         }
         self.gate.pass();
-        self.inner.predict_batch(texts)
+        let inner: Vec<&Encoded> = inputs.iter().map(|i| &i.inner).collect();
+        self.inner.predict_encoded(&inner)
     }
 
     fn save(&self, dir: &Path) -> Result<(), ModelError> {
@@ -142,10 +178,6 @@ impl TextClassifier for Gated {
 
     fn describe(&self) -> ModelDescription {
         self.inner.describe()
-    }
-
-    fn token_count(&self, text: &str) -> usize {
-        self.inner.token_count(text)
     }
 }
 

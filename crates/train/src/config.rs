@@ -392,7 +392,11 @@ fn linear_options(
     warnings: &mut Vec<String>,
 ) -> Result<LinearOptions, TrainError> {
     let mut o = LinearOptions::default();
-    if let Some(c) = file.map(ConfigFile::model_config::<LinearConfig>).transpose()?.flatten() {
+    if let Some(c) = file
+        .map(ConfigFile::model_config::<LinearConfig>)
+        .transpose()?
+        .flatten()
+    {
         o.model_config = c;
     }
     if let Some(n) = k.max_len {
@@ -464,7 +468,11 @@ fn bert_options(file: Option<&ConfigFile>, k: &ConfigKeys) -> Result<BertOptions
         model_path,
         ..Default::default()
     };
-    if let Some(c) = file.map(ConfigFile::model_config::<BertConfig>).transpose()?.flatten() {
+    if let Some(c) = file
+        .map(ConfigFile::model_config::<BertConfig>)
+        .transpose()?
+        .flatten()
+    {
         o.model_config = c;
     }
     let c = &mut o.model_config;
@@ -606,7 +614,11 @@ mod tests {
         assert_eq!(cfg.validation_ratio, Some(0.2));
         assert_eq!(cfg.expectations, Some(PathBuf::from("s.yaml")));
         assert_eq!(cfg.warnings.len(), 2, "{:?}", cfg.warnings);
-        assert!(cfg.warnings[0].contains("warmup_steps"), "{:?}", cfg.warnings);
+        assert!(
+            cfg.warnings[0].contains("warmup_steps"),
+            "{:?}",
+            cfg.warnings
+        );
 
         // max_len does not override an explicit max_tokens.
         let cfg = resolve(
@@ -618,7 +630,11 @@ mod tests {
             panic!("{cfg:?}")
         };
         assert_eq!(o.model_config.max_tokens, Some(64));
-        assert!(cfg.warnings[0].contains("max_len 128 ignored"), "{:?}", cfg.warnings);
+        assert!(
+            cfg.warnings[0].contains("max_len 128 ignored"),
+            "{:?}",
+            cfg.warnings
+        );
     }
 
     #[test]
@@ -672,9 +688,15 @@ mod tests {
         let ModelConfig::Bert(o) = &cfg.model else {
             panic!("{cfg:?}")
         };
-        assert_eq!((o.model_config.pooling, o.model_config.max_len), (Pooling::Pooler, 32));
+        assert_eq!(
+            (o.model_config.pooling, o.model_config.max_len),
+            (Pooling::Pooler, 32)
+        );
         let e = err(resolve("model_type: bert\n", ConfigKeys::default()));
-        assert!(e.contains("model_path") && e.contains("--model-path"), "{e}");
+        assert!(
+            e.contains("model_path") && e.contains("--model-path"),
+            "{e}"
+        );
         let e = file("truncation: tail\n").unwrap_err().to_string();
         assert!(e.contains("tail"), "{e}");
     }
@@ -693,7 +715,10 @@ mod tests {
         let ModelConfig::Linear(o) = &cfg.model else {
             panic!("{cfg:?}")
         };
-        assert_eq!((o.epochs, o.learning_rate, o.model_config.dim), (7, 0.5, 20));
+        assert_eq!(
+            (o.epochs, o.learning_rate, o.model_config.dim),
+            (7, 0.5, 20)
+        );
         // A flag's model type decodes the file's model_config as its own.
         let e = err(resolve(
             "model_type: linear\nmodel_config: {dim: 20, word_ngrams: 2}\n",
@@ -730,7 +755,17 @@ mod tests {
 
     #[test]
     fn each_model_type_fills_its_own_defaults() {
-        let of = |t| resolve("", ConfigKeys { model_type: Some(t), model_path: (t == ModelType::Bert).then(|| "ck".into()), ..Default::default() }).unwrap();
+        let of = |t| {
+            resolve(
+                "",
+                ConfigKeys {
+                    model_type: Some(t),
+                    model_path: (t == ModelType::Bert).then(|| "ck".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
         assert_eq!(of(ModelType::Linear).epochs(), 25);
         assert_eq!(of(ModelType::Lstm).epochs(), 6);
         assert_eq!(of(ModelType::Bert).epochs(), 3);
@@ -789,7 +824,10 @@ mod tests {
     fn missing_data_and_bad_ranges_are_reported() {
         let e = err(TrainConfig::resolve(None, &ConfigKeys::default()));
         assert!(e.contains("`data`"), "{e}");
-        let e = err(resolve("validation_ratio: 0\nearly_stopping_patience: 2\n", ConfigKeys::default()));
+        let e = err(resolve(
+            "validation_ratio: 0\nearly_stopping_patience: 2\n",
+            ConfigKeys::default(),
+        ));
         assert!(e.contains("early_stopping_patience"), "{e}");
         let e = file("monitor: f2\n").unwrap_err().to_string();
         assert!(e.contains("f2") && e.contains("macro_f1"), "{e}");

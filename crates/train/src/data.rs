@@ -11,6 +11,9 @@ use taxon_models::training::TrainObserver;
 
 use crate::error::TrainError;
 
+/// (text, label) records in file order.
+type Rows = Vec<(String, String)>;
+
 /// The labelled records of a file and the md5 of its bytes.
 #[derive(Clone, Debug)]
 pub struct Labelled {
@@ -42,7 +45,7 @@ fn read(
     path: &Path,
     hash: bool,
     observer: &dyn TrainObserver,
-) -> Result<(Vec<(String, String)>, Option<Md5Hex>), TrainError> {
+) -> Result<(Rows, Option<Md5Hex>), TrainError> {
     let opts = ReadOptions {
         label_required: true,
         hash,

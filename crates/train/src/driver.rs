@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use taxon_core::model::TextClassifier;
+use taxon_core::model::{ModelError, TextClassifier};
 use taxon_models::rng::SplitMix64;
 use taxon_models::training::{
     EpochReport, LoopPlan, LoopState, TrainObserver, Trainable, run_epochs,
@@ -372,18 +372,24 @@ pub fn stratified_split(records: Rows, ratio: f64, seed: u64) -> (Rows, Rows) {
 }
 
 /// Arg-max labels of `texts`, predicted in batches over `threads` threads.
-pub fn predict_labels(model: &dyn TextClassifier, texts: &[&str], threads: usize) -> Vec<usize> {
-    crate::report::predict_probabilities(model, texts, threads, None)
-        .iter()
-        .map(|p| crate::report::argmax(p))
-        .collect()
+pub fn predict_labels(
+    model: &dyn TextClassifier,
+    texts: &[&str],
+    threads: usize,
+) -> Result<Vec<usize>, ModelError> {
+    Ok(
+        crate::report::predict_probabilities(model, texts, threads, None)?
+            .iter()
+            .map(|p| crate::report::argmax(p))
+            .collect(),
+    )
 }
 
 /// Evaluates the model in `model_dir` on the labelled file `data`.
 pub fn evaluate(model_dir: &Path, data: &Path, threads: usize) -> Result<EvalReport, TrainError> {
     let model = taxon_models::load(model_dir)?;
     let rows = read_labelled(data)?;
-    Ok(evaluate_model(model.as_ref(), &rows, threads))
+    evaluate_model(model.as_ref(), &rows, threads)
 }
 
 /// Evaluates `model` on (text, label) rows. Labels the model does not know are appended to the
@@ -392,7 +398,7 @@ pub fn evaluate_model(
     model: &dyn TextClassifier,
     rows: &[(String, String)],
     threads: usize,
-) -> EvalReport {
+) -> Result<EvalReport, TrainError> {
     let mut labels: Vec<String> = model.labels().to_vec();
     let mut idx: HashMap<String, usize> = labels
         .iter()
@@ -411,14 +417,14 @@ pub fn evaluate_model(
     let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
     let threads = threads.max(1);
     let start = Instant::now();
-    let pred = predict_labels(model, &texts, threads);
+    let pred = predict_labels(model, &texts, threads)?;
     let predict_seconds = start.elapsed().as_secs_f64();
-    EvalReport {
+    Ok(EvalReport {
         metrics: Metrics::compute(&labels, &truth, &pred),
         predict_seconds,
         docs_per_sec: texts.len() as f64 / predict_seconds.max(1e-9),
         threads,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -332,7 +332,11 @@ mod tests {
         let root = dir.path().join("repo");
         fs::create_dir_all(root.join(".dvc")).unwrap();
         // A pointer above the repository root is not part of it.
-        fs::write(dir.path().join("repo.dvc"), DIR_DVC.replace("path: d", "path: repo")).unwrap();
+        fs::write(
+            dir.path().join("repo.dvc"),
+            DIR_DVC.replace("path: d", "path: repo"),
+        )
+        .unwrap();
         let a = root.join("a.txt");
         fs::write(&a, "hello\n").unwrap();
         assert_eq!(data_version(&a).unwrap(), None);

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, Subcommand};
 use serde::Serialize;
-use taxon_core::model::{ModelDescription, TextClassifier};
+use taxon_core::model::{ModelDescription, ModelError, TextClassifier};
 use taxon_models::bert::optimize::{ModelMeasure, OPTIMIZE_JSON, PruneStats};
 use taxon_models::bert::{self, BertModel, OptimizeOptions, OptimizeReport, WEIGHTS};
 use taxon_train::report::{EvalOptions, evaluate_model};
@@ -192,7 +192,8 @@ fn optimize(args: OptimizeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
                 &texts,
                 samples,
                 ctx,
-            );
+            )
+            .context("timing the models")?;
             latency_samples = Some(samples.min(texts.len() as u64));
         }
         if args.int8 {
@@ -333,7 +334,7 @@ fn latencies(
     texts: &[&str],
     samples: u64,
     ctx: &Ctx,
-) {
+) -> Result<(), ModelError> {
     let spread = |n: usize| -> Vec<&str> {
         let n = n.min(texts.len()).max(1);
         let step = (texts.len() / n).max(1);
@@ -345,27 +346,27 @@ fn latencies(
     let batched = spread(BATCH * BATCHES);
     let batches: Vec<&[&str]> = batched.chunks(BATCH).collect();
     let bar = ctx.items_bar((single.len() + batches.len()) as u64, "timing");
-    let time = |m: &BertModel, texts: &[&str]| {
+    let time = |m: &BertModel, texts: &[&str]| -> Result<f64, ModelError> {
         let start = Instant::now();
-        std::hint::black_box(m.predict_batch(texts));
-        start.elapsed().as_secs_f64() * 1e3
+        std::hint::black_box(m.predict_batch(texts)?);
+        Ok(start.elapsed().as_secs_f64() * 1e3)
     };
     for m in models {
         if let Some(t) = single.first() {
-            time(m, &[t]); // warm-up
+            time(m, &[t])?; // warm-up
         }
     }
     let mut one: [Vec<f64>; 2] = Default::default();
     let mut many = [0f64; 2];
     for (i, t) in single.iter().enumerate() {
         for j in [i % 2, 1 - i % 2] {
-            one[j].push(time(models[j], &[t]));
+            one[j].push(time(models[j], &[t])?);
         }
         bar.inc(1);
     }
     for (i, b) in batches.iter().enumerate() {
         for j in [i % 2, 1 - i % 2] {
-            many[j] += time(models[j], b);
+            many[j] += time(models[j], b)?;
         }
         bar.inc(1);
     }
@@ -375,6 +376,7 @@ fn latencies(
         m.latency_ms_batch1 = ms.get(ms.len() / 2).copied();
         m.ms_per_seq_batch32 = Some(total / batched.len().max(1) as f64);
     }
+    Ok(())
 }
 
 /// Refuses (an error naming the kernels) an int8 model slower at batch 32 than the f32 one,

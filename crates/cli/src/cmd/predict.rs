@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use taxon_core::model::TextClassifier;
+use taxon_core::model::{ModelError, TextClassifier};
 use taxon_dataset::{DatasetReader, ReadOptions};
 
 use crate::ctx::{Ctx, Outcome};
@@ -38,8 +38,13 @@ pub struct PredictArgs {
     pub include_text: bool,
 }
 
-/// Scores `texts` with `model` over up to `threads` threads, keeping their order.
-fn score(model: &dyn TextClassifier, texts: &[&str], threads: usize) -> Vec<Vec<f32>> {
+/// Scores `texts` with `model` over up to `threads` threads, keeping their order; the first
+/// model error stops the scoring.
+fn score(
+    model: &dyn TextClassifier,
+    texts: &[&str],
+    threads: usize,
+) -> Result<Vec<Vec<f32>>, ModelError> {
     let threads = threads.clamp(1, texts.len().max(1));
     if threads == 1 {
         return model.predict_batch(texts);
@@ -50,10 +55,15 @@ fn score(model: &dyn TextClassifier, texts: &[&str], threads: usize) -> Vec<Vec<
             .chunks(chunk)
             .map(|part| s.spawn(move || model.predict_batch(part)))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        let mut out = Vec::with_capacity(texts.len());
+        for h in handles {
+            // A panicking model is a bug: it goes on as a panic, never as missing rows.
+            out.extend(
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            );
+        }
+        Ok(out)
     })
 }
 
@@ -122,7 +132,9 @@ pub fn run(args: PredictArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let result = (|| -> anyhow::Result<()> {
         while let Some(batch) = reader.next_batch()? {
             let texts: Vec<&str> = batch.iter().map(|r| r.text.as_str()).collect();
-            let probs = score(model.as_ref(), &texts, threads);
+            let probs = score(model.as_ref(), &texts, threads).with_context(|| {
+                format!("scoring rows {}..={}", rows + 1, rows + texts.len() as u64)
+            })?;
             for (t, p) in texts.iter().zip(&probs) {
                 write_line(&mut out, &labels, p, args.include_text.then_some(*t))?;
             }

@@ -324,9 +324,7 @@ impl TrainTracking {
                 .unwrap_or_else(|| format!("{model_type} {data_name}")),
             kind: "train".into(),
             model_type: Some(model_type),
-            data_version: data
-                .as_deref()
-                .and_then(|d| data_version(Path::new(d))),
+            data_version: data.as_deref().and_then(|d| data_version(Path::new(d))),
             data_path: data,
             params: flatten_params(&json),
             code: env::code_version(Path::new("."), env!("CARGO_PKG_VERSION")),

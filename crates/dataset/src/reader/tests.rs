@@ -533,7 +533,11 @@ fn a_hashing_read_gives_the_files_md5_once_it_reaches_the_end() {
         assert_eq!(r.content_md5(), Some(Md5Hex::of_bytes(body)), "{name}");
         let mut plain = DatasetReader::open(&p, &ReadOptions::default()).unwrap();
         while plain.next_batch().unwrap().is_some() {}
-        assert_eq!(plain.content_md5(), None, "{name}: hashing was not asked for");
+        assert_eq!(
+            plain.content_md5(),
+            None,
+            "{name}: hashing was not asked for"
+        );
     }
     let p = dir.path().join("d.parquet");
     write_parquet(

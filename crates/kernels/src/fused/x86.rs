@@ -78,6 +78,7 @@ macro_rules! dispatch {
         $(
             $(#[$doc])*
             #[inline]
+            // The kernel's own arguments plus the level: layer norm's backward pass has seven.
             #[allow(clippy::too_many_arguments)]
             pub(crate) fn $name(level: Level, $($arg: $ty),*) {
                 match Variant::at(level) {

@@ -26,7 +26,8 @@ mod train;
 
 use serde::{Deserialize, Serialize};
 use taxon_core::model::{
-    InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile, TextClassifier,
+    Encoded, InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile,
+    TextClassifier,
 };
 
 pub use config::{Arch, CONFIG_JSON, EncoderConfig};
@@ -191,13 +192,16 @@ impl BertModel {
     }
 
     /// The token ids the model sees for `text` (`[CLS] ... [SEP]`, truncated).
-    pub fn encode(&self, text: &str) -> Vec<u32> {
-        self.tokenizer.encode(text)
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.tokenizer.try_encode(text).map_err(inference)
     }
 
     /// Probabilities for pre-encoded texts, batched by similar length to cut padding; rows come
     /// back in input order.
-    pub(crate) fn predict_ids(&self, seqs: &[Vec<u32>]) -> candle_core::Result<Vec<Vec<f32>>> {
+    pub(crate) fn predict_ids<S: AsRef<[u32]>>(
+        &self,
+        seqs: &[S],
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
         self.rows_by_length(seqs, |batch| self.net.probabilities(batch))
     }
 
@@ -205,23 +209,26 @@ impl BertModel {
     /// before the pooler) of `texts`, in input order; for comparing the encoder with a reference
     /// implementation.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
-        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenizer.encode(t)).collect();
+        let seqs = texts
+            .iter()
+            .map(|t| self.token_ids(t))
+            .collect::<Result<Vec<_>, _>>()?;
         self.rows_by_length(&seqs, |batch| {
             self.net.encode(batch, &mut None)?.to_vec2::<f32>()
         })
-        .map_err(|e| ModelError::compute(MODEL_TYPE, "encoder", e))
+        .map_err(inference)
     }
 
-    fn rows_by_length(
+    fn rows_by_length<S: AsRef<[u32]>>(
         &self,
-        seqs: &[Vec<u32>],
+        seqs: &[S],
         f: impl Fn(&Batch) -> candle_core::Result<Vec<Vec<f32>>>,
     ) -> candle_core::Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
-        order.sort_by_key(|&i| seqs[i].len());
+        order.sort_by_key(|&i| seqs[i].as_ref().len());
         let mut out = vec![Vec::new(); seqs.len()];
         for chunk in order.chunks(PREDICT_BATCH) {
-            let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_ref()).collect();
             let rows = f(&Batch::new(&batch, self.net.cfg.pad_token_id)?)?;
             for (&i, p) in chunk.iter().zip(rows) {
                 out[i] = p;
@@ -231,29 +238,42 @@ impl BertModel {
     }
 }
 
+/// A text as a bert model reads it ([`TextClassifier::encode`]): its word-piece ids.
+struct TokenIds(Vec<u32>);
+
+/// A failed prediction of a bert model.
+fn inference(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Inference {
+        model_type: MODEL_TYPE.into(),
+        message: e.to_string(),
+    }
+}
+
 impl TextClassifier for BertModel {
     fn labels(&self) -> &[String] {
         &self.labels
     }
 
-    /// A candle error here would be an internal bug (shapes are checked at load); rather than
-    /// panic in a server, such a batch gets uniform probabilities.
-    fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
-        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenizer.encode(t)).collect();
-        self.predict_ids(&seqs).unwrap_or_else(|_| {
-            let n = self.labels.len();
-            vec![vec![1.0 / n as f32; n]; texts.len()]
-        })
+    /// The word pieces the encoder sees: `[CLS]`, the truncated text, `[SEP]` (at most
+    /// `max_len` tokens).
+    fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
+        let ids = self.token_ids(text)?;
+        Ok(Encoded::new(ids.len(), TokenIds(ids)))
+    }
+
+    fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let seqs = inputs
+            .iter()
+            .map(|e| {
+                e.input::<TokenIds>(MODEL_TYPE)
+                    .map(|TokenIds(ids)| ids.as_slice())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.predict_ids(&seqs).map_err(inference)
     }
 
     fn save(&self, dir: &std::path::Path) -> Result<(), ModelError> {
         io::save(self, dir)
-    }
-
-    /// The word pieces the encoder sees: `[CLS]`, the truncated text, `[SEP]` (at most
-    /// `max_len`).
-    fn token_count(&self, text: &str) -> usize {
-        self.tokenizer.encode(text).len()
     }
 
     fn describe(&self) -> ModelDescription {

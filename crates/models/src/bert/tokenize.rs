@@ -146,20 +146,28 @@ impl TextEncoder {
     }
 
     /// The ids of `[CLS] text [SEP]`, truncated; never more than `max_len`. A text the
-    /// tokenizer cannot handle becomes `[CLS] [SEP]`.
+    /// tokenizer cannot handle becomes `[CLS] [SEP]` (training data, where one odd text must
+    /// not stop a run; prediction uses [`try_encode`](Self::try_encode)).
     pub fn encode(&self, text: &str) -> Vec<u32> {
-        let pieces = self
+        self.try_encode(text)
+            .unwrap_or_else(|_| vec![self.cls, self.sep])
+    }
+
+    /// The ids of `[CLS] text [SEP]`, truncated; never more than `max_len`; the tokenizer's
+    /// error when it cannot handle `text`.
+    pub fn try_encode(&self, text: &str) -> Result<Vec<u32>, String> {
+        let encoding = self
             .tokenizer
             .encode(text, false)
-            .map(|e| e.get_ids().to_vec())
-            .unwrap_or_default();
+            .map_err(|e| format!("the tokenizer failed on the text: {e}"))?;
+        let pieces = encoding.get_ids();
         let (head, tail) = split(pieces.len(), self.max_len, self.truncation);
         let mut ids = Vec::with_capacity(head + tail + 2);
         ids.push(self.cls);
         ids.extend_from_slice(&pieces[..head]);
         ids.extend_from_slice(&pieces[pieces.len() - tail..]);
         ids.push(self.sep);
-        ids
+        Ok(ids)
     }
 
     /// The largest id the tokenizer produces, to check against the embedding's rows.

@@ -222,10 +222,8 @@ impl BertTrainer {
             epoch,
             observer,
             |batch_idx, rng| {
-                let seqs: Vec<&[u32]> = batch_idx
-                    .iter()
-                    .map(|&i| train_ids[i].as_slice())
-                    .collect();
+                let seqs: Vec<&[u32]> =
+                    batch_idx.iter().map(|&i| train_ids[i].as_slice()).collect();
                 let targets: Vec<u32> = batch_idx.iter().map(|&i| train_labels[i]).collect();
                 let batch = Batch::new(&seqs, pad).map_err(compute("batch"))?;
                 let logits = model
@@ -278,13 +276,12 @@ impl BertTrainer {
     /// Continues from a checkpoint: `model`'s weights (same base, config and labels) and
     /// `state`.
     pub fn restore_from(&mut self, model: &BertModel, state: &StepState) -> Result<(), ModelError> {
-        let mismatch = |field: &str, expected: String, found: String| {
-            ModelError::CheckpointMismatch {
+        let mismatch =
+            |field: &str, expected: String, found: String| ModelError::CheckpointMismatch {
                 field: field.into(),
                 expected,
                 found,
-            }
-        };
+            };
         if model.config != self.model.config {
             return Err(mismatch(
                 "params",
@@ -382,7 +379,10 @@ pub fn gradients_of_one_step(
     let spec = names(&model.net.cfg, model.net.pooling, labels);
     let net = model.net.clone();
     let (net, _vars) = with_vars(net, config.freeze_layers)?;
-    let ids: Vec<Vec<u32>> = texts.iter().map(|(t, _)| model.encode(t)).collect();
+    let ids = texts
+        .iter()
+        .map(|(t, _)| model.token_ids(t))
+        .collect::<Result<Vec<_>, _>>()?;
     let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let targets: Vec<u32> = texts.iter().map(|(_, l)| *l as u32).collect();
     let batch = Batch::new(&seqs, net.cfg.pad_token_id).map_err(compute("batch"))?;

@@ -18,7 +18,8 @@ mod train;
 
 use serde::{Deserialize, Serialize};
 use taxon_core::model::{
-    InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile, TextClassifier,
+    Encoded, InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile,
+    TextClassifier,
 };
 
 pub use features::Featurizer;
@@ -171,11 +172,11 @@ impl LinearModel {
         self.keys.len()
     }
 
-    /// Probabilities for one text, with reusable buffers.
-    fn predict_one(&self, text: &str, s: &mut PredictScratch, out: &mut Vec<f32>) {
-        let dim = self.config.dim;
+    /// Fills `s.counts` with the weighted feature rows of `text` (deduplicated, IDF-weighted,
+    /// normalised); returns the number of tokens (words) the model looked at.
+    fn weighted_rows(&self, text: &str, s: &mut PredictScratch) -> usize {
         s.rows.clear();
-        self.featurizer.features(text, &mut s.text, |key| {
+        let tokens = self.featurizer.features(text, &mut s.text, |key| {
             if let Some(&row) = self.index.get(&key) {
                 s.rows.push(row);
             }
@@ -187,10 +188,15 @@ impl LinearModel {
                 .for_each(|(r, c)| *c *= idf[*r as usize]);
         }
         train::normalise_weights(&mut s.counts, self.config.norm);
-        let hidden = &mut s.hidden;
+        tokens
+    }
+
+    /// Probabilities of the weighted feature rows `counts` of one text into `out`.
+    fn probabilities(&self, counts: &[(u32, f32)], hidden: &mut Vec<f32>, out: &mut Vec<f32>) {
+        let dim = self.config.dim;
         hidden.clear();
         hidden.resize(dim, 0.0);
-        for &(row, w) in &s.counts {
+        for &(row, w) in counts {
             let row = row as usize;
             let v = &self.input[row * dim..(row + 1) * dim];
             for (h, x) in hidden.iter_mut().zip(v) {
@@ -205,6 +211,21 @@ impl LinearModel {
         );
         softmax(out);
     }
+
+    /// Probabilities for one text, with reusable buffers.
+    fn predict_one(&self, text: &str, s: &mut PredictScratch, out: &mut Vec<f32>) {
+        self.weighted_rows(text, s);
+        self.probabilities(&s.counts, &mut s.hidden, out);
+    }
+}
+
+/// A text as a linear model reads it ([`TextClassifier::encode`]): its weighted feature rows.
+struct Features(Vec<(u32, f32)>);
+
+thread_local! {
+    /// Buffers of [`TextClassifier::encode`], reused by the texts one thread encodes.
+    static ENCODE_SCRATCH: std::cell::RefCell<PredictScratch> =
+        std::cell::RefCell::new(PredictScratch::default());
 }
 
 /// Buffers reused across the texts of a batch.
@@ -234,16 +255,39 @@ impl TextClassifier for LinearModel {
         &self.labels
     }
 
-    fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
+    /// The weighted feature rows of `text`; its tokens are its words, up to `max_tokens`.
+    fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
+        Ok(ENCODE_SCRATCH.with_borrow_mut(|s| {
+            let tokens = self.weighted_rows(text, s);
+            Encoded::new(tokens, Features(s.counts.clone()))
+        }))
+    }
+
+    fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let mut hidden = Vec::with_capacity(self.config.dim);
+        inputs
+            .iter()
+            .map(|e| {
+                let Features(counts) = e.input::<Features>(MODEL_TYPE)?;
+                let mut out = Vec::with_capacity(self.labels.len());
+                self.probabilities(counts, &mut hidden, &mut out);
+                Ok(out)
+            })
+            .collect()
+    }
+
+    /// Featurizes and scores text by text with one set of buffers (no per-text allocation
+    /// but the answer).
+    fn predict_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, ModelError> {
         let mut s = PredictScratch::default();
-        texts
+        Ok(texts
             .iter()
             .map(|t| {
                 let mut out = Vec::with_capacity(self.labels.len());
                 self.predict_one(t, &mut s, &mut out);
                 out
             })
-            .collect()
+            .collect())
     }
 
     fn save(&self, dir: &std::path::Path) -> Result<(), ModelError> {

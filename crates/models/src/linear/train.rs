@@ -327,7 +327,10 @@ impl LinearTrainer {
         if model.keys != self.keys {
             return mismatch(
                 "feature rows",
-                format!("{} (from the data: the training data changed)", self.keys.len()),
+                format!(
+                    "{} (from the data: the training data changed)",
+                    self.keys.len()
+                ),
                 model.keys.len().to_string(),
             );
         }

@@ -24,7 +24,8 @@ pub mod vocab;
 
 use serde::{Deserialize, Serialize};
 use taxon_core::model::{
-    InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile, TextClassifier,
+    Encoded, InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelError, ModelFile,
+    TextClassifier,
 };
 
 pub use io::WEIGHTS;
@@ -149,12 +150,15 @@ impl LstmModel {
 
     /// Probabilities for pre-encoded texts, batched by similar length to cut padding; rows come
     /// back in input order.
-    pub(crate) fn predict_ids(&self, seqs: &[Vec<u32>]) -> candle_core::Result<Vec<Vec<f32>>> {
+    pub(crate) fn predict_ids<S: AsRef<[u32]>>(
+        &self,
+        seqs: &[S],
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
-        order.sort_by_key(|&i| seqs[i].len());
+        order.sort_by_key(|&i| seqs[i].as_ref().len());
         let mut out = vec![Vec::new(); seqs.len()];
         for chunk in order.chunks(PREDICT_BATCH) {
-            let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
+            let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_ref()).collect();
             let probs = self.net.probabilities(&Batch::new(&batch)?)?;
             for (&i, p) in chunk.iter().zip(probs) {
                 out[i] = p;
@@ -162,27 +166,35 @@ impl LstmModel {
         }
         Ok(out)
     }
-
-    pub(crate) fn encode_all<'a>(&self, texts: impl Iterator<Item = &'a str>) -> Vec<Vec<u32>> {
-        let mut buf = String::new();
-        texts
-            .map(|t| self.vocab.encode(t, self.config.max_len, &mut buf))
-            .collect()
-    }
 }
+
+/// A text as an lstm model reads it ([`TextClassifier::encode`]): its word ids.
+struct WordIds(Vec<u32>);
 
 impl TextClassifier for LstmModel {
     fn labels(&self) -> &[String] {
         &self.labels
     }
 
-    /// A candle error here would be an internal bug (shapes are checked at load); rather than
-    /// panic in a server, such a batch gets uniform probabilities.
-    fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
-        let seqs = self.encode_all(texts.iter().copied());
-        self.predict_ids(&seqs).unwrap_or_else(|_| {
-            let n = self.labels.len();
-            vec![vec![1.0 / n as f32; n]; texts.len()]
+    /// The ids of the words of `text`, up to `max_len`; its tokens are those words.
+    fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
+        let ids = self
+            .vocab
+            .encode(text, self.config.max_len, &mut String::new());
+        Ok(Encoded::new(ids.len(), WordIds(ids)))
+    }
+
+    fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
+        let seqs = inputs
+            .iter()
+            .map(|e| {
+                e.input::<WordIds>(MODEL_TYPE)
+                    .map(|WordIds(ids)| ids.as_slice())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.predict_ids(&seqs).map_err(|e| ModelError::Inference {
+            model_type: MODEL_TYPE.into(),
+            message: e.to_string(),
         })
     }
 

@@ -208,10 +208,8 @@ impl LstmTrainer {
             epoch,
             observer,
             |batch_idx, rng| {
-                let seqs: Vec<&[u32]> = batch_idx
-                    .iter()
-                    .map(|&i| train_ids[i].as_slice())
-                    .collect();
+                let seqs: Vec<&[u32]> =
+                    batch_idx.iter().map(|&i| train_ids[i].as_slice()).collect();
                 let targets: Vec<u32> = batch_idx.iter().map(|&i| train_labels[i]).collect();
                 let batch = Batch::new(&seqs).map_err(compute("batch"))?;
                 let dropout = Dropout {

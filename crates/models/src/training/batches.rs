@@ -101,7 +101,11 @@ mod tests {
         };
         let (stats, order) = run(7, 1);
         // Batches of 4, 4, 2: loss (4*4 + 4*4 + 2*2) / 10.
-        assert!((stats.train_loss - 3.6).abs() < 1e-12, "{}", stats.train_loss);
+        assert!(
+            (stats.train_loss - 3.6).abs() < 1e-12,
+            "{}",
+            stats.train_loss
+        );
         assert_eq!(stats.tokens, 55);
         assert_eq!(run(7, 1).1, order);
         assert_ne!(run(7, 2).1, order);

@@ -93,7 +93,8 @@ mod tests {
 
     #[test]
     fn the_tag_picks_the_type_and_each_type_fills_its_own_defaults() {
-        let c: ModelConfig = serde_json::from_str(r#"{"model_type": "lstm", "epochs": 2}"#).unwrap();
+        let c: ModelConfig =
+            serde_json::from_str(r#"{"model_type": "lstm", "epochs": 2}"#).unwrap();
         let ModelConfig::Lstm(o) = &c else {
             panic!("{c:?}")
         };
@@ -103,9 +104,10 @@ mod tests {
         let json = serde_json::to_value(&c).unwrap();
         assert_eq!(json["model_type"], "lstm");
         assert_eq!(serde_json::from_value::<ModelConfig>(json).unwrap(), c);
-        let err = serde_json::from_str::<ModelConfig>(r#"{"model_type": "linear", "pooling": "cls"}"#)
-            .unwrap_err()
-            .to_string();
+        let err =
+            serde_json::from_str::<ModelConfig>(r#"{"model_type": "linear", "pooling": "cls"}"#)
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("pooling"), "{err}");
         assert_eq!(ModelConfig::default().epochs(), 25);
     }

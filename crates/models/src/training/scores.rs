@@ -57,7 +57,11 @@ mod tests {
     #[test]
     fn the_floor_bounds_the_loss_of_a_certain_mistake() {
         let v = score(&[vec![1.0, 0.0]], &[1], 1e-10);
-        assert!((v.loss - -(1e-10f32 as f64).ln()).abs() < 1e-9, "{}", v.loss);
+        assert!(
+            (v.loss - -(1e-10f32 as f64).ln()).abs() < 1e-9,
+            "{}",
+            v.loss
+        );
         assert_eq!(v.accuracy, 0.0);
     }
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
 use taxon_auth::Claims;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, ErrorKind};
 use super::extract::{FieldKind, Shape, json_body, parse};
 use super::json_response;
 use crate::error::ServeError;
@@ -35,13 +35,12 @@ pub async fn reload(State(state): State<AppState>) -> Response {
     match state.reload().await {
         Ok(outcome) => json_response(StatusCode::OK, &outcome),
         Err(e) => {
-            let (status, kind) = match &e {
-                ServeError::Source(_) => (StatusCode::BAD_GATEWAY, "source_unavailable"),
-                _ => (StatusCode::INTERNAL_SERVER_ERROR, "model_load_failed"),
+            let kind = match &e {
+                ServeError::Source(_) => ErrorKind::SourceUnavailable,
+                _ => ErrorKind::ModelLoadFailed,
             };
             let current = state.model();
             ApiError::new(
-                status,
                 kind,
                 format!("{e} (still serving {}@{})", current.name, current.version),
             )
@@ -113,23 +112,16 @@ pub async fn move_alias(
         .await
         .map_err(|e| ApiError::internal(format!("the alias change did not finish: {e}")))?
         .map_err(|e| match e {
-            SourceError::Unsupported { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "no_registry", e.to_string())
-            }
+            SourceError::Unsupported { .. } => ApiError::new(ErrorKind::NoRegistry, e.to_string()),
             SourceError::Refused { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "promotion_refused", e.to_string())
+                ApiError::new(ErrorKind::PromotionRefused, e.to_string())
             }
-            other => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "alias_change_failed",
-                other.to_string(),
-            ),
+            other => ApiError::new(ErrorKind::AliasChangeFailed, other.to_string()),
         })?;
         let reload = if state.model_source().alias() == Some(alias.as_str()) {
             Some(state.reload().await.map_err(|e| {
                 ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "model_load_failed",
+                    ErrorKind::ModelLoadFailed,
                     format!(
                         "the alias moved, but the new version did not load: {e} (still serving {})",
                         state.model().version

@@ -16,30 +16,142 @@ pub struct ErrorBody {
     /// The kind of error, snake_case: `invalid_json`, `invalid_request`, `empty_text`,
     /// `text_too_long`, `empty_batch`, `batch_too_large`, `unsupported_media_type`,
     /// `payload_too_large`, `not_found`, `method_not_allowed`, `overloaded`, `not_ready`,
-    /// `shutting_down`, `model_error`, `model_load_failed`, `source_unavailable`, `internal`.
+    /// `shutting_down`, `model_error`, `model_load_failed`, `source_unavailable`,
+    /// `no_registry`, `promotion_refused`, `alias_change_failed`, `internal`.
     #[schema(example = "empty_text")]
     pub error_type: String,
 }
 
-/// An error answer: status, kind and message.
+/// What kind of error an answer is: it decides the HTTP status and the `error_type`
+/// ([`ErrorKind::parts`], the one place that maps them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// 400: the body is not JSON.
+    InvalidJson,
+    /// 422: JSON of the wrong shape (type, missing or unknown field).
+    InvalidRequest,
+    /// 422: an empty (or whitespace-only) text.
+    EmptyText,
+    /// 422: a text longer than the limit.
+    TextTooLong,
+    /// 422: a batch with no texts.
+    EmptyBatch,
+    /// 422: a batch with more texts than the limit.
+    BatchTooLarge,
+    /// 415: not a JSON content type.
+    UnsupportedMediaType,
+    /// 413: a body over the limit.
+    PayloadTooLarge,
+    /// 404: no such route.
+    NotFound,
+    /// 405: the route exists, not with this method.
+    MethodNotAllowed,
+    /// 503: the queue is full (retry after `Retry-After`).
+    Overloaded,
+    /// 503: the server is not ready.
+    NotReady,
+    /// 503: the server is draining and takes no new predictions.
+    ShuttingDown,
+    /// 500: the model failed on the request's texts; nothing was guessed in its place.
+    ModelError,
+    /// 500: a new model failed to load or to pass its self-test (the old one still serves).
+    ModelLoadFailed,
+    /// 502: the model source could not say what to serve.
+    SourceUnavailable,
+    /// 400: an alias change on a server that does not serve a registry alias.
+    NoRegistry,
+    /// 409: the promotion gate refused the version.
+    PromotionRefused,
+    /// 422: the registry refused the alias change (unknown version, ...).
+    AliasChangeFailed,
+    /// 500: something the client cannot fix.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Every kind, for tests and documentation.
+    pub const ALL: [ErrorKind; 20] = [
+        ErrorKind::InvalidJson,
+        ErrorKind::InvalidRequest,
+        ErrorKind::EmptyText,
+        ErrorKind::TextTooLong,
+        ErrorKind::EmptyBatch,
+        ErrorKind::BatchTooLarge,
+        ErrorKind::UnsupportedMediaType,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::NotFound,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::Overloaded,
+        ErrorKind::NotReady,
+        ErrorKind::ShuttingDown,
+        ErrorKind::ModelError,
+        ErrorKind::ModelLoadFailed,
+        ErrorKind::SourceUnavailable,
+        ErrorKind::NoRegistry,
+        ErrorKind::PromotionRefused,
+        ErrorKind::AliasChangeFailed,
+        ErrorKind::Internal,
+    ];
+
+    /// The HTTP status and the `error_type` of this kind.
+    pub fn parts(self) -> (StatusCode, &'static str) {
+        match self {
+            ErrorKind::InvalidJson => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ErrorKind::InvalidRequest => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request"),
+            ErrorKind::EmptyText => (StatusCode::UNPROCESSABLE_ENTITY, "empty_text"),
+            ErrorKind::TextTooLong => (StatusCode::UNPROCESSABLE_ENTITY, "text_too_long"),
+            ErrorKind::EmptyBatch => (StatusCode::UNPROCESSABLE_ENTITY, "empty_batch"),
+            ErrorKind::BatchTooLarge => (StatusCode::UNPROCESSABLE_ENTITY, "batch_too_large"),
+            ErrorKind::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ErrorKind::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ErrorKind::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ErrorKind::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            ErrorKind::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            ErrorKind::ModelError => (StatusCode::INTERNAL_SERVER_ERROR, "model_error"),
+            ErrorKind::ModelLoadFailed => (StatusCode::INTERNAL_SERVER_ERROR, "model_load_failed"),
+            ErrorKind::SourceUnavailable => (StatusCode::BAD_GATEWAY, "source_unavailable"),
+            ErrorKind::NoRegistry => (StatusCode::BAD_REQUEST, "no_registry"),
+            ErrorKind::PromotionRefused => (StatusCode::CONFLICT, "promotion_refused"),
+            ErrorKind::AliasChangeFailed => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "alias_change_failed")
+            }
+            ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The `error_type`.
+    pub fn as_str(self) -> &'static str {
+        self.parts().1
+    }
+}
+
+/// An error answer: its kind and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
+    kind: ErrorKind,
     message: String,
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.status, self.kind, self.message)
+        let (status, kind) = self.kind.parts();
+        write!(f, "{status} ({kind}): {}", self.message)
     }
 }
 
 impl ApiError {
-    /// An error with this status, kind and message.
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    /// An error of this kind with this message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
-            status,
             kind,
             message: message.into(),
         }
@@ -47,11 +159,11 @@ impl ApiError {
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.kind.status()
     }
 
-    /// The `error_type`.
-    pub fn kind(&self) -> &'static str {
+    /// The kind.
+    pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
@@ -62,12 +174,12 @@ impl ApiError {
 
     /// 400: the body is not JSON.
     pub fn invalid_json(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+        Self::new(ErrorKind::InvalidJson, message)
     }
 
     /// 422: JSON of the wrong shape (type, missing or unknown field).
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+        Self::new(ErrorKind::InvalidRequest, message)
     }
 
     /// 422: an empty (or whitespace-only) text.
@@ -77,14 +189,13 @@ impl ApiError {
         } else {
             format!("\"{field}\" is empty: send some text to classify")
         };
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_text", message)
+        Self::new(ErrorKind::EmptyText, message)
     }
 
     /// 422: a text longer than the limit.
     pub fn text_too_long(field: &str, chars: usize, limit: usize) -> Self {
         Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "text_too_long",
+            ErrorKind::TextTooLong,
             format!("\"{field}\" has {chars} characters, more than the limit of {limit}"),
         )
     }
@@ -92,8 +203,7 @@ impl ApiError {
     /// 422: a batch with no texts.
     pub fn empty_batch() -> Self {
         Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "empty_batch",
+            ErrorKind::EmptyBatch,
             "\"texts\" is empty: send at least one text",
         )
     }
@@ -101,8 +211,7 @@ impl ApiError {
     /// 422: a batch with more texts than the limit.
     pub fn batch_too_large(texts: usize, limit: usize) -> Self {
         Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "batch_too_large",
+            ErrorKind::BatchTooLarge,
             format!("\"texts\" has {texts} texts, more than the limit of {limit}: split the batch"),
         )
     }
@@ -113,18 +222,13 @@ impl ApiError {
             Some(found) => format!("Content-Type must be application/json, got {found:?}"),
             None => "missing Content-Type header: expected application/json".to_string(),
         };
-        Self::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            message,
-        )
+        Self::new(ErrorKind::UnsupportedMediaType, message)
     }
 
     /// 413: a body over the limit.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            ErrorKind::PayloadTooLarge,
             format!("request body is larger than the limit of {limit} bytes"),
         )
     }
@@ -132,8 +236,7 @@ impl ApiError {
     /// 404: no such route.
     pub fn not_found(method: &str, path: &str) -> Self {
         Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorKind::NotFound,
             format!("no route for {method} {path}: see /docs for the API"),
         )
     }
@@ -141,52 +244,85 @@ impl ApiError {
     /// 405: the route exists, not with this method.
     pub fn method_not_allowed(method: &str, path: &str) -> Self {
         Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorKind::MethodNotAllowed,
             format!("method {method} is not allowed on {path}: see /docs for the API"),
         )
     }
 
     /// 503: the server is not ready.
     pub fn not_ready(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", message)
+        Self::new(ErrorKind::NotReady, message)
     }
 
     /// 500: something the client cannot fix.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        Self::new(ErrorKind::Internal, message)
     }
 }
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let kind = match e {
-            EngineError::Overloaded { .. } => "overloaded",
-            EngineError::Closed => "shutting_down",
-            EngineError::Model(_) => {
-                return Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "model_error",
-                    e.to_string(),
-                );
-            }
+            EngineError::Overloaded { .. } => ErrorKind::Overloaded,
+            EngineError::Closed => ErrorKind::ShuttingDown,
+            EngineError::Model { .. } => ErrorKind::ModelError,
         };
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, kind, e.to_string())
+        Self::new(kind, e.to_string())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (status, error_type) = self.kind.parts();
         let body = ErrorBody {
             error: self.message,
-            error_type: self.kind.to_string(),
+            error_type: error_type.to_string(),
         };
-        let mut response = super::json_response(self.status, &body);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let mut response = super::json_response(status, &body);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_snake_case_error_type_and_an_error_status() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ErrorKind::ALL {
+            let (status, name) = kind.parts();
+            assert!(
+                status.is_client_error() || status.is_server_error(),
+                "{kind:?}"
+            );
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{kind:?}: {name}"
+            );
+            assert!(seen.insert(name), "{name} used twice");
+        }
+        assert_eq!(
+            ErrorKind::ModelError.status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(ErrorKind::ModelError.as_str(), "model_error");
+    }
+
+    #[test]
+    fn a_model_failure_is_a_500_model_error() {
+        let e = ApiError::from(EngineError::Model {
+            model: "news@v1".into(),
+            message: "linear model: prediction failed: boom".into(),
+        });
+        assert_eq!(e.kind(), ErrorKind::ModelError);
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(e.message().contains("news@v1"), "{e}");
+        assert!(e.message().contains("boom"), "{e}");
     }
 }

@@ -30,7 +30,7 @@ use axum::routing::{get, post, put};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-pub use error::{ApiError, ErrorBody};
+pub use error::{ApiError, ErrorBody, ErrorKind};
 pub use extract::{FieldKind, Shape, TextProblem, check_text, json_body, parse};
 pub use models::{ModelInfo, ModelsResponse};
 pub use predict::{

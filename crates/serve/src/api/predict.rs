@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{FieldKind, Shape, check_text, json_body, parse};
 use super::json_response;
 use crate::cache::normalize;
-use crate::engine::{Text, Texts};
+use crate::engine::{EngineError, Text, Texts};
 use crate::model::LoadedModel;
 use crate::request_id::RequestId;
 use crate::state::AppState;
@@ -138,6 +138,7 @@ pub struct BatchResponse<'a> {
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 422, description = "Wrong fields or types; empty or too long text", body = ErrorBody),
+        (status = 500, description = "model_error: the model failed on this text; no prediction was made in its place (other requests are answered)", body = ErrorBody),
         (status = 503, description = "Queue full (retry after the Retry-After seconds) or shutting down", body = ErrorBody),
     )
 )]
@@ -158,7 +159,7 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
     let text = request.text;
     check_text(&text, config.max_text_chars).map_err(|p| p.at("text"))?;
 
-    let (key, tokens) = {
+    let (key, seq, text) = {
         let model = state.slot().load();
         let key = state.cache().map(|cache| {
             let key = normalize(&text, model.input.lowercase);
@@ -169,20 +170,35 @@ async fn predict_one(state: &AppState, req: Request, id: &RequestId) -> Result<R
         if let Some((_, Some(probs))) = &key {
             return Ok(single_response(&model, probs, id.as_str(), true));
         }
-        (key.map(|(k, _)| k), model.token_count(&text))
+        let text = Text::encode(&model, String::from(&*text))
+            .map_err(|e| engine_error(state, id, EngineError::model(&model, e)))?;
+        (key.map(|(k, _)| k), model.seq, text)
     };
-    let receiver = arrival.submit(Texts::One(Text {
-        text: String::from(&*text),
-        tokens,
-    }))?;
+    let receiver = arrival.submit(Texts::One(text))?;
     let computed = receiver
         .await
-        .map_err(|_| ApiError::internal("the model worker stopped before answering"))??;
+        .map_err(|_| ApiError::internal("the model worker stopped before answering"))?
+        .map_err(|e| engine_error(state, id, e))?;
     let probs = computed.probs.first().map(Vec::as_slice).unwrap_or(&[]);
-    if let (Some(cache), Some(key)) = (state.cache(), &key) {
-        cache.insert(computed.model.seq, key, probs);
+    // Only what the model that made the key computed (a swap in between changes both).
+    if let (Some(cache), Some(key), true) = (state.cache(), &key, computed.model.seq == seq) {
+        cache.insert(seq, key, probs);
     }
     Ok(single_response(&computed.model, probs, id.as_str(), false))
+}
+
+/// The answer for an engine error. A model failure is counted in `taxon_model_errors_total`
+/// and logged with the request id: the request gets a 500 `model_error`, never a guess.
+fn engine_error(state: &AppState, id: &RequestId, e: EngineError) -> ApiError {
+    if let EngineError::Model { model, message } = &e {
+        state.metrics().model_error();
+        tracing::error!(
+            request_id = id.as_str(),
+            model = %model,
+            "prediction failed: {message}"
+        );
+    }
+    ApiError::from(e)
 }
 
 fn single_response(model: &LoadedModel, probs: &[f32], id: &str, cached: bool) -> Response {
@@ -219,6 +235,7 @@ fn single_response(model: &LoadedModel, probs: &[f32], id: &str, cached: bool) -
         (status = 413, description = "Body over the size limit", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 422, description = "Wrong fields or types; empty batch, batch over the limit, empty or too long text", body = ErrorBody),
+        (status = 500, description = "model_error: the model failed on a text of the batch; no prediction was made in its place (other requests are answered)", body = ErrorBody),
         (status = 503, description = "Queue full (retry after the Retry-After seconds) or shutting down", body = ErrorBody),
     )
 )]
@@ -256,16 +273,20 @@ async fn predict_many(
     let model = state.slot().load();
     let texts = texts
         .into_iter()
-        .map(|t| Text {
-            tokens: model.token_count(&t),
-            text: t.into_owned(),
+        .enumerate()
+        .map(|(i, t)| {
+            Text::encode(&model, t.into_owned()).map_err(|e| {
+                let e = EngineError::model(&model, format!("texts[{i}]: {e}"));
+                engine_error(state, id, e)
+            })
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     drop(model);
     let receiver = arrival.submit(Texts::Many(texts))?;
     let computed = receiver
         .await
-        .map_err(|_| ApiError::internal("the model worker stopped before answering"))??;
+        .map_err(|_| ApiError::internal("the model worker stopped before answering"))?
+        .map_err(|e| engine_error(state, id, e))?;
     let model = &computed.model;
     let predictions = computed
         .probs

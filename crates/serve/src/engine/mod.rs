@@ -2,11 +2,12 @@
 //! worker threads that group concurrent requests into model batches.
 //!
 //! The flow: a handler takes an [`Arrival`] once it has the request body (so workers know a job
-//! is on its way), then [`Arrival::submit`]s its texts. Admission is a compare-and-swap on the
-//! count of texts admitted and not yet answered; past `queue_capacity` the job is refused
-//! ([`EngineError::Overloaded`], 503 + `Retry-After` upstream), so memory stays bounded. The job
-//! carries a oneshot sender; the handler awaits the receiver. A job holds its queue slot until
-//! it is answered or dropped. Workers are described in the `worker` module.
+//! is on its way), then [`Arrival::submit`]s its texts, each encoded once by the served model
+//! ([`Text::encode`]). Admission is a compare-and-swap on the count of texts admitted and not
+//! yet answered; past `queue_capacity` the job is refused ([`EngineError::Overloaded`], 503 +
+//! `Retry-After` upstream), so memory stays bounded. The job carries a oneshot sender; the
+//! handler awaits the receiver. A job holds its queue slot until it is answered or dropped.
+//! Workers are described in the `worker` module.
 
 mod worker;
 
@@ -17,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use taxon_core::model::{Encoded, ModelError};
 use tokio::sync::oneshot;
 
 use crate::config::ServeConfig;
@@ -26,16 +28,50 @@ use crate::model::LoadedModel;
 /// The model currently served: swapped atomically, read once per batch.
 pub type ModelSlot = ArcSwap<LoadedModel>;
 
-/// One text of a job with its token count, as the served model counts it
-/// ([`LoadedModel::token_count`]: the tokenizer's count for `bert`, whitespace words for the
-/// others, capped at the model's `max_tokens`). The count drives the batch token budget and
-/// the length buckets.
+/// One text of a job, prepared once where the request arrived: the model's input for it
+/// ([`LoadedModel::encode`]), tagged with the load that encoded it, and its token count (the
+/// tokenizer's count for `bert`, words for the others, capped at the model's `max_tokens`),
+/// which drives the batch token budget and the length buckets. A worker whose model is another
+/// load (a hot swap in between) encodes the text again before using it.
 #[derive(Debug)]
 pub struct Text {
     /// The text as the client sent it.
-    pub text: String,
-    /// Its token count.
-    pub tokens: usize,
+    text: String,
+    /// The text as model `seq` reads it.
+    encoded: Encoded,
+    /// The load ([`LoadedModel::seq`]) that encoded it.
+    seq: u64,
+    /// Its token count, capped at the model's `max_tokens`.
+    tokens: usize,
+}
+
+impl Text {
+    /// `text`, encoded by `model`.
+    pub fn encode(model: &LoadedModel, text: String) -> Result<Self, ModelError> {
+        let encoded = model.encode(&text)?;
+        Ok(Self {
+            tokens: encoded.tokens().min(model.token_cap()),
+            seq: model.seq,
+            encoded,
+            text,
+        })
+    }
+
+    /// Its token count, as the model that encoded it counts them.
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    /// Encodes the text again when `model` is not the load that encoded it.
+    fn encode_for(&mut self, model: &LoadedModel) -> Result<(), ModelError> {
+        if self.seq != model.seq {
+            let encoded = model.encode(&self.text)?;
+            self.tokens = encoded.tokens().min(model.token_cap());
+            self.seq = model.seq;
+            self.encoded = encoded;
+        }
+        Ok(())
+    }
 }
 
 /// The texts of one job: one `/v1/predict` text or the texts of a batch request.
@@ -64,6 +100,14 @@ impl Texts {
         match self {
             Texts::One(t) => t,
             Texts::Many(v) => &v[i],
+        }
+    }
+
+    /// Encodes every text again that `model` did not encode.
+    fn encode_for(&mut self, model: &LoadedModel) -> Result<(), ModelError> {
+        match self {
+            Texts::One(t) => t.encode_for(model),
+            Texts::Many(v) => v.iter_mut().try_for_each(|t| t.encode_for(model)),
         }
     }
 
@@ -100,9 +144,24 @@ pub enum EngineError {
     /// The engine is shutting down.
     #[error("the server is shutting down and takes no new predictions")]
     Closed,
-    /// The model failed on this batch (panicked or returned malformed output).
-    #[error("the model failed on this batch: {0}")]
-    Model(String),
+    /// The model failed on this request's texts (an error, a panic or malformed output).
+    #[error("model {model} failed on this request: {message}")]
+    Model {
+        /// `name@version` of the model.
+        model: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl EngineError {
+    /// `message` as `model`'s failure.
+    pub fn model(model: &LoadedModel, message: impl std::fmt::Display) -> Self {
+        EngineError::Model {
+            model: format!("{}@{}", model.name, model.version),
+            message: message.to_string(),
+        }
+    }
 }
 
 /// The answer a job's receiver gets.

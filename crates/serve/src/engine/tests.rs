@@ -60,24 +60,21 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-/// `text` with the linear model's token count (whitespace words).
-fn counted(text: &str) -> Text {
-    Text {
-        text: text.to_string(),
-        tokens: text.split_whitespace().count(),
-    }
-}
-
-fn submit_one(engine: &Engine, text: &str) -> Result<oneshot::Receiver<Reply>, EngineError> {
-    engine.arrival().submit(Texts::One(counted(text)))
-}
-
 impl Fixture {
+    /// `text`, encoded by the served model (as a handler does).
+    fn text(&self, text: &str) -> Text {
+        Text::encode(&self.slot.load(), text.to_string()).unwrap()
+    }
+
+    fn submit_one(&self, text: &str) -> Result<oneshot::Receiver<Reply>, EngineError> {
+        self.engine.arrival().submit(Texts::One(self.text(text)))
+    }
+
     /// Closes the gate, submits one job and waits until the worker is blocked computing it.
     fn hold_worker(&self) -> oneshot::Receiver<Reply> {
         self.gate.set(false);
         let calls = self.gate.calls.load(Ordering::SeqCst);
-        let rx = submit_one(&self.engine, SPORT).unwrap();
+        let rx = self.submit_one(SPORT).unwrap();
         wait_until("the worker to take the first job", || {
             self.gate.calls.load(Ordering::SeqCst) > calls
         });
@@ -97,7 +94,7 @@ async fn requests_queued_behind_a_busy_model_share_one_batch() {
     let f = fixture(config());
     let first = f.hold_worker();
     let receivers: Vec<_> = (0..49)
-        .map(|i| submit_one(&f.engine, &format!("{BUSINESS} {i}")).unwrap())
+        .map(|i| f.submit_one(&format!("{BUSINESS} {i}")).unwrap())
         .collect();
     assert_eq!(f.engine.admitted(), 50);
     f.gate.set(true);
@@ -128,7 +125,7 @@ fn a_batch_waits_for_announced_requests() {
         .into_iter()
         .map(|a| {
             std::thread::sleep(Duration::from_millis(1));
-            a.submit(Texts::One(counted(SPORT))).unwrap()
+            a.submit(Texts::One(f.text(SPORT))).unwrap()
         })
         .collect();
     for rx in receivers {
@@ -145,7 +142,7 @@ fn a_lone_request_does_not_wait_for_max_wait() {
         ..ServeConfig::default()
     });
     let started = Instant::now();
-    submit_one(&f.engine, SPORT)
+    f.submit_one(SPORT)
         .unwrap()
         .blocking_recv()
         .unwrap()
@@ -163,7 +160,7 @@ fn an_announced_request_that_gives_up_ends_the_wait() {
     });
     let started = Instant::now();
     let announced = f.engine.arrival();
-    let rx = submit_one(&f.engine, SPORT).unwrap();
+    let rx = f.submit_one(SPORT).unwrap();
     wait_until("the worker to wait for the announced request", || {
         f.engine.shared.gathering.load(Ordering::SeqCst) > 0
     });
@@ -183,9 +180,7 @@ async fn answered_clients_that_come_straight_back_join_the_next_batch() {
     // Batch 1: the held job, computed for about 600 ms (so the next gather may linger up to
     // 60 ms). Three more jobs queue behind it, past their own max_wait when it ends.
     let first = f.hold_worker();
-    let queued: Vec<_> = (0..3)
-        .map(|_| submit_one(&f.engine, BUSINESS).unwrap())
-        .collect();
+    let queued: Vec<_> = (0..3).map(|_| f.submit_one(BUSINESS).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(600));
     f.gate.set(true);
     first.await.unwrap().unwrap();
@@ -194,7 +189,7 @@ async fn answered_clients_that_come_straight_back_join_the_next_batch() {
     wait_until("the worker to linger or to compute the 3", || {
         f.engine.shared.lock().gatherers > 0 || f.metrics.batches().1 >= 2
     });
-    let again = submit_one(&f.engine, SPORT).unwrap();
+    let again = f.submit_one(SPORT).unwrap();
     for rx in queued {
         rx.await.unwrap().unwrap();
     }
@@ -212,9 +207,7 @@ async fn batches_respect_size_and_token_limits() {
     let first = f.hold_worker();
     // 10 texts of 10 words: at most 3 fit the token budget.
     let text = "one two three four five six seven eight nine ten";
-    let receivers: Vec<_> = (0..10)
-        .map(|_| submit_one(&f.engine, text).unwrap())
-        .collect();
+    let receivers: Vec<_> = (0..10).map(|_| f.submit_one(text).unwrap()).collect();
     f.gate.set(true);
     first.await.unwrap().unwrap();
     for rx in receivers {
@@ -232,10 +225,8 @@ async fn a_full_queue_refuses_and_recovers() {
         ..config()
     });
     let first = f.hold_worker();
-    let queued: Vec<_> = (0..3)
-        .map(|_| submit_one(&f.engine, SPORT).unwrap())
-        .collect();
-    let refused = submit_one(&f.engine, SPORT).unwrap_err();
+    let queued: Vec<_> = (0..3).map(|_| f.submit_one(SPORT).unwrap()).collect();
+    let refused = f.submit_one(SPORT).unwrap_err();
     assert_eq!(
         refused,
         EngineError::Overloaded {
@@ -247,7 +238,7 @@ async fn a_full_queue_refuses_and_recovers() {
     let batch = f
         .engine
         .arrival()
-        .submit(Texts::Many(vec![counted(SPORT), counted(BUSINESS)]));
+        .submit(Texts::Many(vec![f.text(SPORT), f.text(BUSINESS)]));
     assert!(matches!(
         batch,
         Err(EngineError::Overloaded { wanted: 2, .. })
@@ -258,11 +249,7 @@ async fn a_full_queue_refuses_and_recovers() {
         rx.await.unwrap().unwrap();
     }
     assert_eq!(f.engine.admitted(), 0);
-    submit_one(&f.engine, SPORT)
-        .unwrap()
-        .await
-        .unwrap()
-        .unwrap();
+    f.submit_one(SPORT).unwrap().await.unwrap().unwrap();
     assert!(
         f.metrics
             .render(0)
@@ -275,9 +262,9 @@ async fn abandoned_requests_are_not_computed() {
     let f = fixture(config());
     let first = f.hold_worker();
     let texts_before = f.gate.texts.load(Ordering::SeqCst);
-    drop(submit_one(&f.engine, "gone one").unwrap());
-    drop(submit_one(&f.engine, "gone two").unwrap());
-    let kept = submit_one(&f.engine, BUSINESS).unwrap();
+    drop(f.submit_one("gone one").unwrap());
+    drop(f.submit_one("gone two").unwrap());
+    let kept = f.submit_one(BUSINESS).unwrap();
     f.gate.set(true);
     first.await.unwrap().unwrap();
     kept.await.unwrap().unwrap();
@@ -300,14 +287,14 @@ async fn batch_jobs_keep_their_order_across_length_buckets() {
     let computed = f
         .engine
         .arrival()
-        .submit(Texts::Many(texts.iter().map(|t| counted(t)).collect()))
+        .submit(Texts::Many(texts.iter().map(|t| f.text(t)).collect()))
         .unwrap()
         .await
         .unwrap()
         .unwrap();
     let model = f.slot.load_full();
     for (text, probs) in texts.iter().zip(&computed.probs) {
-        let alone = model.predict(&[text.as_str()]);
+        let alone = model.predict(&[text.as_str()]).unwrap();
         for (a, b) in alone[0].iter().zip(probs) {
             assert!((a - b).abs() < 1e-6, "{text}: {a} vs {b}");
         }
@@ -318,33 +305,106 @@ async fn batch_jobs_keep_their_order_across_length_buckets() {
 async fn a_panicking_model_fails_the_batch_not_the_worker() {
     let f = fixture(config());
     *f.gate.panic_on.lock().unwrap() = Some("boom".into());
-    let err = submit_one(&f.engine, "boom goes the text")
+    let err = f
+        .submit_one("boom goes the text")
         .unwrap()
         .await
         .unwrap()
         .unwrap_err();
     assert!(
-        matches!(&err, EngineError::Model(m) if m.contains("test model refuses")),
+        matches!(&err, EngineError::Model { message, .. } if message.contains("test model refuses")),
         "{err}"
     );
-    submit_one(&f.engine, SPORT)
+    f.submit_one(SPORT).unwrap().await.unwrap().unwrap();
+    assert_eq!(f.engine.admitted(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_text_fails_only_its_own_request_of_the_batch() {
+    let f = fixture(config());
+    *f.gate.fail_on.lock().unwrap() = Some("poison".into());
+    let calls = f.gate.calls.load(Ordering::SeqCst);
+    let first = f.hold_worker();
+    // Queued behind the held job, these five requests make one model batch of one length
+    // bucket; two of them hold the marked word.
+    let good_texts = [SPORT, BUSINESS, "goal match"];
+    let good: Vec<_> = good_texts
+        .iter()
+        .map(|t| f.submit_one(t).unwrap())
+        .collect();
+    let bad = f.submit_one(&format!("{SPORT} poison")).unwrap();
+    let bad_batch = f
+        .engine
+        .arrival()
+        .submit(Texts::Many(vec![f.text(BUSINESS), f.text("poison pill")]))
+        .unwrap();
+    f.gate.set(true);
+    first.await.unwrap().unwrap();
+    let mut answers = Vec::new();
+    for rx in good {
+        answers.push(rx.await.unwrap().unwrap());
+    }
+    for rx in [bad, bad_batch] {
+        let err = rx.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&err, EngineError::Model { model, message }
+                if model == "news@v1" && message.contains("test model fails on \"poison\"")),
+            "{err}"
+        );
+    }
+    // The held job; the batch of five, which failed; then each of its requests alone.
+    assert_eq!(f.gate.calls.load(Ordering::SeqCst) - calls, 1 + 1 + 5);
+    assert_eq!(f.engine.admitted(), 0);
+    let model = f.slot.load_full();
+    for (computed, text) in answers.iter().zip(good_texts) {
+        let alone = model.predict(&[text]).unwrap();
+        for (a, b) in alone[0].iter().zip(&computed.probs[0]) {
+            assert!((a - b).abs() < 1e-6, "{text}: {a} vs {b}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_encoded_before_a_swap_is_encoded_again_by_the_new_model() {
+    let f = fixture(config());
+    let text = f.text(BUSINESS);
+    // Another model (other labels, other feature rows) replaces the one that encoded it.
+    let dir = tempfile::tempdir().unwrap();
+    train_model(dir.path(), &["weather", "business", "sport"], 9);
+    let source = SourceModel {
+        name: "news".into(),
+        version: "v2".into(),
+        dir: dir.path().to_path_buf(),
+    };
+    let new = LoadedModel::load(&source, &gated_loader(Arc::clone(&f.gate))).unwrap();
+    assert_ne!(new.seq, f.slot.load().seq);
+    let expected = new.predict(&[BUSINESS]).unwrap();
+    f.slot.store(Arc::new(new));
+    let encodes = f.gate.encodes.load(Ordering::SeqCst);
+    let computed = f
+        .engine
+        .arrival()
+        .submit(Texts::One(text))
         .unwrap()
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(f.engine.admitted(), 0);
+    assert_eq!(computed.model.version, "v2");
+    assert_eq!(computed.probs[0].len(), 3);
+    for (a, b) in expected[0].iter().zip(&computed.probs[0]) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    // Encoded once more, by the worker.
+    assert_eq!(f.gate.encodes.load(Ordering::SeqCst) - encodes, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_answers_queued_jobs_and_refuses_new_ones() {
     let f = fixture(config());
     let first = f.hold_worker();
-    let queued = submit_one(&f.engine, BUSINESS).unwrap();
+    let queued = f.submit_one(BUSINESS).unwrap();
     f.engine.close();
-    assert_eq!(
-        submit_one(&f.engine, SPORT).unwrap_err(),
-        EngineError::Closed
-    );
+    assert_eq!(f.submit_one(SPORT).unwrap_err(), EngineError::Closed);
     f.gate.set(true);
     first.await.unwrap().unwrap();
     queued.await.unwrap().unwrap();
@@ -363,7 +423,7 @@ async fn several_workers_answer_every_request() {
             let f = Arc::clone(&f);
             tokio::spawn(async move {
                 let text = if i % 2 == 0 { SPORT } else { BUSINESS };
-                let computed = submit_one(&f.engine, text).unwrap().await.unwrap().unwrap();
+                let computed = f.submit_one(text).unwrap().await.unwrap().unwrap();
                 let want = if i % 2 == 0 { "sport" } else { "business" };
                 assert_eq!(computed.model.labels[argmax(&computed.probs[0])], want);
             })
@@ -378,15 +438,15 @@ async fn several_workers_answer_every_request() {
 }
 
 #[test]
-fn the_default_token_count_is_whitespace_words_up_to_the_cap() {
+fn linear_counts_words_up_to_the_cap() {
     let f = fixture(config());
-    let model = f.slot.load_full();
-    assert_eq!(model.token_count("  a b\tc\n d "), 4);
-    assert_eq!(model.token_count(""), 0);
-    assert_eq!(model.token_count(&"word ".repeat(100)), 100);
-    let capped = model.token_cap();
+    assert_eq!(f.text("  a b\tc\n d ").tokens(), 4);
+    assert_eq!(f.text("goal, match.").tokens(), 2);
+    assert_eq!(f.text("").tokens(), 0);
+    assert_eq!(f.text(&"word ".repeat(100)).tokens(), 100);
+    let capped = f.slot.load().token_cap();
     if capped < usize::MAX {
-        assert_eq!(model.token_count(&"word ".repeat(capped + 5)), capped);
+        assert_eq!(f.text(&"word ".repeat(capped + 5)).tokens(), capped);
     }
 }
 
@@ -398,16 +458,15 @@ fn bert_fixture(config: ServeConfig, max_len: usize) -> Fixture {
 #[test]
 fn bert_counts_word_pieces_with_special_tokens_up_to_max_len() {
     let f = bert_fixture(config(), 16);
-    let model = f.slot.load_full();
     // [CLS] + one piece per vocabulary word + [SEP].
-    assert_eq!(model.token_count("the striker scored"), 5);
+    assert_eq!(f.text("the striker scored").tokens(), 5);
     // Punctuation marks are pieces of their own: 4 pieces for 2 whitespace words.
-    assert_eq!(model.token_count("goal, match."), 6);
-    assert_eq!(model.token_count(""), 2);
+    assert_eq!(f.text("goal, match.").tokens(), 6);
+    assert_eq!(f.text("").tokens(), 2);
     // Truncated to max_len, however long the text.
     let long = BERT_WORDS.join(" ").repeat(10);
-    assert_eq!(model.token_count(&long), 16);
-    assert_eq!(model.token_cap(), 16);
+    assert_eq!(f.text(&long).tokens(), 16);
+    assert_eq!(f.slot.load().token_cap(), 16);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,24 +478,13 @@ async fn the_batch_token_budget_counts_bert_word_pieces() {
         },
         16,
     );
-    let model = f.slot.load_full();
     // 3 whitespace words, 6 pieces, 8 with [CLS] and [SEP]: two fit a budget of 20 tokens,
     // where a word count (3 each) would have let all six into one batch.
     let text = "goal, match, league!";
-    assert_eq!(model.token_count(text), 8);
+    assert_eq!(f.text(text).tokens(), 8);
     let first = f.hold_worker();
     let tokens_before = f.metrics.batched_tokens();
-    let receivers: Vec<_> = (0..6)
-        .map(|_| {
-            f.engine
-                .arrival()
-                .submit(Texts::One(Text {
-                    text: text.to_string(),
-                    tokens: model.token_count(text),
-                }))
-                .unwrap()
-        })
-        .collect();
+    let receivers: Vec<_> = (0..6).map(|_| f.submit_one(text).unwrap()).collect();
     f.gate.set(true);
     first.await.unwrap().unwrap();
     for rx in receivers {
@@ -460,26 +508,18 @@ async fn bert_batches_across_length_buckets_match_one_text_at_a_time() {
     ];
     let model = f.slot.load_full();
     // From 3 to 64 pieces: more than one length bucket.
-    assert_eq!(model.token_count("goal"), 3);
-    assert_eq!(model.token_count(&long), 64);
+    assert_eq!(f.text("goal").tokens(), 3);
+    assert_eq!(f.text(&long).tokens(), 64);
     let computed = f
         .engine
         .arrival()
-        .submit(Texts::Many(
-            texts
-                .iter()
-                .map(|t| Text {
-                    text: t.to_string(),
-                    tokens: model.token_count(t),
-                })
-                .collect(),
-        ))
+        .submit(Texts::Many(texts.iter().map(|t| f.text(t)).collect()))
         .unwrap()
         .await
         .unwrap()
         .unwrap();
     for (text, probs) in texts.iter().zip(&computed.probs) {
-        let alone = model.predict(&[text]);
+        let alone = model.predict(&[text]).unwrap();
         for (a, b) in alone[0].iter().zip(probs) {
             assert!((a - b).abs() < 1e-5, "{text}: {a} vs {b}");
         }

@@ -16,17 +16,25 @@
 //! model whose batch takes 100 ms that is a 2 ms wait to double the batch; for a model that
 //! answers in microseconds the wait is microseconds; `max_wait` 0 turns it off.
 //!
-//! Computing skips jobs whose client went away, reads the model once (a swap during the batch
-//! does not affect it), orders the texts by token count (the model's own count, taken when the
-//! request arrived: [`crate::model::LoadedModel::token_count`]) and cuts them into buckets of
-//! similar lengths (at most 2x apart, plus slack), one `predict_batch` per bucket, so padded
-//! models do not pad short texts to the longest one. A panicking or malformed model answers the
-//! bucket's jobs with an error; the thread lives on.
+//! Computing skips jobs whose client went away and reads the model once (a swap during the
+//! batch does not affect it). Texts encoded by another load (the handler encoded them before a
+//! swap) are encoded again by this one: an input is only ever run by the model that made it.
+//! The texts are ordered by token count (the model's own count, taken when the request
+//! arrived: [`super::Text::tokens`]) and cut into buckets of similar lengths (at most 2x apart,
+//! plus slack), one `predict_encoded` per bucket, so padded models do not pad short texts to
+//! the longest one.
+//!
+//! A model that fails on a bucket (an error, a panic, malformed output) never answers with
+//! made-up probabilities: when the bucket holds several requests, each request's texts run
+//! again alone, so one bad text fails only its own request (`model_error` upstream) and the
+//! others get their answers. The thread lives on.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+use taxon_core::model::Encoded;
 
 use super::{Computed, EngineError, Job, ModelSlot, Shared};
 use crate::metrics::Metrics;
@@ -164,9 +172,12 @@ fn gather(shared: &Shared, batch: &mut Vec<Job>, linger: Linger) -> bool {
 /// Buffers reused from batch to batch.
 #[derive(Default)]
 struct Scratch {
-    /// (estimated tokens, job index, text index), sorted by tokens.
+    /// (tokens, job index, text index), sorted by tokens.
     order: Vec<(usize, usize, usize)>,
 }
+
+/// Per job: its probability vectors (filled bucket by bucket), or why it failed.
+type Results = Vec<Result<Vec<Vec<f32>>, EngineError>>;
 
 /// Computes `batch` and answers every job.
 fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &mut Scratch) {
@@ -176,21 +187,31 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
         return;
     }
     let model = slot.load_full();
+    let mut results: Results = batch
+        .iter_mut()
+        .map(|job| {
+            catch_unwind(AssertUnwindSafe(|| job.texts.encode_for(&model)))
+                .map_err(|panic| {
+                    format!("model panicked encoding a text: {}", panic_message(panic))
+                })
+                .and_then(|encoded| encoded.map_err(|e| e.to_string()))
+                .map(|()| vec![Vec::new(); job.texts.len()])
+                .map_err(|message| EngineError::model(&model, message))
+        })
+        .collect();
     let order = &mut scratch.order;
     order.clear();
     for (j, job) in batch.iter().enumerate() {
-        for t in 0..job.texts.len() {
-            order.push((job.texts.get(t).tokens, j, t));
+        if results[j].is_ok() {
+            for t in 0..job.texts.len() {
+                order.push((job.texts.get(t).tokens, j, t));
+            }
         }
     }
     order.sort_unstable_by_key(|&(tokens, _, _)| tokens);
     let total_tokens: usize = order.iter().map(|&(tokens, _, _)| tokens).sum();
     metrics.observe_batch(order.len(), total_tokens);
 
-    let mut results: Vec<Result<Vec<Vec<f32>>, EngineError>> = batch
-        .iter()
-        .map(|job| Ok(vec![Vec::new(); job.texts.len()]))
-        .collect();
     let mut start = 0;
     while start < order.len() {
         let limit = order[start]
@@ -202,26 +223,7 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
                 .iter()
                 .take_while(|&&(tokens, _, _)| tokens <= limit)
                 .count();
-        let bucket = &order[start..end];
-        let texts: Vec<&str> = bucket
-            .iter()
-            .map(|&(_, j, t)| batch[j].texts.get(t).text.as_str())
-            .collect();
-        match predict_checked(&model, &texts) {
-            Ok(probs) => {
-                for (&(_, j, t), p) in bucket.iter().zip(probs) {
-                    if let Ok(out) = &mut results[j] {
-                        out[t] = p;
-                    }
-                }
-            }
-            Err(message) => {
-                tracing::error!(model = %model.name, version = %model.version, "{message}");
-                for &(_, j, _) in bucket {
-                    results[j] = Err(EngineError::Model(message.clone()));
-                }
-            }
-        }
+        compute_bucket(&model, batch, &order[start..end], &mut results);
         start = end;
     }
     for (job, result) in batch.drain(..).zip(results) {
@@ -237,17 +239,87 @@ fn compute(batch: &mut Vec<Job>, slot: &ModelSlot, metrics: &Metrics, scratch: &
     }
 }
 
-/// One `predict_batch`, with panics caught and the output checked.
-fn predict_checked(model: &LoadedModel, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
-    let probs = catch_unwind(AssertUnwindSafe(|| model.predict(texts))).map_err(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        format!("model panicked: {what}")
-    })?;
-    check_probabilities(&probs, texts.len(), model.labels.len())
+/// Computes the texts of one length bucket into `results`, skipping jobs that already failed.
+/// When the model fails on a bucket of several jobs, each job's texts run again alone.
+fn compute_bucket(
+    model: &LoadedModel,
+    batch: &[Job],
+    bucket: &[(usize, usize, usize)],
+    results: &mut Results,
+) {
+    let live: Vec<(usize, usize, usize)>;
+    let bucket = if bucket.iter().any(|&(_, j, _)| results[j].is_err()) {
+        live = bucket
+            .iter()
+            .copied()
+            .filter(|&(_, j, _)| results[j].is_ok())
+            .collect();
+        &live[..]
+    } else {
+        bucket
+    };
+    if bucket.is_empty() {
+        return;
+    }
+    let failure = match predict_checked(model, batch, bucket) {
+        Ok(probs) => return fill(results, bucket, probs),
+        Err(message) => message,
+    };
+    let mut jobs: Vec<usize> = bucket.iter().map(|&(_, j, _)| j).collect();
+    jobs.sort_unstable();
+    jobs.dedup();
+    if let [j] = jobs[..] {
+        results[j] = Err(EngineError::model(model, failure));
+        return;
+    }
+    tracing::warn!(
+        model = %model.name,
+        version = %model.version,
+        requests = jobs.len(),
+        "the model failed on a batch; computing its requests one by one: {failure}"
+    );
+    for j in jobs {
+        let alone: Vec<(usize, usize, usize)> =
+            bucket.iter().copied().filter(|&(_, k, _)| k == j).collect();
+        match predict_checked(model, batch, &alone) {
+            Ok(probs) => fill(results, &alone, probs),
+            Err(message) => results[j] = Err(EngineError::model(model, message)),
+        }
+    }
+}
+
+/// Stores the probability vectors of the texts of `bucket`, in its order.
+fn fill(results: &mut Results, bucket: &[(usize, usize, usize)], probs: Vec<Vec<f32>>) {
+    for (&(_, j, t), p) in bucket.iter().zip(probs) {
+        if let Ok(out) = &mut results[j] {
+            out[t] = p;
+        }
+    }
+}
+
+/// One `predict_encoded` on the texts of `bucket`, with panics caught and the output checked.
+fn predict_checked(
+    model: &LoadedModel,
+    batch: &[Job],
+    bucket: &[(usize, usize, usize)],
+) -> Result<Vec<Vec<f32>>, String> {
+    let inputs: Vec<&Encoded> = bucket
+        .iter()
+        .map(|&(_, j, t)| &batch[j].texts.get(t).encoded)
+        .collect();
+    let probs = catch_unwind(AssertUnwindSafe(|| model.predict_encoded(&inputs)))
+        .map_err(|panic| format!("model panicked: {}", panic_message(panic)))?
+        .map_err(|e| e.to_string())?;
+    check_probabilities(&probs, inputs.len(), model.labels.len())
         .map_err(|e| format!("model returned invalid output: {e}"))?;
     Ok(probs)
+}
+
+/// What a caught panic said.
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -387,7 +387,7 @@ mod tests {
     use super::super::{EpochPoint, EvalOptions, TrainingHistory, evaluate_model};
     use super::*;
     use std::collections::HashMap;
-    use taxon_core::model::{InputLimits, ModelDescription, ModelError, TextClassifier};
+    use taxon_core::model::{Encoded, InputLimits, ModelDescription, ModelError, TextClassifier};
 
     const EVIL: &str = "<script>alert(\"x\")</script>";
 
@@ -399,15 +399,18 @@ mod tests {
         fn labels(&self) -> &[String] {
             &self.labels
         }
-        fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
-            texts
+        fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
+            Ok(Encoded::new(1, text.starts_with('s')))
+        }
+        fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
+            inputs
                 .iter()
-                .map(|t| {
-                    if t.starts_with('s') {
+                .map(|e| {
+                    Ok(if *e.input::<bool>("fixed")? {
                         vec![0.95, 0.05]
                     } else {
                         vec![0.3, 0.7]
-                    }
+                    })
                 })
                 .collect()
         }

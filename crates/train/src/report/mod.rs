@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use taxon_core::model::{ModelDescription, TextClassifier};
+use taxon_core::model::{ModelDescription, ModelError, TextClassifier};
 
 use crate::calibration::{
     self, CalibrationError, ECE_BINS, ReliabilityBin, TemperatureFile, TemperatureFit,
@@ -33,6 +33,12 @@ pub enum EvalError {
         path: PathBuf,
         #[source]
         source: CalibrationError,
+    },
+    #[error("{}: {source}", model.display())]
+    Predict {
+        model: PathBuf,
+        #[source]
+        source: ModelError,
     },
     #[error(
         "{}: model returned {found} probabilities for example {index}, expected {expected} (one per label)",
@@ -282,7 +288,12 @@ pub fn evaluate_model(
     let texts: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
     let threads = opts.threads.max(1);
     let start = Instant::now();
-    let probs = predict_probabilities(model, &texts, threads, opts.progress);
+    let probs = predict_probabilities(model, &texts, threads, opts.progress).map_err(|source| {
+        EvalError::Predict {
+            model: model_dir.to_path_buf(),
+            source,
+        }
+    })?;
     let predict_seconds = start.elapsed().as_secs_f64();
     check_shapes(&probs, k, model_dir)?;
     let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
@@ -334,7 +345,12 @@ pub fn fit_on(
         .collect();
     let texts: Vec<&str> = known.iter().map(|(t, _)| *t).collect();
     let truth: Vec<usize> = known.iter().map(|(_, y)| *y).collect();
-    let probs = predict_probabilities(model, &texts, threads.max(1), None);
+    let probs = predict_probabilities(model, &texts, threads.max(1), None).map_err(|source| {
+        EvalError::Predict {
+            model: model_dir.to_path_buf(),
+            source,
+        }
+    })?;
     check_shapes(&probs, model.labels().len(), model_dir)?;
     Ok(calibration::fit_temperature(&probs, &truth)?)
 }
@@ -375,25 +391,26 @@ fn calibration_of(
     Ok((cal, nll / known.max(1) as f64))
 }
 
-/// Probability vectors of `texts`, in order, predicted in batches over `threads` threads.
+/// Probability vectors of `texts`, in order, predicted in batches over `threads` threads; the
+/// first model error stops the scoring.
 pub fn predict_probabilities(
     model: &dyn TextClassifier,
     texts: &[&str],
     threads: usize,
     progress: Option<&(dyn Fn(u64, u64) + Sync)>,
-) -> Vec<Vec<f32>> {
+) -> Result<Vec<Vec<f32>>, ModelError> {
     const BATCH: usize = 256;
     let threads = threads.clamp(1, texts.len().max(1));
     let chunk = texts.len().div_ceil(threads).max(1);
-    let run = |part: &[&str]| -> Vec<Vec<f32>> {
+    let run = |part: &[&str]| -> Result<Vec<Vec<f32>>, ModelError> {
         let mut out = Vec::with_capacity(part.len());
         for b in part.chunks(BATCH) {
-            out.extend(model.predict_batch(b));
+            out.extend(model.predict_batch(b)?);
             if let Some(f) = progress {
                 f(b.len() as u64, texts.len() as u64);
             }
         }
-        out
+        Ok(out)
     };
     if threads == 1 {
         return run(texts);
@@ -403,10 +420,15 @@ pub fn predict_probabilities(
             .chunks(chunk)
             .map(|p| s.spawn(move || run(p)))
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        let mut out = Vec::with_capacity(texts.len());
+        for h in handles {
+            // A panicking model is a bug: it goes on as the caller's panic, never as rows.
+            let part = h
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            out.extend(part);
+        }
+        Ok(out)
     })
 }
 
@@ -462,9 +484,9 @@ pub fn read_history(dir: &Path) -> Result<Option<TrainingHistory>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use taxon_core::model::{InputLimits, ModelError};
+    use taxon_core::model::{Encoded, InputLimits};
 
-    /// A model that answers fixed probabilities keyed by text.
+    /// A model that answers fixed probabilities keyed by text, and fails on any other text.
     struct Table {
         labels: Vec<String>,
         answers: HashMap<String, Vec<f32>>,
@@ -474,8 +496,23 @@ mod tests {
         fn labels(&self) -> &[String] {
             &self.labels
         }
-        fn predict_batch(&self, texts: &[&str]) -> Vec<Vec<f32>> {
-            texts.iter().map(|t| self.answers[*t].clone()).collect()
+        fn encode(&self, text: &str) -> Result<Encoded, ModelError> {
+            Ok(Encoded::new(1, text.to_string()))
+        }
+        fn predict_encoded(&self, inputs: &[&Encoded]) -> Result<Vec<Vec<f32>>, ModelError> {
+            inputs
+                .iter()
+                .map(|e| {
+                    let text = e.input::<String>("table")?;
+                    self.answers
+                        .get(text)
+                        .cloned()
+                        .ok_or_else(|| ModelError::Inference {
+                            model_type: "table".into(),
+                            message: format!("no answer for {text:?}"),
+                        })
+                })
+                .collect()
         }
         fn save(&self, _dir: &Path) -> Result<(), ModelError> {
             Ok(())
@@ -557,7 +594,7 @@ mod tests {
         m.answers.insert("tie".into(), vec![0.5, 0.5]);
         let data = rows(&[("x", "a"), ("y", "a"), ("z", "b"), ("tie", "b"), ("y", "c")]);
         let ours = evaluate_model(&m, Path::new("m"), &data, &EvalOptions::default()).unwrap();
-        let driver = crate::driver::evaluate_model(&m, &data, 3);
+        let driver = crate::driver::evaluate_model(&m, &data, 3).unwrap();
         assert_eq!(ours.metrics, driver.metrics);
     }
 
@@ -592,6 +629,32 @@ mod tests {
         assert!((q[0] - 0.75).abs() < 1e-6);
         assert_eq!(c.reliability.iter().map(|b| b.count).sum::<u64>(), 3);
         assert!(c.nll.is_finite());
+    }
+
+    /// A model error on one text fails the evaluation (naming the model folder and what
+    /// failed), on one thread or several: no metrics from rows the model never scored.
+    #[test]
+    fn a_model_error_fails_the_evaluation() {
+        let m = model();
+        let data = rows(&[("x", "a"), ("y", "b"), ("poison", "b"), ("z", "a")]);
+        for threads in [1, 3] {
+            let opts = EvalOptions {
+                threads,
+                ..EvalOptions::default()
+            };
+            let err = evaluate_model(&m, Path::new("models/m"), &data, &opts).unwrap_err();
+            assert!(matches!(err, EvalError::Predict { .. }), "{err}");
+            let text = err.to_string();
+            assert!(
+                text.starts_with("models/m: table model: prediction failed"),
+                "{text}"
+            );
+            assert!(text.contains("no answer for \"poison\""), "{text}");
+        }
+        assert!(matches!(
+            fit_on(&m, Path::new("m"), &data, 2),
+            Err(EvalError::Predict { .. })
+        ));
     }
 
     #[test]

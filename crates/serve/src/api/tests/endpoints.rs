@@ -152,11 +152,18 @@ async fn openapi_document_and_docs_page() {
     ] {
         assert!(v["components"]["schemas"][schema].is_object(), "{schema}");
     }
+    // Both prediction routes document the model error answer.
+    for path in ["/v1/predict", "/v1/predict/batch"] {
+        let answer = &v["paths"][path]["post"]["responses"]["500"];
+        let description = answer["description"].as_str().unwrap_or_default();
+        assert!(description.starts_with("model_error"), "{path}: {answer}");
+    }
     let a = get(&s.app, "/docs").await;
     assert_eq!(a.headers["content-type"], "text/html; charset=utf-8");
     let html = a.text();
     assert!(html.contains("<code>/v1/predict/batch</code>"));
     assert!(html.contains("curl -s -X POST"));
+    assert!(html.contains("model_error: the model failed on this text"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

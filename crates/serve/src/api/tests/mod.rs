@@ -1,9 +1,11 @@
 //! HTTP tests through the router with `oneshot` (no socket): endpoints, error bodies, garbage
-//! input, cache, backpressure and hot swap, on real linear models trained in-process.
+//! input, model errors, cache, backpressure and hot swap, on real linear models trained
+//! in-process.
 
 mod cache_swap;
 mod endpoints;
 mod errors;
+mod model_errors;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
