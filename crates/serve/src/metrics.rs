@@ -95,6 +95,11 @@ struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    model_version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     name: String,
     version: String,
@@ -172,11 +177,13 @@ pub struct Metrics {
     batch_size: Histogram,
     batch_tokens: Histogram,
     queue_depth: Gauge,
+    queue_capacity: Gauge,
     queue_rejections: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
     cache_hit_ratio: Gauge<f64, AtomicU64>,
     model_info: Family<ModelLabels, Gauge>,
+    evaluated_accuracy: Family<VersionLabel, Gauge<f64, AtomicU64>>,
     model_swaps: Counter,
     model_load_failures: Counter,
     model_errors: Counter,
@@ -217,11 +224,13 @@ impl Metrics {
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let batch_tokens = Histogram::new(exponential_buckets(1.0, 2.0, 18));
         let queue_depth = Gauge::default();
+        let queue_capacity = Gauge::default();
         let queue_rejections = Counter::default();
         let cache_hits = Counter::default();
         let cache_misses = Counter::default();
         let cache_hit_ratio = Gauge::<f64, AtomicU64>::default();
         let model_info = Family::<ModelLabels, Gauge>::default();
+        let evaluated_accuracy = Family::<VersionLabel, Gauge<f64, AtomicU64>>::default();
         let model_swaps = Counter::default();
         let model_load_failures = Counter::default();
         let model_errors = Counter::default();
@@ -261,6 +270,11 @@ impl Metrics {
             queue_depth.clone(),
         );
         registry.register(
+            "taxon_queue_capacity",
+            "Texts the queue admits at most (--queue-size); beyond, requests are refused with 503",
+            queue_capacity.clone(),
+        );
+        registry.register(
             "taxon_queue_rejections",
             "Requests refused with 503 because the queue was full",
             queue_rejections.clone(),
@@ -284,6 +298,11 @@ impl Metrics {
             "taxon_model_info",
             "The model being served (value 1)",
             model_info.clone(),
+        );
+        registry.register(
+            "taxon_model_evaluated_accuracy",
+            "The served model version's accuracy on its validation data when trained (metrics.json); absent when none was recorded",
+            evaluated_accuracy.clone(),
         );
         registry.register(
             "taxon_model_swaps",
@@ -371,11 +390,13 @@ impl Metrics {
             batch_size,
             batch_tokens,
             queue_depth,
+            queue_capacity,
             queue_rejections,
             cache_hits,
             cache_misses,
             cache_hit_ratio,
             model_info,
+            evaluated_accuracy,
             model_swaps,
             model_load_failures,
             model_errors,
@@ -456,6 +477,12 @@ impl Metrics {
         InflightGuard(self.connections_open.clone())
     }
 
+    /// The queue's capacity in texts, as exported.
+    pub fn set_queue_capacity(&self, capacity: usize) {
+        self.queue_capacity
+            .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+    }
+
     /// The connection cap, as exported.
     pub fn set_max_connections(&self, max: usize) {
         self.connections_max
@@ -510,14 +537,31 @@ impl Metrics {
         }
     }
 
-    /// A new model is served (also called for the first one, without counting a swap).
-    pub fn model_served(&self, previous: Option<(&str, &str)>, name: &str, version: &str) {
+    /// A new model is served (also called for the first one, without counting a swap), with
+    /// the accuracy recorded for it when trained, if any.
+    pub fn model_served(
+        &self,
+        previous: Option<(&str, &str)>,
+        name: &str,
+        version: &str,
+        evaluated_accuracy: Option<f64>,
+    ) {
         if let Some((old_name, old_version)) = previous {
             self.model_info.remove(&ModelLabels {
                 name: old_name.to_string(),
                 version: old_version.to_string(),
             });
             self.model_swaps.inc();
+        }
+        // Only the served version's: the old one's goes with it, and a model with none
+        // recorded exports none.
+        self.evaluated_accuracy.clear();
+        if let Some(accuracy) = evaluated_accuracy {
+            self.evaluated_accuracy
+                .get_or_create(&VersionLabel {
+                    model_version: version.to_string(),
+                })
+                .set(accuracy);
         }
         self.model_info
             .get_or_create(&ModelLabels {
@@ -604,10 +648,11 @@ mod tests {
         m.observe_batch(3, 12);
         m.cache_lookup(true);
         m.cache_lookup(false);
-        m.model_served(None, "news", "abc");
-        m.model_served(Some(("news", "abc")), "news", "def");
+        m.model_served(None, "news", "abc", Some(0.75));
+        m.model_served(Some(("news", "abc")), "news", "def", Some(0.875));
         m.model_error();
         m.set_max_connections(64);
+        m.set_queue_capacity(1024);
         m.observe_cache(1234, 4096);
         m.unreadable_text(false);
         m.login_limited("user_backoff");
@@ -622,11 +667,13 @@ mod tests {
             "taxon_batch_size_sum 3",
             "taxon_batch_tokens_sum 12",
             "taxon_queue_depth 5",
+            "taxon_queue_capacity 1024",
             "taxon_queue_rejections_total 0",
             "taxon_cache_hits_total 1",
             "taxon_cache_misses_total 1",
             "taxon_cache_hit_ratio 0.5",
             "taxon_model_info{name=\"news\",version=\"def\"} 1",
+            "taxon_model_evaluated_accuracy{model_version=\"def\"} 0.875",
             "taxon_model_swaps_total 1",
             "taxon_model_load_failures_total 0",
             "taxon_model_errors_total 1",
@@ -651,6 +698,21 @@ mod tests {
         );
         assert!(text.contains(&kernels), "{kernels} missing from\n{text}");
         assert_eq!(m.batches(), (3, 1));
+    }
+
+    #[test]
+    fn evaluated_accuracy_follows_the_served_version() {
+        let m = Metrics::new();
+        m.model_served(None, "news", "v1", Some(0.9));
+        assert!(
+            m.render(0)
+                .contains("taxon_model_evaluated_accuracy{model_version=\"v1\"} 0.9")
+        );
+        // A version trained without validation data exports no accuracy, not the old one's.
+        m.model_served(Some(("news", "v1")), "news", "v2", None);
+        let text = m.render(0);
+        assert!(!text.contains("taxon_model_evaluated_accuracy{"), "{text}");
+        assert!(text.contains("taxon_model_info{name=\"news\",version=\"v2\"} 1"));
     }
 
     #[test]
