@@ -448,6 +448,22 @@ impl Metrics {
         InflightGuard(self.inflight.clone())
     }
 
+    /// Auth is on: every login limit's series starts at 0, so the first refusal is an increase
+    /// (a counter series born at 1 shows no `increase()` in Prometheus).
+    pub fn auth_on(&self) {
+        let zero = Duration::ZERO;
+        for limited in [
+            taxon_auth::Limited::Client(zero),
+            taxon_auth::Limited::User(zero),
+            taxon_auth::Limited::Backoff(zero),
+            taxon_auth::Limited::Saturated,
+        ] {
+            self.login_limited.get_or_create_owned(&LimitLabel {
+                limit: limited.label(),
+            });
+        }
+    }
+
     /// A login refused by the rate limit named `limit`.
     pub fn login_limited(&self, limit: &'static str) {
         self.login_limited
@@ -713,6 +729,24 @@ mod tests {
         let text = m.render(0);
         assert!(!text.contains("taxon_model_evaluated_accuracy{"), "{text}");
         assert!(text.contains("taxon_model_info{name=\"news\",version=\"v2\"} 1"));
+    }
+
+    #[test]
+    fn login_limits_start_at_zero_when_auth_is_on() {
+        let m = Metrics::new();
+        assert!(!m.render(0).contains("taxon_login_limited_total{"));
+        m.auth_on();
+        m.login_limited("user_client");
+        let text = m.render(0);
+        for (limit, n) in [
+            ("client", 0),
+            ("user_client", 1),
+            ("user_backoff", 0),
+            ("saturated", 0),
+        ] {
+            let line = format!("taxon_login_limited_total{{limit=\"{limit}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]

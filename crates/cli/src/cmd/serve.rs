@@ -429,6 +429,7 @@ async fn serve(
                 auth.config().token_ttl.as_secs(),
                 args.users_db.display()
             ));
+            state.metrics().auth_on();
             let counted = state.clone();
             auth.on_limited(move |limit| counted.metrics().login_limited(limit.label()));
             taxon_serve::router(
