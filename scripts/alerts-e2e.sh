@@ -78,7 +78,8 @@ trap 'exit 130' INT TERM
 # start NAME COMMAND...: in a new process group (setsid), output to $WORK/NAME.log.
 start() {
   local name="$1"; shift
-  setsid "$@" >"$WORK/$name.log" 2>&1 &
+  : >"$WORK/$name.log"  # exists before anyone reads it
+  setsid "$@" >>"$WORK/$name.log" 2>&1 &
   PIDS+=("$!")
 }
 
