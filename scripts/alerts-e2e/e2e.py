@@ -342,8 +342,11 @@ def cmd_run(a):
             if name in ALLOWED_ABSENT:
                 continue
             problems.append(f"{where}: metric {name} is not on taxon's /metrics")
-    # Series the run made sure exist: these must have data.
-    for expr in ['job:taxon_requests:rate5m', 'job_route:taxon_request_duration_seconds:p99_5m{route="/v1/predict/batch"}',
+    # Series the run made sure exist: these must have data (the join checks that live accuracy
+    # and evaluated accuracy carry the same labels, or TaxonLiveAccuracyBelowEvaluated could
+    # never fire).
+    for expr in ['taxon_model_evaluated_accuracy - on (job, instance, model_version) model_accuracy',
+                 'job:taxon_requests:rate5m', 'job_route:taxon_request_duration_seconds:p99_5m{route="/v1/predict/batch"}',
                  'job:taxon_queue:saturation', 'job_version_result:predictions:rate5m', 'taxon_drift_score',
                  'taxon_live_recall']:
         status, result = query(a.prometheus, expr)
