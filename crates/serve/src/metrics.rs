@@ -95,6 +95,11 @@ struct RouteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    model_version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     name: String,
     version: String,
@@ -199,11 +204,13 @@ pub struct Metrics {
     batch_size: Histogram,
     batch_tokens: Histogram,
     queue_depth: Gauge,
+    queue_capacity: Gauge,
     queue_rejections: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
     cache_hit_ratio: Gauge<f64, AtomicU64>,
     model_info: Family<ModelLabels, Gauge>,
+    evaluated_accuracy: Family<VersionLabel, Gauge<f64, AtomicU64>>,
     model_swaps: Counter,
     model_load_failures: Counter,
     model_errors: Counter,
@@ -249,11 +256,13 @@ impl Metrics {
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let batch_tokens = Histogram::new(exponential_buckets(1.0, 2.0, 18));
         let queue_depth = Gauge::default();
+        let queue_capacity = Gauge::default();
         let queue_rejections = Counter::default();
         let cache_hits = Counter::default();
         let cache_misses = Counter::default();
         let cache_hit_ratio = Gauge::<f64, AtomicU64>::default();
         let model_info = Family::<ModelLabels, Gauge>::default();
+        let evaluated_accuracy = Family::<VersionLabel, Gauge<f64, AtomicU64>>::default();
         let model_swaps = Counter::default();
         let model_load_failures = Counter::default();
         let model_errors = Counter::default();
@@ -297,6 +306,11 @@ impl Metrics {
             queue_depth.clone(),
         );
         registry.register(
+            "taxon_queue_capacity",
+            "Texts the queue admits at most (--queue-size); beyond, requests are refused with 503",
+            queue_capacity.clone(),
+        );
+        registry.register(
             "taxon_queue_rejections",
             "Requests refused with 503 because the queue was full",
             queue_rejections.clone(),
@@ -320,6 +334,11 @@ impl Metrics {
             "taxon_model_info",
             "The model being served (value 1)",
             model_info.clone(),
+        );
+        registry.register(
+            "taxon_model_evaluated_accuracy",
+            "The served model version's accuracy on its validation data when trained (metrics.json); absent when none was recorded",
+            evaluated_accuracy.clone(),
         );
         registry.register(
             "taxon_model_swaps",
@@ -427,11 +446,13 @@ impl Metrics {
             batch_size,
             batch_tokens,
             queue_depth,
+            queue_capacity,
             queue_rejections,
             cache_hits,
             cache_misses,
             cache_hit_ratio,
             model_info,
+            evaluated_accuracy,
             model_swaps,
             model_load_failures,
             model_errors,
@@ -496,6 +517,22 @@ impl Metrics {
     pub fn inflight(&self) -> InflightGuard {
         self.inflight.inc();
         InflightGuard(self.inflight.clone())
+    }
+
+    /// Auth is on: every login limit's series starts at 0, so the first refusal is an increase
+    /// (a counter series born at 1 shows no `increase()` in Prometheus).
+    pub fn auth_on(&self) {
+        let zero = Duration::ZERO;
+        for limited in [
+            taxon_auth::Limited::Client(zero),
+            taxon_auth::Limited::User(zero),
+            taxon_auth::Limited::Backoff(zero),
+            taxon_auth::Limited::Saturated,
+        ] {
+            self.login_limited.get_or_create_owned(&LimitLabel {
+                limit: limited.label(),
+            });
+        }
     }
 
     /// A login refused by the rate limit named `limit`.
@@ -578,6 +615,12 @@ impl Metrics {
         InflightGuard(self.connections_open.clone())
     }
 
+    /// The queue's capacity in texts, as exported.
+    pub fn set_queue_capacity(&self, capacity: usize) {
+        self.queue_capacity
+            .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+    }
+
     /// The connection cap, as exported.
     pub fn set_max_connections(&self, max: usize) {
         self.connections_max
@@ -632,14 +675,31 @@ impl Metrics {
         }
     }
 
-    /// A new model is served (also called for the first one, without counting a swap).
-    pub fn model_served(&self, previous: Option<(&str, &str)>, name: &str, version: &str) {
+    /// A new model is served (also called for the first one, without counting a swap), with
+    /// the accuracy recorded for it when trained, if any.
+    pub fn model_served(
+        &self,
+        previous: Option<(&str, &str)>,
+        name: &str,
+        version: &str,
+        evaluated_accuracy: Option<f64>,
+    ) {
         if let Some((old_name, old_version)) = previous {
             self.model_info.remove(&ModelLabels {
                 name: old_name.to_string(),
                 version: old_version.to_string(),
             });
             self.model_swaps.inc();
+        }
+        // Only the served version's: the old one's goes with it, and a model with none
+        // recorded exports none.
+        self.evaluated_accuracy.clear();
+        if let Some(accuracy) = evaluated_accuracy {
+            self.evaluated_accuracy
+                .get_or_create(&VersionLabel {
+                    model_version: version.to_string(),
+                })
+                .set(accuracy);
         }
         self.model_info
             .get_or_create(&ModelLabels {
@@ -736,10 +796,11 @@ mod tests {
         m.observe_batch(3, 12);
         m.cache_lookup(true);
         m.cache_lookup(false);
-        m.model_served(None, "news", "abc");
-        m.model_served(Some(("news", "abc")), "news", "def");
+        m.model_served(None, "news", "abc", Some(0.75));
+        m.model_served(Some(("news", "abc")), "news", "def", Some(0.875));
         m.model_error();
         m.set_max_connections(64);
+        m.set_queue_capacity(1024);
         m.observe_cache(1234, 4096);
         m.unreadable_text(false);
         m.login_limited("user_backoff");
@@ -762,11 +823,13 @@ mod tests {
             "taxon_batch_size_sum 3",
             "taxon_batch_tokens_sum 12",
             "taxon_queue_depth 5",
+            "taxon_queue_capacity 1024",
             "taxon_queue_rejections_total 0",
             "taxon_cache_hits_total 1",
             "taxon_cache_misses_total 1",
             "taxon_cache_hit_ratio 0.5",
             "taxon_model_info{name=\"news\",version=\"def\"} 1",
+            "taxon_model_evaluated_accuracy{model_version=\"def\"} 0.875",
             "taxon_model_swaps_total 1",
             "taxon_model_load_failures_total 0",
             "taxon_model_errors_total 1",
@@ -808,6 +871,39 @@ mod tests {
             (2, 0, 0)
         );
         assert_eq!((t.auth_failures, t.login_limited), (8, 1));
+    }
+
+    #[test]
+    fn evaluated_accuracy_follows_the_served_version() {
+        let m = Metrics::new();
+        m.model_served(None, "news", "v1", Some(0.9));
+        assert!(
+            m.render(0)
+                .contains("taxon_model_evaluated_accuracy{model_version=\"v1\"} 0.9")
+        );
+        // A version trained without validation data exports no accuracy, not the old one's.
+        m.model_served(Some(("news", "v1")), "news", "v2", None);
+        let text = m.render(0);
+        assert!(!text.contains("taxon_model_evaluated_accuracy{"), "{text}");
+        assert!(text.contains("taxon_model_info{name=\"news\",version=\"v2\"} 1"));
+    }
+
+    #[test]
+    fn login_limits_start_at_zero_when_auth_is_on() {
+        let m = Metrics::new();
+        assert!(!m.render(0).contains("taxon_login_limited_total{"));
+        m.auth_on();
+        m.login_limited("user_client");
+        let text = m.render(0);
+        for (limit, n) in [
+            ("client", 0),
+            ("user_client", 1),
+            ("user_backoff", 0),
+            ("saturated", 0),
+        ] {
+            let line = format!("taxon_login_limited_total{{limit=\"{limit}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct LoadedModel {
     pub dir: PathBuf,
     /// Seconds spent warming up.
     pub warmup_seconds: f64,
+    /// The accuracy recorded for this model when it was trained (`validation.accuracy` of the
+    /// folder's `metrics.json`), when recorded: exported as `taxon_model_evaluated_accuracy`.
+    pub evaluated_accuracy: Option<f64>,
     classifier: Box<dyn TextClassifier>,
 }
 
@@ -116,6 +119,7 @@ impl LoadedModel {
             loaded_at: SystemTime::now(),
             dir: source.dir.clone(),
             warmup_seconds: started.elapsed().as_secs_f64(),
+            evaluated_accuracy: evaluated_accuracy(&source.dir),
             classifier,
         })
     }
@@ -151,6 +155,39 @@ impl LoadedModel {
         self.input
             .max_tokens
             .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX))
+    }
+}
+
+/// The validation accuracy `taxon train` recorded in `dir/metrics.json` (`validation.accuracy`,
+/// a share in 0..=1). `None` when the file is absent or records none (no validation data); an
+/// unreadable file or a value outside 0..=1 is warned about and ignored: the model still serves.
+pub fn evaluated_accuracy(dir: &Path) -> Option<f64> {
+    let path = dir.join("metrics.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!("{}: {e}; no evaluated accuracy exported", path.display());
+            return None;
+        }
+    };
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!("{}: {e}; no evaluated accuracy exported", path.display());
+            return None;
+        }
+    };
+    let accuracy = value.get("validation")?.get("accuracy")?;
+    match accuracy.as_f64() {
+        Some(a) if (0.0..=1.0).contains(&a) => Some(a),
+        _ => {
+            tracing::warn!(
+                "{}: validation.accuracy is {accuracy}, not a share in 0..=1; no evaluated accuracy exported",
+                path.display()
+            );
+            None
+        }
     }
 }
 
@@ -221,5 +258,25 @@ mod tests {
         assert!(err.contains("1 probabilities for 2 labels"), "{err}");
         let err = check_probabilities::<Vec<f32>>(&[], 1, 2).unwrap_err();
         assert!(err.contains("0 probability vectors for 1 texts"), "{err}");
+    }
+
+    #[test]
+    fn evaluated_accuracy_is_the_recorded_validation_accuracy() {
+        let dir = tempfile::tempdir().unwrap();
+        // No metrics.json: nothing recorded.
+        assert_eq!(evaluated_accuracy(dir.path()), None);
+        let write = |text: &str| std::fs::write(dir.path().join("metrics.json"), text).unwrap();
+        write(
+            r#"{"model_type": "linear", "validation": {"examples": 20, "accuracy": 0.85, "macro_f1": 0.8}}"#,
+        );
+        assert_eq!(evaluated_accuracy(dir.path()), Some(0.85));
+        // Trained without validation data.
+        write(r#"{"model_type": "linear", "validation": null}"#);
+        assert_eq!(evaluated_accuracy(dir.path()), None);
+        // Not a share, or not JSON: ignored.
+        write(r#"{"validation": {"accuracy": 85}}"#);
+        assert_eq!(evaluated_accuracy(dir.path()), None);
+        write("not json");
+        assert_eq!(evaluated_accuracy(dir.path()), None);
     }
 }

@@ -112,6 +112,7 @@ impl Reloader {
             }
         };
         let now = identity(&loaded);
+        let evaluated_accuracy = loaded.evaluated_accuracy;
         tracing::info!(
             name = %loaded.name,
             version = %loaded.version,
@@ -126,6 +127,7 @@ impl Reloader {
             Some((&previous.name, &previous.version)),
             &now.name,
             &now.version,
+            evaluated_accuracy,
         );
         Ok(ReloadOutcome {
             previous,

@@ -93,7 +93,8 @@ impl AppState {
         let wanted = reload::current(&source).await?;
         let model = reload::load(&source, &loader, wanted).await?;
         let metrics = Arc::new(Metrics::new());
-        metrics.model_served(None, &model.name, &model.version);
+        metrics.set_queue_capacity(config.queue_capacity);
+        metrics.model_served(None, &model.name, &model.version, model.evaluated_accuracy);
         let kernels = taxon_kernels::paths();
         tracing::info!(
             int8 = kernels.int8,

@@ -468,6 +468,7 @@ async fn serve(
                 auth.config().token_ttl.as_secs(),
                 args.users_db.display()
             ));
+            state.metrics().auth_on();
             let counted = state.clone();
             auth.on_limited(move |limit| counted.metrics().login_limited(limit.label()));
             let counted = state.clone();
