@@ -519,8 +519,9 @@ impl Metrics {
         InflightGuard(self.inflight.clone())
     }
 
-    /// Auth is on: every login limit's series starts at 0, so the first refusal is an increase
-    /// (a counter series born at 1 shows no `increase()` in Prometheus).
+    /// Auth is on: every login limit's and every auth failure reason's series starts at 0, so
+    /// the first refusal is an increase (a counter series born at 1 shows no `increase()` in
+    /// Prometheus).
     pub fn auth_on(&self) {
         let zero = Duration::ZERO;
         for limited in [
@@ -531,6 +532,11 @@ impl Metrics {
         ] {
             self.login_limited.get_or_create_owned(&LimitLabel {
                 limit: limited.label(),
+            });
+        }
+        for failure in taxon_auth::AuthFailure::ALL {
+            self.auth_failures.get_or_create_owned(&ReasonLabel {
+                reason: failure.label(),
             });
         }
     }
@@ -902,6 +908,13 @@ mod tests {
             ("saturated", 0),
         ] {
             let line = format!("taxon_login_limited_total{{limit=\"{limit}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        for failure in taxon_auth::AuthFailure::ALL {
+            let line = format!(
+                "taxon_auth_failures_total{{reason=\"{}\"}} 0\n",
+                failure.label()
+            );
             assert!(text.contains(&line), "{line} missing from\n{text}");
         }
     }
