@@ -10,7 +10,7 @@
 #        CARGO_TARGET_DIR, SERVER_THREADS=2, CONCURRENCIES="1 8 32" (empty: no closed loops),
 #        OVERLOAD_MODEL=lstm (or linear: the HTTP-bound variant), OVERLOAD_QUEUE (128 texts for
 #        lstm, 256 for linear), OVERLOAD_CONCURRENCY=512, OVERLOAD_FACTOR=2, LSTM_EPOCHS=1,
-#        SKIP_OVERLOAD=1, SKIP_SWAP=1, MONITOR_ROUNDS=2 (off/on pairs of the monitoring cost
+#        SKIP_OVERLOAD=1, SKIP_SWAP=1, MONITOR_ROUNDS=2 (off/on/log triples of the monitoring cost
 #        step at concurrency 32; 0 skips it), SWAP_AFTER=10 (seconds into the swap run's window),
 #        SERVE_ARGS (extra flags for every `taxon serve`), OVERLOAD_SERVE_ARGS (extra flags for
 #        the overload server only), TAXON_BIN / LOADGEN_BIN (prebuilt binaries instead of a
@@ -229,20 +229,22 @@ if (( ${MONITOR_ROUNDS:-2} > 0 )); then
     "$TAXON" -q monitor profile "$W/model" "$DATA/test.jsonl" >&2
     MON=()
     for round in $(seq 1 "${MONITOR_ROUNDS:-2}"); do
-        for mode in off on; do
-            if [[ $mode == off ]]; then
-                MARGS=(--no-monitor)
-            else
-                rm -rf "$W/predlog"
-                MARGS=(--prediction-log "$W/predlog")
-            fi
+        for mode in off on log; do
+            case $mode in
+                off) MARGS=(--no-monitor) ;;
+                on) MARGS=() ;;
+                log)
+                    rm -rf "$W/predlog"
+                    MARGS=(--prediction-log "$W/predlog")
+                    ;;
+            esac
             start_server "monitor-$mode" "$TAXON" serve --model "$W/model" --port 0 \
                 --threads "$SERVER_THREADS" --cache-size 0 "${MARGS[@]}" "${EXTRA[@]}" || exit 1
             log "4b. monitoring $mode, round $round: closed loop, concurrency 32, $DURATION"
             "$LOADGEN" --url "$BASE/v1/predict" --texts "$W/texts.txt" --concurrency 32 \
                 --duration "$DURATION" --warmup 2s --server-pid "$SERVER_PID" --json \
                 > "$W/monitor_${mode}_$round.json"
-            if [[ $mode == on ]]; then
+            if [[ $mode != off ]]; then
                 curl -s "$BASE/metrics" | grep -E '^(taxon_prediction_log_(written|dropped)_total|taxon_drift_detected)' >&2 || true
             fi
             stop_server
@@ -251,20 +253,21 @@ if (( ${MONITOR_ROUNDS:-2} > 0 )); then
     done
     MONITOR_TABLE=$(python3 - "${MON[@]}" <<'PY'
 import json, sys, statistics
-rows = {"off": [], "on": []}
+rows = {"off": [], "on": [], "log": []}
 print("| monitoring | round | req/s (2xx) | p50 | p99 | failed | server RSS max |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for path in sys.argv[1:]:
     r = json.load(open(path))
-    mode = "on" if "_on_" in path else "off"
+    mode = path.rsplit("/", 1)[-1].split("_")[1]
     rnd = path.rsplit("_", 1)[1].split(".")[0]
     rows[mode].append(r["ok_rps"])
     rss = ((r.get("server") or {}).get("rss") or {}).get("max_kib")
     rss = f"{rss / 1024:.0f} MiB" if rss else "-"
     l = r["latency_ok"]
     print(f"| {mode} | {rnd} | {r['ok_rps']:,.0f} | {l['p50_us'] / 1000:.2f} ms | {l['p99_us'] / 1000:.2f} ms | {r['failed']:,} | {rss} |")
-off, on = statistics.median(rows["off"]), statistics.median(rows["on"])
+off, on, log = (statistics.median(rows[m]) for m in ("off", "on", "log"))
 print(f"\nmonitoring on / off (medians): {on:,.0f} / {off:,.0f} req/s = {on / off * 100:.1f}% (target >= 95%)")
+print(f"monitoring on + prediction log of every prediction / off: {log:,.0f} / {off:,.0f} req/s = {log / off * 100:.1f}%")
 PY
 )
 fi
@@ -514,8 +517,9 @@ $DURATION per row after a 2 s warmup.
 
 $CLOSED_TABLE
 
-What monitoring costs (concurrency 32, the same closed loop, \`--no-monitor\` against the
-defaults plus \`--prediction-log\`, alternating):
+What monitoring costs (concurrency 32, the same closed loop, alternating: \`off\` is
+\`--no-monitor\`, \`on\` the defaults (feedback memory, counters, latency summary, online
+drift), \`log\` the defaults plus \`--prediction-log\` of every prediction):
 
 $MONITOR_TABLE
 

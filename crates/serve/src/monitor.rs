@@ -95,10 +95,19 @@ impl Eq for TextKey {}
 
 /// A remembered prediction.
 struct Recent {
+    version: std::sync::Arc<Served>,
+    predicted: usize,
+}
+
+/// What every prediction of one model version shares, made once per version so the hot path
+/// neither allocates names nor looks up label sets: the names, the labels, and the handle of
+/// each label's `predictions_total` counter.
+struct Served {
     model: String,
     version: String,
     labels: std::sync::Arc<[String]>,
-    predicted: usize,
+    /// `predictions_total{model_version, result}` per label, in label order.
+    counters: Vec<Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -283,7 +292,7 @@ pub struct Monitoring {
     log: Option<LogWriter>,
     recent: Mutex<LruCache<String, Recent>>,
     /// Label lists by model version, shared by the remembered predictions.
-    labels: Mutex<HashMap<String, std::sync::Arc<[String]>>>,
+    served: Mutex<HashMap<String, std::sync::Arc<Served>>>,
     live: Mutex<HashMap<String, LiveAccuracy>>,
     registry: Registry,
     accuracy: Family<VersionLabel, Gauge<f64, AtomicU64>>,
@@ -400,7 +409,7 @@ impl Monitoring {
         let cap = NonZeroUsize::new(config.feedback_capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             recent: Mutex::new(LruCache::new(cap)),
-            labels: Mutex::new(HashMap::new()),
+            served: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             config,
             log,
@@ -423,14 +432,34 @@ impl Monitoring {
         })
     }
 
-    fn labels_of(&self, model: &LoadedModel) -> std::sync::Arc<[String]> {
+    fn served(&self, model: &LoadedModel) -> std::sync::Arc<Served> {
         let mut map = self
-            .labels
+            .served
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(model.version.clone())
-            .or_insert_with(|| model.labels.clone().into())
-            .clone()
+        if let Some(s) = map.get(&model.version) {
+            return std::sync::Arc::clone(s);
+        }
+        let counters = model
+            .labels
+            .iter()
+            .map(|l| {
+                self.predictions
+                    .get_or_create(&PredictionLabels {
+                        model_version: model.version.clone(),
+                        result: l.clone(),
+                    })
+                    .clone()
+            })
+            .collect();
+        let served = std::sync::Arc::new(Served {
+            model: model.name.clone(),
+            version: model.version.clone(),
+            labels: model.labels.clone().into(),
+            counters,
+        });
+        map.insert(model.version.clone(), std::sync::Arc::clone(&served));
+        served
     }
 
     /// Whether this prediction goes to the log (every 1/share-th one, spread evenly).
@@ -468,13 +497,11 @@ impl Monitoring {
             return;
         }
         let predicted = top(o.probs);
-        let labels = self.labels_of(o.model);
-        self.predictions
-            .get_or_create(&PredictionLabels {
-                model_version: o.model.version.clone(),
-                result: labels.get(predicted).cloned().unwrap_or_default(),
-            })
-            .inc();
+        let served = self.served(o.model);
+        let labels = &served.labels;
+        if let Some(c) = served.counters.get(predicted) {
+            c.inc();
+        }
         if let Some(tokens) = o.tokens {
             {
                 let mut l = self
@@ -520,9 +547,7 @@ impl Monitoring {
             }
         }
         let recent = Recent {
-            model: o.model.name.clone(),
-            version: o.model.version.clone(),
-            labels,
+            version: served,
             predicted,
         };
         self.recent
@@ -540,12 +565,12 @@ impl Monitoring {
         let r = recent
             .peek(request_id)
             .ok_or_else(|| FeedbackError::UnknownRequest(request_id.to_string()))?;
-        if r.labels.iter().any(|l| l == label) {
+        if r.version.labels.iter().any(|l| l == label) {
             Ok(())
         } else {
             Err(FeedbackError::UnknownLabel {
                 label: label.to_string(),
-                known: r.labels.to_vec(),
+                known: r.version.labels.to_vec(),
             })
         }
     }
@@ -562,9 +587,9 @@ impl Monitoring {
                 .get(request_id)
                 .ok_or_else(|| FeedbackError::UnknownRequest(request_id.to_string()))?;
             (
-                r.model.clone(),
-                r.version.clone(),
-                std::sync::Arc::clone(&r.labels),
+                r.version.model.clone(),
+                r.version.version.clone(),
+                std::sync::Arc::clone(&r.version.labels),
                 r.predicted,
             )
         };
