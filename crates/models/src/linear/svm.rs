@@ -14,10 +14,9 @@
 //! validation data `c` is 1 and the temperature is fitted on the training texts (and so is
 //! overconfident). (3) For the monitor's reference profile, once the model is trained, refit
 //! [`FOLDS`] more times, each without one fold of the texts (loose tolerance, warm-started from
-//! step 2), so every labelled
-//! text is scored once by a model that never saw it, with the vocabulary the other texts give
-//! (see `cross_fit`): the profile then describes what the served model does on new text (see
-//! [`training::HeldOut`]).
+//! step 2), so every labelled text is scored once by a model that never saw it, with the
+//! vocabulary the other texts give (see `cross_fit`): the profile then describes what the
+//! served model does on new text (see [`training::HeldOut`]).
 //!
 //! The model keeps the `linear` format: `dim` is the number of labels, `input` row `r` holds
 //! feature `r`'s weight in each label's SVM, the intercept is the row of [`super::BIAS_KEY`],
