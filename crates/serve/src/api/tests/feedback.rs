@@ -196,32 +196,49 @@ async fn texts_stay_out_of_the_log_without_opt_in() {
     assert!(!raw.contains("striker"), "{raw}");
 }
 
+/// Writes `model_dir`'s reference profile from `texts` (the model on them), then serves it
+/// with cache off and `monitor`; returns the app and the served version.
+async fn serve_profiled(
+    model_dir: &Path,
+    texts: &[String],
+    monitor: MonitorConfig,
+) -> (axum::Router, String) {
+    let model = taxon_models::load(model_dir).unwrap();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let model_type = model.describe().model_type;
+    let mut profile = taxon_monitor::Profile::new(&model_type, model.labels(), "test");
+    profile.observe_texts(model.as_ref(), &refs, 64).unwrap();
+    profile.write_to_model(model_dir).unwrap();
+    let source = Arc::new(DirSource::new(model_dir).unwrap());
+    let config = ServeConfig {
+        cache_capacity: 0,
+        monitor,
+        ..ServeConfig::default()
+    };
+    let state = AppState::start(source, config).await.unwrap();
+    let version = state.model().version.clone();
+    (crate::api::app(state), version)
+}
+
+/// Texts like the test model's training data.
+fn news_texts() -> Vec<String> {
+    (0..200)
+        .map(|i| format!("{} {}", if i % 2 == 0 { SPORT } else { BUSINESS }, i % 20))
+        .collect()
+}
+
 #[tokio::test]
 async fn online_window_drifts_on_unknown_words_against_the_models_profile() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("news");
     crate::testing::train_model(&model_dir, &["sport", "business"], 1);
     // The reference profile: the model on texts like its training data.
-    let model = taxon_models::load(&model_dir).unwrap();
-    let texts: Vec<String> = (0..200)
-        .map(|i| format!("{} {}", if i % 2 == 0 { SPORT } else { BUSINESS }, i % 20))
-        .collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut profile = taxon_monitor::Profile::new("linear", model.labels(), "test");
-    profile.observe_texts(model.as_ref(), &refs, 64).unwrap();
-    profile.write_to_model(&model_dir).unwrap();
-    let source = Arc::new(DirSource::new(&model_dir).unwrap());
-    let config = ServeConfig {
-        cache_capacity: 0,
-        monitor: MonitorConfig {
-            drift_window: 100,
-            ..MonitorConfig::default()
-        },
-        ..ServeConfig::default()
+    let texts = news_texts();
+    let monitor = MonitorConfig {
+        drift_window: 100,
+        ..MonitorConfig::default()
     };
-    let state = AppState::start(source, config).await.unwrap();
-    let app = crate::api::app(state.clone());
-    let version = state.model().version.clone();
+    let (app, version) = serve_profiled(&model_dir, &texts, monitor).await;
     for t in &texts[..100] {
         predict(&app, t).await;
     }
@@ -254,7 +271,6 @@ async fn a_bert_window_watches_the_projected_embedding() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("bert");
     crate::testing::write_tiny_bert(&model_dir, 16);
-    let model = taxon_models::load(&model_dir).unwrap();
     let news = |i: usize| {
         let w = &crate::testing::BERT_WORDS;
         format!(
@@ -266,22 +282,13 @@ async fn a_bert_window_watches_the_projected_embedding() {
         )
     };
     let texts: Vec<String> = (0..200).map(news).collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut profile = taxon_monitor::Profile::new("bert", model.labels(), "test");
-    profile.observe_texts(model.as_ref(), &refs, 64).unwrap();
-    assert!(profile.projection.is_some());
-    profile.write_to_model(&model_dir).unwrap();
-    let source = Arc::new(DirSource::new(&model_dir).unwrap());
-    let config = ServeConfig {
-        cache_capacity: 0,
-        monitor: MonitorConfig {
-            drift_window: 100,
-            ..MonitorConfig::default()
-        },
-        ..ServeConfig::default()
+    let monitor = MonitorConfig {
+        drift_window: 100,
+        ..MonitorConfig::default()
     };
-    let state = AppState::start(source, config).await.unwrap();
-    let app = crate::api::app(state.clone());
+    let (app, _) = serve_profiled(&model_dir, &texts, monitor).await;
+    let profile = taxon_monitor::Profile::read_from_model(&model_dir).unwrap();
+    assert!(profile.projection.is_some());
     let embedding0 = |m: &str| metric(m, "taxon_drift_score{feature=\"embedding:0\"");
     for t in &texts[..100] {
         predict(&app, t).await;
@@ -302,27 +309,13 @@ async fn a_time_window_forgets_old_predictions() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = dir.path().join("news");
     crate::testing::train_model(&model_dir, &["sport", "business"], 1);
-    let model = taxon_models::load(&model_dir).unwrap();
-    let texts: Vec<String> = (0..200)
-        .map(|i| format!("{} {}", if i % 2 == 0 { SPORT } else { BUSINESS }, i % 20))
-        .collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut profile = taxon_monitor::Profile::new("linear", model.labels(), "test");
-    profile.observe_texts(model.as_ref(), &refs, 64).unwrap();
-    profile.write_to_model(&model_dir).unwrap();
-    let source = Arc::new(DirSource::new(&model_dir).unwrap());
-    let config = ServeConfig {
-        cache_capacity: 0,
-        monitor: MonitorConfig {
-            drift_window: 1_000,
-            drift_window_seconds: 1,
-            ..MonitorConfig::default()
-        },
-        ..ServeConfig::default()
+    let texts = news_texts();
+    let monitor = MonitorConfig {
+        drift_window: 1_000,
+        drift_window_seconds: 1,
+        ..MonitorConfig::default()
     };
-    let state = AppState::start(source, config).await.unwrap();
-    let app = crate::api::app(state.clone());
-    let version = state.model().version.clone();
+    let (app, version) = serve_profiled(&model_dir, &texts, monitor).await;
     let detected = |m: &str, v: u8| {
         m.contains(&format!(
             "taxon_drift_detected{{model_version=\"{version}\"}} {v}"
