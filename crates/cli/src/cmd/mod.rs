@@ -5,6 +5,7 @@ pub mod data;
 pub mod eval;
 pub mod model;
 pub mod monitor;
+pub mod pipeline;
 pub mod predict;
 pub mod quickstart;
 pub mod registry;
@@ -61,6 +62,10 @@ pub enum Command {
     /// (`list`), a test notice to every channel of a config (`test`).
     #[command(subcommand)]
     Alerts(alerts::AlertsCmd),
+    /// DVC pipelines (dvc.yaml, params.yaml, dvc.lock): run the stages that changed, status,
+    /// the stage graph, and `init` for the standard text-classification pipeline.
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCmd),
 }
 
 impl Command {
@@ -92,5 +97,6 @@ pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
         Command::Users(c) => users::run(c, ctx),
         Command::Monitor(c) => monitor::run(c, ctx),
         Command::Alerts(c) => alerts::run(c, ctx),
+        Command::Pipeline(c) => pipeline::run(c, ctx),
     }
 }
