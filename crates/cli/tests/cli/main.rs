@@ -34,6 +34,9 @@ mod alerts;
 mod serve;
 mod users;
 
+// pipelines
+mod pipeline;
+
 // the whole flow, and the README's set-up commands
 mod quickstart;
 mod readme;

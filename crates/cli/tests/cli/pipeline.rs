@@ -1,0 +1,364 @@
+//! `taxon pipeline` against the real `dvc` 3: a pipeline taxon ran is up to date for `dvc
+//! status` and one `dvc repro` ran is up to date for taxon; only what changed re-runs; a failed
+//! or killed stage is not recorded and the next run redoes it; one run at a time; and the
+//! standard pipeline of `taxon pipeline init` runs end to end on label folders.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use crate::common::tools::{require_tool, taxon, taxon_json};
+
+fn dvc(bin: &Path, dir: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(bin)
+        .current_dir(dir)
+        .args(args)
+        .env("DVC_NO_ANALYTICS", "1")
+        .output()
+        .expect("run dvc")
+}
+
+/// `dvc status --json` as JSON (an empty object: everything up to date).
+fn dvc_status(bin: &Path, dir: &Path) -> serde_json::Value {
+    let out = dvc(bin, dir, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "dvc status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("dvc status --json")
+}
+
+/// A DVC repository (`taxon data init`) with a pipeline of three stages, a `foreach` and
+/// params; every command appends its stage name to `runs.log` so tests see what ran.
+fn repo() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    taxon(d).args(["data", "init"]).assert().success();
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    std::fs::write(d.join("data/raw.csv"), "a,1\nb,2\n").unwrap();
+    std::fs::write(
+        d.join("params.yaml"),
+        "prep:\n  split: 0.2\n  seed: 3\ntrain:\n  epochs: 5\n  lr: 0.1\nsets: [x, y]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("dvc.yaml"),
+        r#"stages:
+  prep:
+    cmd: echo prep >> runs.log && mkdir -p out && cp data/raw.csv out/x.csv && echo ${prep.seed} > out/seed
+    deps:
+    - data/raw.csv
+    params:
+    - prep.split
+    outs:
+    - out
+  train:
+    cmd:
+    - echo train >> runs.log
+    - cat out/x.csv > model.txt && printf '{"acc": 0.9}' > metrics.json
+    deps:
+    - out
+    params:
+    - train
+    outs:
+    - model.txt
+    metrics:
+    - metrics.json:
+        cache: false
+  each:
+    foreach: ${sets}
+    do:
+      cmd: echo each-${item} >> runs.log && echo ${item} > each_${item}.txt
+      outs:
+      - each_${item}.txt
+"#,
+    )
+    .unwrap();
+    tmp
+}
+
+fn runs(dir: &Path) -> Vec<String> {
+    let log = std::fs::read_to_string(dir.join("runs.log")).unwrap_or_default();
+    let lines = log.lines().map(str::to_string).collect();
+    std::fs::remove_file(dir.join("runs.log")).ok();
+    lines
+}
+
+#[test]
+fn taxon_and_dvc_agree_on_what_is_up_to_date_both_ways() {
+    let Some(dvc_bin) = require_tool("dvc") else {
+        return;
+    };
+    let tmp = repo();
+    let d = tmp.path();
+    taxon(d).args(["pipeline", "status"]).assert().code(1);
+    let report = taxon_json(d, &["pipeline", "run"]);
+    assert_eq!(report["stages"].as_array().unwrap().len(), 4);
+    assert_eq!(runs(d), ["prep", "train", "each-x", "each-y"]);
+    // taxon -> dvc: the lock and the cache taxon wrote are what dvc expects.
+    assert_eq!(dvc_status(&dvc_bin, d), serde_json::json!({}));
+    let lock: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(d.join("dvc.lock")).unwrap()).unwrap();
+    let out_md5 = lock["stages"]["prep"]["outs"][0]["md5"].as_str().unwrap();
+    assert!(out_md5.ends_with(".dir"), "{out_md5}");
+    let obj = d
+        .join(".dvc/cache/files/md5")
+        .join(&out_md5[..2])
+        .join(&out_md5[2..]);
+    assert!(obj.is_file(), "the folder's manifest is in the DVC cache");
+    assert_eq!(
+        lock["stages"]["train"]["params"]["params.yaml"]["train"]["epochs"],
+        serde_yaml_ng::Value::from(5)
+    );
+
+    // Nothing changed: nothing runs.
+    taxon(d).args(["pipeline", "status"]).assert().success();
+    taxon(d).args(["pipeline", "run"]).assert().success();
+    assert!(runs(d).is_empty());
+
+    // A parameter changes: both see it; the dry run says why; dvc repro brings it up to date
+    // and taxon agrees.
+    let params = std::fs::read_to_string(d.join("params.yaml")).unwrap();
+    std::fs::write(d.join("params.yaml"), params.replace("split: 0.2", "split: 0.3")).unwrap();
+    let st = dvc_status(&dvc_bin, d);
+    assert!(st.get("prep").is_some(), "dvc sees the change: {st}");
+    let dry = taxon_json(d, &["pipeline", "run", "--dry-run"]);
+    let stages = dry["stages"].as_array().unwrap();
+    let prep = stages.iter().find(|s| s["stage"] == "prep").unwrap();
+    assert_eq!(prep["action"], "would_run");
+    assert_eq!(prep["reasons"][0]["kind"], "param_modified");
+    assert_eq!(prep["reasons"][0]["key"], "prep.split");
+    let train = stages.iter().find(|s| s["stage"] == "train").unwrap();
+    assert_eq!(train["reasons"][0]["kind"], "upstream");
+    assert!(runs(d).is_empty(), "a dry run runs nothing");
+    let out = dvc(&dvc_bin, d, &["repro", "-q"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    runs(d);
+    taxon(d).args(["pipeline", "status"]).assert().success();
+    taxon(d).args(["pipeline", "run"]).assert().success();
+    assert!(runs(d).is_empty(), "what dvc ran is up to date for taxon");
+
+    // A dependency changes: the stages downstream of it run, the others do not.
+    std::fs::write(d.join("data/raw.csv"), "a,1\nb,2\nc,3\n").unwrap();
+    taxon(d).args(["pipeline", "run"]).assert().success();
+    assert_eq!(runs(d), ["prep", "train"]);
+    assert_eq!(dvc_status(&dvc_bin, d), serde_json::json!({}));
+
+    // One target: it and its upstream only; a foreach group by its name.
+    taxon(d)
+        .args(["pipeline", "run", "--force", "each"])
+        .assert()
+        .success();
+    assert_eq!(runs(d), ["each-x", "each-y"]);
+
+    // A deleted output is noticed and rebuilt.
+    std::fs::remove_file(d.join("model.txt")).unwrap();
+    let st = taxon_json_code(d, &["pipeline", "status"], 1);
+    assert_eq!(st["up_to_date"], false);
+    taxon(d).args(["pipeline", "run"]).assert().success();
+    assert_eq!(runs(d), ["train"]);
+}
+
+/// `taxon --json ARGS` with an expected exit code.
+fn taxon_json_code(dir: &Path, args: &[&str], code: i32) -> serde_json::Value {
+    let out = taxon(dir).arg("--json").args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_failed_stage_stops_the_run_is_not_recorded_and_is_redone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    taxon(d).args(["data", "init"]).assert().success();
+    std::fs::write(
+        d.join("dvc.yaml"),
+        "stages:\n  a:\n    cmd: echo a >> runs.log && echo a > a.txt\n    outs: [a.txt]\n  b:\n    cmd: echo b >> runs.log && test -f ok && cp a.txt b.txt || exit 3\n    deps: [a.txt]\n    outs: [b.txt]\n  c:\n    cmd: echo c >> runs.log && cp b.txt c.txt\n    deps: [b.txt]\n    outs: [c.txt]\n",
+    )
+    .unwrap();
+    let out = taxon(d).args(["pipeline", "run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stage `b` failed") && err.contains("exited with code 3") && err.contains("test -f ok"),
+        "{err}"
+    );
+    assert_eq!(runs(d), ["a", "b"], "c never started");
+    let lock = std::fs::read_to_string(d.join("dvc.lock")).unwrap();
+    assert!(lock.contains("  a:") && !lock.contains("  b:"), "{lock}");
+
+    std::fs::write(d.join("ok"), "").unwrap();
+    taxon(d).args(["pipeline", "run"]).assert().success();
+    assert_eq!(runs(d), ["b", "c"], "a is up to date, b is redone");
+}
+
+#[test]
+fn a_killed_run_leaves_no_record_of_its_stage_and_releases_the_lock() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    taxon(d).args(["data", "init"]).assert().success();
+    std::fs::write(
+        d.join("dvc.yaml"),
+        "stages:\n  slow:\n    cmd: echo partial > out.txt && touch started && sleep 30 && echo done >> out.txt\n    outs: [out.txt]\n",
+    )
+    .unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("taxon");
+    let mut child = std::process::Command::new(&bin)
+        .current_dir(d)
+        .args(["--quiet", "pipeline", "run"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !d.join("started").exists() {
+        assert!(Instant::now() < deadline, "the stage never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second run while the first holds the lock is refused at once.
+    let out = taxon(d).args(["pipeline", "run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another `taxon pipeline` run"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // kill -9 the whole group: taxon and the stage's shell.
+    let pgid = child.id() as i32;
+    std::process::Command::new("kill")
+        .args(["-9", &format!("-{pgid}")])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    assert!(!d.join("dvc.lock").exists(), "nothing recorded for a killed stage");
+    std::fs::write(
+        d.join("dvc.yaml"),
+        "stages:\n  slow:\n    cmd: echo whole > out.txt\n    outs: [out.txt]\n",
+    )
+    .unwrap();
+    taxon(d).args(["pipeline", "run"]).assert().success();
+    assert_eq!(
+        std::fs::read_to_string(d.join("out.txt")).unwrap(),
+        "whole\n"
+    );
+    taxon(d).args(["pipeline", "status"]).assert().success();
+}
+
+#[test]
+fn errors_in_the_pipeline_file_name_the_file_line_stage_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    taxon(d).args(["data", "init"]).assert().success();
+    std::fs::write(d.join("dvc.yaml"), "stages:\n  a:\n    cmd: [x\n").unwrap();
+    let out = taxon(d).args(["pipeline", "status"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dvc.yaml:4"), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        d.join("dvc.yaml"),
+        "stages:\n  a:\n    cmd: echo ${train.nope}\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("params.yaml"), "train: {epochs: 1}\n").unwrap();
+    let out = taxon(d).args(["pipeline", "run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stages.a") && err.contains("train.nope"), "{err}");
+    std::fs::write(
+        d.join("dvc.yaml"),
+        "stages:\n  a:\n    cmd: x\n    deps: [b.txt]\n    outs: [a.txt]\n  b:\n    cmd: y\n    deps: [a.txt]\n    outs: [b.txt]\n",
+    )
+    .unwrap();
+    let out = taxon(d).args(["pipeline", "dag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cycle"));
+}
+
+/// `n` short texts per label whose words say the label, in `root/<label>/<i>.txt`.
+fn label_folders(root: &Path, n: usize) {
+    let words = [
+        ("sports", ["match", "goal", "team", "league", "coach"]),
+        ("science", ["atom", "theory", "cell", "physics", "lab"]),
+        ("music", ["album", "song", "guitar", "concert", "band"]),
+    ];
+    for (label, ws) in words {
+        let dir = root.join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            let text: Vec<&str> = (0..12).map(|j| ws[(i * 7 + j * 3) % ws.len()]).collect();
+            std::fs::write(
+                dir.join(format!("{i}.txt")),
+                format!("note {i}: {}", text.join(" ")),
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_standard_pipeline_runs_end_to_end_and_reruns_only_what_a_param_touches() {
+    let Some(dvc_bin) = require_tool("dvc") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    label_folders(&d.join("raw"), 30);
+    let init = taxon_json(d, &["pipeline", "init", "--data", "raw", "--name", "notes"]);
+    assert_eq!(
+        init["stages"],
+        serde_json::json!(["prepare", "validate", "train", "evaluate", "register"])
+    );
+    let out = taxon(d).args(["pipeline", "init", "--data", "raw"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "init never overwrites");
+
+    let report = taxon_json(d, &["pipeline", "run"]);
+    let ran: Vec<&str> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["ran"; 5]);
+    let eval: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("reports/eval.json")).unwrap())
+            .unwrap();
+    let acc = eval["accuracy"].as_f64().expect("eval.json has accuracy");
+    assert!(acc > 0.9, "{acc}");
+    let promo: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("reports/promotion.json")).unwrap())
+            .unwrap();
+    assert_eq!(promo["changed"], true, "{promo}");
+    let aliases = taxon_json(d, &["registry", "alias", "list"]);
+    assert_eq!(aliases["notes"]["production"], 1);
+    assert_eq!(dvc_status(&dvc_bin, d), serde_json::json!({}));
+
+    // A training parameter changes: prepare and validate stay, the rest re-runs.
+    let params = std::fs::read_to_string(d.join("params.yaml")).unwrap();
+    std::fs::write(d.join("params.yaml"), params.replace("  seed: 42\n  threads", "  seed: 7\n  threads")).unwrap();
+    let report = taxon_json(d, &["pipeline", "run"]);
+    let actions: Vec<(String, String)> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap().into(), s["action"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("prepare", "skipped"),
+            ("validate", "skipped"),
+            ("train", "ran"),
+            ("evaluate", "ran"),
+            ("register", "ran"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    let versions = taxon_json(d, &["registry", "list"]);
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+    assert_eq!(dvc_status(&dvc_bin, d), serde_json::json!({}));
+}
