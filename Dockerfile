@@ -22,11 +22,12 @@ FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 COPY . .
 # The cache mounts keep the registry index and the target folder between builds; the binary is
-# copied out of them. rust:bookworm (buildpack-deps) already has libssl-dev and pkg-config.
+# copied out of them, stripped (the release profile keeps line tables: 257 MB, 40 MB without).
+# rust:bookworm (buildpack-deps) already has libssl-dev, pkg-config and binutils.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p taxon-cli \
-    && install -D -m 0755 target/release/taxon /out/usr/local/bin/taxon
+    && install -D -s -m 0755 target/release/taxon /out/usr/local/bin/taxon
 # The model to bake in: a folder in the build context, or nothing (a README saying so).
 ARG MODEL=""
 RUN mkdir -p /out/opt/taxon/model /out/var/lib/taxon \
