@@ -164,3 +164,55 @@ fn deploy_files_pass_only_flags_that_exist() {
     assert!(dockerfile.contains(r#"CMD ["--model", "/opt/taxon/model"]"#));
     assert!(help(&["serve"]).contains("--model <DIR>"));
 }
+
+/// The chart's `alerts.config` of each values file is a config `taxon serve --alerts` loads:
+/// `taxon alerts test` loads it (exit 2 if it does not) and tries every channel, here all
+/// pointed at a closed local port so each fails fast (exit 1, every channel named).
+#[test]
+fn the_charts_alerts_configs_load() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in [
+        "deploy/helm/taxon/values.yaml",
+        "deploy/helm/taxon/values-production.yaml",
+    ] {
+        let values: serde_yaml_ng::Value = serde_yaml_ng::from_str(&read(file)).unwrap();
+        let mut config = values["alerts"]["config"].clone();
+        let channels = config["channels"]
+            .as_mapping_mut()
+            .unwrap_or_else(|| panic!("{file}: alerts.config has no channels"));
+        let names: Vec<String> = channels
+            .keys()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        for (_, channel) in channels.iter_mut() {
+            if channel.get("smtp_host").is_some() {
+                channel["smtp_host"] = "127.0.0.1".into();
+                channel["smtp_port"] = 9.into();
+            }
+        }
+        let path = dir.path().join("alerts.yaml");
+        std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+        let out = assert_cmd::Command::cargo_bin("taxon")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(["alerts", "test", "--config"])
+            .arg(&path)
+            .env("TAXON_SLACK_WEBHOOK", "http://127.0.0.1:9/hook")
+            .env("TAXON_SMTP_PASSWORD", "not-a-password")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{file}: alerts.config did not load: {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for name in names {
+            assert!(
+                stdout.contains(&name),
+                "{file}: channel {name} not tried: {stdout}"
+            );
+        }
+    }
+}
