@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Builds and runs taxon's container image here, where no base image can be pulled: an image
-# equivalent to the Dockerfile's, built FROM scratch with buildah (the stripped release binary,
-# the shared libraries it links as ldd lists them, CA certificates, an /etc/passwd with the
-# non-root user 65532 that distroless/cc:nonroot has, the same ENTRYPOINT, CMD, WORKDIR,
-# USER, ENV and OCI labels), then runs it with podman (runc, host network, listening on
+# Builds and runs taxon's container image here, where no base image can be pulled: the
+# Dockerfile's runtime stage as written (ENTRYPOINT, CMD, USER, WORKDIR, ENV, VOLUME, OCI
+# labels), built with buildah on a base made FROM scratch in place of distroless/cc:nonroot
+# (the shared libraries the stripped release binary links as ldd lists them, CA certificates,
+# an /etc/passwd with the non-root user 65532), then runs it with podman (runc, host network, listening on
 # 127.0.0.1 only) with a model trained by `taxon train` on BBC News mounted read-only at
 # /opt/taxon/model, a read-only root filesystem and user 65532, and checks:
 #   GET /health and GET /ready answer 200; POST /v1/predict labels a held-out business article
 #   `business`; the server process runs as uid 65532, not 0; a write to / fails with EROFS
 #   while one to the writable /var/lib/taxon succeeds; SIGTERM: the server drains and exits 0
-#   within 10 s. Prints the image size.
+#   within 10 s. Then the same with the model baked into the image instead (as
+#   `--build-arg MODEL=DIR` does) and served by the default CMD. Prints the image size.
 # Installs podman, buildah and runc with apt when missing. Everything it starts (container,
 # image, storage under a temporary folder) is removed at exit.
 set -euo pipefail
@@ -33,7 +34,7 @@ STORE=(--root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs)
 PODMAN=(podman "${STORE[@]}" --runtime runc --cgroup-manager cgroupfs --events-backend file)
 cleanup() {
   "${PODMAN[@]}" rm -f -t 0 "$NAME" >/dev/null 2>&1 || true
-  "${PODMAN[@]}" rmi -f "$IMAGE" >/dev/null 2>&1 || true
+  "${PODMAN[@]}" rmi -f "$IMAGE" "$IMAGE-model" >/dev/null 2>&1 || true
   buildah "${STORE[@]}" rm --all >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -75,40 +76,42 @@ PY
 "$BIN" -q train --data "$WORK/train.jsonl" --output "$WORK/model" >/dev/null
 chmod -R a+rX "$WORK/model"
 
-echo "== image FROM scratch: binary, the libraries it links, /etc/passwd"
-ROOT="$WORK/rootfs"
-mkdir -p "$ROOT/usr/local/bin" "$ROOT/etc" "$ROOT/opt/taxon/model" "$ROOT/tmp" "$WORK/varlib"
-install -s -m 0755 "$BIN" "$ROOT/usr/local/bin/taxon"
+echo "== image: the Dockerfile's runtime stage on a base built FROM scratch"
+# The base, in place of distroless/cc-debian12:nonroot: the libraries the binary links (as ldd
+# lists them), CA certificates, /etc/passwd and /etc/group with nonroot (65532), /tmp.
+BASE="$WORK/base"
+mkdir -p "$BASE/etc" "$BASE/tmp"
 ldd "$BIN" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
-  cp -L --parents "$lib" "$ROOT"
+  cp -L --parents "$lib" "$BASE"
 done
-[ -f /etc/ssl/certs/ca-certificates.crt ] && cp -L --parents /etc/ssl/certs/ca-certificates.crt "$ROOT"
+[ -f /etc/ssl/certs/ca-certificates.crt ] && cp -L --parents /etc/ssl/certs/ca-certificates.crt "$BASE"
 printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%s:%s:nonroot:/home/nonroot:/sbin/nologin\n' \
-  "$UID_NONROOT" "$UID_NONROOT" >"$ROOT/etc/passwd"
-printf 'root:x:0:\nnonroot:x:%s:\n' "$UID_NONROOT" >"$ROOT/etc/group"
-cp deploy/docker/no-model/README.md "$ROOT/opt/taxon/model/"
-chmod 1777 "$ROOT/tmp"
-# The Dockerfile's runtime stage, with `FROM scratch` and the rootfs above for the base.
-cat >"$WORK/Containerfile" <<EOF
-FROM scratch
-COPY rootfs/ /
-COPY --chown=$UID_NONROOT:$UID_NONROOT varlib/ /var/lib/taxon/
-LABEL org.opencontainers.image.title="taxon" \
-      org.opencontainers.image.description="taxon serve (built FROM scratch by scripts/check-image.sh)" \
-      org.opencontainers.image.version="$("$BIN" --version | awk '{print $2}')" \
-      org.opencontainers.image.revision="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-      org.opencontainers.image.licenses="Apache-2.0"
-WORKDIR /var/lib/taxon
-ENV TAXON_SERVE_HOST=0.0.0.0 TAXON_SERVE_PORT=8000 TAXON_SERVE_LOG_FORMAT=json
-USER $UID_NONROOT:$UID_NONROOT
-EXPOSE 8000
-STOPSIGNAL SIGTERM
-ENTRYPOINT ["/usr/local/bin/taxon", "serve"]
-CMD ["--model", "/opt/taxon/model"]
-EOF
-buildah "${STORE[@]}" bud --quiet --isolation chroot -f "$WORK/Containerfile" -t "$IMAGE" "$WORK" >/dev/null
+  "$UID_NONROOT" "$UID_NONROOT" >"$BASE/etc/passwd"
+printf 'root:x:0:\nnonroot:x:%s:\n' "$UID_NONROOT" >"$BASE/etc/group"
+chmod 1777 "$BASE/tmp"
+# What the Dockerfile's builder stage leaves in /out: the stripped binary, the model folder
+# (no model baked in: its README), the working folder.
+OUTDIR="$WORK/out"
+mkdir -p "$OUTDIR/usr/local/bin" "$OUTDIR/opt/taxon/model" "$OUTDIR/var/lib/taxon"
+install -s -m 0755 "$BIN" "$OUTDIR/usr/local/bin/taxon"
+cp -R deploy/docker/no-model/. "$OUTDIR/opt/taxon/model/"
+# The Dockerfile from its last FROM on, as written, but for two substitutions: the base image
+# becomes `FROM scratch` + the base above, and `COPY --from=builder /out/...` copies from out/.
+awk '/^FROM /{stage=""} {stage = stage $0 "\n"} END {printf "%s", stage}' Dockerfile \
+  | sed -E -e 's#^FROM .*#FROM scratch\nCOPY base/ /#' \
+           -e 's#^COPY --from=builder (--chown=[0-9]+:[0-9]+ )?/out/#COPY \1out/#' >"$WORK/Containerfile"
+if grep -q -- '--from=' "$WORK/Containerfile"; then
+  fail "the Dockerfile's runtime stage copies from a stage this script does not reproduce"
+fi
+buildah "${STORE[@]}" bud --quiet --isolation chroot -f "$WORK/Containerfile" \
+  --build-arg VERSION="$("$BIN" --version | awk '{print $2}')" \
+  --build-arg REVISION="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+  -t "$IMAGE" "$WORK" >/dev/null
+for field in Entrypoint Cmd User WorkingDir Env Labels; do
+  echo "   $field: $("${PODMAN[@]}" image inspect --format "{{json .Config.$field}}" "$IMAGE")"
+done
 size=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
-echo "   $IMAGE: $(( size / 1000000 )) MB ($size bytes): binary $(( $(stat -c %s "$ROOT/usr/local/bin/taxon") / 1000000 )) MB, libraries $(( $(du -sb "$ROOT/lib" "$ROOT/lib64" "$ROOT/usr/lib" 2>/dev/null | awk '{s+=$1} END {print s+0}') / 1000000 )) MB"
+echo "   $IMAGE: $(( size / 1000000 )) MB ($size bytes): binary $(( $(stat -c %s "$OUTDIR/usr/local/bin/taxon") / 1000000 )) MB, base $(( $(du -sb "$BASE" | cut -f1) / 1000000 )) MB"
 
 echo "== run: read-only root, user $UID_NONROOT, model mounted read-only, 127.0.0.1 only"
 # The writable working folder, as an emptyDir with fsGroup is in the chart.
@@ -162,4 +165,23 @@ elapsed=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 10 else 1)" "$elapsed" || fail "exit took ${elapsed}s"
 "${PODMAN[@]}" logs "$NAME" 2>&1 | grep -q 'drained' || fail "no 'drained' in the server's log"
 echo "   exit code 0, ${elapsed}s after SIGTERM, log says drained"
-echo "== image checks passed; image size $(( size / 1000000 )) MB"
+echo "== a model baked in (as --build-arg MODEL=DIR does): served by the default CMD, no volume"
+cp -R "$WORK/model/." "$OUTDIR/opt/taxon/model/"
+buildah "${STORE[@]}" bud --quiet --isolation chroot -f "$WORK/Containerfile" -t "$IMAGE-model" "$WORK" >/dev/null
+"${PODMAN[@]}" rm "$NAME" >/dev/null
+"${PODMAN[@]}" run -d --name "$NAME" --network host --read-only --user "$UID_NONROOT:$UID_NONROOT" \
+  --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 -v "$WORK/data:/var/lib/taxon:rw" \
+  -e TAXON_SERVE_HOST=127.0.0.1 -e TAXON_SERVE_PORT="$PORT" "$IMAGE-model" >/dev/null
+for _ in $(seq 1 100); do
+  curl -fs "$URL/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+answer=$(curl -fs "$URL/v1/predict" -H 'content-type: application/json' --data @"$WORK/request.json") \
+  || fail "POST /v1/predict failed on the image with the model baked in"
+label=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["label"])' "$answer")
+[ "$label" = business ] || fail "baked in: the held-out business article was labelled $label"
+"${PODMAN[@]}" kill --signal TERM "$NAME" >/dev/null
+code=$(timeout 15 "${PODMAN[@]}" wait "$NAME") || fail "the server did not exit within 15 s of SIGTERM"
+[ "$code" = 0 ] || fail "the server exited $code after SIGTERM"
+echo "   /ready, POST /v1/predict: $label; SIGTERM: exit 0"
+echo "== image checks passed; image size $(( size / 1000000 )) MB (no model inside)"
