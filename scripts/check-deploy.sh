@@ -44,8 +44,9 @@ then
   echo "check-deploy: installing ${PINS[*]} into $VENV (about 2 minutes)"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PINS[@]}"
 fi
-command -v node >/dev/null && command -v npm >/dev/null \
-  || { echo "check-deploy: node and npm are required (Node 20+)" >&2; exit 1; }
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "check-deploy: node and npm are required (Node 20+)" >&2; exit 1
+fi
 mkdir -p "$NODE_DIR"
 [ -f "$NODE_DIR/package.json" ] || echo '{"private": true}' >"$NODE_DIR/package.json"
 have_npm() {

