@@ -10,6 +10,8 @@
 #   3. validates the custom resources (deploy/argocd/*.yaml: ApplicationSet, AppProject; the
 #      chart's ServiceMonitor and PrometheusRule) against ArgoCD's and prometheus-operator's
 #      API schemas, strictly (scripts/check-crds.mjs);
+#      and checks that the ApplicationSet's Applications name this chart, values files that
+#      exist, and automated sync with prune and self-heal;
 #   4. runs checkov on the rendered manifests and on the Dockerfile (every skip is an
 #      annotation with its reason in the chart, or a comment in the Dockerfile);
 #   5. runs hadolint on the Dockerfile.
@@ -88,6 +90,22 @@ if node scripts/check-crds.mjs "$NODE_DIR" "$broken" >/dev/null 2>&1; then
 fi
 rm -f "$broken"
 echo "   refused: an ApplicationSet with a misspelt field"
+
+echo "== the ApplicationSet's Applications point at this chart and its values files"
+"$VENV/bin/python" - deploy/argocd/applicationset.yaml <<'PY'
+import os, sys, yaml
+appset = yaml.safe_load(open(sys.argv[1]))
+source = appset["spec"]["template"]["spec"]["source"]
+assert os.path.isfile(os.path.join(source["path"], "Chart.yaml")), f"no chart at {source['path']}"
+elements = [e for g in appset["spec"]["generators"] for e in g["list"]["elements"]]
+for e in elements:
+    for f in source["helm"]["valueFiles"]:
+        f = f.replace("{{.env}}", e["env"])
+        assert os.path.isfile(os.path.join(source["path"], f)), f"{e['env']}: no {f} in {source['path']}"
+    print(f"   taxon-{e['env']}: {source['path']} with {', '.join(v.replace('{{.env}}', e['env']) for v in source['helm']['valueFiles'])}, namespace {e['namespace']}, revision {e['revision']}")
+sync = appset["spec"]["template"]["spec"]["syncPolicy"]["automated"]
+assert sync.get("prune") is True and sync.get("selfHeal") is True, "automated sync must prune and self-heal"
+PY
 
 echo "== checkov (rendered manifests, Dockerfile)"
 "$VENV/bin/checkov" --skip-download --quiet --compact --framework kubernetes \
