@@ -9,8 +9,7 @@
 #      Kubernetes 1.29, 1.30, 1.31, 1.32 and 1.33;
 #   3. validates the custom resources (deploy/argocd/*.yaml: ApplicationSet, AppProject; the
 #      chart's ServiceMonitor and PrometheusRule) against ArgoCD's and prometheus-operator's
-#      API schemas, strictly (scripts/check-crds.mjs);
-#      and checks that the ApplicationSet's Applications name this chart, values files that
+#      API schemas, strictly (scripts/check-crds.mjs), and checks that the ApplicationSet's Applications name this chart, values files that
 #      exist, and automated sync with prune and self-heal;
 #   4. runs checkov on the rendered manifests and on the Dockerfile (every skip is an
 #      annotation with its reason in the chart, or a comment in the Dockerfile);
