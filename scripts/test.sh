@@ -17,6 +17,9 @@ scripts/setup-tools.sh
 
 echo "== deploy/: Prometheus rules and their unit tests, Alertmanager, Grafana (offline)"
 scripts/check-prometheus.sh
+echo "== deploy/: Helm chart, ArgoCD, Dockerfile (offline), then the image built FROM scratch and run with podman"
+scripts/check-deploy.sh target/deploy-check
+scripts/check-image.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all --check

@@ -4,6 +4,7 @@
 mod cmd;
 mod ctx;
 mod output;
+mod s3file;
 
 use std::process::ExitCode;
 

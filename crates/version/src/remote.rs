@@ -295,21 +295,66 @@ impl Remote {
     }
 
     async fn upload_plain(&self, src: &Path, hash: &Md5Hex) -> Result<u64, RemoteError> {
-        let location = self.object_path(hash);
+        self.upload_plain_at(src, self.object_path(hash), hash)
+            .await
+    }
+
+    /// Uploads the local file `src` as the object `key` (relative to the remote's prefix, as
+    /// is, never encrypted): a single put below the multipart threshold, a streamed multipart
+    /// upload at or above it. Returns the bytes sent. For files that are not DVC objects, such
+    /// as the predictions of `taxon predict ... --output s3://...`.
+    pub async fn upload_file(&self, src: &Path, key: &str) -> Result<u64, RemoteError> {
+        self.upload_plain_at(src, self.join(key), key).await
+    }
+
+    /// Streams the object `key` (relative to the remote's prefix, stored as is) into the new
+    /// file `dest`; returns the bytes written. On error `dest` is removed.
+    pub async fn download_file(&self, key: &str, dest: &Path) -> Result<u64, RemoteError> {
+        let result = async {
+            let got = self
+                .store
+                .get(&self.join(key))
+                .await
+                .map_err(self.store_err("download", key))?;
+            let mut stream = got.into_stream();
+            let mut file = tokio::fs::File::create(dest).await.map_err(io_at(dest))?;
+            let mut size = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(self.store_err("download", key))?;
+                size += chunk.len() as u64;
+                file.write_all(&chunk).await.map_err(io_at(dest))?;
+            }
+            file.flush().await.map_err(io_at(dest))?;
+            Ok(size)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(dest).await;
+        }
+        result
+    }
+
+    async fn upload_plain_at(
+        &self,
+        src: &Path,
+        location: ObjPath,
+        object: impl fmt::Display,
+    ) -> Result<u64, RemoteError> {
+        let object = &object;
         let size = tokio::fs::metadata(src).await.map_err(io_at(src))?.len();
         if size < self.multipart_threshold {
             let data = tokio::fs::read(src).await.map_err(io_at(src))?;
             self.store
                 .put(&location, PutPayload::from(data))
                 .await
-                .map_err(self.store_err("upload", hash))?;
+                .map_err(self.store_err("upload", object))?;
             return Ok(size);
         }
         let upload = self
             .store
             .put_multipart(&location)
             .await
-            .map_err(self.store_err("start multipart upload of", hash))?;
+            .map_err(self.store_err("start multipart upload of", object))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
         let result: Result<(), RemoteError> = async {
             let mut file = tokio::fs::File::open(src).await.map_err(io_at(src))?;
@@ -322,7 +367,7 @@ impl Remote {
                 writer
                     .wait_for_capacity(PARTS_IN_FLIGHT)
                     .await
-                    .map_err(self.store_err("upload part of", hash))?;
+                    .map_err(self.store_err("upload part of", object))?;
                 writer.write(&buf[..n]);
             }
             Ok(())
@@ -333,12 +378,12 @@ impl Remote {
                 writer
                     .finish()
                     .await
-                    .map_err(self.store_err("complete multipart upload of", hash))?;
+                    .map_err(self.store_err("complete multipart upload of", object))?;
                 Ok(size)
             }
             Err(e) => {
                 if let Err(abort) = writer.abort().await {
-                    tracing::warn!(remote = %self.name, object = %hash, "abort of multipart upload failed: {abort}");
+                    tracing::warn!(remote = %self.name, object = %object, "abort of multipart upload failed: {abort}");
                 }
                 Err(e)
             }

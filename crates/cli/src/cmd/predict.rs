@@ -3,6 +3,11 @@
 //! `--threads` threads and writes one JSON line per input row, in input order:
 //! `{"label": ..., "scores": {label: p, ...}}` (plus `"text"` with `--include-text`). Memory is
 //! bounded by one batch, whatever the file's size.
+//!
+//! FILE and `--output` may be `s3://bucket/key` URLs (fetched into, and sent from, a temporary
+//! file: see [`crate::s3file`]), and `--shard I/N` scores only the rows whose index (from 0,
+//! in input order) is I modulo N, so N processes (an Indexed Job's pods) score one large file
+//! in parallel: shard I's line j is the prediction of input row `j * N + I`.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,16 +19,51 @@ use taxon_core::model::{ModelError, TextClassifier};
 use taxon_dataset::{DatasetReader, ReadOptions};
 
 use crate::ctx::{Ctx, Outcome};
+use crate::s3file::S3Object;
+
+/// `--shard I/N`: this process scores the rows whose index is I modulo N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    fn holds(&self, row: u64) -> bool {
+        row % self.count == self.index
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?}: expected I/N with 0 <= I < N (for example 0/4)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: u64 = i.trim().parse().map_err(|_| bad())?;
+        let count: u64 = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct PredictArgs {
     /// Model folder (with model.json).
     pub model: PathBuf,
-    /// Texts to score: JSONL, CSV/TSV or Parquet with a text field (a label field is ignored).
+    /// Texts to score: JSONL, CSV/TSV or Parquet with a text field (a label field is ignored);
+    /// a path or an `s3://bucket/key` URL (endpoint and credentials from `AWS_*` env).
     pub file: PathBuf,
-    /// Write the predictions here (JSONL) instead of stdout; written atomically.
+    /// Write the predictions here (JSONL) instead of stdout, atomically: a path or an
+    /// `s3://bucket/key` URL.
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Score only the rows whose index (from 0) is I modulo N, in input order: N runs with
+    /// I = 0..N-1 together score every row once (an Indexed Job's `$JOB_COMPLETION_INDEX/N`).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
     /// Rows read and scored at a time (memory is bounded by one batch).
     #[arg(long, default_value_t = 4096)]
     pub batch_size: usize,
@@ -107,20 +147,78 @@ pub fn run(args: PredictArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let threads = args
         .threads
         .unwrap_or_else(taxon_train::driver::default_threads);
+    let s3_in = S3Object::parse(&args.file).transpose()?;
+    let s3_out = match &args.output {
+        Some(o) => S3Object::parse(o).transpose()?,
+        None => None,
+    };
     let model = taxon_models::load(&args.model)
         .with_context(|| format!("loading the model in {}", args.model.display()))?;
+
+    // S3 objects go through a temporary folder ($TMPDIR): the input is fetched whole before
+    // scoring starts, the output is sent once it is complete.
+    let staging = if s3_in.is_some() || s3_out.is_some() {
+        Some(tempfile::tempdir().context("creating a temporary folder for S3 transfers")?)
+    } else {
+        None
+    };
+    let input = match (&s3_in, &staging) {
+        (Some(obj), Some(dir)) => {
+            let local = dir.path().join(obj.file_name());
+            obj.download(&local)?;
+            local
+        }
+        _ => args.file.clone(),
+    };
+    let output = match (&s3_out, &staging, &args.output) {
+        (Some(_), Some(dir), _) => Some(dir.path().join("predictions.jsonl")),
+        (_, _, o) => o.clone(),
+    };
+
+    let rows = score_file(
+        &args,
+        model.as_ref(),
+        &input,
+        output.as_deref(),
+        threads,
+        ctx,
+    )
+    .with_context(|| format!("predicting {}", args.file.display()))?;
+    match (&s3_out, &output, &args.output) {
+        (Some(obj), Some(local), Some(url)) => {
+            obj.upload(local)?;
+            ctx.info(format!("{rows} predictions written to {}", url.display()));
+        }
+        (None, Some(_), Some(o)) => {
+            ctx.info(format!("{rows} predictions written to {}", o.display()));
+        }
+        _ => {}
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Scores the local file `input` into `output` (stdout when `None`, else atomically through a
+/// temporary file beside it); returns the number of predictions written.
+fn score_file(
+    args: &PredictArgs,
+    model: &dyn TextClassifier,
+    input: &Path,
+    output: Option<&Path>,
+    threads: usize,
+    ctx: &Ctx,
+) -> anyhow::Result<u64> {
     let opts = ReadOptions {
         text_field: args.text_field.clone(),
         label_required: false,
         batch_size: args.batch_size,
         ..ReadOptions::default()
     };
-    let mut reader = DatasetReader::open(&args.file, &opts)?;
-    let size = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
+    let mut reader = DatasetReader::open(input, &opts)?;
+    let size = std::fs::metadata(input).map(|m| m.len()).unwrap_or(0);
     let bar = ctx.bytes_bar(size, "predicting");
 
     // Output: stdout, or a temporary file beside OUT renamed into place at the end.
-    let tmp = args.output.as_deref().map(tmp_path);
+    let tmp = output.map(tmp_path);
     let mut out: Box<dyn Write> = match &tmp {
         Some(t) => Box::new(BufWriter::new(
             File::create(t).with_context(|| format!("creating {}", t.display()))?,
@@ -128,15 +226,24 @@ pub fn run(args: PredictArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
     let labels = model.labels().to_vec();
+    let mut read = 0u64;
     let mut rows = 0u64;
     let result = (|| -> anyhow::Result<()> {
         while let Some(batch) = reader.next_batch()? {
-            let texts: Vec<&str> = batch.iter().map(|r| r.text.as_str()).collect();
-            let probs = score(model.as_ref(), &texts, threads).with_context(|| {
-                format!("scoring rows {}..={}", rows + 1, rows + texts.len() as u64)
-            })?;
-            for (t, p) in texts.iter().zip(&probs) {
-                write_line(&mut out, &labels, p, args.include_text.then_some(*t))?;
+            let first = read;
+            read += batch.len() as u64;
+            let texts: Vec<&str> = batch
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| args.shard.is_none_or(|s| s.holds(first + *i as u64)))
+                .map(|(_, r)| r.text.as_str())
+                .collect();
+            if !texts.is_empty() {
+                let probs = score(model, &texts, threads)
+                    .with_context(|| format!("scoring input rows {}..={}", first + 1, read))?;
+                for (t, p) in texts.iter().zip(&probs) {
+                    write_line(&mut out, &labels, p, args.include_text.then_some(*t))?;
+                }
             }
             rows += texts.len() as u64;
             bar.set_position(reader.bytes_read());
@@ -150,13 +257,12 @@ pub fn run(args: PredictArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         if let Some(t) = &tmp {
             let _ = std::fs::remove_file(t);
         }
-        return Err(e.context(format!("predicting {}", args.file.display())));
+        return Err(e);
     }
-    if let (Some(t), Some(o)) = (&tmp, &args.output) {
+    if let (Some(t), Some(o)) = (&tmp, output) {
         std::fs::rename(t, o).with_context(|| format!("moving predictions to {}", o.display()))?;
-        ctx.info(format!("{rows} predictions written to {}", o.display()));
     }
-    Ok(Outcome::Ok)
+    Ok(rows)
 }
 
 fn tmp_path(out: &Path) -> PathBuf {

@@ -37,6 +37,9 @@ mod users;
 // pipelines
 mod pipeline;
 
+// deploy: the Dockerfile and Helm chart use real flags and variables
+mod deploy;
+
 // the whole flow, and the README's set-up commands
 mod quickstart;
 mod readme;

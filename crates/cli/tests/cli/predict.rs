@@ -180,3 +180,157 @@ fn a_bad_row_is_an_error_at_its_line_and_leaves_no_output() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// Writes `n` rows of [`inputs`] as JSONL (no labels) to `path`.
+fn write_inputs(path: &Path, n: usize) {
+    let text: String = inputs(n)
+        .iter()
+        .map(|(t, _)| format!("{}\n", serde_json::json!({ "text": t })))
+        .collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Interleaves the shards' outputs back into input order: shard `i`'s line `j` is the
+/// prediction of input row `j * N + i`. Panics when a shard has a line too many or too few.
+fn merge_shards(shards: &[String]) -> Vec<String> {
+    let n = shards.len();
+    let lines: Vec<Vec<&str>> = shards.iter().map(|s| s.lines().collect()).collect();
+    let total: usize = lines.iter().map(Vec::len).sum();
+    let merged: Vec<String> = (0..total)
+        .map(|row| {
+            lines[row % n]
+                .get(row / n)
+                .unwrap_or_else(|| panic!("shard {} has no line for row {row}", row % n))
+                .to_string()
+        })
+        .collect();
+    merged
+}
+
+#[test]
+fn shards_together_equal_the_unsharded_output_row_for_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_model(dir.path());
+    let file = dir.path().join("in.jsonl");
+    write_inputs(&file, 23);
+    let whole = taxon_in(dir.path())
+        .args(["predict", "--include-text", "--threads", "1"])
+        .arg(&model)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        whole.status.success(),
+        "{}",
+        String::from_utf8_lossy(&whole.stderr)
+    );
+    let whole: Vec<String> = String::from_utf8(whole.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(whole.len(), 23);
+
+    // 23 rows split 1, 3 (uneven) and 30 (more shards than rows: some are empty) ways, with a
+    // batch size that does not divide the shard count, so shards cut across batches.
+    for n in [1usize, 3, 30] {
+        let shards: Vec<String> = (0..n)
+            .map(|i| {
+                let out = dir.path().join(format!("shard-{i}-of-{n}.jsonl"));
+                taxon_in(dir.path())
+                    .args(["predict", "--include-text", "--batch-size", "4", "--shard"])
+                    .arg(format!("{i}/{n}"))
+                    .arg("-o")
+                    .arg(&out)
+                    .arg(&model)
+                    .arg(&file)
+                    .assert()
+                    .success();
+                std::fs::read_to_string(&out).unwrap()
+            })
+            .collect();
+        assert_eq!(merge_shards(&shards), whole, "{n} shards");
+    }
+}
+
+#[test]
+fn a_shard_outside_its_count_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.jsonl");
+    write_inputs(&file, 2);
+    for bad in ["3/3", "1/0", "-1/2", "two/4", "1"] {
+        taxon_in(dir.path())
+            .args(["predict", "no-model"])
+            .arg(&file)
+            .arg(format!("--shard={bad}"))
+            .assert()
+            .code(2)
+            .stderr(contains("expected I/N"));
+    }
+}
+
+/// An Indexed Job's pods in miniature: the input and every shard's output are `s3://` objects
+/// on a real S3-compatible server (moto), and the shards merge into the local unsharded output.
+#[test]
+fn sharded_predictions_from_and_to_s3() {
+    let Some(moto) = crate::common::tools::Moto::start() else {
+        return;
+    };
+    moto.create_bucket("batch");
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_model(dir.path());
+    let file = dir.path().join("in.jsonl");
+    write_inputs(&file, 11);
+    moto.put_object("batch", "corpus/in.jsonl", &std::fs::read(&file).unwrap());
+    let s3 = |args: &[&str]| {
+        let mut c = taxon_in(dir.path());
+        c.env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .args(["predict", "--include-text"])
+            .arg(&model)
+            .args(args);
+        c
+    };
+    let whole = taxon_in(dir.path())
+        .args(["predict", "--include-text"])
+        .arg(&model)
+        .arg(&file)
+        .output()
+        .unwrap();
+    let whole: Vec<String> = String::from_utf8(whole.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(whole.len(), 11);
+
+    let shards: Vec<String> = (0..2)
+        .map(|i| {
+            let out = format!("s3://batch/scores/part-{i}.jsonl");
+            s3(&[
+                "s3://batch/corpus/in.jsonl",
+                "--shard",
+                &format!("{i}/2"),
+                "-o",
+                &out,
+            ])
+            .assert()
+            .success();
+            moto.get_object("batch", &format!("scores/part-{i}.jsonl"))
+                .unwrap_or_else(|| panic!("{out} was not written"))
+        })
+        .collect();
+    assert_eq!(merge_shards(&shards), whole);
+
+    // A missing input object is an error that names it, and writes nothing.
+    s3(&[
+        "s3://batch/corpus/missing.jsonl",
+        "-o",
+        "s3://batch/scores/none.jsonl",
+    ])
+    .assert()
+    .code(2)
+    .stderr(contains("s3://batch/corpus/missing.jsonl"));
+    assert!(moto.get_object("batch", "scores/none.jsonl").is_none());
+}

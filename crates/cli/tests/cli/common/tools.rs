@@ -165,6 +165,46 @@ impl Moto {
             .map(|l| l[5..].trim().trim_matches('"').to_string())
     }
 
+    /// Stores `body` as `bucket/key` with an unsigned PUT (moto needs no signature).
+    pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "PUT /{bucket}/{key} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.port,
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let head = String::from_utf8_lossy(&buf);
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "PUT {bucket}/{key}: {head}"
+        );
+    }
+
+    /// The body of `bucket/key` (a text object), read with boto3 (which comes with moto) and
+    /// the test credentials: an object that taxon uploaded is private, so an unsigned GET gets
+    /// 403. `None` when the read fails (no such object).
+    pub fn get_object(&self, bucket: &str, key: &str) -> Option<String> {
+        const GET: &str = "import sys, boto3\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+                aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+            body = s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])['Body'].read()\n\
+            sys.stdout.write(body.decode())\n";
+        let out = StdCommand::new(venv().join("bin/python"))
+            .args(["-c", GET, &self.endpoint(), bucket, key])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     pub fn create_bucket(&self, name: &str) {
         let code = http_status(self.port, "PUT", &format!("/{name}")).expect("create bucket");
         assert!(code == 200, "create bucket {name}: HTTP {code}");
