@@ -193,7 +193,10 @@ fn cycle(p: &Pipeline, parents: &[BTreeSet<usize>], done: &[bool]) -> Vec<String
 
 /// The stage names of `stages`, for messages.
 pub fn names<'a>(p: &'a Pipeline, stages: impl IntoIterator<Item = &'a usize>) -> Vec<&'a str> {
-    stages.into_iter().map(|&i| p.stages[i].name.as_str()).collect()
+    stages
+        .into_iter()
+        .map(|&i| p.stages[i].name.as_str())
+        .collect()
 }
 
 /// The index of every stage in `p`.
@@ -233,7 +236,10 @@ mod tests {
             "stages:\n  a:\n    cmd: a\n    deps: [y]\n    outs: [x]\n  b:\n    cmd: b\n    deps: [x]\n    outs: [y]\n",
         );
         let e = Dag::build(&p).unwrap_err().to_string();
-        assert!(e.contains("cycle") && e.contains("a") && e.contains("b"), "{e}");
+        assert!(
+            e.contains("cycle") && e.contains("a") && e.contains("b"),
+            "{e}"
+        );
         let p = pipeline(
             "stages:\n  a:\n    cmd: a\n    outs: [out]\n  b:\n    cmd: b\n    outs: [out/x]\n",
         );

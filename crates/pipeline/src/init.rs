@@ -22,8 +22,7 @@ pub struct InitFiles {
 /// YAML-quotes `s` when it needs it.
 fn q(s: &str) -> String {
     let plain = !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
         && !s.starts_with(['-', '.']);
     if plain {
@@ -36,8 +35,7 @@ fn q(s: &str) -> String {
 /// Shell-quotes `s` when it needs it.
 fn sh(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
     {
         s.to_string()

@@ -13,9 +13,9 @@ use crate::params::lookup;
 pub fn resolve(s: &str, vars: &Value) -> Result<Value, String> {
     let trimmed = s.trim();
     if let Some(inner) = whole_reference(trimmed) {
-        return lookup(vars, inner)
-            .cloned()
-            .ok_or_else(|| format!("`${{{inner}}}` is not defined (params.yaml, vars or foreach)"));
+        return lookup(vars, inner).cloned().ok_or_else(|| {
+            format!("`${{{inner}}}` is not defined (params.yaml, vars or foreach)")
+        });
     }
     resolve_str(s, vars).map(Value::String)
 }
@@ -37,8 +37,9 @@ pub fn resolve_str(s: &str, vars: &Value) -> Result<String, String> {
             .find('}')
             .ok_or_else(|| format!("unclosed `${{` in {s:?}"))?;
         let name = after[..end].trim();
-        let value = lookup(vars, name)
-            .ok_or_else(|| format!("`${{{name}}}` is not defined (params.yaml, vars or foreach)"))?;
+        let value = lookup(vars, name).ok_or_else(|| {
+            format!("`${{{name}}}` is not defined (params.yaml, vars or foreach)")
+        })?;
         out.push_str(&render(value).map_err(|why| format!("`${{{name}}}` {why}"))?);
         rest = &after[end + 1..];
     }
@@ -109,12 +110,18 @@ mod tests {
     fn references_in_text_are_rendered_as_dvc_does() {
         let v = vars();
         assert_eq!(
-            resolve_str("train --epochs ${train.epochs} --lr ${ train.lr } ${train.fast}", &v)
-                .unwrap(),
+            resolve_str(
+                "train --epochs ${train.epochs} --lr ${ train.lr } ${train.fast}",
+                &v
+            )
+            .unwrap(),
             "train --epochs 3 --lr 0.1 true"
         );
         assert_eq!(resolve_str("x ${train.sizes}", &v).unwrap(), "x 8 16");
-        assert_eq!(resolve_str(r"echo \${HOME} ${name}", &v).unwrap(), "echo ${HOME} bbc");
+        assert_eq!(
+            resolve_str(r"echo \${HOME} ${name}", &v).unwrap(),
+            "echo ${HOME} bbc"
+        );
     }
 
     #[test]
@@ -133,6 +140,10 @@ mod tests {
         assert!(e.contains("train.nope"), "{e}");
         let e = resolve_str("a ${m} b", &v).unwrap_err();
         assert!(e.contains("mapping"), "{e}");
-        assert!(resolve_str("a ${name", &v).unwrap_err().contains("unclosed"));
+        assert!(
+            resolve_str("a ${name", &v)
+                .unwrap_err()
+                .contains("unclosed")
+        );
     }
 }

@@ -203,7 +203,10 @@ fn parse(root: &Value, path: &Path) -> Result<LockFile> {
                 Some(Value::Sequence(l)) => l
                     .iter()
                     .enumerate()
-                    .map(|(i, e)| entry(e).ok_or_else(|| bad(path, format!("{}[{i}]", at(key)), "needs a `path`")))
+                    .map(|(i, e)| {
+                        entry(e)
+                            .ok_or_else(|| bad(path, format!("{}[{i}]", at(key)), "needs a `path`"))
+                    })
                     .collect(),
                 Some(_) => Err(bad(path, at(key), "must be a list")),
             }

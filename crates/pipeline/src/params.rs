@@ -71,8 +71,7 @@ mod tests {
 
     #[test]
     fn dotted_keys_reach_nested_values_and_list_items() {
-        let v: Value =
-            serde_yaml_ng::from_str("train:\n  epochs: 3\n  layers: [8, 16]\n").unwrap();
+        let v: Value = serde_yaml_ng::from_str("train:\n  epochs: 3\n  layers: [8, 16]\n").unwrap();
         assert_eq!(lookup(&v, "train.epochs"), Some(&Value::from(3)));
         assert_eq!(lookup(&v, "train.layers.1"), Some(&Value::from(16)));
         assert_eq!(lookup(&v, "train.missing"), None);

@@ -103,7 +103,12 @@ pub fn select(p: &Pipeline, dag: &Dag, opts: &RunOptions) -> Result<Vec<usize>> 
     if opts.downstream {
         set.extend(dag.downstream_of(&idx));
     }
-    Ok(dag.order.iter().copied().filter(|i| set.contains(i)).collect())
+    Ok(dag
+        .order
+        .iter()
+        .copied()
+        .filter(|i| set.contains(i))
+        .collect())
 }
 
 /// Holds the repository's pipeline lock while alive.
@@ -279,9 +284,22 @@ fn remove_outputs(stage: &Stage) -> Result<()> {
 }
 
 /// Runs one command of a stage through `sh -c` in its `wdir`, with `DVC_ROOT` and
-/// `DVC_STAGE` set as DVC sets them.
+/// `DVC_STAGE` set as DVC sets them, and the running `taxon`'s folder first on `PATH`.
 fn execute(repo: &Repo, stage: &Stage, cmd: &str, stdout_to_stderr: bool) -> Result<()> {
     let mut c = Command::new("sh");
+    // `taxon` in a stage's command is this binary first: the pipeline runs with the version
+    // that reads it, whatever else is on PATH.
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![dir];
+        dirs.extend(std::env::split_paths(&path));
+        if let Ok(joined) = std::env::join_paths(dirs) {
+            c.env("PATH", joined);
+        }
+    }
     c.arg("-c")
         .arg(cmd)
         .current_dir(&stage.wdir)
@@ -317,7 +335,8 @@ pub fn status(p: &Pipeline, targets: &[String]) -> Result<Vec<StageReport>> {
         &mut |_| {},
     )?;
     for r in &mut reports {
-        r.reasons.retain(|why| !matches!(why, Reason::Upstream { .. }));
+        r.reasons
+            .retain(|why| !matches!(why, Reason::Upstream { .. }));
         if r.action == Action::WouldRun && r.reasons.is_empty() {
             r.action = Action::Skipped;
         }

@@ -143,7 +143,11 @@ fn load_vars(
     into: &mut Mapping,
 ) -> Result<()> {
     let Value::Sequence(items) = list else {
-        return Err(invalid(file, location, "must be a list of files or mappings"));
+        return Err(invalid(
+            file,
+            location,
+            "must be a list of files or mappings",
+        ));
     };
     for (i, item) in items.iter().enumerate() {
         match item {
@@ -157,11 +161,8 @@ fn load_vars(
                     None => merge_vars(into, &content),
                     Some(keys) => {
                         for key in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
-                            let v = params.value(
-                                &dir.join(name),
-                                key,
-                                &format!("{location}[{i}]"),
-                            )?;
+                            let v =
+                                params.value(&dir.join(name), key, &format!("{location}[{i}]"))?;
                             into.insert(Value::String(key.to_string()), v);
                         }
                     }
@@ -182,7 +183,11 @@ fn load_vars(
 
 fn parse(file: &Path, dir: &Path, root: &Value, params: &mut ParamsFiles) -> Result<Pipeline> {
     let Value::Mapping(top) = root else {
-        return Err(invalid(file, "top level", "must be a mapping with a `stages` key"));
+        return Err(invalid(
+            file,
+            "top level",
+            "must be a mapping with a `stages` key",
+        ));
     };
     let mut vars = Mapping::new();
     let default_params = dir.join(DEFAULT_PARAMS);
@@ -224,7 +229,14 @@ fn parse(file: &Path, dir: &Path, root: &Value, params: &mut ParamsFiles) -> Res
         };
         let mut scope = vars.clone();
         if let Some(v) = body.get("vars") {
-            load_vars(file, dir, v, &format!("stages.{name}.vars"), params, &mut scope)?;
+            load_vars(
+                file,
+                dir,
+                v,
+                &format!("stages.{name}.vars"),
+                params,
+                &mut scope,
+            )?;
         }
         if body.contains_key("matrix") {
             return Err(invalid(
@@ -339,8 +351,9 @@ fn stage(file: &Path, dir: &Path, name: &str, body: &Mapping, vars: &Value) -> R
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    scalar_text(c)
-                        .ok_or_else(|| invalid(file, format!("{}[{i}]", at("cmd")), "must be a string"))
+                    scalar_text(c).ok_or_else(|| {
+                        invalid(file, format!("{}[{i}]", at("cmd")), "must be a string")
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             if cmds.is_empty() {
@@ -348,7 +361,13 @@ fn stage(file: &Path, dir: &Path, name: &str, body: &Mapping, vars: &Value) -> R
             }
             (cmds, true)
         }
-        Some(_) => return Err(invalid(file, at("cmd"), "must be a string or a list of strings")),
+        Some(_) => {
+            return Err(invalid(
+                file,
+                at("cmd"),
+                "must be a string or a list of strings",
+            ));
+        }
         None => return Err(invalid(file, at("cmd"), "is required")),
     };
     let wdir_rel = match body.get("wdir") {
@@ -369,8 +388,9 @@ fn stage(file: &Path, dir: &Path, name: &str, body: &Mapping, vars: &Value) -> R
         };
         for (i, d) in list.iter().enumerate() {
             deps.push(
-                scalar_text(d)
-                    .ok_or_else(|| invalid(file, format!("{}[{i}]", at("deps")), "must be a path"))?,
+                scalar_text(d).ok_or_else(|| {
+                    invalid(file, format!("{}[{i}]", at("deps")), "must be a path")
+                })?,
             );
         }
     }
@@ -406,7 +426,11 @@ fn stage(file: &Path, dir: &Path, name: &str, body: &Mapping, vars: &Value) -> R
 /// `params:`: bare keys (of `params.yaml`) and `{file: [keys]}` mappings.
 fn param_deps(file: &Path, at: &str, v: &Value) -> Result<Vec<ParamDep>> {
     let Value::Sequence(list) = v else {
-        return Err(invalid(file, at, "must be a list of keys or {file: [keys]}"));
+        return Err(invalid(
+            file,
+            at,
+            "must be a list of keys or {file: [keys]}",
+        ));
     };
     let mut out: Vec<ParamDep> = Vec::new();
     let mut push = |file_name: &str, key: Option<String>| {
@@ -430,8 +454,9 @@ fn param_deps(file: &Path, at: &str, v: &Value) -> Result<Vec<ParamDep>> {
         match item {
             Value::Mapping(m) => {
                 for (f, keys) in m {
-                    let f = scalar_text(f)
-                        .ok_or_else(|| invalid(file, format!("{at}[{i}]"), "file must be a path"))?;
+                    let f = scalar_text(f).ok_or_else(|| {
+                        invalid(file, format!("{at}[{i}]"), "file must be a path")
+                    })?;
                     match keys {
                         Value::Null => push(&f, None),
                         Value::Sequence(ks) if ks.is_empty() => push(&f, None),
@@ -511,8 +536,7 @@ fn out_specs(file: &Path, at: &str, v: &Value, kind: OutKind) -> Result<Vec<OutS
                 }
             }
             other => out.push(OutSpec {
-                path: scalar_text(other)
-                    .ok_or_else(|| invalid(file, &loc, "must be a path"))?,
+                path: scalar_text(other).ok_or_else(|| invalid(file, &loc, "must be a path"))?,
                 cache: default_cache,
                 persist: false,
                 kind,

@@ -178,9 +178,7 @@ impl Checker<'_> {
                 None => why.push(Reason::DepAdded { path: d.clone() }),
                 Some(e) => match self.hash(stage, d)? {
                     None => why.push(Reason::DepDeleted { path: d.clone() }),
-                    Some(h) if !matches(e, &h) => {
-                        why.push(Reason::DepModified { path: d.clone() })
-                    }
+                    Some(h) if !matches(e, &h) => why.push(Reason::DepModified { path: d.clone() }),
                     Some(_) => {}
                 },
             }
@@ -332,8 +330,7 @@ fn same_value(a: &Value, b: &Value) -> bool {
         }
         (Value::Mapping(x), Value::Mapping(y)) => {
             x.len() == y.len()
-                && x
-                    .iter()
+                && x.iter()
                     .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
         }
         _ => a == b,

@@ -165,9 +165,11 @@ fn run_stages(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         Event::Finished(r) => match r.action {
             Action::Skipped => ctx.info(format!("── stage {}: up to date, skipped", r.stage)),
             Action::Frozen => ctx.info(format!("── stage {}: frozen, not run", r.stage)),
-            Action::WouldRun => {
-                ctx.info(format!("── stage {} would run: {}", r.stage, reasons_text(r)))
-            }
+            Action::WouldRun => ctx.info(format!(
+                "── stage {} would run: {}",
+                r.stage,
+                reasons_text(r)
+            )),
             Action::Ran => ctx.info(format!(
                 "── stage {}: done in {:.1} s, recorded in dvc.lock",
                 r.stage,
@@ -194,7 +196,10 @@ fn run_stages(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             reports.len()
         );
     } else if ran == 0 {
-        println!("pipeline is up to date: {} stage(s), none changed", reports.len());
+        println!(
+            "pipeline is up to date: {} stage(s), none changed",
+            reports.len()
+        );
     } else {
         println!(
             "ran {ran} of {} stage(s) in {:.1} s; dvc.lock updated",
@@ -228,7 +233,11 @@ fn status(args: StatusArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         let mut t = table(["stage", "why it would run"]);
         for r in &changed {
             for (i, why) in r.reasons.iter().enumerate() {
-                let name = if i == 0 { r.stage.clone() } else { String::new() };
+                let name = if i == 0 {
+                    r.stage.clone()
+                } else {
+                    String::new()
+                };
                 t.add_row(vec![name, why.to_string()]);
             }
         }

@@ -56,7 +56,7 @@ fn repo() -> tempfile::TempDir {
   train:
     cmd:
     - echo train >> runs.log
-    - cat out/x.csv > model.txt && printf '{"acc": 0.9}' > metrics.json
+    - "cat out/x.csv > model.txt && printf '{\"acc\": 0.9}' > metrics.json"
     deps:
     - out
     params:
@@ -120,7 +120,11 @@ fn taxon_and_dvc_agree_on_what_is_up_to_date_both_ways() {
     // A parameter changes: both see it; the dry run says why; dvc repro brings it up to date
     // and taxon agrees.
     let params = std::fs::read_to_string(d.join("params.yaml")).unwrap();
-    std::fs::write(d.join("params.yaml"), params.replace("split: 0.2", "split: 0.3")).unwrap();
+    std::fs::write(
+        d.join("params.yaml"),
+        params.replace("split: 0.2", "split: 0.3"),
+    )
+    .unwrap();
     let st = dvc_status(&dvc_bin, d);
     assert!(st.get("prep").is_some(), "dvc sees the change: {st}");
     let dry = taxon_json(d, &["pipeline", "run", "--dry-run"]);
@@ -133,7 +137,11 @@ fn taxon_and_dvc_agree_on_what_is_up_to_date_both_ways() {
     assert_eq!(train["reasons"][0]["kind"], "upstream");
     assert!(runs(d).is_empty(), "a dry run runs nothing");
     let out = dvc(&dvc_bin, d, &["repro", "-q"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     runs(d);
     taxon(d).args(["pipeline", "status"]).assert().success();
     taxon(d).args(["pipeline", "run"]).assert().success();
@@ -186,7 +194,9 @@ fn a_failed_stage_stops_the_run_is_not_recorded_and_is_redone() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("stage `b` failed") && err.contains("exited with code 3") && err.contains("test -f ok"),
+        err.contains("stage `b` failed")
+            && err.contains("exited with code 3")
+            && err.contains("test -f ok"),
         "{err}"
     );
     assert_eq!(runs(d), ["a", "b"], "c never started");
@@ -229,14 +239,15 @@ fn a_killed_run_leaves_no_record_of_its_stage_and_releases_the_lock() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // kill -9 the whole group: taxon and the stage's shell.
-    let pgid = child.id() as i32;
-    std::process::Command::new("kill")
-        .args(["-9", &format!("-{pgid}")])
-        .status()
-        .unwrap();
+    // kill -9 the whole group: taxon and the stage's shell (a group of its own, so nothing
+    // else is hit).
+    let group = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");
+    rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
     child.wait().unwrap();
-    assert!(!d.join("dvc.lock").exists(), "nothing recorded for a killed stage");
+    assert!(
+        !d.join("dvc.lock").exists(),
+        "nothing recorded for a killed stage"
+    );
     std::fs::write(
         d.join("dvc.yaml"),
         "stages:\n  slow:\n    cmd: echo whole > out.txt\n    outs: [out.txt]\n",
@@ -258,7 +269,11 @@ fn errors_in_the_pipeline_file_name_the_file_line_stage_and_key() {
     std::fs::write(d.join("dvc.yaml"), "stages:\n  a:\n    cmd: [x\n").unwrap();
     let out = taxon(d).args(["pipeline", "status"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("dvc.yaml:4"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dvc.yaml:4"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(
         d.join("dvc.yaml"),
         "stages:\n  a:\n    cmd: echo ${train.nope}\n",
@@ -268,7 +283,10 @@ fn errors_in_the_pipeline_file_name_the_file_line_stage_and_key() {
     let out = taxon(d).args(["pipeline", "run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("stages.a") && err.contains("train.nope"), "{err}");
+    assert!(
+        err.contains("stages.a") && err.contains("train.nope"),
+        "{err}"
+    );
     std::fs::write(
         d.join("dvc.yaml"),
         "stages:\n  a:\n    cmd: x\n    deps: [b.txt]\n    outs: [a.txt]\n  b:\n    cmd: y\n    deps: [a.txt]\n    outs: [b.txt]\n",
@@ -313,7 +331,10 @@ fn the_standard_pipeline_runs_end_to_end_and_reruns_only_what_a_param_touches() 
         init["stages"],
         serde_json::json!(["prepare", "validate", "train", "evaluate", "register"])
     );
-    let out = taxon(d).args(["pipeline", "init", "--data", "raw"]).output().unwrap();
+    let out = taxon(d)
+        .args(["pipeline", "init", "--data", "raw"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "init never overwrites");
 
     let report = taxon_json(d, &["pipeline", "run"]);
@@ -339,13 +360,22 @@ fn the_standard_pipeline_runs_end_to_end_and_reruns_only_what_a_param_touches() 
 
     // A training parameter changes: prepare and validate stay, the rest re-runs.
     let params = std::fs::read_to_string(d.join("params.yaml")).unwrap();
-    std::fs::write(d.join("params.yaml"), params.replace("  seed: 42\n  threads", "  seed: 7\n  threads")).unwrap();
+    std::fs::write(
+        d.join("params.yaml"),
+        params.replace("  seed: 42\n  threads", "  seed: 7\n  threads"),
+    )
+    .unwrap();
     let report = taxon_json(d, &["pipeline", "run"]);
     let actions: Vec<(String, String)> = report["stages"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["stage"].as_str().unwrap().into(), s["action"].as_str().unwrap().into()))
+        .map(|s| {
+            (
+                s["stage"].as_str().unwrap().into(),
+                s["action"].as_str().unwrap().into(),
+            )
+        })
         .collect();
     assert_eq!(
         actions,
