@@ -81,6 +81,20 @@ pub fn standard(layout: &DataLayout, model_name: &str, model_type: &str) -> Init
         }
         DataLayout::Split { train, test } => (train.clone(), test.clone()),
     };
+    let retrain_into = match layout {
+        DataLayout::LabelFolders { root } => format!(
+            "  # Fresh labels from the prediction log become files in the label folders (the\n  # prepare stage splits them like the rest).\n  into: {}\n",
+            q(root)
+        ),
+        DataLayout::Split { train, test } => format!(
+            "  # Fresh labels from the prediction log are appended here; test_share of them to\n  # the test file, so the new model is also judged on fresh labels.\n  into: {}\n  test_into: {}\n  test_share: 0.2\n",
+            q(train),
+            q(test)
+        ),
+    };
+    params.push_str(&format!(
+        "retrain:\n  # `taxon pipeline retrain`: at least min_feedback fresh labels, at most one\n  # retraining per cooldown_minutes.\n{retrain_into}  min_feedback: 50\n  cooldown_minutes: 60\n"
+    ));
     params.push_str(&format!(
         "train:\n  # linear (the default), lstm or bert; `taxon train --help` lists the rest.\n  model_type: {}\n  seed: 42\n  threads: 2\n\
          register:\n  # The registry model this pipeline registers, and the alias it moves through the\n  # promotion gate (refused when the new version evaluates worse).\n  name: {}\n  alias: production\n",
@@ -124,7 +138,7 @@ pub fn standard(layout: &DataLayout, model_name: &str, model_type: &str) -> Init
          \x20 register:\n\
          \x20   desc: Register the trained run in the model registry, then move the alias through the\n\
          \x20     promotion gate (a refusal is recorded in reports/promotion.json, not an error).\n\
-         \x20   cmd: taxon registry register latest --name ${{register.name}} --allow-duplicate && (taxon --json registry alias set ${{register.alias}} latest --name ${{register.name}} > reports/promotion.json || [ $? -eq 1 ])\n\
+         \x20   cmd: taxon registry register latest --name ${{register.name}} --allow-duplicate --description \"$TAXON_PIPELINE_CAUSE\" && (taxon --json registry alias set ${{register.alias}} latest --name ${{register.name}} > reports/promotion.json || [ $? -eq 1 ])\n\
          \x20   deps:\n\
          \x20   - models/model\n\
          \x20   - reports/eval.json\n\

@@ -12,7 +12,7 @@
 //   dag                        the stage graph: order, cycles, drawing
 //   status                     why a stage must run; the record it leaves
 //   run                        running the selected stages under the run lock
-//   init                       the standard text-classification pipeline
+//   init, retrain              the standard pipeline; the retraining loop's guard rails
 pub mod error;
 
 pub mod interp;
@@ -28,6 +28,7 @@ pub mod status;
 pub mod run;
 
 pub mod init;
+pub mod retrain;
 
 pub use dag::Dag;
 pub use error::{PipelineError, Result};

@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub downstream: bool,
     /// Send the commands' standard output to our standard error (for `--json`).
     pub stdout_to_stderr: bool,
+    /// Why this run happens, given to the commands as `TAXON_PIPELINE_CAUSE` (the standard
+    /// pipeline stores it with the registry version); default `taxon pipeline run`.
+    pub cause: Option<String>,
 }
 
 /// What happened to one stage.
@@ -237,7 +240,7 @@ pub fn run(
         remove_outputs(stage)?;
         fs::create_dir_all(&stage.wdir).at(&stage.wdir)?;
         for cmd in &stage.cmd {
-            execute(&repo, stage, cmd, opts.stdout_to_stderr)?;
+            execute(&repo, stage, cmd, opts)?;
         }
         for o in &stage.outs {
             if fs::symlink_metadata(stage.abs(&o.path)).is_err() {
@@ -285,7 +288,7 @@ fn remove_outputs(stage: &Stage) -> Result<()> {
 
 /// Runs one command of a stage through `sh -c` in its `wdir`, with `DVC_ROOT` and
 /// `DVC_STAGE` set as DVC sets them, and the running `taxon`'s folder first on `PATH`.
-fn execute(repo: &Repo, stage: &Stage, cmd: &str, stdout_to_stderr: bool) -> Result<()> {
+fn execute(repo: &Repo, stage: &Stage, cmd: &str, opts: &RunOptions) -> Result<()> {
     let mut c = Command::new("sh");
     // `taxon` in a stage's command is this binary first: the pipeline runs with the version
     // that reads it, whatever else is on PATH.
@@ -305,8 +308,12 @@ fn execute(repo: &Repo, stage: &Stage, cmd: &str, stdout_to_stderr: bool) -> Res
         .current_dir(&stage.wdir)
         .env("DVC_ROOT", &repo.root)
         .env("DVC_STAGE", &stage.name)
+        .env(
+            "TAXON_PIPELINE_CAUSE",
+            opts.cause.as_deref().unwrap_or("taxon pipeline run"),
+        )
         .stdin(Stdio::null());
-    if stdout_to_stderr {
+    if opts.stdout_to_stderr {
         c.stdout(Stdio::from(std::io::stderr()));
     }
     let status = c.status().at(Path::new("sh"))?;

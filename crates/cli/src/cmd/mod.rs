@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod predict;
 pub mod quickstart;
 pub mod registry;
+pub mod retrain;
 pub mod runs;
 pub mod serve;
 pub mod train;

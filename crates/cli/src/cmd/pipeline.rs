@@ -30,6 +30,11 @@ pub enum PipelineCmd {
     /// Write the standard text-classification pipeline for your data: dvc.yaml (prepare,
     /// validate, train, evaluate, register and promote), params.yaml and expectations.yaml.
     Init(InitArgs),
+    /// Close the loop: the labelled feedback of a prediction log becomes fresh training (and
+    /// test) rows and a new data version, the pipeline runs, and the alias moves through the
+    /// promotion gate (`taxon serve --alias` swaps without a restart). One at a time, with a
+    /// cool-down; exit 1 when refused (cool-down, too few fresh labels). --history lists them.
+    Retrain(super::retrain::RetrainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +61,10 @@ pub struct RunArgs {
     /// Also the stages that depend on the named ones.
     #[arg(long)]
     downstream: bool,
+    /// Why this run happens, given to the commands as TAXON_PIPELINE_CAUSE (the standard
+    /// pipeline stores it with the registry version).
+    #[arg(long)]
+    cause: Option<String>,
     #[command(flatten)]
     file: FileArg,
 }
@@ -97,7 +106,7 @@ pub struct InitArgs {
     #[arg(long, value_name = "FILE", requires = "train")]
     test: Option<PathBuf>,
     /// The registry model name the pipeline registers.
-    #[arg(long, default_value = "text-classifier")]
+    #[arg(long, default_value = taxon_registry::DEFAULT_MODEL)]
     name: String,
     /// The model type params.yaml starts with.
     #[arg(long, default_value = "linear")]
@@ -113,6 +122,7 @@ pub fn run(cmd: PipelineCmd, ctx: &Ctx) -> anyhow::Result<Outcome> {
         PipelineCmd::Status(a) => status(a, ctx),
         PipelineCmd::Dag(a) => dag(a, ctx),
         PipelineCmd::Init(a) => init(a, ctx),
+        PipelineCmd::Retrain(a) => super::retrain::run(a, ctx),
     }
 }
 
@@ -143,6 +153,7 @@ fn run_stages(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         single_item: args.single_item,
         downstream: args.downstream,
         stdout_to_stderr: ctx.json,
+        cause: args.cause,
     };
     let started = std::time::Instant::now();
     let reports = taxon_pipeline::run(&p, &opts, &mut |e| match e {

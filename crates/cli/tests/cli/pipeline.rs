@@ -392,3 +392,214 @@ fn the_standard_pipeline_runs_end_to_end_and_reruns_only_what_a_param_touches() 
     assert_eq!(versions.as_array().unwrap().len(), 2);
     assert_eq!(dvc_status(&dvc_bin, d), serde_json::json!({}));
 }
+
+/// The status of one `POST /v1/predict` on a fresh connection, `None` when it broke.
+fn predict_status(port: u16, text: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let body = serde_json::json!({ "text": text }).to_string();
+    write!(
+        s,
+        "POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer.split(' ').nth(1)?.parse().ok()
+}
+
+/// `n` texts per label in the vocabulary of `domain` (0 or 1): the same three labels, told
+/// apart by other words in each domain.
+fn domain_rows(domain: usize, n: usize, offset: usize) -> Vec<(String, &'static str)> {
+    let words: [(&str, [&str; 5]); 3] = if domain == 0 {
+        [
+            ("sports", ["match", "goal", "team", "league", "coach"]),
+            ("science", ["atom", "theory", "cell", "physics", "lab"]),
+            ("music", ["album", "song", "guitar", "concert", "band"]),
+        ]
+    } else {
+        [
+            ("sports", ["sprint", "medal", "relay", "stadium", "referee"]),
+            (
+                "science",
+                ["genome", "neuron", "quantum", "enzyme", "telescope"],
+            ),
+            (
+                "music",
+                ["violin", "chorus", "tempo", "melody", "orchestra"],
+            ),
+        ]
+    };
+    let mut out = Vec::new();
+    for (label, ws) in words {
+        for i in offset..offset + n {
+            let t: Vec<&str> = (0..10).map(|j| ws[(i * 7 + j * 3) % ws.len()]).collect();
+            out.push((format!("item {i} {}", t.join(" ")), label));
+        }
+    }
+    out
+}
+
+#[test]
+fn feedback_on_a_new_domain_retrains_gates_and_swaps_the_served_model_without_a_failed_request() {
+    use crate::serve::{Server, eventually};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // Domain 0 only, as label folders.
+    for (i, (text, label)) in domain_rows(0, 30, 0).into_iter().enumerate() {
+        let dir = d.join("raw").join(label);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{i}.txt")), text).unwrap();
+    }
+    taxon_json(d, &["pipeline", "init", "--data", "raw"]);
+    let params = std::fs::read_to_string(d.join("params.yaml")).unwrap();
+    std::fs::write(
+        d.join("params.yaml"),
+        params.replace("min_feedback: 50", "min_feedback: 30"),
+    )
+    .unwrap();
+    taxon_json(d, &["data", "add", "raw"]);
+    taxon_json(d, &["pipeline", "run"]);
+
+    let server = Server::start_with(
+        d,
+        &[],
+        &[
+            "--alias",
+            "production",
+            "--poll-interval",
+            "0.2",
+            "--prediction-log",
+            "log",
+            "--prediction-log-text",
+        ],
+        &[],
+    );
+    let predict = |text: &str| -> serde_json::Value {
+        let body = serde_json::json!({ "text": text }).to_string();
+        let a = server.request("POST", "/v1/predict", Some(&body));
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()
+    };
+    // Traffic moves to domain 1; the users label what they see.
+    let mut right = 0;
+    let shifted = domain_rows(1, 15, 0);
+    let mut feedback = Vec::new();
+    for (text, label) in &shifted {
+        let answer = predict(text);
+        assert_eq!(answer["model"]["version"], "v1");
+        right += usize::from(answer["label"] == *label);
+        feedback.push(serde_json::json!({"request_id": answer["request_id"], "label": label}));
+    }
+    let before = right as f64 / shifted.len() as f64;
+    let body = serde_json::json!({ "feedback": feedback }).to_string();
+    let a = server.request("POST", "/v1/feedback", Some(&body));
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    // The log's writer flushes in the background: the feedback is on disk shortly after.
+    eventually("the feedback to reach the prediction log", || {
+        std::fs::read_dir(d.join("log"))
+            .map(|it| {
+                it.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .map(|t| t.matches(r#""type":"feedback""#).count())
+                    .sum::<usize>()
+            })
+            .unwrap_or(0)
+            == shifted.len()
+    });
+
+    // Requests keep flowing during the retraining and the swap: none may fail.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let port = server.port;
+    let load = {
+        let (stop, sent, failed) = (stop.clone(), sent.clone(), failed.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let ok = predict_status(port, "item 3 relay medal") == Some(200);
+                sent.fetch_add(1, Ordering::Relaxed);
+                failed.fetch_add(usize::from(!ok), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let started = Instant::now();
+    let record = taxon_json(
+        d,
+        &[
+            "pipeline",
+            "retrain",
+            "--log",
+            "log",
+            "--cause",
+            "alert:ModelAccuracyLow",
+        ],
+    );
+    assert_eq!(record["outcome"], "ok", "{record}");
+    assert_eq!(record["fresh_rows"], 45);
+    assert_eq!(record["cause"], "alert:ModelAccuracyLow");
+    assert_eq!(record["alias_before"], 1);
+    assert_eq!(record["alias_after"], 2, "{record}");
+    assert_eq!(record["promoted"], true);
+    assert_ne!(record["data_version_before"], record["data_version_after"]);
+    assert!(
+        record["stages_ran"].as_array().unwrap().len() >= 4,
+        "{record}"
+    );
+    eventually("the server to serve v2", || {
+        predict("item 0 violin chorus")["model"]["version"] == "v2"
+    });
+    let swap_seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during the swap"
+    );
+    assert!(sent.load(Ordering::Relaxed) > 0);
+
+    // On new domain-1 traffic the served model is now right more often.
+    let fresh = domain_rows(1, 10, 100);
+    let after = fresh
+        .iter()
+        .filter(|(text, label)| predict(text)["label"] == *label)
+        .count() as f64
+        / fresh.len() as f64;
+    eprintln!(
+        "live accuracy on domain 1: {before:.2} before, {after:.2} after; alert to v2 serving in {swap_seconds:.1} s"
+    );
+    assert!(after > before && after >= 0.9, "{before} -> {after}");
+
+    // The registry version says why it exists; the data version says what came in.
+    let v2 = taxon_json(d, &["registry", "show", "default:2"]);
+    assert!(
+        v2.to_string().contains("alert:ModelAccuracyLow"),
+        "the version records its cause: {v2}"
+    );
+    let versions = taxon_json(d, &["data", "versions", "raw"]);
+    assert_eq!(versions.as_array().unwrap().len(), 2);
+
+    // Guard rails: a second retraining inside the cool-down is refused, and recorded nowhere.
+    let out = taxon(d)
+        .args(["pipeline", "retrain", "--log", "log"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cool-down"));
+    // Forced, but with no fresh label left: nothing changes.
+    let again = taxon(d)
+        .args(["--json", "pipeline", "retrain", "--log", "log", "--force"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["outcome"], "too_few_labels");
+    let history = taxon_json(d, &["pipeline", "retrain", "--history"]);
+    assert_eq!(history.as_array().unwrap().len(), 2);
+}

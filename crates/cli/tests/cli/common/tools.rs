@@ -233,8 +233,10 @@ pub fn taxon_json(dir: &Path, args: &[&str]) -> serde_json::Value {
         .expect("run taxon");
     assert!(
         out.status.success(),
-        "taxon {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "taxon {args:?} failed ({}): {}\nstdout: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
