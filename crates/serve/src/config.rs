@@ -51,6 +51,17 @@ pub struct ServeConfig {
     /// Answer 422 `unreadable_text` for a text the model knows no token of, instead of uniform
     /// scores with `known_tokens: 0`.
     pub refuse_unreadable: bool,
+    /// What `POST /v1/admin/retrain` (an Alertmanager webhook) runs; `None`: the route answers
+    /// 404 `retrain_not_configured`.
+    pub retrain: Option<RetrainCommand>,
+}
+
+/// The command a firing alert starts: `program ARGS --cause alert:NAMES` in `dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetrainCommand {
+    pub program: std::path::PathBuf,
+    pub args: Vec<String>,
+    pub dir: std::path::PathBuf,
 }
 
 /// The request body that holds a batch of `texts` texts of `chars` characters each: 4 bytes
@@ -84,6 +95,7 @@ impl Default for ServeConfig {
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             refuse_unreadable: false,
+            retrain: None,
         }
     }
 }

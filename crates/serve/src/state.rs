@@ -46,6 +46,8 @@ struct Inner {
     request_ids: RequestIds,
     poller: Mutex<Option<JoinHandle<()>>>,
     monitoring: Arc<Monitoring>,
+    /// A retraining started by `POST /v1/admin/retrain` is running.
+    retraining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -147,6 +149,7 @@ impl AppState {
                 request_ids: RequestIds::new(),
                 poller: Mutex::new(poller),
                 monitoring,
+                retraining: Arc::default(),
             }),
         })
     }
@@ -184,6 +187,11 @@ impl AppState {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// Set while a retraining started by `POST /v1/admin/retrain` runs.
+    pub fn retraining(&self) -> &Arc<std::sync::atomic::AtomicBool> {
+        &self.inner.retraining
     }
 
     /// Prediction log, feedback and live accuracy.

@@ -140,6 +140,24 @@ pub struct ServeArgs {
     /// uniform scores with `known_tokens: 0`.
     #[arg(long, env = "TAXON_SERVE_REFUSE_UNREADABLE")]
     pub refuse_unreadable: bool,
+    /// Accept Alertmanager notifications on `POST /v1/admin/retrain` (admin scope when auth is
+    /// on): a firing alert starts `taxon pipeline retrain --file PIPELINE --log
+    /// PREDICTION_LOG --cause alert:NAME` in the current folder, one at a time. Needs
+    /// --prediction-log with --prediction-log-text (the feedback it learns from).
+    #[arg(
+        long,
+        env = "TAXON_SERVE_RETRAIN_ON_ALERT",
+        requires = "prediction_log_text"
+    )]
+    pub retrain_on_alert: bool,
+    /// The pipeline --retrain-on-alert runs.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "dvc.yaml",
+        requires = "retrain_on_alert"
+    )]
+    pub retrain_pipeline: PathBuf,
     /// Log line format (level from TAXON_LOG, default info; the access log is at debug).
     #[arg(long, env = "TAXON_SERVE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -275,9 +293,39 @@ impl ServeArgs {
             body_read_timeout: seconds("--body-read-timeout", self.body_read_timeout)?,
             idle_timeout: seconds("--idle-timeout", self.idle_timeout)?,
             refuse_unreadable: self.refuse_unreadable,
+            retrain: self.retrain_command()?,
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// What a firing alert runs, with --retrain-on-alert: this binary, from this folder.
+    fn retrain_command(&self) -> anyhow::Result<Option<taxon_serve::config::RetrainCommand>> {
+        if !self.retrain_on_alert {
+            return Ok(None);
+        }
+        let log = self
+            .prediction_log
+            .as_ref()
+            .context("--retrain-on-alert needs --prediction-log")?;
+        if !self.retrain_pipeline.is_file() {
+            bail!(
+                "--retrain-on-alert: no pipeline at {} (write one with `taxon pipeline init`)",
+                self.retrain_pipeline.display()
+            );
+        }
+        let abs = |p: &Path| std::path::absolute(p).map(|p| p.to_string_lossy().into_owned());
+        let mut args = vec!["pipeline".to_string(), "retrain".to_string()];
+        args.extend(["--file".into(), abs(&self.retrain_pipeline)?]);
+        args.extend(["--log".into(), abs(log)?]);
+        if let Some(k) = &self.prediction_log_key_file {
+            args.extend(["--key-file".into(), abs(k)?]);
+        }
+        Ok(Some(taxon_serve::config::RetrainCommand {
+            program: std::env::current_exe().context("locating the taxon binary")?,
+            args,
+            dir: std::env::current_dir()?,
+        }))
     }
 
     fn monitor_config(&self) -> anyhow::Result<MonitorConfig> {

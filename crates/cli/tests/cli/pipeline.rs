@@ -476,6 +476,7 @@ fn feedback_on_a_new_domain_retrains_gates_and_swaps_the_served_model_without_a_
             "--prediction-log",
             "log",
             "--prediction-log-text",
+            "--retrain-on-alert",
         ],
         &[],
     );
@@ -528,29 +529,16 @@ fn feedback_on_a_new_domain_retrains_gates_and_swaps_the_served_model_without_a_
             }
         })
     };
+    // Alertmanager notifies the server's webhook receiver; the retraining runs as a child.
     let started = Instant::now();
-    let record = taxon_json(
-        d,
-        &[
-            "pipeline",
-            "retrain",
-            "--log",
-            "log",
-            "--cause",
-            "alert:ModelAccuracyLow",
-        ],
-    );
-    assert_eq!(record["outcome"], "ok", "{record}");
-    assert_eq!(record["fresh_rows"], 45);
-    assert_eq!(record["cause"], "alert:ModelAccuracyLow");
-    assert_eq!(record["alias_before"], 1);
-    assert_eq!(record["alias_after"], 2, "{record}");
-    assert_eq!(record["promoted"], true);
-    assert_ne!(record["data_version_before"], record["data_version_after"]);
-    assert!(
-        record["stages_ran"].as_array().unwrap().len() >= 4,
-        "{record}"
-    );
+    let resolved = r#"{"status": "resolved", "alerts": [{"status": "resolved", "labels": {"alertname": "ModelAccuracyLow"}}]}"#;
+    let a = server.request("POST", "/v1/admin/retrain", Some(resolved));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["started"], false);
+    let firing = r#"{"receiver": "taxon", "status": "firing", "groupLabels": {}, "alerts": [{"status": "firing", "labels": {"alertname": "ModelAccuracyLow", "severity": "page"}, "annotations": {}}]}"#;
+    let a = server.request("POST", "/v1/admin/retrain", Some(firing));
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert_eq!(a.json()["cause"], "alert:ModelAccuracyLow");
     eventually("the server to serve v2", || {
         predict("item 0 violin chorus")["model"]["version"] == "v2"
     });
@@ -563,6 +551,29 @@ fn feedback_on_a_new_domain_retrains_gates_and_swaps_the_served_model_without_a_
         "requests failed during the swap"
     );
     assert!(sent.load(Ordering::Relaxed) > 0);
+
+    // The record is written once the child has read the registry back.
+    eventually("the retraining to be recorded", || {
+        !taxon_json(d, &["pipeline", "retrain", "--history"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    let history = taxon_json(d, &["pipeline", "retrain", "--history"]);
+    let record = &history[0];
+    assert_eq!(record["outcome"], "ok", "{record}");
+    assert_eq!(record["fresh_rows"], 45);
+    assert_eq!(record["added_by_label"]["music"], 15);
+    assert_eq!(record["cause"], "alert:ModelAccuracyLow");
+    assert_eq!(record["alias_before"], 1);
+    assert_eq!(record["alias_after"], 2, "{record}");
+    assert_eq!(record["version"], 2, "{record}");
+    assert_eq!(record["promoted"], true);
+    assert_ne!(record["data_version_before"], record["data_version_after"]);
+    assert!(
+        record["stages_ran"].as_array().unwrap().len() >= 4,
+        "{record}"
+    );
 
     // On new domain-1 traffic the served model is now right more often.
     let fresh = domain_rows(1, 10, 100);

@@ -2,7 +2,8 @@
 //!
 //! - [`public_routes`]: `/health`, `/ready`, `/metrics`, `/openapi.json`, `/docs`;
 //! - [`predict_routes`]: `POST /v1/predict`, `POST /v1/predict/batch`, `GET /v1/models`;
-//! - [`admin_routes`]: `POST /v1/admin/reload`, `PUT /v1/admin/aliases/{alias}`.
+//! - [`admin_routes`]: `POST /v1/admin/reload`, `PUT /v1/admin/aliases/{alias}`,
+//!   `POST /v1/admin/retrain` (Alertmanager's webhook receiver).
 //!
 //! [`app`] merges them as they are. [`router`] is the seam for authentication: it takes one
 //! function per protected group, called with the group's `Router<AppState>` before merging, so
@@ -22,6 +23,7 @@ mod observe;
 pub mod openapi;
 mod ops;
 mod predict;
+mod retrain;
 
 use axum::Router;
 use axum::body::Body;
@@ -84,11 +86,12 @@ pub fn predict_routes() -> Router<AppState> {
         .route("/v1/feedback", post(feedback::feedback))
 }
 
-/// `POST /v1/admin/reload`, `PUT /v1/admin/aliases/{alias}`.
+/// `POST /v1/admin/reload`, `PUT /v1/admin/aliases/{alias}`, `POST /v1/admin/retrain`.
 pub fn admin_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/admin/aliases/{alias}", put(admin::move_alias))
+        .route("/v1/admin/retrain", post(retrain::retrain))
 }
 
 async fn not_found(req: Request) -> Response {

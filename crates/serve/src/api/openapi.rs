@@ -32,6 +32,7 @@ use crate::state::AppState;
         ops::metrics,
         admin::reload,
         admin::move_alias,
+        super::retrain::retrain,
         openapi_json,
         super::docs::docs_page,
         token,
