@@ -13,6 +13,7 @@
 #        TAXON_BIN (a prebuilt binary instead of the release build), CARGO_TARGET_DIR,
 #        TAXON_VENV (where dvc is; scripts/setup-tools.sh installs it).
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 CORPUS=${CORPUS:-fortunes}
@@ -41,11 +42,15 @@ mkdir -p "$WORK/data"
 cp "$DATA/train.jsonl" "$DATA/test.jsonl" "$WORK/data/"
 cd "$WORK"
 
-# Seconds (wall) that "$@" takes; its output is dropped, its failure fails the bench.
+# Seconds (wall) that "$@" takes; its output goes to last.log, its failure fails the bench.
 secs() {
     local t0 t1
     t0=$(date +%s.%N)
-    "$@" >/dev/null 2>&1
+    if ! "$@" >last.log 2>&1; then
+        echo "failed: $*" >&2
+        tail -20 last.log >&2
+        return 1
+    fi
     t1=$(date +%s.%N)
     awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}'
 }
@@ -54,7 +59,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {printf "%.3f", a[
 echo "== $CORPUS: $(wc -l <data/train.jsonl) train, $(wc -l <data/test.jsonl) test rows" >&2
 taxon -q pipeline init --data data --name "$CORPUS" >/dev/null
 first=$(secs taxon pipeline run)
-echo "== first run (5 stages): ${first} s; accuracy $(python3 -c 'import json;print(json.load(open("reports/eval.json"))["accuracy"])')" >&2
+echo "== first run (every stage): ${first} s; accuracy $(python3 -c 'import json;print(json.load(open("reports/eval.json"))["accuracy"])')" >&2
 if [[ $(dvc status --json) != "{}" ]]; then
     echo "dvc does not see taxon's run as up to date:" >&2
     dvc status >&2
@@ -79,6 +84,6 @@ for pair in "run with nothing to do:noop" "status:status"; do
     b=$(median ${t[dvc_$key]})
     printf '%-44s %10s %10s %7.1fx\n' "$name" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN {print b / a}')"
 done
-printf '%-44s %10s\n' "first run, all 5 stages (taxon)" "$first"
+printf '%-44s %10s\n' "first run, every stage (taxon)" "$first"
 printf '%-44s %10s\n' "train.seed changed: train, evaluate, register" "$changed"
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); flags: $(grep -o -w -m1 -E 'avx512_vnni|avx512f|avx2' /proc/cpuinfo | sort -u | xargs)"

@@ -162,7 +162,8 @@ pub fn standard(layout: &DataLayout, model_name: &str, model_type: &str) -> Init
 const EXPECTATIONS: &str = "\
 # Expectations for the training split (`taxon data validate`; Great Expectations' names).
 # A starting suite written by `taxon pipeline init`: it holds for any sound split. Tighten it
-# to your data: the label set (expect_column_values_to_be_in_set), text lengths, row counts;
+# to your data: the label set (expect_column_values_to_be_in_set), each label's share of the
+# rows (expect_column_value_shares_to_be_between), text lengths, row counts;
 # examples/expectations.yaml in the taxon repository does so for BBC News.
 expectation_suite_name: pipeline_train
 text_field: text
@@ -179,9 +180,6 @@ expectations:
     kwargs: {column: label}
   - expectation_type: expect_column_value_lengths_to_be_between
     kwargs: {column: text, min_value: 1, max_value: 1000000}
-  # Every label keeps at least 1% of the rows.
-  - expectation_type: expect_column_value_shares_to_be_between
-    kwargs: {column: label, min_value: 0.01, max_value: 1.0}
   # At most 10% repeated texts, and at most 10% of test texts seen in training.
   - expectation_type: expect_column_values_to_be_unique
     kwargs: {column: text, mostly: 0.90}
