@@ -172,10 +172,7 @@ fn cycle(p: &Pipeline, parents: &[BTreeSet<usize>], done: &[bool]) -> Vec<String
     let start = (0..parents.len()).find(|&i| !done[i]).unwrap_or(0);
     let mut path = vec![start];
     let mut cur = start;
-    loop {
-        let Some(&next) = parents[cur].iter().find(|&&j| !done[j]) else {
-            break;
-        };
+    while let Some(&next) = parents[cur].iter().find(|&&j| !done[j]) {
         if let Some(pos) = path.iter().position(|&x| x == next) {
             let mut c: Vec<String> = path[pos..]
                 .iter()

@@ -70,8 +70,15 @@ pub enum PipelineError {
         "another `taxon pipeline` run holds the lock {0} (a crashed run releases it with its process); wait for it to finish"
     )]
     Locked(PathBuf),
+    /// Hashing or the cache (boxed: it is large, and errors are the cold path).
     #[error(transparent)]
-    Version(#[from] taxon_version::VersionError),
+    Version(Box<taxon_version::VersionError>),
+}
+
+impl From<taxon_version::VersionError> for PipelineError {
+    fn from(e: taxon_version::VersionError) -> Self {
+        Self::Version(Box::new(e))
+    }
 }
 
 pub type Result<T, E = PipelineError> = std::result::Result<T, E>;

@@ -6,7 +6,7 @@
 
 // Modules in layers; each uses only those of the layers above it (no cycles):
 //
-//   error                      errors with file, line, stage and key
+//   error, lockfile            errors with file, line, stage and key; kernel file locks
 //   params, interp             parameter files and `${...}` templating
 //   spec, lock                 dvc.yaml (stages) and dvc.lock (records)
 //   dag                        the stage graph: order, cycles, drawing
@@ -14,6 +14,7 @@
 //   run                        running the selected stages under the run lock
 //   init, retrain              the standard pipeline; the retraining loop's guard rails
 pub mod error;
+pub mod lockfile;
 
 pub mod interp;
 pub mod params;

@@ -4,7 +4,7 @@
 //! labels it added, the data versions before and after, the stages it ran and the model
 //! version it produced.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use taxon_version::Repo;
 
 use crate::error::{IoContext, PipelineError, Result};
+use crate::lockfile::FileLock;
 
 /// How a retraining ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,26 +129,15 @@ pub fn cooldown_until(
 
 /// Held while a retraining runs.
 pub struct RetrainLock {
-    _file: File,
+    _lock: FileLock,
 }
 
 impl RetrainLock {
     /// Takes `.taxon/retrain.lock`, or fails at once when another retraining holds it.
     pub fn acquire(repo: &Repo) -> Result<Self> {
-        let dir = repo.taxon_dir();
-        fs::create_dir_all(&dir).at(&dir)?;
-        let path = dir.join("retrain.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
-            Err(fs::TryLockError::WouldBlock) => Err(PipelineError::Locked(path)),
-            Err(fs::TryLockError::Error(e)) => Err(e).at(&path),
-        }
+        Ok(Self {
+            _lock: FileLock::try_acquire(&repo.taxon_dir().join("retrain.lock"))?,
+        })
     }
 }
 

@@ -4,8 +4,8 @@
 //! and its record written to `dvc.lock` (atomically, only after it succeeded). One run at a
 //! time per repository, under a lock the operating system releases if the process dies.
 
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -17,6 +17,7 @@ use taxon_version::workspace::state_for;
 use crate::dag::Dag;
 use crate::error::{IoContext, PipelineError, Result};
 use crate::lock::{DVC_LOCK, LockFile};
+use crate::lockfile::FileLock;
 use crate::params::ParamsFiles;
 use crate::spec::{Pipeline, Stage};
 use crate::status::{Checker, Reason};
@@ -116,30 +117,21 @@ pub fn select(p: &Pipeline, dag: &Dag, opts: &RunOptions) -> Result<Vec<usize>> 
 
 /// Holds the repository's pipeline lock while alive.
 pub struct RunLock {
-    _file: File,
-    pub path: PathBuf,
+    lock: FileLock,
 }
 
 impl RunLock {
     /// Takes `.taxon/pipeline.lock`, or fails at once when another run holds it.
     pub fn acquire(repo: &Repo) -> Result<Self> {
-        let dir = repo.taxon_dir();
-        fs::create_dir_all(&dir).at(&dir)?;
-        let path = dir.join("pipeline.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(PipelineError::Locked(path)),
-            Err(fs::TryLockError::Error(e)) => return Err(e).at(&path),
-        }
+        let lock = FileLock::try_acquire(&repo.taxon_dir().join("pipeline.lock"))?;
         // Who holds it, for a person who looks (the lock itself is the kernel's).
-        let _ = fs::write(&path, format!("{}\n", std::process::id()));
-        Ok(Self { _file: file, path })
+        let _ = fs::write(&lock.path, format!("{}\n", std::process::id()));
+        Ok(Self { lock })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.lock.path
     }
 }
 
