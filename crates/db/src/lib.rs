@@ -68,6 +68,24 @@ pub fn redact_url(url: &str) -> String {
 /// serialization failure before giving up with that error.
 pub const MAX_RETRIES: u32 = 30;
 
+/// Whether a failed transaction may succeed when run again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    No,
+    /// A serialization failure or a deadlock.
+    Conflict,
+    /// A unique key taken by a concurrent transaction (a version number both computed as
+    /// `MAX + 1`): PostgreSQL reports these as unique violations, not serialization failures,
+    /// when the conflicting read was an aggregate. Run again a few times only, since a key
+    /// that really exists fails the same way every time.
+    Unique,
+}
+
+/// How many times a transaction that failed on a unique key is run again.
+const UNIQUE_RETRIES: u32 = 10;
+
+// One per store, made once: the size difference of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Conn {
     Sqlite(rusqlite::Connection),
     Postgres {
@@ -83,8 +101,8 @@ pub struct Db {
     /// Inside [`Db::transaction`]: never reconnect then (the transaction is gone with the
     /// connection, and what follows must not run outside it).
     in_tx: Cell<bool>,
-    /// A call since the transaction began failed with a retryable error.
-    retryable: Cell<bool>,
+    /// What the last failed call inside a transaction says about running it again.
+    retryable: Cell<Retry>,
 }
 
 impl std::fmt::Debug for Db {
@@ -134,7 +152,7 @@ impl Db {
         Self {
             conn: RefCell::new(conn),
             in_tx: Cell::new(false),
-            retryable: Cell::new(false),
+            retryable: Cell::new(Retry::No),
         }
     }
 
@@ -156,9 +174,14 @@ impl Db {
 
     fn noted<T>(&self, r: Result<T, DbError>) -> Result<T, DbError> {
         if let Err(e) = &r
-            && e.is_retryable()
+            && self.in_tx.get()
+            && self.backend() == Backend::Postgres
         {
-            self.retryable.set(true);
+            if e.is_retryable() {
+                self.retryable.set(Retry::Conflict);
+            } else if e.is_unique_violation() {
+                self.retryable.set(Retry::Unique);
+            }
         }
         r
     }
@@ -262,8 +285,10 @@ impl Db {
     /// `SERIALIZABLE`; when the server aborts it for a serialization failure or a deadlock
     /// (a concurrent writer touched the same rows), `f` runs again from the start, up to
     /// [`MAX_RETRIES`] times, so `f` must do nothing but database work that can be repeated.
-    pub fn transaction<T, E: From<DbError>>(
+    /// `err` wraps the errors of `BEGIN` and `COMMIT` into `E`.
+    pub fn transaction<T, E>(
         &self,
+        err: impl Fn(DbError) -> E,
         mut f: impl FnMut(&Db) -> Result<T, E>,
     ) -> Result<T, E> {
         let begin = match self.backend() {
@@ -271,20 +296,30 @@ impl Db {
             Backend::Postgres => "BEGIN ISOLATION LEVEL SERIALIZABLE",
         };
         let mut attempt = 0u32;
+        let mut unique_attempts = 0u32;
         loop {
-            self.execute_batch(begin)?;
+            self.execute_batch(begin).map_err(&err)?;
             self.in_tx.set(true);
-            self.retryable.set(false);
+            self.retryable.set(Retry::No);
             let out = f(self).and_then(|v| {
-                self.execute_batch("COMMIT")?;
+                self.execute_batch("COMMIT").map_err(&err)?;
                 Ok(v)
             });
             self.in_tx.set(false);
+            let retry = self.retryable.replace(Retry::No);
             let Err(e) = out else { return out };
             // After a failed COMMIT SQLite may still hold the transaction; PostgreSQL has
             // ended it and only warns.
             let _ = self.execute_batch("ROLLBACK");
-            if self.retryable.replace(false) && attempt < MAX_RETRIES {
+            let again = match retry {
+                Retry::No => false,
+                Retry::Conflict => attempt < MAX_RETRIES,
+                Retry::Unique => unique_attempts < UNIQUE_RETRIES,
+            };
+            if again {
+                if retry == Retry::Unique {
+                    unique_attempts += 1;
+                }
                 attempt += 1;
                 // Back off a little, differently in each process, so retries spread out.
                 let jitter = u64::from(std::process::id() % 7 + attempt) * 3;
@@ -316,21 +351,25 @@ impl Db {
         loop {
             // Read the version inside a write transaction: two processes opening a fresh file
             // at once migrate it once.
-            let done = self.transaction(|db| {
-                let current: i64 = db.query_one("PRAGMA user_version", &[])?.get(0)?;
-                if current > supported {
-                    return Err(DbError::NewerSchema {
-                        found: current,
-                        supported,
-                    });
-                }
-                let Some(step) = usize::try_from(current).ok().and_then(|i| steps.get(i)) else {
-                    return Ok(true);
-                };
-                db.execute_batch(step)?;
-                db.execute_batch(&format!("PRAGMA user_version = {}", current + 1))?;
-                Ok(false)
-            })?;
+            let done = self.transaction(
+                |e| e,
+                |db| {
+                    let current: i64 = db.query_one("PRAGMA user_version", &[])?.get(0)?;
+                    if current > supported {
+                        return Err(DbError::NewerSchema {
+                            found: current,
+                            supported,
+                        });
+                    }
+                    let Some(step) = usize::try_from(current).ok().and_then(|i| steps.get(i))
+                    else {
+                        return Ok(true);
+                    };
+                    db.execute_batch(step)?;
+                    db.execute_batch(&format!("PRAGMA user_version = {}", current + 1))?;
+                    Ok(false)
+                },
+            )?;
             if done {
                 return Ok(());
             }
@@ -343,37 +382,40 @@ impl Db {
         // taken before the transaction, so the transaction's snapshot sees what the previous
         // holder committed.
         self.execute_batch("SELECT pg_advisory_lock(7301583110)")?;
-        let r = self.transaction(|db| {
-            db.execute_batch(
-                "CREATE TABLE IF NOT EXISTS schema_version (
+        let r = self.transaction(
+            |e| e,
+            |db| {
+                db.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS schema_version (
                     component TEXT PRIMARY KEY,
                     version   BIGINT NOT NULL
                 )",
-            )?;
-            let current: i64 = db
-                .query_opt(
-                    "SELECT version FROM schema_version WHERE component = ?1",
-                    params![component],
-                )?
-                .map(|r| r.get(0))
-                .transpose()?
-                .unwrap_or(0);
-            if current > supported {
-                return Err(DbError::NewerSchema {
-                    found: current,
-                    supported,
-                });
-            }
-            for step in &steps[current as usize..] {
-                db.execute_batch(step)?;
-            }
-            db.execute(
-                "INSERT INTO schema_version (component, version) VALUES (?1, ?2)
+                )?;
+                let current: i64 = db
+                    .query_opt(
+                        "SELECT version FROM schema_version WHERE component = ?1",
+                        params![component],
+                    )?
+                    .map(|r| r.get(0))
+                    .transpose()?
+                    .unwrap_or(0);
+                if current > supported {
+                    return Err(DbError::NewerSchema {
+                        found: current,
+                        supported,
+                    });
+                }
+                for step in &steps[current as usize..] {
+                    db.execute_batch(step)?;
+                }
+                db.execute(
+                    "INSERT INTO schema_version (component, version) VALUES (?1, ?2)
                  ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
-                params![component, supported],
-            )?;
-            Ok(())
-        });
+                    params![component, supported],
+                )?;
+                Ok(())
+            },
+        );
         let unlocked = self.execute_batch("SELECT pg_advisory_unlock(7301583110)");
         r.and(unlocked)
     }
@@ -443,10 +485,13 @@ mod tests {
         let db = Db::sqlite(rusqlite::Connection::open(&path).unwrap());
         db.migrate("t", &steps, &["unused"]).unwrap();
         db.migrate("t", &steps, &["unused"]).unwrap();
-        let r: Result<(), DbError> = db.transaction(|db| {
-            db.execute("INSERT INTO t (a, b) VALUES (?1, ?2)", params![1i64, "x"])?;
-            Err(DbError::NoRow)
-        });
+        let r: Result<(), DbError> = db.transaction(
+            |e| e,
+            |db| {
+                db.execute("INSERT INTO t (a, b) VALUES (?1, ?2)", params![1i64, "x"])?;
+                Err(DbError::NoRow)
+            },
+        );
         assert!(matches!(r, Err(DbError::NoRow)));
         assert!(db.query("SELECT a FROM t", &[]).unwrap().is_empty());
         db.execute_batch("PRAGMA user_version = 5").unwrap();
@@ -492,12 +537,18 @@ mod tests {
                     s.spawn(|| {
                         let db = open();
                         for _ in 0..25 {
-                            db.transaction(|db| {
-                                let n: i64 = db
-                                    .query_one("SELECT n FROM counter WHERE id = 1", &[])?
-                                    .get(0)?;
-                                db.execute("UPDATE counter SET n = ?1 WHERE id = 1", params![n + 1])
-                            })
+                            db.transaction(
+                                |e| e,
+                                |db| {
+                                    let n: i64 = db
+                                        .query_one("SELECT n FROM counter WHERE id = 1", &[])?
+                                        .get(0)?;
+                                    db.execute(
+                                        "UPDATE counter SET n = ?1 WHERE id = 1",
+                                        params![n + 1],
+                                    )
+                                },
+                            )
                             .unwrap();
                         }
                     });
@@ -546,10 +597,13 @@ mod tests {
             assert!(rows[0].get::<bool>(3).unwrap());
             assert_eq!(rows[1].get::<Option<String>>(2).unwrap(), None);
             assert!(rows[1].get::<String>(2).is_err());
-            let r: Result<(), DbError> = db.transaction(|db| {
-                db.execute("DELETE FROM v", &[])?;
-                Err(DbError::NoRow)
-            });
+            let r: Result<(), DbError> = db.transaction(
+                |e| e,
+                |db| {
+                    db.execute("DELETE FROM v", &[])?;
+                    Err(DbError::NoRow)
+                },
+            );
             assert!(r.is_err());
             assert_eq!(db.query("SELECT i FROM v", &[]).unwrap().len(), 2);
             db.execute_batch("CREATE UNIQUE INDEX v_i ON v (i)")
