@@ -184,6 +184,8 @@ pub struct RunStore {
     db: Db,
     /// The file, or the PostgreSQL URL without its password.
     path: PathBuf,
+    /// What `open` was given (a URL with its password), to open another connection.
+    location: PathBuf,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -219,7 +221,11 @@ impl RunStore {
         };
         db.migrate("runs", SCHEMA, PG_SCHEMA)
             .map_err(TrackError::db(&shown))?;
-        Ok(Self { db, path: shown })
+        Ok(Self {
+            db,
+            path: shown,
+            location: path.to_path_buf(),
+        })
     }
 
     fn open_sqlite(path: &Path) -> Result<Db> {
@@ -247,8 +253,15 @@ impl RunStore {
         }
     }
 
+    /// The file, or the PostgreSQL URL without its password (for messages).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the store was opened from, to open another connection to it: the file, or the
+    /// PostgreSQL URL with its password (never show it).
+    pub fn location(&self) -> &Path {
+        &self.location
     }
 
     fn err(&self) -> impl Fn(DbError) -> TrackError + '_ {

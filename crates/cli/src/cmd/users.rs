@@ -85,8 +85,12 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 }
 
 fn open(store: &StoreArgs) -> anyhow::Result<UserStore> {
-    UserStore::open(&store.users_db)
-        .with_context(|| format!("opening the user store {}", store.users_db.display()))
+    UserStore::open(&store.users_db).with_context(|| {
+        format!(
+            "opening the user store {}",
+            taxon_db::redact_url(&store.users_db.display().to_string())
+        )
+    })
 }
 
 pub fn run(cmd: UsersCmd, ctx: &Ctx) -> anyhow::Result<Outcome> {
