@@ -278,7 +278,7 @@ fn three_replicas_share_the_registry_users_and_runs_on_postgres_and_s3() {
         "PUT",
         "/v1/admin/aliases/production",
         r#"{"version": 1, "force": true}"#,
-        &[alice.clone()],
+        std::slice::from_ref(&alice),
     );
     assert_eq!(status, 200, "{body}");
     all_serve("v1", moved);
