@@ -48,20 +48,35 @@ pub fn is_postgres_path(location: &std::path::Path) -> bool {
     location.to_str().is_some_and(is_postgres_url)
 }
 
-/// `url` without its password, for messages and `Debug` (`postgres://taxon:***@db/taxon`).
+/// `url` without its password, for messages and `Debug` (`postgres://taxon:***@db/taxon`; a
+/// `password=` query parameter too).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
+    let authority = match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_string(),
         },
-        None => url.to_string(),
-    }
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some(("password", _)) => "password=***".to_string(),
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// How many times [`Db::transaction`] runs a transaction that PostgreSQL aborted for a
@@ -475,6 +490,10 @@ mod tests {
             "postgres://taxon:***@db:5432/taxon?sslmode=disable"
         );
         assert_eq!(redact_url("postgres://taxon@db/x"), "postgres://taxon@db/x");
+        assert_eq!(
+            redact_url("postgresql://db/x?user=t&password=s3cret&connect_timeout=5"),
+            "postgresql://db/x?user=t&password=***&connect_timeout=5"
+        );
     }
 
     #[test]
