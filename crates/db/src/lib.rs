@@ -202,28 +202,43 @@ impl Db {
     }
 
     /// Runs `f` with the PostgreSQL client and the prepared statement of `sql`, reconnecting
-    /// first when the connection was lost outside a transaction.
+    /// first when the connection was lost outside a transaction. A read (`retry`) that finds
+    /// the connection gone (the server restarted, a proxy dropped it) runs once more on a new
+    /// one, so a server's alias poll or revocation refresh does not fail on it; a write does
+    /// not, since it may have been applied before the connection went.
     fn with_pg<T>(
         &self,
         client: &mut postgres::Client,
         url: &str,
         statements: &mut HashMap<String, postgres::Statement>,
         sql: &str,
-        f: impl FnOnce(&mut postgres::Client, &postgres::Statement) -> Result<T, postgres::Error>,
+        retry: bool,
+        f: impl Fn(&mut postgres::Client, &postgres::Statement) -> Result<T, postgres::Error>,
     ) -> Result<T, DbError> {
-        if client.is_closed() && !self.in_tx.get() {
-            *client = connect(url)?;
-            statements.clear();
-        }
-        let st = match statements.get(sql) {
-            Some(st) => st.clone(),
-            None => {
-                let st = client.prepare(&to_postgres_sql(sql))?;
-                statements.insert(sql.to_string(), st.clone());
-                st
+        let mut run = |client: &mut postgres::Client| -> Result<T, DbError> {
+            if client.is_closed() && !self.in_tx.get() {
+                *client = connect(url)?;
+                statements.clear();
             }
+            let st = match statements.get(sql) {
+                Some(st) => st.clone(),
+                None => {
+                    let st = client.prepare(&to_postgres_sql(sql))?;
+                    statements.insert(sql.to_string(), st.clone());
+                    st
+                }
+            };
+            Ok(f(client, &st)?)
         };
-        Ok(f(client, &st)?)
+        match run(client) {
+            Err(DbError::Postgres(e)) if retry && client.is_closed() && !self.in_tx.get() => {
+                run(client).map_err(|again| match again {
+                    DbError::Postgres(_) => DbError::Postgres(e),
+                    other => other,
+                })
+            }
+            r => r,
+        }
     }
 
     /// Runs one statement; returns the number of rows it changed.
@@ -238,7 +253,7 @@ impl Db {
                 client,
                 url,
                 statements,
-            } => self.with_pg(client, url, statements, sql, |c, st| {
+            } => self.with_pg(client, url, statements, sql, false, |c, st| {
                 c.execute(st, &pg_params(params))
             }),
         };
@@ -270,7 +285,7 @@ impl Db {
                 client,
                 url,
                 statements,
-            } => self.with_pg(client, url, statements, sql, |c, st| {
+            } => self.with_pg(client, url, statements, sql, true, |c, st| {
                 c.query(st, &pg_params(params))?
                     .iter()
                     .map(|row| {
@@ -632,5 +647,70 @@ mod tests {
                 .unwrap_err();
             assert!(dup.is_unique_violation(), "{dup}");
         });
+    }
+
+    #[test]
+    fn a_postgres_database_migrates_once_and_refuses_a_newer_schema() {
+        let Some(pg) = testing::postgres("newer_schema") else {
+            return;
+        };
+        let db = Db::connect_postgres(&pg.url).unwrap();
+        let steps = [
+            "CREATE TABLE t (a BIGINT)",
+            "ALTER TABLE t ADD COLUMN b TEXT",
+        ];
+        db.migrate("t", &[""], &steps[..1]).unwrap();
+        db.migrate("t", &["", ""], &steps).unwrap();
+        db.migrate("t", &["", ""], &steps).unwrap();
+        let v: i64 = db
+            .query_one(
+                "SELECT version FROM schema_version WHERE component = 't'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(v, 2);
+        db.execute("INSERT INTO t (a, b) VALUES (?1, ?2)", params![1i64, "x"])
+            .unwrap();
+        let err = db.migrate("t", &[""], &steps[..1]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DbError::NewerSchema {
+                    found: 2,
+                    supported: 1
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn reads_survive_a_dropped_postgres_connection() {
+        let Some(pg) = testing::postgres("reconnect") else {
+            return;
+        };
+        let db = Db::connect_postgres(&pg.url).unwrap();
+        let pid: i64 = db
+            .query_one("SELECT CAST(pg_backend_pid() AS BIGINT)", &[])
+            .unwrap()
+            .get(0)
+            .unwrap();
+        let admin = Db::connect_postgres(&pg.url).unwrap();
+        admin
+            .query(
+                "SELECT pg_terminate_backend(CAST(?1 AS INTEGER))",
+                params![pid],
+            )
+            .unwrap();
+        // The server ended the session: the next read runs on a new connection.
+        std::thread::sleep(Duration::from_millis(200));
+        let again: i64 = db
+            .query_one("SELECT CAST(pg_backend_pid() AS BIGINT)", &[])
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_ne!(again, pid);
     }
 }
