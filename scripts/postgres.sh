@@ -32,7 +32,13 @@ start)
     if [ "$port" = 0 ]; then
         port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     fi
-    [ "$(id -u)" = 0 ] && chown postgres "$dir"
+    if [ "$(id -u)" = 0 ]; then
+        chown postgres "$dir"
+        runuser -u postgres -- test -w "$dir" || {
+            echo "postgres.sh: the user postgres cannot write $dir (a parent folder closed to it?); use a folder under /tmp" >&2
+            exit 1
+        }
+    fi
     as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 || {
         cat "$dir/initdb.log" >&2
         exit 1

@@ -65,7 +65,7 @@ pub enum UsersCmd {
 /// Where the user store is.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// The user store (SQLite), shared with `taxon serve`.
+    /// The user store, shared with `taxon serve`: a SQLite file, or a `postgres://` URL.
     #[arg(long, env = USERS_DB_ENV, value_name = "PATH", default_value = DEFAULT_USERS_DB)]
     users_db: PathBuf,
 }
