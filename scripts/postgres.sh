@@ -10,6 +10,7 @@
 # to run as root: as root the cluster belongs to the user `postgres` and the commands run
 # through runuser. Authentication is `trust` for the local superuser `postgres`, so the cluster
 # is for tests only; fsync is off (a crash of the machine loses it, which a test cluster may).
+# With openssl on PATH it also speaks TLS, with a self-signed certificate DIR/server.crt.
 set -euo pipefail
 
 usage() { echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2; }
@@ -43,9 +44,19 @@ start)
         cat "$dir/initdb.log" >&2
         exit 1
     }
+    # TLS with a self-signed certificate for 127.0.0.1 when openssl is there (clients may check
+    # it with sslrootcert=DIR/server.crt).
+    tls=""
+    if command -v openssl >/dev/null; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj /CN=127.0.0.1 \
+            -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/server.key" -out "$dir/server.crt" 2>/dev/null
+        chmod 600 "$dir/server.key"
+        [ "$(id -u)" = 0 ] && chown postgres "$dir/server.key" "$dir/server.crt"
+        tls="-c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key"
+    fi
     # -k: the Unix socket lives in DIR, not in /var/run/postgresql (which may not exist).
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-        -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200" start >/dev/null || {
+        -o "-h 127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=200 $tls" start >/dev/null || {
         cat "$dir/postgres.log" >&2
         exit 1
     }
@@ -67,7 +78,7 @@ stop)
         echo "postgres.sh: $pid did not stop in 10 s; killing it" >&2
         kill -KILL "$pid" 2>/dev/null || true
     fi
-    rm -rf "$dir/data" "$dir/pid"
+    rm -rf "$dir/data" "$dir/pid" "$dir/server.key" "$dir/server.crt"
     ;;
 *) usage ;;
 esac

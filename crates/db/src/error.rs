@@ -13,6 +13,8 @@ pub enum DbError {
         expected: &'static str,
         found: String,
     },
+    #[error("TLS set-up for PostgreSQL: {0}")]
+    Tls(#[from] openssl::error::ErrorStack),
     #[error("the query returned no row")]
     NoRow,
     #[error("schema version {found} is newer than this taxon's {supported}; upgrade taxon")]

@@ -451,12 +451,65 @@ impl Db {
     }
 }
 
+/// `url` without its `sslrootcert=` query parameter (which the client's parser does not know),
+/// and that parameter's value.
+fn split_root_cert(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut root = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("sslrootcert=") {
+            Some(v) => {
+                root = Some(v.to_string());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, root)
+}
+
+/// Connects as libpq would: `sslmode=disable` in the clear; `prefer` (the default) and
+/// `require` over TLS when the server offers it (`require`: only then), checking the server's
+/// certificate and name against a CA file when one is given (`sslrootcert=FILE` in the URL or
+/// `PGSSLROOTCERT`), and encrypting without that check otherwise.
 fn connect(url: &str) -> Result<postgres::Client, DbError> {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    use postgres::config::SslMode;
+
+    let (url, root_cert) = split_root_cert(url);
     let mut config: postgres::Config = url.parse()?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));
     }
-    Ok(config.connect(postgres::NoTls)?)
+    if config.get_ssl_mode() == SslMode::Disable {
+        return Ok(config.connect(postgres::NoTls)?);
+    }
+    let root_cert = root_cert.or_else(|| {
+        std::env::var("PGSSLROOTCERT")
+            .ok()
+            .filter(|v| !v.is_empty())
+    });
+    let mut builder = SslConnector::builder(SslMethod::tls())?;
+    match &root_cert {
+        Some(ca) => builder.set_ca_file(ca)?,
+        None => builder.set_verify(SslVerifyMode::NONE),
+    }
+    let mut tls = postgres_openssl::MakeTlsConnector::new(builder.build());
+    if root_cert.is_none() {
+        tls.set_callback(|c, _| {
+            c.set_verify_hostname(false);
+            Ok(())
+        });
+    }
+    Ok(config.connect(tls)?)
 }
 
 fn pg_params(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
@@ -486,12 +539,32 @@ fn sqlite_query(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn placeholders_are_rewritten_outside_quotes_only() {
         assert_eq!(
             to_postgres_sql("SELECT '?1' FROM t WHERE a = ?1 AND b = ?12"),
             "SELECT '?1' FROM t WHERE a = $1 AND b = $12"
+        );
+    }
+
+    #[test]
+    fn the_root_certificate_parameter_is_taken_out_of_the_url() {
+        assert_eq!(
+            split_root_cert("postgres://h/db?sslmode=require&sslrootcert=/ca.pem&x=1"),
+            (
+                "postgres://h/db?sslmode=require&x=1".into(),
+                Some("/ca.pem".into())
+            )
+        );
+        assert_eq!(
+            split_root_cert("postgres://h/db?sslrootcert=/ca.pem"),
+            ("postgres://h/db".into(), Some("/ca.pem".into()))
+        );
+        assert_eq!(
+            split_root_cert("postgres://h/db"),
+            ("postgres://h/db".into(), None)
         );
     }
 
@@ -712,5 +785,43 @@ mod tests {
             .get(0)
             .unwrap();
         assert_ne!(again, pid);
+    }
+
+    #[test]
+    fn tls_is_used_when_asked_and_the_server_is_checked_against_the_ca() {
+        let Some(pg) = testing::postgres("tls") else {
+            return;
+        };
+        let db = Db::connect_postgres(&pg.url).unwrap();
+        let on: String = db.query_one("SHOW ssl", &[]).unwrap().get(0).unwrap();
+        if on != "on" {
+            eprintln!(
+                "SKIPPED (TLS): the test server has no certificate (scripts/postgres.sh makes one with openssl)"
+            );
+            return;
+        }
+        let cert: String = db
+            .query_one("SHOW ssl_cert_file", &[])
+            .unwrap()
+            .get(0)
+            .unwrap();
+        let encrypted = |url: &str| -> Result<bool, DbError> {
+            Db::connect_postgres(url)?
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )?
+                .get(0)
+        };
+        let url = |q: &str| format!("{}?{q}", pg.url);
+        assert!(encrypted(&url(&format!("sslmode=require&sslrootcert={cert}"))).unwrap());
+        assert!(encrypted(&url("sslmode=require")).unwrap());
+        assert!(!encrypted(&url("sslmode=disable")).unwrap());
+        // A CA that did not sign the server's certificate: refused.
+        let other_ca = "/etc/ssl/certs/ca-certificates.crt";
+        if Path::new(other_ca).is_file() {
+            let err = encrypted(&url(&format!("sslmode=require&sslrootcert={other_ca}")));
+            assert!(err.is_err(), "{err:?}");
+        }
     }
 }
