@@ -26,6 +26,11 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
+# The stores' tests also run against a real PostgreSQL on 127.0.0.1, stopped by its PID on exit.
+pg_dir=$(mktemp -d)
+trap 'scripts/postgres.sh stop "$pg_dir" >/dev/null 2>&1; rm -rf "$pg_dir"' EXIT
+TAXON_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$pg_dir")
+export TAXON_TEST_POSTGRES_URL
 # Every process the tests start inherits this id; afterwards none may be left running.
 export TAXON_TEST_RUN="test-$$-$(date +%s)"
 status=0

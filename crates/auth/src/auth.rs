@@ -266,7 +266,7 @@ mod tests {
             .conn_for_tests()
             .execute(
                 "UPDATE users SET created_at = created_at - 60000, updated_at = updated_at - 60000",
-                [],
+                &[],
             )
             .unwrap();
         let auth = Auth::new(AuthConfig::new(SECRET).unwrap(), store).unwrap();

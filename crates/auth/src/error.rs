@@ -41,7 +41,7 @@ pub enum AuthError {
     Db {
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: taxon_db::DbError,
     },
     /// A file-system operation on the user store's folder failed.
     #[error("{path}: {source}")]
@@ -77,8 +77,9 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// A closure mapping a SQLite error on `path` to [`AuthError::Db`].
-    pub(crate) fn db(path: &std::path::Path) -> impl FnOnce(rusqlite::Error) -> AuthError + '_ {
+    /// A closure mapping a database error on `path` (a file, or a PostgreSQL URL without its
+    /// password) to [`AuthError::Db`].
+    pub(crate) fn db(path: &std::path::Path) -> impl Fn(taxon_db::DbError) -> AuthError + '_ {
         move |source| AuthError::Db {
             path: path.to_path_buf(),
             source,

@@ -1,15 +1,18 @@
-//! The user store: one SQLite file (`.taxon/users.db` by default) holding each user's argon2id
-//! PHC hash and scopes, written by `taxon users` and read by the server. A second table keeps
+//! The user store: one SQLite file (`.taxon/users.db` by default), or a PostgreSQL database that
+//! several servers share (`TAXON_USERS_DB=postgres://...`), holding each user's argon2id PHC
+//! hash and scopes, written by `taxon users` and read by the server. A second table keeps
 //! when a name was removed, so tokens issued to a removed user can be refused until they
-//! expire (see [`crate::Auth`]).
+//! expire (see [`crate::Auth`]); servers sharing the database re-read it every
+//! `revocation_refresh`, so a removal on one is honoured by all.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::Connection;
 use serde::Serialize;
+use taxon_db::{Db, params};
 
 use crate::error::AuthError;
 use crate::password::{check_password_policy, dummy_verify, hash_password, verify_password};
@@ -18,13 +21,14 @@ use crate::scope::{Scope, format_scopes, parse_scopes};
 /// Default location of the store, relative to the working directory.
 pub const DEFAULT_USERS_DB: &str = ".taxon/users.db";
 
-/// Environment variable naming another store file.
+/// Environment variable naming another store file, or a `postgres://` URL.
 pub const USERS_DB_ENV: &str = "TAXON_USERS_DB";
 
 /// Longest accepted user name, in bytes.
 pub const MAX_USER_NAME: usize = 64;
 
-const SCHEMA: &str = "
+/// Schema step 1 (`IF NOT EXISTS`: files from before the schema was versioned have the tables).
+const SCHEMA: &[&str] = &["
 CREATE TABLE IF NOT EXISTS users (
     name          TEXT PRIMARY KEY,
     password_hash TEXT NOT NULL,
@@ -36,7 +40,22 @@ CREATE TABLE IF NOT EXISTS removed_users (
     name       TEXT PRIMARY KEY,
     removed_at INTEGER NOT NULL
 );
-";
+"];
+
+/// The same for PostgreSQL (a `schema_version` row `users` holds its version).
+const PG_SCHEMA: &[&str] = &["
+CREATE TABLE IF NOT EXISTS users (
+    name          TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    scopes        TEXT NOT NULL,
+    created_at    BIGINT NOT NULL,
+    updated_at    BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS removed_users (
+    name       TEXT PRIMARY KEY,
+    removed_at BIGINT NOT NULL
+);
+"];
 
 /// A user as listed: never the password hash.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -51,7 +70,8 @@ pub struct UserInfo {
 
 /// An open user store.
 pub struct UserStore {
-    conn: Connection,
+    db: Db,
+    /// The file, or the PostgreSQL URL without its password.
     path: PathBuf,
 }
 
@@ -115,8 +135,23 @@ fn create_private(path: &Path) -> Result<(), AuthError> {
 }
 
 impl UserStore {
-    /// Opens (creating when needed, mode 0600) the store at `path`.
+    /// Opens the store at `path`: a SQLite file (created when needed, mode 0600), or the
+    /// PostgreSQL database a `postgres://` URL names (its tables created when needed).
     pub fn open(path: &Path) -> Result<Self, AuthError> {
+        let (db, shown) = if taxon_db::is_postgres_path(path) {
+            let url = path.to_str().unwrap_or_default();
+            let shown = PathBuf::from(taxon_db::redact_url(url));
+            let db = Db::connect_postgres(url).map_err(AuthError::db(&shown))?;
+            (db, shown)
+        } else {
+            (Self::open_sqlite(path)?, path.to_path_buf())
+        };
+        db.migrate("users", SCHEMA, PG_SCHEMA)
+            .map_err(AuthError::db(&shown))?;
+        Ok(Self { db, path: shown })
+    }
+
+    fn open_sqlite(path: &Path) -> Result<Db, AuthError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| AuthError::Io {
                 path: dir.to_path_buf(),
@@ -126,31 +161,25 @@ impl UserStore {
         if !path.exists() {
             create_private(path)?;
         }
-        let e = AuthError::db;
-        let conn = Connection::open(path).map_err(e(path))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(e(path))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(e(path))?;
-        conn.execute_batch(SCHEMA).map_err(e(path))?;
-        Ok(Self {
-            conn,
-            path: path.to_path_buf(),
-        })
+        let e = |x: rusqlite::Error| AuthError::db(path)(x.into());
+        let conn = Connection::open(path).map_err(e)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(e)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
+        Ok(Db::sqlite(conn))
     }
 
-    /// The store's file.
+    /// The store's file (or its PostgreSQL URL without the password).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The connection, for tests that shape rows directly.
     #[cfg(test)]
-    pub(crate) fn conn_for_tests(&self) -> &Connection {
-        &self.conn
+    pub(crate) fn conn_for_tests(&self) -> &Db {
+        &self.db
     }
 
-    fn err(&self) -> impl FnOnce(rusqlite::Error) -> AuthError + '_ {
+    fn err(&self) -> impl Fn(taxon_db::DbError) -> AuthError + '_ {
         AuthError::db(&self.path)
     }
 
@@ -167,26 +196,31 @@ impl UserStore {
         }
         let hash = hash_password(password)?;
         let now = now_ms();
-        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
-        let inserted = tx.execute(
-            "INSERT INTO users (name, password_hash, scopes, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?4)",
-            params![name, hash, format_scopes(scopes), now],
-        );
-        match inserted {
-            Ok(_) => {}
-            // Another process added the same name between the check and the insert.
-            Err(rusqlite::Error::SqliteFailure(f, _))
-                if f.code == ErrorCode::ConstraintViolation =>
+        let exists = || AuthError::UserExists(name.to_string());
+        self.db.transaction(self.err(), |tx| {
+            // Another process may have added the name since the check above (PostgreSQL runs
+            // this again after a conflict, and then finds the row here).
+            if tx
+                .query_opt("SELECT 1 FROM users WHERE name = ?1", params![name])
+                .map_err(self.err())?
+                .is_some()
             {
-                return Err(AuthError::UserExists(name.to_string()));
+                return Err(exists());
             }
-            Err(e) => return Err(self.err()(e)),
-        }
-        // The new user's creation time now refuses the old one's tokens by itself.
-        tx.execute("DELETE FROM removed_users WHERE name = ?1", [name])
-            .map_err(self.err())?;
-        tx.commit().map_err(self.err())
+            match tx.execute(
+                "INSERT INTO users (name, password_hash, scopes, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![name, hash, format_scopes(scopes), now],
+            ) {
+                Ok(_) => {}
+                Err(e) if e.is_unique_violation() => return Err(exists()),
+                Err(e) => return Err(self.err()(e)),
+            }
+            // The new user's creation time now refuses the old one's tokens by itself.
+            tx.execute("DELETE FROM removed_users WHERE name = ?1", params![name])
+                .map_err(self.err())?;
+            Ok(())
+        })
     }
 
     /// Replaces a user's password; tokens issued before the change are refused from then on.
@@ -197,7 +231,7 @@ impl UserStore {
         }
         let hash = hash_password(password)?;
         let changed = self
-            .conn
+            .db
             .execute(
                 "UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE name = ?1",
                 params![name, hash, now_ms()],
@@ -212,40 +246,38 @@ impl UserStore {
     /// Removes a user; `false` when there was none. Tokens issued to the user are refused
     /// from then on.
     pub fn remove(&self, name: &str) -> Result<bool, AuthError> {
-        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
-        let removed = tx
-            .execute("DELETE FROM users WHERE name = ?1", [name])
-            .map_err(self.err())?;
-        if removed > 0 {
-            tx.execute(
-                "INSERT OR REPLACE INTO removed_users (name, removed_at) VALUES (?1, ?2)",
-                params![name, now_ms()],
-            )
-            .map_err(self.err())?;
-        }
-        tx.commit().map_err(self.err())?;
+        let removed = self.db.transaction(self.err(), |tx| {
+            let removed = tx
+                .execute("DELETE FROM users WHERE name = ?1", params![name])
+                .map_err(self.err())?;
+            if removed > 0 {
+                tx.execute(
+                    "INSERT INTO removed_users (name, removed_at) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET removed_at = excluded.removed_at",
+                    params![name, now_ms()],
+                )
+                .map_err(self.err())?;
+            }
+            Ok(removed)
+        })?;
         Ok(removed > 0)
     }
 
     /// Every user, by name.
     pub fn list(&self) -> Result<Vec<UserInfo>, AuthError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT name, scopes, created_at, updated_at FROM users ORDER BY name")
-            .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
+        let rows = self
+            .db
+            .query(
+                "SELECT name, scopes, created_at, updated_at FROM users ORDER BY name",
+                &[],
+            )
             .map_err(self.err())?;
         let mut users = Vec::new();
-        for row in rows {
-            let (name, scopes, created, updated) = row.map_err(self.err())?;
+        for r in rows {
+            let (name, scopes, created, updated) = (|| {
+                Ok::<_, taxon_db::DbError>((r.get(0)?, r.get::<String>(1)?, r.get(2)?, r.get(3)?))
+            })()
+            .map_err(self.err())?;
             users.push(self.info(name, &scopes, created, updated)?);
         }
         Ok(users)
@@ -259,22 +291,24 @@ impl UserStore {
     /// The user and the password hash, when present.
     pub(crate) fn credentials(&self, name: &str) -> Result<Option<(UserInfo, String)>, AuthError> {
         let row = self
-            .conn
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT name, scopes, created_at, updated_at, password_hash
                  FROM users WHERE name = ?1",
-                [name],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                },
+                params![name],
             )
-            .optional()
+            .and_then(|r| {
+                r.map(|r| {
+                    Ok::<_, taxon_db::DbError>((
+                        r.get::<String>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<i64>(2)?,
+                        r.get::<i64>(3)?,
+                        r.get::<String>(4)?,
+                    ))
+                })
+                .transpose()
+            })
             .map_err(self.err())?;
         match row {
             None => Ok(None),
@@ -315,19 +349,18 @@ impl UserStore {
     /// For each name that has or had an account: the time (ms since the epoch) before which
     /// its tokens are refused (its creation or last password change, or its removal).
     pub(crate) fn not_before(&self) -> Result<HashMap<String, i64>, AuthError> {
-        let mut stmt = self
-            .conn
-            .prepare(
+        let rows = self
+            .db
+            .query(
                 "SELECT name, updated_at FROM users
                  UNION ALL SELECT name, removed_at FROM removed_users",
+                &[],
             )
             .map_err(self.err())?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(self.err())?;
         let mut map = HashMap::new();
-        for row in rows {
-            let (name, at) = row.map_err(self.err())?;
+        for r in rows {
+            let (name, at): (String, i64) =
+                (|| Ok((r.get(0)?, r.get(1)?)))().map_err(self.err())?;
             let e = map.entry(name).or_insert(at);
             *e = (*e).max(at);
         }
@@ -361,15 +394,72 @@ pub(crate) fn check_credentials(
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, UserStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = UserStore::open(&dir.path().join("sub/users.db")).unwrap();
-        (dir, s)
+    /// Each test below runs on a SQLite file (`NAME::sqlite`) and on a real PostgreSQL
+    /// database (`NAME::postgres`; skipped with a notice when no test server is set).
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {$(
+            mod $name {
+                use super::*;
+
+                #[test]
+                fn sqlite() {
+                    let dir = tempfile::tempdir().unwrap();
+                    $name(&dir.path().join("sub/users.db"));
+                }
+
+                #[test]
+                fn postgres() {
+                    if let Some(pg) = taxon_db::testing::postgres(stringify!($name)) {
+                        $name(Path::new(&pg.url));
+                    }
+                }
+            }
+        )*};
     }
 
-    #[test]
-    fn add_verify_list_remove() {
-        let (_d, s) = store();
+    on_both_backends!(
+        add_verify_list_remove,
+        hashes_are_argon2id_and_never_listed,
+        refuses_duplicates_bad_names_short_passwords_and_no_scopes,
+        set_password_replaces_the_old_one,
+        not_before_covers_current_and_removed_users,
+        a_corrupt_row_is_reported_with_the_user,
+        concurrent_adds_of_one_name_make_one_user,
+    );
+
+    fn concurrent_adds_of_one_name_make_one_user(at: &Path) {
+        UserStore::open(at).unwrap();
+        let results: Vec<_> = std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..3)
+                .map(|i| {
+                    sc.spawn(move || {
+                        UserStore::open(at).unwrap().add(
+                            "alice",
+                            &format!("password-{i}"),
+                            &[Scope::Predict],
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        assert!(
+            results
+                .iter()
+                .filter_map(|r| r.as_ref().err())
+                .all(|e| matches!(e, AuthError::UserExists(_))),
+            "{results:?}"
+        );
+        assert_eq!(UserStore::open(at).unwrap().list().unwrap().len(), 1);
+    }
+
+    fn add_verify_list_remove(at: &Path) {
+        let s = UserStore::open(at).unwrap();
         s.add("alice", "alice-password", &[Scope::Admin, Scope::Predict])
             .unwrap();
         s.add("bob", "bob-password", &[Scope::Predict]).unwrap();
@@ -385,9 +475,8 @@ mod tests {
         assert_eq!(s.list().unwrap().len(), 1);
     }
 
-    #[test]
-    fn hashes_are_argon2id_and_never_listed() {
-        let (_d, s) = store();
+    fn hashes_are_argon2id_and_never_listed(at: &Path) {
+        let s = UserStore::open(at).unwrap();
         s.add("alice", "alice-password", &[Scope::Predict]).unwrap();
         let (_, hash) = s.credentials("alice").unwrap().unwrap();
         assert!(hash.starts_with("$argon2id$"), "{hash}");
@@ -398,9 +487,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn refuses_duplicates_bad_names_short_passwords_and_no_scopes() {
-        let (_d, s) = store();
+    fn refuses_duplicates_bad_names_short_passwords_and_no_scopes(at: &Path) {
+        let s = UserStore::open(at).unwrap();
         s.add("alice", "alice-password", &[Scope::Predict]).unwrap();
         assert!(matches!(
             s.add("alice", "another-password", &[Scope::Admin]),
@@ -429,9 +517,8 @@ mod tests {
             .unwrap();
     }
 
-    #[test]
-    fn set_password_replaces_the_old_one() {
-        let (_d, s) = store();
+    fn set_password_replaces_the_old_one(at: &Path) {
+        let s = UserStore::open(at).unwrap();
         s.add("alice", "first-password", &[Scope::Predict]).unwrap();
         let before = s.get("alice").unwrap().unwrap();
         s.set_password("alice", "second-password").unwrap();
@@ -449,9 +536,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn not_before_covers_current_and_removed_users() {
-        let (_d, s) = store();
+    fn not_before_covers_current_and_removed_users(at: &Path) {
+        let s = UserStore::open(at).unwrap();
         s.add("alice", "alice-password", &[Scope::Predict]).unwrap();
         s.add("bob", "bob-password", &[Scope::Predict]).unwrap();
         let bob_created = s.get("bob").unwrap().unwrap().created_at.timestamp_millis();
@@ -486,24 +572,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_corrupt_row_is_reported_with_the_user() {
-        let (_d, s) = store();
+    fn a_corrupt_row_is_reported_with_the_user(at: &Path) {
+        let s = UserStore::open(at).unwrap();
         s.add("alice", "alice-password", &[Scope::Predict]).unwrap();
-        s.conn
-            .execute(
-                "UPDATE users SET scopes = 'predict root' WHERE name = 'alice'",
-                [],
-            )
-            .unwrap();
+        s.db.execute(
+            "UPDATE users SET scopes = 'predict root' WHERE name = 'alice'",
+            &[],
+        )
+        .unwrap();
         let err = s.list().unwrap_err().to_string();
         assert!(err.contains("alice") && err.contains("root"), "{err}");
-        s.conn
-            .execute(
-                "UPDATE users SET scopes = 'predict', password_hash = 'garbage' WHERE name = 'alice'",
-                [],
-            )
-            .unwrap();
+        s.db.execute(
+            "UPDATE users SET scopes = 'predict', password_hash = 'garbage' WHERE name = 'alice'",
+            &[],
+        )
+        .unwrap();
         let err = s.verify("alice", "alice-password").unwrap_err().to_string();
         assert!(err.contains("bad password hash"), "{err}");
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use taxon_db::{Db, DbError, params};
 
 use crate::error::RegistryError;
 use crate::gate;
@@ -18,18 +18,17 @@ impl Registry {
     /// The aliases of model `name` and the versions they point at.
     pub fn aliases(&self, name: &str) -> Result<BTreeMap<String, u64>, RegistryError> {
         self.require_model(name)?;
-        let mut st = self
-            .conn
-            .prepare("SELECT alias, version FROM aliases WHERE name = ?1 ORDER BY alias")
-            .map_err(self.db_err())?;
-        let rows = st
-            .query_map(params![name], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+        self.db
+            .query(
+                "SELECT alias, version FROM aliases WHERE name = ?1 ORDER BY alias",
+                params![name],
+            )
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| Ok((r.get::<String>(0)?, r.get::<i64>(1)? as u64)))
+                    .collect()
             })
-            .map_err(self.db_err())?
-            .collect::<Result<_, _>>()
-            .map_err(self.db_err())?;
-        Ok(rows)
+            .map_err(self.db_err())
     }
 
     /// Points `alias` of model `name` at `version`. Moving a gated alias (`production`) to a
@@ -48,60 +47,60 @@ impl Registry {
         // Errors for an unknown model or version, before taking the write lock.
         self.get(name, version)?;
         let now = self.now();
-        let path = self.db_path.clone();
-        let e = || RegistryError::db(&path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e())?;
-        let current: Option<u64> = tx
-            .query_row(
-                "SELECT version FROM aliases WHERE name = ?1 AND alias = ?2",
-                params![name, alias],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map_err(e())?
-            .map(|v| v as u64);
-        let mut change = AliasChange {
-            name: name.to_string(),
-            alias: alias.to_string(),
-            from_version: current,
-            to_version: Some(version),
-            actor: opts.actor.clone(),
-            at: now,
-            forced: false,
-            reason: None,
-        };
-        if current == Some(version) {
-            return Ok(change);
-        }
-        if let (true, Some(cur)) = (gate::is_gated(alias), current) {
-            let candidate = read_version(&tx, &path, name, version)?;
-            let holder = read_version(&tx, &path, name, cur)?;
-            match gate::check(alias, &candidate, &holder, opts.metric.as_deref()) {
-                Ok(pass) => {
-                    change.reason = Some(format!(
-                        "gate passed: {} {:.4} (v{version}) vs {:.4} (v{cur})",
-                        pass.metric, pass.candidate_value, pass.current_value
-                    ));
-                }
-                Err(refusal) if opts.force => {
-                    change.forced = true;
-                    change.reason = Some(format!("forced past the gate: {}", refusal.summary()));
-                }
-                Err(refusal) => return Err(RegistryError::Gate(refusal)),
+        let path = &self.db_path;
+        let e = || RegistryError::db(path);
+        // Read the current holder and write the move and its history row in one transaction:
+        // of two concurrent moves one waits (SQLite) or runs again (PostgreSQL), so each
+        // history row's from_version is the version the alias really left.
+        self.db.transaction(e(), |tx| {
+            let current: Option<u64> = tx
+                .query_opt(
+                    "SELECT version FROM aliases WHERE name = ?1 AND alias = ?2",
+                    params![name, alias],
+                )
+                .and_then(|r| r.map(|r| r.get::<i64>(0)).transpose())
+                .map_err(e())?
+                .map(|v| v as u64);
+            let mut change = AliasChange {
+                name: name.to_string(),
+                alias: alias.to_string(),
+                from_version: current,
+                to_version: Some(version),
+                actor: opts.actor.clone(),
+                at: now,
+                forced: false,
+                reason: None,
+            };
+            if current == Some(version) {
+                return Ok(change);
             }
-        }
-        tx.execute(
-            "INSERT INTO aliases (name, alias, version, updated_us) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (name, alias) DO UPDATE SET version = ?3, updated_us = ?4",
-            params![name, alias, version as i64, us(now)],
-        )
-        .map_err(e())?;
-        insert_history(&tx, &change).map_err(e())?;
-        tx.commit().map_err(e())?;
-        Ok(change)
+            if let (true, Some(cur)) = (gate::is_gated(alias), current) {
+                let candidate = read_version(tx, path, name, version)?;
+                let holder = read_version(tx, path, name, cur)?;
+                match gate::check(alias, &candidate, &holder, opts.metric.as_deref()) {
+                    Ok(pass) => {
+                        change.reason = Some(format!(
+                            "gate passed: {} {:.4} (v{version}) vs {:.4} (v{cur})",
+                            pass.metric, pass.candidate_value, pass.current_value
+                        ));
+                    }
+                    Err(refusal) if opts.force => {
+                        change.forced = true;
+                        change.reason =
+                            Some(format!("forced past the gate: {}", refusal.summary()));
+                    }
+                    Err(refusal) => return Err(RegistryError::Gate(refusal)),
+                }
+            }
+            tx.execute(
+                "INSERT INTO aliases (name, alias, version, updated_us) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name, alias) DO UPDATE SET version = ?3, updated_us = ?4",
+                params![name, alias, version as i64, us(now)],
+            )
+            .map_err(e())?;
+            insert_history(tx, &change).map_err(e())?;
+            Ok(change)
+        })
     }
 
     /// Removes `alias` of model `name` (an error when it is not set); the history records it.
@@ -114,50 +113,45 @@ impl Registry {
         validate_alias(alias)?;
         self.require_model(name)?;
         let now = self.now();
-        let path = self.db_path.clone();
-        let e = || RegistryError::db(&path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e())?;
-        let current: Option<i64> = tx
-            .query_row(
-                "SELECT version FROM aliases WHERE name = ?1 AND alias = ?2",
+        let path = &self.db_path;
+        let e = || RegistryError::db(path);
+        let removed = self.db.transaction(e(), |tx| {
+            let current: Option<i64> = tx
+                .query_opt(
+                    "SELECT version FROM aliases WHERE name = ?1 AND alias = ?2",
+                    params![name, alias],
+                )
+                .and_then(|r| r.map(|r| r.get(0)).transpose())
+                .map_err(e())?;
+            let Some(current) = current else {
+                return Ok(None);
+            };
+            tx.execute(
+                "DELETE FROM aliases WHERE name = ?1 AND alias = ?2",
                 params![name, alias],
-                |r| r.get(0),
             )
-            .optional()
             .map_err(e())?;
-        let Some(current) = current else {
-            drop(tx);
-            return Err(RegistryError::UnknownAlias {
+            let change = AliasChange {
                 name: name.to_string(),
                 alias: alias.to_string(),
-                aliases: self
-                    .aliases(name)?
-                    .iter()
-                    .map(|(a, v)| format!("{a} -> v{v}"))
-                    .collect(),
-            });
-        };
-        tx.execute(
-            "DELETE FROM aliases WHERE name = ?1 AND alias = ?2",
-            params![name, alias],
-        )
-        .map_err(e())?;
-        let change = AliasChange {
+                from_version: Some(current as u64),
+                to_version: None,
+                actor: actor.to_string(),
+                at: now,
+                forced: false,
+                reason: None,
+            };
+            insert_history(tx, &change).map_err(e())?;
+            Ok(Some(change))
+        })?;
+        removed.ok_or_else(|| RegistryError::UnknownAlias {
             name: name.to_string(),
             alias: alias.to_string(),
-            from_version: Some(current as u64),
-            to_version: None,
-            actor: actor.to_string(),
-            at: now,
-            forced: false,
-            reason: None,
-        };
-        insert_history(&tx, &change).map_err(e())?;
-        tx.commit().map_err(e())?;
-        Ok(change)
+            aliases: match self.aliases(name) {
+                Ok(a) => a.iter().map(|(a, v)| format!("{a} -> v{v}")).collect(),
+                Err(_) => Vec::new(),
+            },
+        })
     }
 
     /// Every recorded change of model `name`'s aliases (only `alias`'s when given), oldest
@@ -171,31 +165,30 @@ impl Registry {
         if let Some(a) = alias {
             validate_alias(a)?;
         }
-        let mut st = self
-            .conn
-            .prepare(
+        self.db
+            .query(
                 "SELECT alias, from_version, to_version, actor, at_us, forced, reason
-                 FROM alias_history WHERE name = ?1 AND (?2 IS NULL OR alias = ?2)
+                 FROM alias_history WHERE name = ?1 AND (CAST(?2 AS TEXT) IS NULL OR alias = ?2)
                  ORDER BY seq",
+                params![name, alias],
             )
-            .map_err(self.db_err())?;
-        let rows = st
-            .query_map(params![name, alias], |r| {
-                Ok(AliasChange {
-                    name: name.to_string(),
-                    alias: r.get(0)?,
-                    from_version: r.get::<_, Option<i64>>(1)?.map(|v| v as u64),
-                    to_version: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                    actor: r.get(3)?,
-                    at: from_us(r.get(4)?),
-                    forced: r.get(5)?,
-                    reason: r.get(6)?,
-                })
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(AliasChange {
+                            name: name.to_string(),
+                            alias: r.get(0)?,
+                            from_version: r.get::<Option<i64>>(1)?.map(|v| v as u64),
+                            to_version: r.get::<Option<i64>>(2)?.map(|v| v as u64),
+                            actor: r.get(3)?,
+                            at: from_us(r.get(4)?),
+                            forced: r.get(5)?,
+                            reason: r.get(6)?,
+                        })
+                    })
+                    .collect()
             })
-            .map_err(self.db_err())?
-            .collect::<Result<_, _>>()
-            .map_err(self.db_err())?;
-        Ok(rows)
+            .map_err(self.db_err())
     }
 
     /// The version `alias` of model `name` pointed at at time `at` (`None`: it was not set
@@ -210,20 +203,19 @@ impl Registry {
         validate_alias(alias)?;
         self.require_model(name)?;
         let v: Option<Option<i64>> = self
-            .conn
-            .query_row(
+            .db
+            .query_opt(
                 "SELECT to_version FROM alias_history WHERE name = ?1 AND alias = ?2 AND at_us <= ?3
                  ORDER BY at_us DESC, seq DESC LIMIT 1",
                 params![name, alias, us(at)],
-                |r| r.get(0),
             )
-            .optional()
+            .and_then(|r| r.map(|r| r.get(0)).transpose())
             .map_err(self.db_err())?;
         Ok(v.flatten().map(|v| v as u64))
     }
 }
 
-fn insert_history(tx: &rusqlite::Transaction<'_>, c: &AliasChange) -> rusqlite::Result<usize> {
+fn insert_history(tx: &Db, c: &AliasChange) -> Result<u64, DbError> {
     tx.execute(
         "INSERT INTO alias_history (name, alias, from_version, to_version, actor, at_us, forced,
             reason)

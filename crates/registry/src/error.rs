@@ -13,7 +13,7 @@ pub enum RegistryError {
     Db {
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: taxon_db::DbError,
     },
     #[error(
         "registry database {path} has schema version {found}, this taxon reads up to {supported}; upgrade taxon"
@@ -128,9 +128,11 @@ impl RegistryError {
         matches!(self, Self::Gate(_))
     }
 
-    pub(crate) fn db(path: &std::path::Path) -> impl FnOnce(rusqlite::Error) -> Self + '_ {
+    /// A closure mapping a database error on `path` (a file, or a PostgreSQL URL shown
+    /// without its password) to [`RegistryError::Db`].
+    pub(crate) fn db(path: &std::path::Path) -> impl Fn(taxon_db::DbError) -> Self + '_ {
         move |source| Self::Db {
-            path: path.to_path_buf(),
+            path: crate::registry::shown(path),
             source,
         }
     }

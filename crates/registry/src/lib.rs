@@ -1,7 +1,7 @@
 //! The model registry: model versions with lineage (run, data version, metrics, labels, input
 //! limits, code version), aliases (`staging`, `production`, any name) with an audit history,
 //! a promotion gate on `production`, model files in a content-addressed object store (a local
-//! folder or S3/MinIO), and metadata in SQLite.
+//! folder or S3/MinIO), and metadata in SQLite or a shared PostgreSQL database (taxon-db).
 //!
 //! ```text
 //! RunRecord --register--> files checked, uploaded by md5 --> version row (one transaction)

@@ -4,17 +4,17 @@
 //! Registering is ordered so that a process killed at any point leaves no half version: the
 //! model files are checked against the run's record, uploaded to the content-addressed store
 //! (idempotent: objects already there are skipped), and only then is the version written, in
-//! one `BEGIN IMMEDIATE` transaction that also allocates its number. A register killed before
-//! the commit leaves at most unreferenced objects, which the next register of the same files
-//! reuses.
+//! one write transaction that also allocates its number (`BEGIN IMMEDIATE` in SQLite,
+//! `SERIALIZABLE` and retried in PostgreSQL). A register killed before the commit leaves at most
+//! unreferenced objects, which the next register of the same files reuses.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use taxon_core::model::ModelFile;
+use taxon_db::{Db, DbError, params};
 use taxon_track::{RunRecord, RunStatus};
 
 use crate::artifacts::ArtifactStore;
@@ -24,7 +24,8 @@ use crate::names::{LATEST, parse_version, validate_alias, validate_model_name};
 use crate::schema;
 use crate::types::{ModelVersion, RegisterOptions};
 
-/// Env variable naming the registry database file (default `.taxon/registry.db`).
+/// Env variable naming the registry database file (default `.taxon/registry.db`), or a
+/// `postgres://` URL of a database that several processes and machines share.
 pub const DB_ENV: &str = "TAXON_REGISTRY_DB";
 /// Env variable naming the artifact store URL (default the folder `.taxon/registry/artifacts`).
 pub const ARTIFACTS_ENV: &str = "TAXON_REGISTRY_ARTIFACTS";
@@ -38,12 +39,14 @@ pub const REGISTRY_DB: &str = "registry.db";
 /// The time source of change records (replaceable in tests).
 pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// A model registry: versions and aliases in SQLite, model files in an artifact store, and a
-/// local cache of verified model folders. `Send` but not `Sync` (one SQLite connection): share
+/// A model registry: versions and aliases in SQLite or PostgreSQL, model files in an artifact
+/// store, and a local cache of verified model folders. `Send` but not `Sync` (one database
+/// connection): share
 /// it behind a mutex, and call it from plain threads (`spawn_blocking` in async code), since
 /// the artifact transfers block on their own runtime.
 pub struct Registry {
-    pub(crate) conn: Connection,
+    pub(crate) db: Db,
+    /// The database file, or the PostgreSQL URL without its password.
     pub(crate) db_path: PathBuf,
     pub(crate) store: ArtifactStore,
     pub(crate) cache_dir: PathBuf,
@@ -86,6 +89,14 @@ pub fn default_artifacts_url(project_dir: &Path) -> String {
     }
 }
 
+/// A database location as messages show it: the path, or the URL without its password.
+pub(crate) fn shown(location: &Path) -> PathBuf {
+    match location.to_str() {
+        Some(url) if taxon_db::is_postgres_url(url) => PathBuf::from(taxon_db::redact_url(url)),
+        _ => location.to_path_buf(),
+    }
+}
+
 pub(crate) fn us(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -98,33 +109,44 @@ impl Registry {
     /// Opens the registry of the project around `project_dir`, with the defaults of
     /// [`default_db_path`] and [`default_artifacts_url`].
     pub fn open(project_dir: &Path) -> Result<Self, RegistryError> {
-        Self::open_with(
-            &default_db_path(project_dir),
-            &default_artifacts_url(project_dir),
-        )
+        let db = default_db_path(project_dir);
+        let mut reg = Self::open_with(&db, &default_artifacts_url(project_dir))?;
+        if taxon_db::is_postgres_path(&db) {
+            // No database folder to cache next to: the project's `.taxon/`.
+            let dir = taxon_track::env::default_taxon_dir(project_dir);
+            reg.cache_dir = std::path::absolute(&dir)
+                .map_err(RegistryError::io(&dir))?
+                .join("registry/cache");
+        }
+        Ok(reg)
     }
 
-    /// Opens (creating when needed) the database `db_path` with artifacts at `artifacts_url`
-    /// (a folder, `file://` or `s3://bucket/prefix`). Verified model folders are cached under
-    /// `registry/cache/` next to the database (an absolute path). The artifact store is
-    /// contacted on first use.
+    /// Opens (creating when needed) the database `db_path` (a SQLite file, or a `postgres://`
+    /// URL) with artifacts at `artifacts_url` (a folder, `file://` or `s3://bucket/prefix`).
+    /// Verified model folders are cached under `registry/cache/` next to the database file, or
+    /// in `.taxon/` of the working directory for PostgreSQL (an absolute path). The artifact
+    /// store is contacted on first use.
     pub fn open_with(db_path: &Path, artifacts_url: &str) -> Result<Self, RegistryError> {
         let store = ArtifactStore::new(artifacts_url)?;
-        let conn = schema::open(db_path)?;
-        let db_dir = db_path.parent().unwrap_or(Path::new("."));
+        let db = schema::open(db_path)?;
+        let db_dir = if taxon_db::is_postgres_path(db_path) {
+            Path::new(".taxon")
+        } else {
+            db_path.parent().unwrap_or(Path::new("."))
+        };
         let cache_dir = std::path::absolute(db_dir)
             .map_err(RegistryError::io(db_dir))?
             .join("registry/cache");
         Ok(Self {
-            conn,
-            db_path: db_path.to_path_buf(),
+            db,
+            db_path: shown(db_path),
             store,
             cache_dir,
             clock: Arc::new(Utc::now),
         })
     }
 
-    /// The database file.
+    /// The database file (or the PostgreSQL URL without its password).
     pub fn db_path(&self) -> &Path {
         &self.db_path
     }
@@ -155,7 +177,7 @@ impl Registry {
         from_us(us((self.clock)()))
     }
 
-    pub(crate) fn db_err(&self) -> impl FnOnce(rusqlite::Error) -> RegistryError + '_ {
+    pub(crate) fn db_err(&self) -> impl FnOnce(DbError) -> RegistryError + '_ {
         RegistryError::db(&self.db_path)
     }
 
@@ -186,7 +208,7 @@ impl Registry {
             )));
         }
         if !opts.allow_duplicate
-            && let Some(v) = find_run(&self.conn, &self.db_path, &opts.name, &s.id)?
+            && let Some(v) = find_run(&self.db, &self.db_path, &opts.name, &s.id)?
         {
             return Err(RegistryError::DuplicateRun {
                 name: opts.name.clone(),
@@ -210,70 +232,58 @@ impl Registry {
                 c.clone()
             }
         });
-        let path = self.db_path.clone();
-        let e = || RegistryError::db(&path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e())?;
-        if !opts.allow_duplicate
-            && let Some(v) = find_run(&tx, &path, &opts.name, &s.id)?
-        {
-            return Err(RegistryError::DuplicateRun {
-                name: opts.name.clone(),
-                run_id: s.id.clone(),
-                version: v,
-            });
-        }
-        let version: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?1",
-                params![opts.name],
-                |r| r.get(0),
-            )
-            .map_err(e())?;
-        tx.execute(
-            "INSERT INTO versions (name, version, run_id, run_name, model_type, data_path,
-                data_version, metrics, labels, input, code_version, description, created_us,
-                created_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            params![
-                opts.name,
-                version,
-                s.id,
-                s.name,
-                desc.model_type,
-                s.data_path,
-                s.data_version,
-                to_json(&metrics),
-                to_json(&desc.labels),
-                to_json(&desc.input),
-                code_version,
-                opts.description,
-                us(now),
-                opts.actor,
-            ],
-        )
-        .map_err(e())?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT INTO version_files (name, version, file, md5, bytes)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+        let path = &self.db_path;
+        let e = || RegistryError::db(path);
+        let version = self.db.transaction(e(), |tx| {
+            if !opts.allow_duplicate
+                && let Some(v) = find_run(tx, path, &opts.name, &s.id)?
+            {
+                return Err(RegistryError::DuplicateRun {
+                    name: opts.name.clone(),
+                    run_id: s.id.clone(),
+                    version: v,
+                });
+            }
+            let version: i64 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?1",
+                    params![opts.name],
                 )
+                .and_then(|r| r.get(0))
                 .map_err(e())?;
-            for f in &files {
-                st.execute(params![
+            tx.execute(
+                "INSERT INTO versions (name, version, run_id, run_name, model_type, data_path,
+                    data_version, metrics, labels, input, code_version, description, created_us,
+                    created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
                     opts.name,
                     version,
-                    f.name,
-                    f.md5.as_str(),
-                    f.bytes as i64
-                ])
+                    s.id,
+                    s.name,
+                    desc.model_type,
+                    s.data_path,
+                    s.data_version,
+                    to_json(&metrics),
+                    to_json(&desc.labels),
+                    to_json(&desc.input),
+                    code_version,
+                    opts.description,
+                    us(now),
+                    opts.actor,
+                ],
+            )
+            .map_err(e())?;
+            for f in &files {
+                tx.execute(
+                    "INSERT INTO version_files (name, version, file, md5, bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![opts.name, version, f.name, f.md5.as_str(), f.bytes as i64],
+                )
                 .map_err(e())?;
             }
-        }
-        tx.commit().map_err(e())?;
+            Ok(version)
+        })?;
         self.get(&opts.name, version as u64)
     }
 
@@ -283,35 +293,30 @@ impl Registry {
         if let Some(n) = name {
             self.require_model(n)?;
         }
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT name, version FROM versions WHERE ?1 IS NULL OR name = ?1
+        let keys = self
+            .db
+            .query(
+                "SELECT name, version FROM versions WHERE CAST(?1 AS TEXT) IS NULL OR name = ?1
                  ORDER BY name, version",
+                params![name],
             )
-            .map_err(self.db_err())?;
-        let keys: Vec<(String, i64)> = st
-            .query_map(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.db_err())?
-            .collect::<Result<_, _>>()
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))
+                    .collect::<Result<Vec<_>, DbError>>()
+            })
             .map_err(self.db_err())?;
         keys.into_iter()
-            .map(|(n, v)| read_version(&self.conn, &self.db_path, &n, v as u64))
+            .map(|(n, v)| read_version(&self.db, &self.db_path, &n, v as u64))
             .collect()
     }
 
     /// The names of the registered models, sorted.
     pub fn models(&self) -> Result<Vec<String>, RegistryError> {
-        let mut st = self
-            .conn
-            .prepare("SELECT DISTINCT name FROM versions ORDER BY name")
-            .map_err(self.db_err())?;
-        let names = st
-            .query_map([], |r| r.get(0))
-            .map_err(self.db_err())?
-            .collect::<Result<_, _>>()
-            .map_err(self.db_err())?;
-        Ok(names)
+        self.db
+            .query("SELECT DISTINCT name FROM versions ORDER BY name", &[])
+            .and_then(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .map_err(self.db_err())
     }
 
     /// Version `version` of `name`.
@@ -324,7 +329,7 @@ impl Registry {
                 latest,
             });
         }
-        read_version(&self.conn, &self.db_path, name, version)
+        read_version(&self.db, &self.db_path, name, version)
     }
 
     /// The version `alias_or_version` names: `3` or `v3`, `latest`, or an alias
@@ -360,12 +365,12 @@ impl Registry {
     pub(crate) fn require_model(&self, name: &str) -> Result<u64, RegistryError> {
         validate_model_name(name)?;
         let latest: Option<i64> = self
-            .conn
-            .query_row(
+            .db
+            .query_one(
                 "SELECT MAX(version) FROM versions WHERE name = ?1",
                 params![name],
-                |r| r.get(0),
             )
+            .and_then(|r| r.get(0))
             .map_err(self.db_err())?;
         match latest {
             Some(v) => Ok(v as u64),
@@ -384,120 +389,83 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 /// The version of `name` already registered from `run_id`, if any.
-fn find_run(
-    conn: &Connection,
-    db: &Path,
-    name: &str,
-    run_id: &str,
-) -> Result<Option<u64>, RegistryError> {
-    conn.query_row(
+fn find_run(db: &Db, path: &Path, name: &str, run_id: &str) -> Result<Option<u64>, RegistryError> {
+    db.query_one(
         "SELECT MIN(version) FROM versions WHERE name = ?1 AND run_id = ?2",
         params![name, run_id],
-        |r| r.get::<_, Option<i64>>(0),
     )
+    .and_then(|r| r.get::<Option<i64>>(0))
     .map(|v| v.map(|v| v as u64))
-    .map_err(RegistryError::db(db))
+    .map_err(RegistryError::db(path))
 }
 
 /// Reads one version row and its files.
 pub(crate) fn read_version(
-    conn: &Connection,
-    db: &Path,
+    db: &Db,
+    path: &Path,
     name: &str,
     version: u64,
 ) -> Result<ModelVersion, RegistryError> {
     let e = RegistryError::db;
-    let row = conn
-        .query_row(
+    let row = db
+        .query_opt(
             "SELECT run_id, run_name, model_type, data_path, data_version, metrics, labels,
                 input, code_version, description, created_us, created_by
              FROM versions WHERE name = ?1 AND version = ?2",
             params![name, version as i64],
-            |r| {
-                Ok((
-                    (
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                    ),
-                    (
-                        r.get::<_, String>(5)?,
-                        r.get::<_, String>(6)?,
-                        r.get::<_, String>(7)?,
-                    ),
-                    (
-                        r.get::<_, Option<String>>(8)?,
-                        r.get::<_, Option<String>>(9)?,
-                        r.get::<_, i64>(10)?,
-                        r.get::<_, String>(11)?,
-                    ),
-                ))
-            },
         )
-        .optional()
-        .map_err(e(db))?;
-    let Some((
-        (run_id, run_name, model_type, data_path, data_version),
-        (metrics, labels, input),
-        (code_version, description, created_us, created_by),
-    )) = row
-    else {
+        .map_err(e(path))?;
+    let Some(r) = row else {
         return Err(RegistryError::Corrupt {
-            path: db.to_path_buf(),
+            path: path.to_path_buf(),
             what: format!("{name} v{version}"),
             message: "the version row is missing".into(),
         });
     };
     let corrupt = |field: &str, err: String| RegistryError::Corrupt {
-        path: db.to_path_buf(),
+        path: path.to_path_buf(),
         what: format!("{name} v{version} field {field}"),
         message: err,
     };
-    let metrics = serde_json::from_str(&metrics).map_err(|x| corrupt("metrics", x.to_string()))?;
-    let labels = serde_json::from_str(&labels).map_err(|x| corrupt("labels", x.to_string()))?;
-    let input = serde_json::from_str(&input).map_err(|x| corrupt("input", x.to_string()))?;
-    let mut st = conn
-        .prepare_cached(
+    let text = |i: usize| r.get::<String>(i).map_err(e(path));
+    let opt_text = |i: usize| r.get::<Option<String>>(i).map_err(e(path));
+    let metrics = serde_json::from_str(&text(5)?).map_err(|x| corrupt("metrics", x.to_string()))?;
+    let labels = serde_json::from_str(&text(6)?).map_err(|x| corrupt("labels", x.to_string()))?;
+    let input = serde_json::from_str(&text(7)?).map_err(|x| corrupt("input", x.to_string()))?;
+    let files = db
+        .query(
             "SELECT file, md5, bytes FROM version_files WHERE name = ?1 AND version = ?2
              ORDER BY file",
+            params![name, version as i64],
         )
-        .map_err(e(db))?;
-    let raw: Vec<(String, String, i64)> = st
-        .query_map(params![name, version as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
-        .map_err(e(db))?
-        .collect::<Result<_, _>>()
-        .map_err(e(db))?;
-    let files = raw
-        .into_iter()
-        .map(|(file, md5, bytes)| {
+        .map_err(e(path))?
+        .iter()
+        .map(|f| {
+            let md5: String = f.get(1).map_err(e(path))?;
             Ok(ModelFile {
                 md5: md5
                     .parse()
                     .map_err(|x: taxon_core::hash::InvalidHash| corrupt("files", x.to_string()))?,
-                name: file,
-                bytes: bytes as u64,
+                name: f.get(0).map_err(e(path))?,
+                bytes: f.get::<i64>(2).map_err(e(path))? as u64,
             })
         })
         .collect::<Result<Vec<_>, RegistryError>>()?;
     Ok(ModelVersion {
         name: name.to_string(),
         version,
-        run_id,
-        run_name,
-        model_type,
-        data_path,
-        data_version,
+        run_id: text(0)?,
+        run_name: text(1)?,
+        model_type: text(2)?,
+        data_path: opt_text(3)?,
+        data_version: opt_text(4)?,
         metrics,
         labels,
         input,
         files,
-        code_version,
-        description,
-        created_at: from_us(created_us),
-        created_by,
+        code_version: opt_text(8)?,
+        description: opt_text(9)?,
+        created_at: from_us(r.get(10).map_err(e(path))?),
+        created_by: text(11)?,
     })
 }

@@ -1,7 +1,8 @@
 //! Registry behaviour end to end over real parts: runs recorded in a real run store, model
-//! folders on disk, a local artifact store, the SQLite registry; version allocation under
+//! folders on disk, a local artifact store, the registry database; version allocation under
 //! concurrency, the alias history and `alias_at`, the promotion gate, tamper detection, and a
-//! register killed between upload and commit.
+//! register killed between upload and commit. Every test runs twice: on a SQLite file and on a
+//! real PostgreSQL database (`TAXON_TEST_POSTGRES_URL`; see taxon_db::testing).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use taxon_core::Md5Hex;
 use taxon_core::model::{InputLimits, MODEL_FORMAT_VERSION, ModelDescription, ModelFile};
+use taxon_db::testing::TestPostgres;
 use taxon_track::artifacts::folder_artifacts;
 use taxon_track::{NewRun, RunEnd, RunRecord, RunStore};
 
@@ -19,17 +21,25 @@ use crate::*;
 struct Project {
     dir: tempfile::TempDir,
     runs: RunStore,
+    /// The registry's PostgreSQL database; `None`: a SQLite file in `dir`.
+    pg: Option<TestPostgres>,
 }
 
 impl Project {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        Self::at(dir)
+        Self::at(dir, None)
     }
 
-    fn at(dir: tempfile::TempDir) -> Self {
+    /// A project whose registry is a fresh PostgreSQL database, when a test server is set.
+    fn postgres(test: &str) -> Option<Self> {
+        let pg = taxon_db::testing::postgres(test)?;
+        Some(Self::at(tempfile::tempdir().unwrap(), Some(pg)))
+    }
+
+    fn at(dir: tempfile::TempDir, pg: Option<TestPostgres>) -> Self {
         let runs = RunStore::open(&dir.path().join(".taxon/runs.db")).unwrap();
-        Self { dir, runs }
+        Self { dir, runs, pg }
     }
 
     fn path(&self) -> &Path {
@@ -37,11 +47,17 @@ impl Project {
     }
 
     fn registry(&self) -> Registry {
-        Registry::open_with(&self.db(), self.artifacts().to_str().unwrap()).unwrap()
+        let mut reg = Registry::open_with(&self.db(), self.artifacts().to_str().unwrap()).unwrap();
+        // As `Registry::open` does for a project whose registry is on PostgreSQL.
+        reg.set_cache_dir(self.path().join(".taxon/registry/cache"));
+        reg
     }
 
     fn db(&self) -> PathBuf {
-        self.path().join(".taxon/registry.db")
+        match &self.pg {
+            Some(pg) => PathBuf::from(&pg.url),
+            None => self.path().join(".taxon/registry.db"),
+        }
     }
 
     fn artifacts(&self) -> PathBuf {
@@ -103,6 +119,37 @@ impl Project {
     }
 }
 
+/// Each test below runs on SQLite (`tests::NAME::sqlite`) and on PostgreSQL
+/// (`tests::NAME::postgres`, skipped with a notice when no test server is set).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Project::new())
+            }
+
+            #[test]
+            fn postgres() {
+                if let Some(p) = super::Project::postgres(stringify!($name)) {
+                    super::$name(p)
+                }
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    versions_count_per_name_and_carry_the_run_lineage,
+    only_finished_train_runs_with_unchanged_consistent_files_register,
+    concurrent_registers_never_share_a_version_number,
+    concurrent_alias_moves_never_lose_a_history_row,
+    every_alias_change_is_recorded_and_alias_at_answers_for_any_time,
+    the_gate_refuses_a_worse_production_version_unless_forced,
+    materialized_folders_are_verified_and_tampering_is_refused,
+    a_record_that_disagrees_with_model_json_is_refused,
+);
+
 /// The server keeps a registry behind a mutex and hands it to blocking threads.
 #[test]
 fn a_registry_can_move_between_threads() {
@@ -126,9 +173,7 @@ fn by(actor: &str) -> AliasOptions {
     }
 }
 
-#[test]
-fn versions_count_per_name_and_carry_the_run_lineage() {
-    let mut p = Project::new();
+fn versions_count_per_name_and_carry_the_run_lineage(mut p: Project) {
     let f1 = p.model_folder("m1");
     let f2 = p.model_folder("m2");
     let r1 = p.train_run(&f1, &[("validation_accuracy", 0.9), ("train_seconds", 1.0)]);
@@ -186,9 +231,7 @@ fn versions_count_per_name_and_carry_the_run_lineage() {
     assert_eq!(p.registry().list(Some("default")).unwrap().len(), 3);
 }
 
-#[test]
-fn only_finished_train_runs_with_unchanged_consistent_files_register() {
-    let mut p = Project::new();
+fn only_finished_train_runs_with_unchanged_consistent_files_register(mut p: Project) {
     let folder = p.model_folder("m");
     let mut reg = p.registry();
 
@@ -259,9 +302,7 @@ fn only_finished_train_runs_with_unchanged_consistent_files_register() {
     assert_eq!(reg.register(&run, &opts("default")).unwrap().version, 1);
 }
 
-#[test]
-fn concurrent_registers_never_share_a_version_number() {
-    let mut p = Project::new();
+fn concurrent_registers_never_share_a_version_number(mut p: Project) {
     let folder = p.model_folder("m");
     let run = p.train_run(&folder, &[("validation_accuracy", 0.5)]);
     p.registry(); // create the schema once
@@ -290,6 +331,53 @@ fn concurrent_registers_never_share_a_version_number() {
     assert_eq!(all, (1..=12).collect::<Vec<_>>());
 }
 
+/// Regression guard for shared registries: concurrent `alias set`s from several connections
+/// (replicas, CLIs) each leave their history row, and the rows form one chain (each move starts
+/// where the previous one ended).
+fn concurrent_alias_moves_never_lose_a_history_row(mut p: Project) {
+    let folder = p.model_folder("m");
+    let run = p.train_run(&folder, &[("validation_accuracy", 0.5)]);
+    let mut reg = p.registry();
+    let o = RegisterOptions {
+        allow_duplicate: true,
+        ..opts("default")
+    };
+    for _ in 0..3 {
+        reg.register(&run, &o).unwrap();
+    }
+    let (db, url) = (p.db(), p.artifacts().display().to_string());
+    let moves: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (db, url) = (&db, &url);
+                s.spawn(move || {
+                    let mut reg = Registry::open_with(db, url).unwrap();
+                    (0..10u64)
+                        .filter(|i| {
+                            let v = 1 + (t + i) % 3;
+                            !reg.set_alias("default", "staging", v, &by("ci"))
+                                .unwrap()
+                                .is_noop()
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let history = reg.history("default", Some("staging")).unwrap();
+    assert_eq!(history.len(), moves, "one history row per move");
+    assert_eq!(history[0].from_version, None);
+    for w in history.windows(2) {
+        assert_eq!(w[1].from_version, w[0].to_version, "{history:#?}");
+    }
+    let last = history.last().unwrap().to_version;
+    assert_eq!(
+        Some(reg.resolve("default", "staging").unwrap().version),
+        last
+    );
+}
+
 /// A registry whose clock reads the returned cell.
 fn with_clock(reg: &mut Registry, start: DateTime<Utc>) -> Arc<Mutex<DateTime<Utc>>> {
     let cell = Arc::new(Mutex::new(start));
@@ -298,9 +386,7 @@ fn with_clock(reg: &mut Registry, start: DateTime<Utc>) -> Arc<Mutex<DateTime<Ut
     cell
 }
 
-#[test]
-fn every_alias_change_is_recorded_and_alias_at_answers_for_any_time() {
-    let mut p = Project::new();
+fn every_alias_change_is_recorded_and_alias_at_answers_for_any_time(mut p: Project) {
     let runs: Vec<RunRecord> = (1..=3)
         .map(|i| {
             let f = p.model_folder(&format!("m{i}"));
@@ -376,9 +462,7 @@ fn every_alias_change_is_recorded_and_alias_at_answers_for_any_time() {
     assert!(err.to_string().contains("no version 9"), "{err}");
 }
 
-#[test]
-fn the_gate_refuses_a_worse_production_version_unless_forced() {
-    let mut p = Project::new();
+fn the_gate_refuses_a_worse_production_version_unless_forced(mut p: Project) {
     let good = p.model_folder("good");
     let bad = p.model_folder("bad");
     let bare = p.model_folder("bare");
@@ -466,9 +550,7 @@ fn the_gate_refuses_a_worse_production_version_unless_forced() {
     );
 }
 
-#[test]
-fn materialized_folders_are_verified_and_tampering_is_refused() {
-    let mut p = Project::new();
+fn materialized_folders_are_verified_and_tampering_is_refused(mut p: Project) {
     let folder = p.model_folder("m");
     let run = p.train_run(&folder, &[]);
     let mut reg = p.registry();
@@ -520,9 +602,7 @@ fn materialized_folders_are_verified_and_tampering_is_refused() {
     );
 }
 
-#[test]
-fn a_record_that_disagrees_with_model_json_is_refused() {
-    let mut p = Project::new();
+fn a_record_that_disagrees_with_model_json_is_refused(mut p: Project) {
     let folder = p.model_folder("m");
     let run = p.train_run(&folder, &[]);
     let mut reg = p.registry();
@@ -537,6 +617,7 @@ fn a_record_that_disagrees_with_model_json_is_refused() {
 
 /// Env variable telling the child test where its project is.
 const CHILD_DIR_ENV: &str = "TAXON_REGISTRY_TEST_CHILD_DIR";
+const CHILD_PG_ENV: &str = "TAXON_REGISTRY_TEST_CHILD_PG";
 
 /// Run only as a child of the test below: registers with the abort hook set, which kills the
 /// process between the upload and the commit.
@@ -546,19 +627,35 @@ fn child_registers_and_is_killed_after_upload() {
     let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else {
         return;
     };
-    let mut p = Project::at(tempfile::TempDir::new_in(&dir).unwrap());
+    let mut p = Project::at(tempfile::TempDir::new_in(&dir).unwrap(), None);
+    let db = std::env::var(CHILD_PG_ENV).map_or_else(|_| p.db(), PathBuf::from);
     let folder = p.model_folder("m");
     let run = p.train_run(&folder, &[("validation_accuracy", 0.9)]);
-    let mut reg = p.registry();
+    let mut reg = Registry::open_with(&db, p.artifacts().to_str().unwrap()).unwrap();
     std::fs::write(Path::new(&dir).join("project"), p.path().to_str().unwrap()).unwrap();
     reg.register(&run, &opts("default")).unwrap();
     panic!("the abort hook did not fire");
 }
 
 #[test]
-fn register_killed_after_upload_leaves_no_version() {
+fn register_killed_after_upload_leaves_no_version_sqlite() {
+    register_killed_after_upload_leaves_no_version(None);
+}
+
+#[test]
+fn register_killed_after_upload_leaves_no_version_postgres() {
+    if let Some(pg) = taxon_db::testing::postgres("killed_after_upload") {
+        register_killed_after_upload_leaves_no_version(Some(&pg));
+    }
+}
+
+fn register_killed_after_upload_leaves_no_version(pg: Option<&TestPostgres>) {
     let outer = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    if let Some(pg) = pg {
+        child.env(CHILD_PG_ENV, &pg.url);
+    }
+    let status = child
         .args([
             "--exact",
             "tests::child_registers_and_is_killed_after_upload",
@@ -575,7 +672,10 @@ fn register_killed_after_upload_leaves_no_version() {
     assert!(!status.success(), "the child must have been killed");
     let project = PathBuf::from(std::fs::read_to_string(outer.path().join("project")).unwrap());
     // The child's project folder outlived it (its guard never ran); `outer` removes it.
-    let db = project.join(".taxon/registry.db");
+    let db = pg.map_or_else(
+        || project.join(".taxon/registry.db"),
+        |pg| PathBuf::from(&pg.url),
+    );
     let artifacts = project.join("artifacts");
     let mut reg = Registry::open_with(&db, artifacts.to_str().unwrap()).unwrap();
     assert!(

@@ -13,8 +13,9 @@ use taxon_registry::{AliasOptions, Registry, RegistryError};
 
 use crate::source::{AliasMove, ModelSource, SourceError, SourceModel};
 
-/// A registry alias as a model source. The registry is behind a mutex: it holds one SQLite
-/// connection, and `current` runs on blocking threads.
+/// A registry alias as a model source. The registry is behind a mutex: it holds one database
+/// connection (SQLite, or PostgreSQL shared with other replicas), and `current` runs on
+/// blocking threads.
 pub struct AliasSource {
     registry: Mutex<Registry>,
     name: String,
@@ -43,7 +44,7 @@ impl AliasSource {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the registry half-written (its writes are
-        // SQLite transactions), so a poisoned lock is still safe to use.
+        // database transactions), so a poisoned lock is still safe to use.
         self.registry.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

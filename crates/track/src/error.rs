@@ -1,4 +1,4 @@
-//! The errors of run tracking: the store (SQLite), id resolution, and the two mirrors (MLflow,
+//! The errors of run tracking: the store (SQLite or PostgreSQL), id resolution, and the two mirrors (MLflow,
 //! Pushgateway), each naming what and where.
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ pub enum TrackError {
     Db {
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: taxon_db::DbError,
     },
     #[error("{path}: {source}")]
     Io {
@@ -36,7 +36,7 @@ pub enum TrackError {
 }
 
 impl TrackError {
-    pub(crate) fn db(path: &std::path::Path) -> impl FnOnce(rusqlite::Error) -> Self + '_ {
+    pub(crate) fn db(path: &std::path::Path) -> impl Fn(taxon_db::DbError) -> Self + '_ {
         move |source| Self::Db {
             path: path.to_path_buf(),
             source,

@@ -1,4 +1,5 @@
-//! The embedded run store: one SQLite file (`.taxon/runs.db`). SQLite rather than files because
+//! The run store: one SQLite file (`.taxon/runs.db`), or a shared PostgreSQL database when
+//! `TAXON_RUNS_DB` is a `postgres://` URL (see taxon-db). SQLite rather than files because
 //! a run is written piece by piece from a live process (heartbeat, one epoch at a time) while
 //! other commands read it: SQLite gives atomic multi-row writes, concurrent readers (WAL) and
 //! indexed look-ups by id prefix, and the file is readable by any SQLite client.
@@ -11,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
+use taxon_db::{Db, DbError, Row, params};
 
 use crate::env;
 use crate::error::{Result, TrackError};
@@ -28,7 +30,8 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// A `running` run whose heartbeat is older than this is shown as killed.
 pub const STALE_AFTER: Duration = Duration::from_secs(60);
 
-const SCHEMA: &str = "
+/// Schema step 1 (`IF NOT EXISTS`: files from before the schema was versioned have the tables).
+const SCHEMA: &[&str] = &["
 CREATE TABLE IF NOT EXISTS runs (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL,
@@ -86,7 +89,68 @@ CREATE TABLE IF NOT EXISTS stages (
     peak_rss_bytes INTEGER NOT NULL,
     PRIMARY KEY (run_id, name)
 );
-";
+"];
+
+/// The same for PostgreSQL (a `schema_version` row `runs` holds its version).
+const PG_SCHEMA: &[&str] = &["
+CREATE TABLE IF NOT EXISTS runs (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    start_ms      BIGINT NOT NULL,
+    end_ms        BIGINT,
+    heartbeat_ms  BIGINT NOT NULL,
+    host          TEXT NOT NULL,
+    pid           BIGINT,
+    pid_start     BIGINT,
+    model_type    TEXT,
+    data_path     TEXT,
+    data_version  TEXT,
+    code          TEXT NOT NULL,
+    machine       TEXT NOT NULL,
+    error         TEXT,
+    mlflow_run_id TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_start ON runs(start_ms);
+CREATE TABLE IF NOT EXISTS params (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE IF NOT EXISTS metric_steps (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key    TEXT NOT NULL,
+    step   BIGINT NOT NULL,
+    value  DOUBLE PRECISION NOT NULL,
+    ts_ms  BIGINT NOT NULL,
+    PRIMARY KEY (run_id, key, step)
+);
+CREATE TABLE IF NOT EXISTS final_metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key    TEXT NOT NULL,
+    value  DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    name   TEXT NOT NULL,
+    path   TEXT NOT NULL,
+    md5    TEXT NOT NULL,
+    size   BIGINT NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+CREATE INDEX IF NOT EXISTS artifacts_md5 ON artifacts(md5);
+CREATE TABLE IF NOT EXISTS stages (
+    run_id  TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    seq     BIGINT NOT NULL,
+    name    TEXT NOT NULL,
+    seconds DOUBLE PRECISION NOT NULL,
+    peak_rss_bytes BIGINT NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+"];
 
 /// What a new run starts with.
 #[derive(Clone, Debug, Default)]
@@ -117,8 +181,11 @@ pub struct RunEnd {
 
 /// An open run store.
 pub struct RunStore {
-    conn: Connection,
+    db: Db,
+    /// The file, or the PostgreSQL URL without its password.
     path: PathBuf,
+    /// What `open` was given (a URL with its password), to open another connection.
+    location: PathBuf,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -141,31 +208,44 @@ pub fn new_run_id() -> String {
 }
 
 impl RunStore {
-    /// Opens (creating when needed) the store at `path`.
+    /// Opens (creating when needed) the store at `path`: a SQLite file, or the PostgreSQL
+    /// database a `postgres://` URL names.
     pub fn open(path: &Path) -> Result<Self> {
+        let (db, shown) = if taxon_db::is_postgres_path(path) {
+            let url = path.to_str().unwrap_or_default();
+            let shown = PathBuf::from(taxon_db::redact_url(url));
+            let db = Db::connect_postgres(url).map_err(TrackError::db(&shown))?;
+            (db, shown)
+        } else {
+            (Self::open_sqlite(path)?, path.to_path_buf())
+        };
+        db.migrate("runs", SCHEMA, PG_SCHEMA)
+            .map_err(TrackError::db(&shown))?;
+        Ok(Self {
+            db,
+            path: shown,
+            location: path.to_path_buf(),
+        })
+    }
+
+    fn open_sqlite(path: &Path) -> Result<Db> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| TrackError::Io {
                 path: dir.to_path_buf(),
                 source,
             })?;
         }
-        let e = TrackError::db;
-        let conn = Connection::open(path).map_err(e(path))?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(e(path))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(e(path))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(e(path))?;
-        conn.execute_batch(SCHEMA).map_err(e(path))?;
-        Ok(Self {
-            conn,
-            path: path.to_path_buf(),
-        })
+        let e = |x: rusqlite::Error| TrackError::db(path)(x.into());
+        let conn = Connection::open(path).map_err(e)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(e)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(e)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(e)?;
+        Ok(Db::sqlite(conn))
     }
 
     /// Opens the default store: `.taxon/runs.db` of the repository around `dir`, or
-    /// `dir/.taxon/runs.db` outside a repository; env `TAXON_RUNS_DB` names another file.
+    /// `dir/.taxon/runs.db` outside a repository; env `TAXON_RUNS_DB` names another file or a
+    /// `postgres://` URL.
     pub fn open_default(dir: &Path) -> Result<Self> {
         match std::env::var_os("TAXON_RUNS_DB") {
             Some(p) if !p.is_empty() => Self::open(Path::new(&p)),
@@ -173,11 +253,18 @@ impl RunStore {
         }
     }
 
+    /// The file, or the PostgreSQL URL without its password (for messages).
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn err(&self) -> impl FnOnce(rusqlite::Error) -> TrackError + '_ {
+    /// What the store was opened from, to open another connection to it: the file, or the
+    /// PostgreSQL URL with its password (never show it).
+    pub fn location(&self) -> &Path {
+        &self.location
+    }
+
+    fn err(&self) -> impl Fn(DbError) -> TrackError + '_ {
         TrackError::db(&self.path)
     }
 
@@ -188,9 +275,9 @@ impl RunStore {
         let pid = std::process::id();
         let code = serde_json::to_string(&run.code).unwrap_or_default();
         let machine = serde_json::to_string(&run.machine).unwrap_or_default();
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(TrackError::db(&path))?;
-        tx.execute(
+        let pid_start = env::process_start_ticks(pid).map(|t| t as i64);
+        self.db.transaction(self.err(), |tx| {
+            tx.execute(
             "INSERT INTO runs (id, name, kind, status, start_ms, heartbeat_ms, host, pid, pid_start,
                 model_type, data_path, data_version, code, machine)
              VALUES (?1, ?2, ?3, 'running', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -201,7 +288,7 @@ impl RunStore {
                 now,
                 run.machine.hostname,
                 pid,
-                env::process_start_ticks(pid).map(|t| t as i64),
+                pid_start,
                 run.model_type,
                 run.data_path,
                 run.data_version,
@@ -209,15 +296,15 @@ impl RunStore {
                 machine
             ],
         )
-        .map_err(TrackError::db(&path))?;
-        insert_params(&tx, &id, &run.params).map_err(TrackError::db(&path))?;
-        tx.commit().map_err(TrackError::db(&path))?;
+        .map_err(self.err())?;
+            insert_params(tx, &id, &run.params).map_err(self.err())
+        })?;
         Ok(id)
     }
 
     /// Refreshes a live run's heartbeat.
     pub fn heartbeat(&self, id: &str) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE runs SET heartbeat_ms = ?2 WHERE id = ?1 AND status = 'running'",
                 params![id, ms(Utc::now())],
@@ -228,27 +315,25 @@ impl RunStore {
 
     /// Appends per-step metric values (one epoch's), in one transaction; refreshes the heartbeat.
     pub fn log_metrics(&mut self, id: &str, points: &[MetricPoint]) -> Result<()> {
-        let path = self.path.clone();
-        let e = || TrackError::db(&path);
-        let tx = self.conn.transaction().map_err(e())?;
-        {
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO metric_steps (run_id, key, step, value, ts_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(e())?;
+        let now = ms(Utc::now());
+        self.db.transaction(self.err(), |tx| {
             for p in points {
-                st.execute(params![id, p.key, p.step as i64, p.value, ms(p.timestamp)])
-                    .map_err(e())?;
+                tx.execute(
+                    "INSERT INTO metric_steps (run_id, key, step, value, ts_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (run_id, key, step)
+                     DO UPDATE SET value = excluded.value, ts_ms = excluded.ts_ms",
+                    params![id, p.key, p.step as i64, p.value, ms(p.timestamp)],
+                )
+                .map_err(self.err())?;
             }
-        }
-        tx.execute(
-            "UPDATE runs SET heartbeat_ms = ?2 WHERE id = ?1",
-            params![id, ms(Utc::now())],
-        )
-        .map_err(e())?;
-        tx.commit().map_err(e())
+            tx.execute(
+                "UPDATE runs SET heartbeat_ms = ?2 WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(self.err())?;
+            Ok(())
+        })
     }
 
     /// Adds final metrics, artifacts and stages to a run that already ended (as `taxon eval`
@@ -260,42 +345,40 @@ impl RunStore {
         artifacts: &[Artifact],
         stages: &[StageRecord],
     ) -> Result<()> {
-        let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(TrackError::db(&path))?;
-        insert_results(&tx, id, metrics, artifacts, stages).map_err(TrackError::db(&path))?;
-        tx.commit().map_err(TrackError::db(&path))
+        self.db.transaction(self.err(), |tx| {
+            insert_results(tx, id, metrics, artifacts, stages).map_err(self.err())
+        })
     }
 
     /// Ends a run: status, end time, final metrics, artifacts, stages (and the resolved params),
     /// in one transaction.
     pub fn finish(&mut self, id: &str, end: &RunEnd) -> Result<()> {
-        let path = self.path.clone();
-        let e = || TrackError::db(&path);
+        let e = || self.err();
         let now = ms(Utc::now());
         let status = if end.error.is_some() {
             RunStatus::Failed
         } else {
             RunStatus::Finished
         };
-        let tx = self.conn.transaction().map_err(e())?;
-        tx.execute(
-            "UPDATE runs SET status = ?2, end_ms = ?3, heartbeat_ms = ?3, error = ?4,
-                model_type = COALESCE(?5, model_type) WHERE id = ?1",
-            params![id, status.as_str(), now, end.error, end.model_type],
-        )
-        .map_err(e())?;
-        if let Some(p) = &end.params {
-            tx.execute("DELETE FROM params WHERE run_id = ?1", params![id])
-                .map_err(e())?;
-            insert_params(&tx, id, p).map_err(e())?;
-        }
-        insert_results(&tx, id, &end.metrics, &end.artifacts, &end.stages).map_err(e())?;
-        tx.commit().map_err(e())
+        self.db.transaction(e(), |tx| {
+            tx.execute(
+                "UPDATE runs SET status = ?2, end_ms = ?3, heartbeat_ms = ?3, error = ?4,
+                    model_type = COALESCE(?5, model_type) WHERE id = ?1",
+                params![id, status.as_str(), now, end.error, end.model_type],
+            )
+            .map_err(e())?;
+            if let Some(p) = &end.params {
+                tx.execute("DELETE FROM params WHERE run_id = ?1", params![id])
+                    .map_err(e())?;
+                insert_params(tx, id, p).map_err(e())?;
+            }
+            insert_results(tx, id, &end.metrics, &end.artifacts, &end.stages).map_err(e())
+        })
     }
 
     /// Remembers the id a run has on an MLflow server.
     pub fn set_mlflow_run_id(&self, id: &str, mlflow_id: &str) -> Result<()> {
-        self.conn
+        self.db
             .execute(
                 "UPDATE runs SET mlflow_run_id = ?2 WHERE id = ?1",
                 params![id, mlflow_id],
@@ -310,15 +393,14 @@ impl RunStore {
         if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(TrackError::UnknownRun { id: prefix });
         }
-        let mut st = self
-            .conn
-            .prepare("SELECT id FROM runs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 6")
-            .map_err(self.err())?;
         let upper = format!("{prefix}g"); // 'g' sorts after every hex digit
-        let ids: Vec<String> = st
-            .query_map(params![prefix, upper], |r| r.get(0))
-            .map_err(self.err())?
-            .collect::<Result<_, _>>()
+        let ids: Vec<String> = self
+            .db
+            .query(
+                "SELECT id FROM runs WHERE id >= ?1 AND id < ?2 ORDER BY id LIMIT 6",
+                params![prefix, upper],
+            )
+            .and_then(|rows| rows.iter().map(|r| r.get(0)).collect())
             .map_err(self.err())?;
         match ids.len() {
             0 => Err(TrackError::UnknownRun { id: prefix }),
@@ -332,16 +414,13 @@ impl RunStore {
 
     /// The newest runs first, at most `limit`.
     pub fn list(&self, limit: usize) -> Result<Vec<RunSummary>> {
-        let mut st = self
-            .conn
-            .prepare(&format!(
-                "SELECT {SUMMARY_COLS} FROM runs ORDER BY start_ms DESC, id LIMIT ?1"
-            ))
-            .map_err(self.err())?;
-        let rows: Vec<RawSummary> = st
-            .query_map(params![limit.min(i64::MAX as usize) as i64], raw_summary)
-            .map_err(self.err())?
-            .collect::<Result<_, _>>()
+        let rows: Vec<RawSummary> = self
+            .db
+            .query(
+                &format!("SELECT {SUMMARY_COLS} FROM runs ORDER BY start_ms DESC, id LIMIT ?1"),
+                params![limit.min(i64::MAX as usize) as i64],
+            )
+            .and_then(|rows| rows.iter().map(raw_summary).collect())
             .map_err(self.err())?;
         rows.into_iter().map(|r| self.summary(r)).collect()
     }
@@ -350,12 +429,12 @@ impl RunStore {
     pub fn get(&self, id: &str) -> Result<RunRecord> {
         let id = self.resolve(id)?;
         let raw = self
-            .conn
-            .query_row(
+            .db
+            .query_one(
                 &format!("SELECT {SUMMARY_COLS} FROM runs WHERE id = ?1"),
                 params![id],
-                raw_summary,
             )
+            .and_then(|r| raw_summary(&r))
             .map_err(self.err())?;
         let (error, code, machine, mlflow_run_id): (
             Option<String>,
@@ -363,68 +442,52 @@ impl RunStore {
             String,
             Option<String>,
         ) = self
-            .conn
-            .query_row(
+            .db
+            .query_one(
                 "SELECT error, code, machine, mlflow_run_id FROM runs WHERE id = ?1",
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
+            .and_then(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .map_err(self.err())?;
         let pid = raw.pid;
         let summary = self.summary(raw)?;
         let params = self.string_map("SELECT key, value FROM params WHERE run_id = ?1", &id)?;
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT key, step, value, ts_ms FROM metric_steps WHERE run_id = ?1
+        let history = self.rows(
+            "SELECT key, step, value, ts_ms FROM metric_steps WHERE run_id = ?1
                  ORDER BY key, step",
-            )
-            .map_err(self.err())?;
-        let history = st
-            .query_map(params![id], |r| {
+            &id,
+            |r| {
                 Ok(MetricPoint {
                     key: r.get(0)?,
-                    step: r.get::<_, i64>(1)? as u64,
+                    step: r.get::<i64>(1)? as u64,
                     value: r.get(2)?,
                     timestamp: from_ms(r.get(3)?),
                 })
-            })
-            .map_err(self.err())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err())?;
-        let mut st = self
-            .conn
-            .prepare("SELECT name, path, md5, size FROM artifacts WHERE run_id = ?1 ORDER BY name")
-            .map_err(self.err())?;
-        let artifacts = st
-            .query_map(params![id], |r| {
+            },
+        )?;
+        let artifacts = self.rows(
+            "SELECT name, path, md5, size FROM artifacts WHERE run_id = ?1 ORDER BY name",
+            &id,
+            |r| {
                 Ok(Artifact {
                     name: r.get(0)?,
                     path: r.get(1)?,
                     md5: r.get(2)?,
-                    size: r.get::<_, i64>(3)? as u64,
+                    size: r.get::<i64>(3)? as u64,
                 })
-            })
-            .map_err(self.err())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err())?;
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT name, seconds, peak_rss_bytes FROM stages WHERE run_id = ?1 ORDER BY seq",
-            )
-            .map_err(self.err())?;
-        let stages = st
-            .query_map(params![id], |r| {
+            },
+        )?;
+        let stages = self.rows(
+            "SELECT name, seconds, peak_rss_bytes FROM stages WHERE run_id = ?1 ORDER BY seq",
+            &id,
+            |r| {
                 Ok(StageRecord {
                     name: r.get(0)?,
                     seconds: r.get(1)?,
-                    peak_rss_bytes: r.get::<_, i64>(2)? as u64,
+                    peak_rss_bytes: r.get::<i64>(2)? as u64,
                 })
-            })
-            .map_err(self.err())?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err())?;
+            },
+        )?;
         let corrupt = |field: &'static str, e: serde_json::Error| TrackError::Corrupt {
             path: self.path.clone(),
             run_id: id.clone(),
@@ -448,25 +511,34 @@ impl RunStore {
     /// The newest run that recorded an artifact with this md5 (the run that made a model
     /// folder, found by its `model.json`).
     pub fn find_by_artifact_md5(&self, md5: &str) -> Result<Option<String>> {
-        self.conn
-            .query_row(
+        self.db
+            .query_opt(
                 "SELECT a.run_id FROM artifacts a JOIN runs r ON r.id = a.run_id
                  WHERE a.md5 = ?1 ORDER BY r.start_ms DESC LIMIT 1",
                 params![md5],
-                |r| r.get(0),
             )
-            .optional()
+            .and_then(|r| r.map(|r| r.get(0)).transpose())
+            .map_err(self.err())
+    }
+
+    /// The rows `sql` (one parameter: the run id) returns, each made by `f`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        id: &str,
+        f: impl Fn(&Row) -> Result<T, DbError>,
+    ) -> Result<Vec<T>> {
+        self.db
+            .query(sql, params![id])
+            .and_then(|rows| rows.iter().map(f).collect())
             .map_err(self.err())
     }
 
     fn string_map(&self, sql: &str, id: &str) -> Result<BTreeMap<String, String>> {
-        let mut st = self.conn.prepare(sql).map_err(self.err())?;
-        let rows = st
-            .query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(self.err())?
-            .collect::<Result<BTreeMap<String, String>, _>>()
-            .map_err(self.err())?;
-        Ok(rows)
+        Ok(self
+            .rows(sql, id, |r| Ok((r.get(0)?, r.get(1)?)))?
+            .into_iter()
+            .collect())
     }
 
     fn summary(&self, r: RawSummary) -> Result<RunSummary> {
@@ -480,15 +552,14 @@ impl RunStore {
         if status == RunStatus::Running && is_dead(&r, heartbeat) {
             status = RunStatus::Killed;
         }
-        let mut st = self
-            .conn
-            .prepare_cached("SELECT key, value FROM final_metrics WHERE run_id = ?1")
-            .map_err(self.err())?;
-        let metrics = st
-            .query_map(params![r.id], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(self.err())?
-            .collect::<Result<BTreeMap<String, f64>, _>>()
-            .map_err(self.err())?;
+        let metrics: BTreeMap<String, f64> = self
+            .rows(
+                "SELECT key, value FROM final_metrics WHERE run_id = ?1",
+                &r.id,
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )?
+            .into_iter()
+            .collect();
         let start_time = from_ms(r.start_ms);
         let end_time = r.end_ms.map(from_ms);
         let last = match status {
@@ -532,7 +603,7 @@ struct RawSummary {
     data_version: Option<String>,
 }
 
-fn raw_summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSummary> {
+fn raw_summary(r: &Row) -> Result<RawSummary, DbError> {
     Ok(RawSummary {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -565,55 +636,59 @@ fn is_dead(r: &RawSummary, heartbeat: DateTime<Utc>) -> bool {
     false
 }
 
-fn insert_params(
-    tx: &rusqlite::Transaction<'_>,
-    id: &str,
-    params: &BTreeMap<String, String>,
-) -> rusqlite::Result<()> {
-    let mut st = tx
-        .prepare_cached("INSERT OR REPLACE INTO params (run_id, key, value) VALUES (?1, ?2, ?3)")?;
+fn insert_params(tx: &Db, id: &str, params: &BTreeMap<String, String>) -> Result<(), DbError> {
     for (k, v) in params {
-        st.execute(params![id, k, v])?;
+        tx.execute(
+            "INSERT INTO params (run_id, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            params![id, k, v],
+        )?;
     }
     Ok(())
 }
 
 fn insert_results(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Db,
     id: &str,
     metrics: &BTreeMap<String, f64>,
     artifacts: &[Artifact],
     stages: &[StageRecord],
-) -> rusqlite::Result<()> {
-    let mut st = tx.prepare_cached(
-        "INSERT OR REPLACE INTO final_metrics (run_id, key, value) VALUES (?1, ?2, ?3)",
-    )?;
+) -> Result<(), DbError> {
     for (k, v) in metrics {
-        st.execute(params![id, k, v])?;
+        tx.execute(
+            "INSERT INTO final_metrics (run_id, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            params![id, k, v],
+        )?;
     }
-    let mut st = tx.prepare_cached(
-        "INSERT OR REPLACE INTO artifacts (run_id, name, path, md5, size) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
     for a in artifacts {
-        st.execute(params![id, a.name, a.path, a.md5, a.size as i64])?;
+        tx.execute(
+            "INSERT INTO artifacts (run_id, name, path, md5, size) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (run_id, name)
+             DO UPDATE SET path = excluded.path, md5 = excluded.md5, size = excluded.size",
+            params![id, a.name, a.path, a.md5, a.size as i64],
+        )?;
     }
-    let base: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(seq) + 1, 0) FROM stages WHERE run_id = ?1",
-        params![id],
-        |r| r.get(0),
-    )?;
-    let mut st = tx.prepare_cached(
-        "INSERT OR REPLACE INTO stages (run_id, seq, name, seconds, peak_rss_bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+    let base: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(seq) + 1, 0) FROM stages WHERE run_id = ?1",
+            params![id],
+        )?
+        .get(0)?;
     for (i, s) in stages.iter().enumerate() {
-        st.execute(params![
-            id,
-            base + i as i64,
-            s.name,
-            s.seconds,
-            s.peak_rss_bytes as i64
-        ])?;
+        tx.execute(
+            "INSERT INTO stages (run_id, seq, name, seconds, peak_rss_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (run_id, name) DO UPDATE SET seq = excluded.seq,
+                seconds = excluded.seconds, peak_rss_bytes = excluded.peak_rss_bytes",
+            params![
+                id,
+                base + i as i64,
+                s.name,
+                s.seconds,
+                s.peak_rss_bytes as i64
+            ],
+        )?;
     }
     Ok(())
 }
@@ -639,15 +714,40 @@ mod tests {
         }
     }
 
-    fn open() -> (tempfile::TempDir, RunStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RunStore::open(&dir.path().join(".taxon/runs.db")).unwrap();
-        (dir, store)
+    /// Each test below runs on a SQLite file (`NAME::sqlite`) and on a real PostgreSQL
+    /// database (`NAME::postgres`; skipped with a notice when no test server is set).
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {$(
+            mod $name {
+                use super::*;
+
+                #[test]
+                fn sqlite() {
+                    let dir = tempfile::tempdir().unwrap();
+                    $name(&dir.path().join(".taxon/runs.db"));
+                }
+
+                #[test]
+                fn postgres() {
+                    if let Some(pg) = taxon_db::testing::postgres(stringify!($name)) {
+                        $name(Path::new(&pg.url));
+                    }
+                }
+            }
+        )*};
     }
 
-    #[test]
-    fn a_run_round_trips_through_the_store() {
-        let (_d, mut s) = open();
+    on_both_backends!(
+        a_run_round_trips_through_the_store,
+        a_failed_run_keeps_its_error,
+        a_run_with_a_stale_heartbeat_shows_as_killed,
+        a_run_whose_process_is_gone_shows_as_killed_at_once,
+        ids_resolve_from_unique_prefixes,
+        compare_marks_the_params_that_differ,
+    );
+
+    fn a_run_round_trips_through_the_store(at: &Path) {
+        let mut s = RunStore::open(at).unwrap();
         let id = s.create_run(&new_run("r1", "5")).unwrap();
         assert_eq!(id.len(), 32);
         assert_eq!(s.get(&id).unwrap().summary.status, RunStatus::Running);
@@ -740,13 +840,12 @@ mod tests {
         assert_eq!(r.stages.last().unwrap().name, "evaluate");
         assert_eq!(r.summary.metrics.len(), 2);
         // A second connection (another process) sees the same thing.
-        let other = RunStore::open(s.path()).unwrap();
+        let other = RunStore::open(at).unwrap();
         assert_eq!(other.list(10).unwrap()[0].id, id);
     }
 
-    #[test]
-    fn a_failed_run_keeps_its_error() {
-        let (_d, mut s) = open();
+    fn a_failed_run_keeps_its_error(at: &Path) {
+        let mut s = RunStore::open(at).unwrap();
         let id = s.create_run(&new_run("bad", "5")).unwrap();
         s.finish(
             &id,
@@ -761,52 +860,53 @@ mod tests {
         assert_eq!(r.error.as_deref(), Some("data/train.jsonl:3: not JSON"));
     }
 
-    #[test]
-    fn a_run_with_a_stale_heartbeat_shows_as_killed() {
-        let (_d, mut s) = open();
+    fn a_run_with_a_stale_heartbeat_shows_as_killed(at: &Path) {
+        let mut s = RunStore::open(at).unwrap();
         let id = s.create_run(&new_run("live", "5")).unwrap();
         assert_eq!(s.list(10).unwrap()[0].status, RunStatus::Running);
         let old = ms(Utc::now()) - STALE_AFTER.as_millis() as i64 - 1000;
-        s.conn
-            .execute(
-                "UPDATE runs SET heartbeat_ms = ?2 WHERE id = ?1",
-                params![id, old],
-            )
-            .unwrap();
+        s.db.execute(
+            "UPDATE runs SET heartbeat_ms = ?2 WHERE id = ?1",
+            params![id, old],
+        )
+        .unwrap();
         let r = s.get(&id).unwrap();
         assert_eq!(r.summary.status, RunStatus::Killed);
         // Its duration ends at the last heartbeat.
         assert!(r.summary.duration_seconds.unwrap() < 0.5);
     }
 
-    #[test]
-    fn a_run_whose_process_is_gone_shows_as_killed_at_once() {
-        let (_d, mut s) = open();
+    fn a_run_whose_process_is_gone_shows_as_killed_at_once(at: &Path) {
+        let mut s = RunStore::open(at).unwrap();
         let id = s.create_run(&new_run("gone", "5")).unwrap();
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         let ticks = env::process_start_ticks(pid);
         child.wait().unwrap();
-        s.conn
-            .execute(
-                "UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1",
-                params![id, pid, ticks.unwrap_or(1) as i64],
-            )
-            .unwrap();
+        s.db.execute(
+            "UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1",
+            params![id, pid, ticks.unwrap_or(1) as i64],
+        )
+        .unwrap();
         assert_eq!(s.get(&id).unwrap().summary.status, RunStatus::Killed);
     }
 
-    #[test]
-    fn ids_resolve_from_unique_prefixes() {
-        let (_d, mut s) = open();
+    fn ids_resolve_from_unique_prefixes(at: &Path) {
+        let mut s = RunStore::open(at).unwrap();
         let a = s.create_run(&new_run("a", "1")).unwrap();
         let b = s.create_run(&new_run("b", "2")).unwrap();
         // Make the two ids share a known prefix and differ after it.
-        s.conn.pragma_update(None, "foreign_keys", "OFF").unwrap();
+        match s.db.sqlite_conn() {
+            Some(c) => c.pragma_update(None, "foreign_keys", "OFF").unwrap(),
+            // The test server's user is a superuser: foreign keys off for this session.
+            None => {
+                s.db.execute_batch("SET session_replication_role = replica")
+                    .unwrap()
+            }
+        }
         let (a2, b2) = ("abc1".to_string() + &a[4..], "abc2".to_string() + &b[4..]);
         for (old, new) in [(&a, &a2), (&b, &b2)] {
-            s.conn
-                .execute("UPDATE runs SET id = ?2 WHERE id = ?1", params![old, new])
+            s.db.execute("UPDATE runs SET id = ?2 WHERE id = ?1", params![old, new])
                 .unwrap();
         }
         assert_eq!(s.resolve("abc1").unwrap(), a2);
@@ -829,9 +929,8 @@ mod tests {
         assert_eq!(s.get("abc2").unwrap().summary.name, "b");
     }
 
-    #[test]
-    fn compare_marks_the_params_that_differ() {
-        let (_d, mut s) = open();
+    fn compare_marks_the_params_that_differ(at: &Path) {
+        let mut s = RunStore::open(at).unwrap();
         let a = s.create_run(&new_run("a", "5")).unwrap();
         let mut nb = new_run("b", "10");
         nb.params.insert("seed".into(), "1".into());

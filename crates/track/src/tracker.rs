@@ -89,7 +89,7 @@ impl Tracker {
     pub fn start(mut store: RunStore, run: NewRun, mirrors: Mirrors) -> Result<Self> {
         let id = store.create_run(&run)?;
         let started = Utc::now();
-        let heartbeat = Heartbeat(spawn_heartbeat(store.path().to_path_buf(), id.clone()));
+        let heartbeat = Heartbeat(spawn_heartbeat(store.location().to_path_buf(), id.clone()));
         let mut warnings = Vec::new();
         let mlflow = match &mirrors.mlflow_uri {
             None => None,

@@ -184,7 +184,8 @@ pub struct ServeArgs {
         default_value_t = 1800
     )]
     pub token_ttl: u64,
-    /// The users database (see `taxon users`).
+    /// The users database (see `taxon users`): a SQLite file, or a `postgres://` URL that
+    /// several servers share.
     #[arg(long, env = "TAXON_USERS_DB", value_name = "PATH", default_value = taxon_auth::DEFAULT_USERS_DB)]
     pub users_db: PathBuf,
     /// Append every prediction (time, request id, model and version, label, scores, model
@@ -514,7 +515,7 @@ async fn serve(
                 "auth: on ({:?} bearer tokens for {} s from POST /token; users in {})",
                 auth.config().algorithm,
                 auth.config().token_ttl.as_secs(),
-                args.users_db.display()
+                taxon_db::redact_url(&args.users_db.display().to_string())
             ));
             state.metrics().auth_on();
             let counted = state.clone();

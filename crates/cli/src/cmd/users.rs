@@ -65,7 +65,7 @@ pub enum UsersCmd {
 /// Where the user store is.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// The user store (SQLite), shared with `taxon serve`.
+    /// The user store, shared with `taxon serve`: a SQLite file, or a `postgres://` URL.
     #[arg(long, env = USERS_DB_ENV, value_name = "PATH", default_value = DEFAULT_USERS_DB)]
     users_db: PathBuf,
 }
@@ -85,8 +85,12 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 }
 
 fn open(store: &StoreArgs) -> anyhow::Result<UserStore> {
-    UserStore::open(&store.users_db)
-        .with_context(|| format!("opening the user store {}", store.users_db.display()))
+    UserStore::open(&store.users_db).with_context(|| {
+        format!(
+            "opening the user store {}",
+            taxon_db::redact_url(&store.users_db.display().to_string())
+        )
+    })
 }
 
 pub fn run(cmd: UsersCmd, ctx: &Ctx) -> anyhow::Result<Outcome> {

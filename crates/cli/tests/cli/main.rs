@@ -31,6 +31,7 @@ mod runs;
 
 // serve
 mod alerts;
+mod scale_out;
 mod serve;
 mod users;
 
