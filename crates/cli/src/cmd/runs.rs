@@ -326,7 +326,7 @@ impl TrainTracking {
             model_type: Some(model_type),
             data_version: data.as_deref().and_then(|d| data_version(Path::new(d))),
             data_path: data,
-            params: flatten_params(&json),
+            params: with_pipeline_context(flatten_params(&json)),
             code: env::code_version(Path::new("."), env!("CARGO_PKG_VERSION")),
             machine: env::machine_info(),
         };
@@ -407,7 +407,9 @@ impl TrainTracking {
         }
         self.end(RunEnd {
             error: None,
-            params: json.get("config").map(flatten_params),
+            params: json
+                .get("config")
+                .map(|c| with_pipeline_context(flatten_params(c))),
             model_type: json
                 .get("model_type")
                 .and_then(|v| v.as_str())
@@ -452,6 +454,23 @@ impl Drop for TrainTracking {
             });
         }
     }
+}
+
+/// `params` plus, for a run started by a pipeline stage, why and where: `pipeline.cause`
+/// (`TAXON_PIPELINE_CAUSE`, e.g. `retrain rt-...: alert:ModelAccuracyLow`) and
+/// `pipeline.stage` (`DVC_STAGE`), so `taxon runs show` says which trigger made the run.
+fn with_pipeline_context(
+    mut params: std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    for (key, var) in [
+        ("pipeline.cause", "TAXON_PIPELINE_CAUSE"),
+        ("pipeline.stage", "DVC_STAGE"),
+    ] {
+        if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            params.insert(key.to_string(), v);
+        }
+    }
+    params
 }
 
 /// The command's observer plus recording: the first examples end the `load data` stage, each

@@ -593,6 +593,19 @@ fn feedback_on_a_new_domain_retrains_gates_and_swaps_the_served_model_without_a_
         v2.to_string().contains("alert:ModelAccuracyLow"),
         "the version records its cause: {v2}"
     );
+    // The version's training run says which trigger made it.
+    let run_id = v2
+        .pointer("/run_id")
+        .or_else(|| v2.pointer("/version/run_id"))
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("no run_id in {v2}"))
+        .to_string();
+    let run = taxon_json(d, &["runs", "show", &run_id]);
+    assert!(
+        run.to_string().contains("alert:ModelAccuracyLow")
+            && run.to_string().contains("pipeline.stage"),
+        "the run records its cause: {run}"
+    );
     let versions = taxon_json(d, &["data", "versions", "raw"]);
     assert_eq!(versions.as_array().unwrap().len(), 2);
 
