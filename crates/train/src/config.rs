@@ -869,7 +869,9 @@ mod tests {
             .split("```yaml\n")
             .skip(1)
             .filter_map(|b| b.split("```").next())
-            .filter(|b| b.contains("model_type:"))
+            // A training config has `model_type` at its top level (params.yaml examples
+            // nest it under `train:`).
+            .filter(|b| b.lines().any(|l| l.starts_with("model_type:")))
             .collect();
         assert_eq!(blocks.len(), 3, "one example per model type");
         for block in blocks {
