@@ -12,7 +12,9 @@
 #   an SMTP sink     aiosmtpd's Mailbox handler
 # then scripts/alerts-e2e/e2e.py run: drifted traffic until TaxonDriftDetected fires and both
 # sinks got it, every PromQL expression of the rules and the dashboard evaluated live, normal
-# traffic until the RESOLVED notices arrive. Each wait is bounded (ALERTS_E2E_TIMEOUT, 120 s).
+# traffic until the RESOLVED notices arrive; and that the drift alert reached taxon's
+# retraining webhook (Alertmanager's webhook_configs, an admin token), which recorded a
+# retraining caused by it. Each wait is bounded (ALERTS_E2E_TIMEOUT, 120 s).
 #
 # Why a derived rule file: the real `for:` durations (2 to 15 minutes) would make this test
 # take a quarter of an hour; the expressions, labels and annotations are the real ones, only
@@ -101,12 +103,22 @@ echo "== alerts-e2e: training a linear model on synthetic texts"
 "$TAXON" -q train --model-type linear --data "$WORK/data/train.jsonl" --validation "$WORK/data/validation.jsonl" \
   --output "$WORK/model" --threads 1 >"$WORK/train.log" 2>&1
 
+# The retraining loop's project: the standard pipeline over the same data; the server logs
+# texts and feedback into it, and Alertmanager's drift route calls its retraining webhook.
+mkdir -p "$WORK/project/data"
+cp "$WORK/data/train.jsonl" "$WORK/project/data/train.jsonl"
+cp "$WORK/data/validation.jsonl" "$WORK/project/data/test.jsonl"
+(cd "$WORK/project" && "$TAXON" -q pipeline init --data data >/dev/null)
+
 echo "== alerts-e2e: starting taxon serve, the sinks, Alertmanager, Prometheus"
 export TAXON_USERS_DB="$WORK/users.db"
 PASSWORD="alerts-e2e-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 TAXON_PASSWORD="$PASSWORD" "$TAXON" -q users add alerts --scope predict >/dev/null
+TAXON_PASSWORD="$PASSWORD" "$TAXON" -q users add alertmanager --scope admin >/dev/null
 TAXON_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
-  start taxon "$TAXON" serve --model "$WORK/model" --host 127.0.0.1 --port 0 --threads 2 --drift-window 40
+  start taxon "$TAXON" serve --model "$WORK/model" --host 127.0.0.1 --port 0 --threads 2 --drift-window 40 \
+  --prediction-log "$WORK/project/log" --prediction-log-text --retrain-on-alert \
+  --retrain-pipeline "$WORK/project/dvc.yaml"
 TAXON_URL=""
 deadline=$((SECONDS + TIMEOUT))
 until [ -n "$TAXON_URL" ]; do
@@ -116,6 +128,9 @@ until [ -n "$TAXON_URL" ]; do
   sleep 0.1
 done
 wait_http "taxon serve" "$TAXON_URL/ready"
+# Alertmanager's credentials for the retraining webhook: an admin-scoped token, in a file.
+curl -fsS -d "username=alertmanager" --data-urlencode "password=$PASSWORD" "$TAXON_URL/token" \
+  | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["access_token"], end="")' >"$WORK/admin-token"
 
 WEBHOOK_PORT=$(free_port)
 start webhook "$PY" scripts/alerts-e2e/webhook_sink.py "$WEBHOOK_PORT" "$WORK/slack"
@@ -125,9 +140,10 @@ start smtp "$PY" -m aiosmtpd -n -l "127.0.0.1:$SMTP_PORT" -c aiosmtpd.handlers.M
 
 # Alertmanager: the real routing, the sinks instead of Slack and a mail server, 1 s waits.
 AM_PORT=$(free_port)
-"$PY" - deploy/alertmanager/alertmanager.yml "$WORK/alertmanager.yml" "$WEBHOOK_PORT" "$SMTP_PORT" <<'PY'
+"$PY" - deploy/alertmanager/alertmanager.yml "$WORK/alertmanager.yml" "$WEBHOOK_PORT" "$SMTP_PORT" \
+  "$TAXON_URL" "$WORK/admin-token" <<'PY'
 import sys, yaml
-src, dst, webhook, smtp = sys.argv[1:]
+src, dst, webhook, smtp, taxon, token = sys.argv[1:]
 cfg = yaml.safe_load(open(src))
 g = cfg["global"]
 g.pop("slack_api_url_file", None)
@@ -144,6 +160,12 @@ def shorten(route, root=False):
     for child in route.get("routes", []):
         shorten(child)
 shorten(cfg["route"], root=True)
+# The retraining webhook: this taxon, with the token fetched above.
+for receiver in cfg["receivers"]:
+    for hook in receiver.get("webhook_configs", []):
+        if hook["url"].endswith("/v1/admin/retrain"):
+            hook["url"] = f"{taxon}/v1/admin/retrain"
+            hook["http_config"]["authorization"]["credentials_file"] = token
 yaml.safe_dump(cfg, open(dst, "w"), sort_keys=False)
 PY
 amtool check-config "$WORK/alertmanager.yml" >/dev/null
@@ -180,3 +202,13 @@ echo "== alerts-e2e: drift, notices, PromQL, recovery (each wait at most $TIMEOU
   --alertmanager "http://127.0.0.1:$AM_PORT" --webhook-dir "$WORK/slack" --mail-dir "$WORK/mail" \
   --rules deploy/prometheus/rules/taxon.rules.yml --dashboard deploy/grafana/dashboards/taxon.json \
   --model "$WORK/model" --user alerts --password "$PASSWORD" --timeout "$TIMEOUT"
+
+# The drift alert also reached the retraining webhook: Alertmanager called it with the admin
+# token, taxon started `taxon pipeline retrain --cause alert:TaxonDriftDetected`, which
+# recorded its decision (here: too few fresh labels, 40 feedback rows against the 50 needed).
+deadline=$((SECONDS + TIMEOUT))
+until grep -q '"cause":"alert:[^"]*TaxonDriftDetected' "$WORK/project/.taxon/retrains.jsonl" 2>/dev/null; do
+  [ "$SECONDS" -lt "$deadline" ] || { echo "alerts-e2e: no retraining recorded for TaxonDriftDetected within $TIMEOUT s" >&2; exit 1; }
+  sleep 0.2
+done
+echo "   retraining webhook: $("$PY" -c 'import json, sys; r = [json.loads(l) for l in open(sys.argv[1])][-1]; print(r["cause"], "->", r["outcome"], "(%d labelled predictions in the log)" % r["feedback_rows"])' "$WORK/project/.taxon/retrains.jsonl")"
