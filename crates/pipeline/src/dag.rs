@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use crate::error::{PipelineError, Result};
-use crate::spec::{Pipeline, Stage};
+use crate::spec::Pipeline;
 
 /// Edges between the stages of a [`Pipeline`], by index.
 #[derive(Clone, Debug)]
@@ -194,14 +194,6 @@ pub fn names<'a>(p: &'a Pipeline, stages: impl IntoIterator<Item = &'a usize>) -
         .into_iter()
         .map(|&i| p.stages[i].name.as_str())
         .collect()
-}
-
-/// The index of every stage in `p`.
-pub fn index_of(p: &Pipeline, s: &Stage) -> usize {
-    p.stages
-        .iter()
-        .position(|x| x.name == s.name)
-        .expect("a stage of this pipeline")
 }
 
 #[cfg(test)]
