@@ -200,12 +200,9 @@ impl Checker<'_> {
                         file: file.clone(),
                         key,
                     }),
-                    Some(old) if !same_value(old, v) => why.push(Reason::ParamModified {
-                        file: file.clone(),
-                        key,
-                        was: short(old),
-                        now: short(v),
-                    }),
+                    Some(old) if !same_value(old, v) => {
+                        param_changes(file, &key, old, v, &mut why);
+                    }
                     Some(_) => {}
                 }
             }
@@ -303,6 +300,39 @@ fn entry(path: &str, h: &Hashed) -> Entry {
     }
 }
 
+/// What changed in a parameter: for a section (a mapping), each changed key inside it
+/// (`train.seed: 42 -> 7`), else the value itself.
+fn param_changes(file: &str, key: &str, was: &Value, now: &Value, why: &mut Vec<Reason>) {
+    if let (Value::Mapping(a), Value::Mapping(b)) = (was, now) {
+        for (k, v) in b {
+            let sub = format!("{key}.{}", short(k));
+            match a.get(k) {
+                None => why.push(Reason::ParamAdded {
+                    file: file.to_string(),
+                    key: sub,
+                }),
+                Some(old) if !same_value(old, v) => param_changes(file, &sub, old, v, why),
+                Some(_) => {}
+            }
+        }
+        for k in a.keys() {
+            if !b.contains_key(k) {
+                why.push(Reason::ParamRemoved {
+                    file: file.to_string(),
+                    key: format!("{key}.{}", short(k)),
+                });
+            }
+        }
+        return;
+    }
+    why.push(Reason::ParamModified {
+        file: file.to_string(),
+        key: key.to_string(),
+        was: short(was),
+        now: short(now),
+    });
+}
+
 /// A recorded entry matches a fresh hash (DVC 2 entries, without `hash: md5`, never do: their
 /// md5 was computed another way).
 fn matches(e: &Entry, h: &Hashed) -> bool {
@@ -334,5 +364,31 @@ fn same_value(a: &Value, b: &Value) -> bool {
                     .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
         }
         _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_section_names_the_keys_that_changed() {
+        let was: Value = serde_yaml_ng::from_str("{seed: 42, threads: 2, lr: 0.1}").unwrap();
+        let now: Value =
+            serde_yaml_ng::from_str("{seed: 7, threads: 2, lr: 0.1, extra: 1}").unwrap();
+        let mut why = Vec::new();
+        param_changes("params.yaml", "train", &was, &now, &mut why);
+        let text: Vec<String> = why.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "parameter params.yaml:train.seed changed: 42 -> 7",
+                "new parameter params.yaml:train.extra"
+            ]
+        );
+        assert!(same_value(
+            &Value::from(1),
+            &serde_yaml_ng::from_str("1.0").unwrap()
+        ));
     }
 }
