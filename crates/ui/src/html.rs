@@ -108,12 +108,29 @@ pub fn page(title: &str, active: Nav, body: &str) -> String {
     )
 }
 
-/// A float for a table cell: 4 decimals, or `-` when not finite.
+/// A float for a table cell: whole numbers as integers, others with 4 decimals, `-` when not
+/// finite.
 pub fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v:.4}")
-    } else {
+    if !v.is_finite() {
         "-".into()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// How prominent a metric is in tables: accuracies first, then F1 scores, then losses, then
+/// the rest (counts, timings).
+pub fn metric_rank(key: &str) -> u8 {
+    if key.ends_with("accuracy") {
+        0
+    } else if key.ends_with("f1") {
+        1
+    } else if key.contains("loss") {
+        2
+    } else {
+        3
     }
 }
 
@@ -182,10 +199,32 @@ mod tests {
     #[test]
     fn numbers_and_sizes_format_for_tables() {
         assert_eq!(num(0.875), "0.8750");
+        assert_eq!(num(60.0), "60");
+        assert_eq!(num(-2.0), "-2");
         assert_eq!(num(f64::NAN), "-");
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(short("0123456789abcdef"), "01234567");
         assert_eq!(short("abc"), "abc");
+    }
+
+    #[test]
+    fn accuracy_and_f1_rank_before_counts() {
+        let mut keys = [
+            "train_seconds",
+            "loss",
+            "eval.test.macro_f1",
+            "validation_accuracy",
+        ];
+        keys.sort_by_key(|k| metric_rank(k));
+        assert_eq!(
+            keys,
+            [
+                "validation_accuracy",
+                "eval.test.macro_f1",
+                "loss",
+                "train_seconds"
+            ]
+        );
     }
 }

@@ -50,10 +50,12 @@ pub fn page_html(project: &Path) -> Result<String, UiError> {
     );
     body.push_str("<h2>Latest runs</h2><ul id=\"latest\">");
     for r in runs.iter().take(LATEST) {
+        // The validation accuracy when recorded, else the first accuracy of the run.
         let acc = r
             .metrics
-            .get("accuracy")
-            .map_or(String::new(), |a| format!(", accuracy {}", num(*a)));
+            .get_key_value("validation_accuracy")
+            .or_else(|| r.metrics.iter().find(|(k, _)| k.ends_with("accuracy")))
+            .map_or(String::new(), |(k, a)| format!(", {} {}", Esc(k), num(*a)));
         let _ = write!(
             body,
             "<li><a href=\"/runs/{}\">{}</a> {} ({}, {}, {}{acc})</li>",

@@ -9,11 +9,11 @@ use std::path::Path;
 use taxon_registry::{ModelVersion, Registry};
 
 use crate::error::UiError;
-use crate::html::{Esc, Nav, num, page, short, time, url_encode};
+use crate::html::{Esc, Nav, metric_rank, num, page, short, time, url_encode};
 use crate::stores;
 
-/// Metrics shown in the versions table, when a version has them.
-const SHOWN_METRICS: [&str; 3] = ["accuracy", "macro_f1", "val_accuracy"];
+/// At most this many metric columns (accuracies, then F1 scores) in a versions table.
+const METRIC_COLUMNS: usize = 4;
 
 fn reg_err(e: taxon_registry::RegistryError) -> UiError {
     UiError::store("the model registry")(&e)
@@ -21,10 +21,14 @@ fn reg_err(e: taxon_registry::RegistryError) -> UiError {
 
 /// The versions table of one model; `aliases` maps each alias to its version.
 fn versions_table(versions: &[ModelVersion], aliases: &BTreeMap<String, u64>) -> String {
-    let metrics: Vec<&str> = SHOWN_METRICS
-        .into_iter()
-        .filter(|m| versions.iter().any(|v| v.metrics.contains_key(*m)))
+    let mut metrics: Vec<&str> = versions
+        .iter()
+        .flat_map(|v| v.metrics.keys().map(String::as_str))
+        .filter(|k| metric_rank(k) < 2)
         .collect();
+    metrics.sort_by_key(|k| (metric_rank(k), *k));
+    metrics.dedup();
+    metrics.truncate(METRIC_COLUMNS);
     let mut s = String::from(
         "<table class=\"versions\"><thead><tr><th scope=\"col\">Version</th>\
          <th scope=\"col\">Aliases</th><th scope=\"col\">Model type</th><th scope=\"col\">Run</th>\

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use taxon_track::{RunRecord, RunSummary, TrackError};
 
 use crate::error::UiError;
-use crate::html::{Esc, Nav, bytes, num, page, query, short, time, url_encode};
+use crate::html::{Esc, Nav, bytes, metric_rank, num, page, query, short, time, url_encode};
 use crate::{stores, svg};
 
 /// Rows per page of `/runs`.
@@ -122,7 +122,7 @@ pub fn list_page(project: &Path, q: &RunsQuery) -> Result<String, UiError> {
     let mut statuses: Vec<String> = runs.iter().map(|r| r.status.to_string()).collect();
     statuses.sort();
     statuses.dedup();
-    // Metric columns: the keys most runs have, then by name.
+    // Metric columns: accuracies and F1 first, then the keys most runs have, then by name.
     let mut key_counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &runs {
         for k in r.metrics.keys() {
@@ -130,7 +130,7 @@ pub fn list_page(project: &Path, q: &RunsQuery) -> Result<String, UiError> {
         }
     }
     let mut keys: Vec<(&str, usize)> = key_counts.into_iter().collect();
-    keys.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    keys.sort_by(|a, b| (metric_rank(a.0), b.1, a.0).cmp(&(metric_rank(b.0), a.1, b.0)));
     let mut sort_keys = vec!["start".to_string()];
     sort_keys.extend(keys.iter().map(|(k, _)| k.to_string()));
     let columns: Vec<String> = keys
