@@ -28,7 +28,8 @@ use std::path::PathBuf;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::response::Html;
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, Response};
 use axum::routing::get;
 
 pub use error::UiError;
@@ -49,7 +50,31 @@ pub fn app(state: AppState) -> Router {
         .route("/registry/{name}", get(model_h))
         .route("/data", get(data_h))
         .fallback(|| async { UiError::not_found("page") })
+        .layer(axum::middleware::map_response(lock_down))
         .with_state(state)
+}
+
+/// What every answer tells the browser: load nothing from anywhere (styles are inline, charts
+/// are inline SVG), run no script, and do not guess content types. A value that escaped
+/// escaping still could not run.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                   form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+async fn lock_down(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
 }
 
 /// Serves [`app`] on `listener` until `shutdown` completes, letting open requests finish.

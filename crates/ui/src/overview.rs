@@ -71,5 +71,5 @@ pub fn page_html(project: &Path) -> Result<String, UiError> {
         body.push_str("<li class=\"muted\">no run yet (<code>taxon train</code>)</li>");
     }
     body.push_str("</ul>");
-    Ok(page("taxon", Nav::Overview, &body))
+    Ok(page("Overview", Nav::Overview, &body))
 }

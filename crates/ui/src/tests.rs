@@ -18,6 +18,9 @@ async fn get(project: &std::path::Path, uri: &str) -> (StatusCode, String) {
     .oneshot(Request::get(uri).body(Body::empty()).unwrap())
     .await
     .unwrap();
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'"), "{uri}: {csp}");
+    assert!(!csp.contains("script-src"), "{uri}: scripts allowed");
     let status = res.status();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
