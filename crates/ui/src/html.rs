@@ -79,6 +79,7 @@ th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:to
 th{background:#f2f4f7}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 form{margin:.5em 0 1em}form label{margin-right:.4em}form select,form input{margin-right:1em}\
 .charts{display:flex;flex-wrap:wrap;gap:1em}.muted{color:#777}\
+.scroll{overflow-x:auto}.scroll td{white-space:nowrap}\
 a:focus,select:focus,input:focus,button:focus{outline:2px solid #36c}";
 
 /// A whole page: `<title>` "TITLE · taxon", the nav bar with `active` marked, and `body`

@@ -30,7 +30,7 @@ fn versions_table(versions: &[ModelVersion], aliases: &BTreeMap<String, u64>) ->
     metrics.dedup();
     metrics.truncate(METRIC_COLUMNS);
     let mut s = String::from(
-        "<table class=\"versions\"><thead><tr><th scope=\"col\">Version</th>\
+        "<div class=\"scroll\"><table class=\"versions\"><thead><tr><th scope=\"col\">Version</th>\
          <th scope=\"col\">Aliases</th><th scope=\"col\">Model type</th><th scope=\"col\">Run</th>\
          <th scope=\"col\">Data version</th><th scope=\"col\">Created (UTC)</th><th scope=\"col\">By</th>",
     );
@@ -63,7 +63,7 @@ fn versions_table(versions: &[ModelVersion], aliases: &BTreeMap<String, u64>) ->
         }
         s.push_str("</tr>");
     }
-    s.push_str("</tbody></table>");
+    s.push_str("</tbody></table></div>");
     s
 }
 

@@ -183,7 +183,7 @@ pub fn list_page(project: &Path, q: &RunsQuery) -> Result<String, UiError> {
         selected.len()
     );
     body.push_str(
-        "<table id=\"runs\"><thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Name</th>\
+        "<div class=\"scroll\"><table id=\"runs\"><thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Name</th>\
          <th scope=\"col\">Kind</th><th scope=\"col\">Status</th><th scope=\"col\">Model type</th>\
          <th scope=\"col\">Data version</th><th scope=\"col\">Started (UTC)</th>\
          <th scope=\"col\">Duration (s)</th>",
@@ -203,7 +203,7 @@ pub fn list_page(project: &Path, q: &RunsQuery) -> Result<String, UiError> {
             Esc(r.model_type.as_deref().unwrap_or("-")),
             Esc(r.data_version.as_deref().map_or("-", short)),
             time(r.start_time),
-            r.duration_seconds.map_or("-".into(), |d| format!("{d:.1}")),
+            r.duration_seconds.map_or("-".into(), |d| format!("{d:.2}")),
             id = Esc(&url_encode(&r.id)),
             short = Esc(short(&r.id)),
         );
@@ -217,7 +217,7 @@ pub fn list_page(project: &Path, q: &RunsQuery) -> Result<String, UiError> {
         }
         body.push_str("</tr>");
     }
-    body.push_str("</tbody></table>");
+    body.push_str("</tbody></table></div>");
     if pages > 1 {
         body.push_str("<nav aria-label=\"pages\">");
         if page_no > 1 {
