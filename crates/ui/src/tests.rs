@@ -143,3 +143,42 @@ async fn store_values_are_escaped_and_curves_drawn() {
     assert!(overview.contains("data-count=\"runs\">1</td>"));
     assert!(overview.contains(escaped) && !overview.contains("<script>"));
 }
+
+#[tokio::test]
+async fn runs_come_fifty_to_a_page_with_links_that_keep_the_view() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = RunStore::open(&tmp.path().join(".taxon/runs.db")).unwrap();
+    for i in 0..60 {
+        let id = store
+            .create_run(&NewRun {
+                name: format!("run {i}"),
+                kind: "train".into(),
+                model_type: Some("linear".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let end = RunEnd {
+            metrics: BTreeMap::from([("accuracy".to_string(), i as f64 / 100.0)]),
+            ..Default::default()
+        };
+        store.finish(&id, &end).unwrap();
+    }
+    let rows = |html: &str| html.matches("<tr data-run=").count();
+
+    let (_, first) = get(tmp.path(), "/runs?sort=accuracy&status=finished").await;
+    assert_eq!(rows(&first), crate::runs::PAGE_SIZE);
+    assert!(first.contains("60 of 60 runs; page 1 of 2"));
+    assert!(first.contains("href=\"/runs?status=finished&amp;sort=accuracy&amp;page=2\""));
+    assert!(!first.contains("rel=\"prev\""));
+    // Best first: the top row holds accuracy 0.59.
+    let top = first.find("data-metric=\"accuracy\">").unwrap();
+    assert!(first[top..].starts_with("data-metric=\"accuracy\">0.5900<"));
+
+    let (_, second) = get(tmp.path(), "/runs?sort=accuracy&status=finished&page=2").await;
+    assert_eq!(rows(&second), 10);
+    assert!(second.contains("page 2 of 2") && second.contains("rel=\"prev\""));
+    assert!(!second.contains("rel=\"next\""));
+    // A page past the end shows the last one.
+    let (_, past) = get(tmp.path(), "/runs?page=99").await;
+    assert!(past.contains("page 2 of 2"));
+}
