@@ -212,6 +212,37 @@ fn check_page(path: &str, html: &str, e: &Expected) {
     }
 }
 
+/// The SGD run's page draws its loss, validation accuracy and learning rate, one point per
+/// epoch, and the last point's tooltip holds the value `taxon runs show` has.
+fn check_curves(ui: &Ui, dir: &Path, run_id: &str) {
+    let run = json(dir, &["runs", "show", run_id]);
+    let (status, html) = ui.get(&format!("/runs/{run_id}"));
+    assert_eq!(status, 200);
+    for key in ["train_loss", "validation_accuracy", "learning_rate"] {
+        let points: Vec<(u64, f64)> = run["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["key"] == key)
+            .map(|p| (p["step"].as_u64().unwrap(), p["value"].as_f64().unwrap()))
+            .collect();
+        assert_eq!(points.len(), 5, "{key}: {points:?}");
+        let at = html
+            .find(&format!("data-curve=\"{key}\""))
+            .unwrap_or_else(|| panic!("no {key} chart"));
+        let figure = &html[at..at + html[at..].find("</figure>").unwrap()];
+        assert_eq!(figure.matches("<circle").count(), 5, "{key}");
+        let (step, value) = *points.iter().max_by_key(|p| p.0).unwrap();
+        let title = format!("<title>step {step}: ");
+        let tip = &figure[figure.find(&title).unwrap() + title.len()..];
+        let shown: f64 = tip[..tip.find("</title>").unwrap()].parse().unwrap();
+        assert!(
+            (shown - value).abs() <= 1e-9 * value.abs().max(1.0),
+            "{key}: {shown} vs {value}"
+        );
+    }
+}
+
 /// Debian's `chromium`, if installed.
 fn chromium() -> Option<PathBuf> {
     let out = StdCommand::new("sh")
@@ -241,24 +272,24 @@ fn ui_pages_show_the_stores_numbers() {
     ok(dir, &["data", "init"]);
     ok(dir, &["data", "add", "train.jsonl"]);
     ok(dir, &["data", "add", "test.jsonl"]);
-    for seed in ["1", "2"] {
-        ok(
-            dir,
-            &[
-                "train",
-                "--model-type",
-                "linear",
-                "--data",
-                "train.jsonl",
-                "--output",
-                "model",
-                "--threads",
-                "1",
-                "--seed",
-                seed,
-            ],
-        );
-    }
+    // fastText-style SGD for per-epoch curves, then the default SVM that is evaluated and
+    // registered.
+    let train = [
+        "train",
+        "--model-type",
+        "linear",
+        "--data",
+        "train.jsonl",
+        "--threads",
+        "1",
+    ];
+    let sgd = ["--solver", "sgd", "--epochs", "5", "--output", "model-sgd"];
+    ok(dir, &[&train[..], &sgd[..]].concat());
+    let sgd_run = json(dir, &["runs", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(dir, &[&train[..], &["--output", "model"][..]].concat());
     ok(dir, &["eval", "model", "test.jsonl"]);
     ok(dir, &["registry", "register", "latest"]);
     ok(dir, &["registry", "alias", "set", "production", "latest"]);
@@ -308,6 +339,7 @@ fn ui_pages_show_the_stores_numbers() {
     );
     let (_, html) = ui.get("/runs?model_type=bert");
     assert!(html.contains("0 of 2 runs"));
+    check_curves(&ui, dir, &sgd_run);
     for path in ["/runs/ffffffffffff", "/registry/nope", "/nowhere"] {
         assert_eq!(ui.get(path).0, 404, "{path}");
     }
