@@ -266,6 +266,20 @@ fn kv_table(
     s
 }
 
+/// The order of a run's charts: losses, then accuracies and F1, then the learning rate, then
+/// the rest (timings, throughput).
+fn curve_rank(key: &str) -> u8 {
+    if key.contains("loss") {
+        0
+    } else if key.ends_with("accuracy") || key.ends_with("f1") {
+        1
+    } else if key.contains("learning_rate") || key == "lr" {
+        2
+    } else {
+        3
+    }
+}
+
 /// The per-epoch series of a run, by metric key.
 pub fn curves(record: &RunRecord) -> BTreeMap<&str, Vec<(f64, f64)>> {
     let mut series: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
@@ -315,20 +329,15 @@ pub fn run_page(project: &Path, id: &str) -> Result<String, UiError> {
         .chain(r.error.clone().map(|e| ("error".to_string(), e))),
     ));
 
-    body.push_str("<h2>Final metrics</h2>");
-    body.push_str(&kv_table(
-        "metrics",
-        ("Metric", "Value"),
-        s.metrics.iter().map(|(k, v)| (k.clone(), num(*v))),
-    ));
-
     body.push_str("<h2>Curves</h2>");
     let series = curves(&r);
     if series.is_empty() {
         body.push_str("<p class=\"muted\">No per-epoch metrics were recorded.</p>");
     } else {
         body.push_str("<div class=\"charts\">");
-        for (key, points) in &series {
+        let mut series: Vec<_> = series.iter().collect();
+        series.sort_by_key(|(k, _)| (curve_rank(k), **k));
+        for (key, points) in series {
             let _ = write!(
                 body,
                 "<figure data-curve=\"{}\">{}</figure>",
@@ -338,6 +347,13 @@ pub fn run_page(project: &Path, id: &str) -> Result<String, UiError> {
         }
         body.push_str("</div>");
     }
+
+    body.push_str("<h2>Final metrics</h2>");
+    body.push_str(&kv_table(
+        "metrics",
+        ("Metric", "Value"),
+        s.metrics.iter().map(|(k, v)| (k.clone(), num(*v))),
+    ));
 
     body.push_str("<h2>Params</h2>");
     body.push_str(&kv_table(
@@ -519,6 +535,28 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ids(&select(runs(), &q)), ["a", "d", "b", "c"]);
+    }
+
+    #[test]
+    fn charts_go_losses_then_accuracies_then_learning_rate_then_timings() {
+        let mut keys = [
+            "epoch_seconds",
+            "learning_rate",
+            "validation_accuracy",
+            "train_loss",
+            "validation_loss",
+        ];
+        keys.sort_by_key(|k| (curve_rank(k), *k));
+        assert_eq!(
+            keys,
+            [
+                "train_loss",
+                "validation_loss",
+                "validation_accuracy",
+                "learning_rate",
+                "epoch_seconds"
+            ]
+        );
     }
 
     #[test]
