@@ -52,7 +52,11 @@ fn versions_table(versions: &[ModelVersion], aliases: &BTreeMap<String, u64>) ->
             Esc(&v.model_type),
             Esc(&url_encode(&v.run_id)),
             Esc(short(&v.run_id)),
-            Esc(v.data_version.as_deref().map_or("-", short)),
+            v.data_version.as_deref().map_or("-".into(), |d| format!(
+                "<a href=\"/data#v-{}\">{}</a>",
+                Esc(&url_encode(d)),
+                Esc(short(d))
+            )),
             time(v.created_at),
             Esc(&v.created_by),
             ver = v.version,

@@ -26,6 +26,9 @@ pub struct RunsQuery {
     pub model_type: String,
     #[serde(default)]
     pub status: String,
+    /// A data version id (the hash `taxon data add` recorded).
+    #[serde(default)]
+    pub data_version: String,
     /// `start` (default) or the name of a final metric.
     #[serde(default)]
     pub sort: String,
@@ -58,6 +61,7 @@ impl RunsQuery {
             query(&[
                 ("model_type", &self.model_type),
                 ("status", &self.status),
+                ("data_version", &self.data_version),
                 ("sort", &self.sort),
                 ("order", &self.order),
                 ("page", if page == "1" { "" } else { &page }),
@@ -71,6 +75,8 @@ pub fn select(mut runs: Vec<RunSummary>, q: &RunsQuery) -> Vec<RunSummary> {
     runs.retain(|r| {
         (q.model_type.is_empty() || r.model_type.as_deref() == Some(q.model_type.as_str()))
             && (q.status.is_empty() || r.status.as_str() == q.status)
+            && (q.data_version.is_empty()
+                || r.data_version.as_deref() == Some(q.data_version.as_str()))
     });
     let asc = q.ascending();
     match q.sort_key() {
@@ -104,24 +110,46 @@ fn all_runs(project: &Path) -> Result<Vec<RunSummary>, UiError> {
     }
 }
 
-fn options(selected: &str, values: &[String], any: &str) -> String {
+/// `<option>`s: "any" (the empty value), then each (value, label).
+fn options(selected: &str, values: &[(String, String)], any: &str) -> String {
     let mut s = format!("<option value=\"\">{any}</option>");
-    for v in values {
+    for (v, label) in values {
         let sel = if v == selected { " selected" } else { "" };
-        let _ = write!(s, "<option value=\"{0}\"{sel}>{0}</option>", Esc(v));
+        let _ = write!(
+            s,
+            "<option value=\"{}\"{sel}>{}</option>",
+            Esc(v),
+            Esc(label)
+        );
     }
     s
+}
+
+/// The distinct (value, label) pairs of `values`, sorted.
+fn distinct(values: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = values.collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// The `/runs` page.
 pub fn list_page(project: &Path, q: &RunsQuery) -> Result<String, UiError> {
     let runs = all_runs(project)?;
-    let mut model_types: Vec<String> = runs.iter().filter_map(|r| r.model_type.clone()).collect();
-    model_types.sort();
-    model_types.dedup();
-    let mut statuses: Vec<String> = runs.iter().map(|r| r.status.to_string()).collect();
-    statuses.sort();
-    statuses.dedup();
+    let model_types = distinct(
+        runs.iter()
+            .filter_map(|r| r.model_type.clone())
+            .map(|m| (m.clone(), m)),
+    );
+    let statuses = distinct(
+        runs.iter()
+            .map(|r| (r.status.to_string(), r.status.to_string())),
+    );
+    let data_versions = distinct(runs.iter().filter_map(|r| {
+        let v = r.data_version.clone()?;
+        let label = format!("{} {}", r.data_path.as_deref().unwrap_or(""), short(&v));
+        Some((v, label.trim().to_string()))
+    }));
     // Metric columns: accuracies and F1 first, then the keys most runs have, then by name.
     let mut key_counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in &runs {
@@ -154,12 +182,14 @@ pub fn list_page(project: &Path, q: &RunsQuery) -> Result<String, UiError> {
         "<form method=\"get\" action=\"/runs\">\
          <label for=\"model_type\">Model type</label><select id=\"model_type\" name=\"model_type\">{}</select>\
          <label for=\"status\">Status</label><select id=\"status\" name=\"status\">{}</select>\
+         <label for=\"data_version\">Data version</label><select id=\"data_version\" name=\"data_version\">{}</select>\
          <label for=\"sort\">Sort by</label><select id=\"sort\" name=\"sort\">{}</select>\
          <label for=\"order\">Order</label><select id=\"order\" name=\"order\">\
          <option value=\"desc\"{}>descending</option><option value=\"asc\"{}>ascending</option></select>\
          <button type=\"submit\">Apply</button></form>",
         options(&q.model_type, &model_types, "any"),
         options(&q.status, &statuses, "any"),
+        options(&q.data_version, &data_versions, "any"),
         {
             let mut s = String::new();
             for k in &sort_keys {
@@ -520,6 +550,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(ids(&select(runs(), &q)), ["d", "a"]);
+    }
+
+    #[test]
+    fn filters_by_data_version() {
+        let mut all = runs();
+        all[1].data_version = Some("5fc3b710".into());
+        let q = RunsQuery {
+            data_version: "5fc3b710".into(),
+            ..Default::default()
+        };
+        assert_eq!(ids(&select(all, &q)), ["b"]);
     }
 
     #[test]

@@ -264,6 +264,21 @@ fn screenshot_dir() -> PathBuf {
 }
 
 #[test]
+fn ui_refuses_a_non_loopback_address_without_insecure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = taxon(tmp.path())
+        .args(["ui", "--host", "0.0.0.0", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("0.0.0.0") && err.contains("--insecure"),
+        "{err}"
+    );
+}
+
+#[test]
 fn ui_pages_show_the_stores_numbers() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
@@ -339,6 +354,15 @@ fn ui_pages_show_the_stores_numbers() {
     );
     let (_, html) = ui.get("/runs?model_type=bert");
     assert!(html.contains("0 of 2 runs"));
+    for v in &expected.data_versions {
+        let id = v["id"].as_str().unwrap();
+        let n = if id == expected.data_version { 2 } else { 0 };
+        let (_, html) = ui.get(&format!("/runs?data_version={id}"));
+        assert!(
+            html.contains(&format!("{n} of 2 runs")),
+            "data version {id}"
+        );
+    }
     check_curves(&ui, dir, &sgd_run);
     for path in ["/runs/ffffffffffff", "/registry/nope", "/nowhere"] {
         assert_eq!(ui.get(path).0, 404, "{path}");
