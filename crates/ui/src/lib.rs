@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! GET /                 overview: counts, links, latest runs
-//! GET /runs             runs table (?model_type, status, sort=start|METRIC, order, page)
+//! GET /runs             runs table (?model_type, status, data_version, sort=start|METRIC,
+//!                       order, page)
 //! GET /runs/{id}        params, final metrics, per-epoch curves, stages, artifacts, lineage
 //! GET /registry         models, versions, metrics, aliases
 //! GET /registry/{name}  versions and the alias history
