@@ -375,10 +375,16 @@ fn ui_pages_show_the_stores_numbers() {
             for (i, path) in pages.iter().enumerate() {
                 let out = StdCommand::new(&browser)
                     .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+                    .args(["--enable-logging=stderr", "--v=0"])
                     .arg(ui.url(path))
                     .output()
                     .unwrap();
                 assert!(out.status.success(), "chromium {path}");
+                // The pages run no script, so any console message is an error: a refused or
+                // failed load.
+                let log = String::from_utf8_lossy(&out.stderr);
+                let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+                assert!(console.is_empty(), "{path}: console messages {console:#?}");
                 check_page(path, &String::from_utf8_lossy(&out.stdout), &expected);
                 let _ = StdCommand::new(&browser)
                     .args(["--headless", "--no-sandbox", "--disable-gpu"])
