@@ -17,6 +17,7 @@
 
 pub mod data;
 pub mod error;
+pub mod evaluation;
 pub mod html;
 pub mod overview;
 pub mod registry;

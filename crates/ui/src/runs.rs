@@ -11,7 +11,7 @@ use taxon_track::{RunRecord, RunSummary, TrackError};
 
 use crate::error::UiError;
 use crate::html::{Esc, Nav, bytes, metric_rank, num, page, query, short, time, url_encode};
-use crate::{stores, svg};
+use crate::{evaluation, stores, svg};
 
 /// Rows per page of `/runs`.
 pub const PAGE_SIZE: usize = 50;
@@ -384,6 +384,8 @@ pub fn run_page(project: &Path, id: &str) -> Result<String, UiError> {
         ("Metric", "Value"),
         s.metrics.iter().map(|(k, v)| (k.clone(), num(*v))),
     ));
+
+    body.push_str(&evaluation::section(&r.artifacts));
 
     body.push_str("<h2>Params</h2>");
     body.push_str(&kv_table(

@@ -150,6 +150,8 @@ struct Expected {
     runs: usize,
     versions: usize,
     data_versions: Vec<Value>,
+    /// The evaluation's per-class rows, from the `eval/` artifact `taxon eval` wrote.
+    per_class: Vec<Value>,
 }
 
 /// The checks on each page, shared by the HTTP answers and the browser's DOM.
@@ -208,6 +210,23 @@ fn check_page(path: &str, html: &str, e: &Expected) {
             assert!(html.contains("<svg"), "{path}: no curve");
             assert!(html.contains(&e.data_version), "{path}: no data version");
             assert!(html.contains(">default v1</a>"), "{path}: no registry link");
+            for c in &e.per_class {
+                let label = c["label"].as_str().unwrap();
+                let at = html
+                    .find(&format!("<tr data-label=\"{label}\">"))
+                    .unwrap_or_else(|| panic!("{path}: no per-class row for {label}"));
+                let row = &html[at..at + html[at..].find("</tr>").unwrap()];
+                let cells: Vec<f64> = row
+                    .split("<td class=\"num\">")
+                    .skip(1)
+                    .map(|c| c[..c.find('<').unwrap()].parse().unwrap())
+                    .collect();
+                let want = ["precision", "recall", "f1", "support"].map(|k| c[k].as_f64().unwrap());
+                assert_eq!(cells.len(), 4, "{row}");
+                for (shown, want) in cells.iter().zip(want) {
+                    assert!((shown - want).abs() <= 5e-5, "{label}: {row} vs {c}");
+                }
+            }
         }
     }
 }
@@ -321,7 +340,18 @@ fn ui_pages_show_the_stores_numbers() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let eval_file = run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"].as_str().unwrap().starts_with("eval/"))
+        .expect("an eval artifact")["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let eval: Value = serde_json::from_str(&std::fs::read_to_string(eval_file).unwrap()).unwrap();
     let expected = Expected {
+        per_class: eval["per_class"].as_array().unwrap().clone(),
         data_version: run["data_version"].as_str().unwrap().to_string(),
         run_id: run_id.clone(),
         accuracy,
