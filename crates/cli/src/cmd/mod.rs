@@ -13,6 +13,7 @@ pub mod retrain;
 pub mod runs;
 pub mod serve;
 pub mod train;
+pub mod ui;
 pub mod users;
 
 use clap::Subcommand;
@@ -67,6 +68,9 @@ pub enum Command {
     /// the stage graph, and `init` for the standard text-classification pipeline.
     #[command(subcommand)]
     Pipeline(pipeline::PipelineCmd),
+    /// A read-only web UI over the project's stores: runs and their curves, registry versions
+    /// and alias history, data versions (HTML and inline SVG, no JavaScript).
+    Ui(ui::UiArgs),
 }
 
 impl Command {
@@ -99,5 +103,6 @@ pub fn run(cmd: Command, ctx: &Ctx) -> anyhow::Result<Outcome> {
         Command::Monitor(c) => monitor::run(c, ctx),
         Command::Alerts(c) => alerts::run(c, ctx),
         Command::Pipeline(c) => pipeline::run(c, ctx),
+        Command::Ui(a) => ui::run(a, ctx),
     }
 }

@@ -33,6 +33,7 @@ mod runs;
 mod alerts;
 mod scale_out;
 mod serve;
+mod ui;
 mod users;
 
 // pipelines

@@ -1,0 +1,449 @@
+//! `taxon ui` over a project filled by the real commands (`data init`, `data add`, `train`,
+//! `eval`, `registry register`, `registry alias set`): every page answers, the numbers it shows
+//! equal the stores' (read back through `taxon --json`), unknown ids get 404 and SIGTERM stops
+//! it with exit 0. When Debian's `chromium` is installed, a headless browser loads each page and
+//! its DOM is checked the same way (screenshots under the target folder).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+use crate::common::tools::http_raw;
+
+/// `taxon` in `dir` with the project's own stores and a known user.
+fn taxon(dir: &Path) -> assert_cmd::Command {
+    let mut c = crate::common::tools::taxon(dir);
+    c.env("TAXON_USER", "alice")
+        .env_remove("TAXON_RUNS_DB")
+        .env_remove("TAXON_REGISTRY_DB")
+        .env_remove("TAXON_REGISTRY_ARTIFACTS")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("TAXON_PUSHGATEWAY");
+    c
+}
+
+fn ok(dir: &Path, args: &[&str]) {
+    taxon(dir).args(args).assert().success();
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    let out = taxon(dir).arg("--json").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "taxon {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Two topics; every `noise`-th row carries the other label, so accuracy is not a round 1.
+fn write_data(path: &Path, n: usize, seed: u64, noise: usize) {
+    let words = [
+        ["goal", "match", "team", "score", "win", "league"],
+        ["phone", "chip", "software", "data", "cloud", "server"],
+    ];
+    let mut s = String::new();
+    let mut x = seed;
+    for i in 0..n {
+        let l = i % 2;
+        let text: Vec<&str> = (0..8)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                words[l][(x >> 33) as usize % 6]
+            })
+            .collect();
+        let label = ["sport", "tech"][if i % noise == noise - 1 { 1 - l } else { l }];
+        let row = serde_json::json!({"text": text.join(" "), "label": label});
+        s.push_str(&format!("{row}\n"));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+/// A running `taxon ui --port 0`, killed on drop if still running.
+struct Ui {
+    child: Child,
+    port: u16,
+}
+
+impl Ui {
+    fn start(dir: &Path) -> Ui {
+        let mut child = StdCommand::cargo_bin("taxon")
+            .unwrap()
+            .current_dir(dir)
+            .env_remove("TAXON_RUNS_DB")
+            .env_remove("TAXON_REGISTRY_DB")
+            .env_remove("TAXON_REGISTRY_ARTIFACTS")
+            .args(["ui", "--port", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn taxon ui");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("taxon ui exited before listening")
+                .unwrap();
+            if let Some(addr) = line.strip_prefix("listening on http://127.0.0.1:") {
+                break addr.trim().parse().unwrap();
+            }
+        };
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ui { child, port }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Status and body of `GET path`.
+    fn get(&self, path: &str) -> (u16, String) {
+        let raw = http_raw(self.port, "GET", path).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, body.to_string())
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The text of the element that `marker` (an attribute, or a whole opening markup) ends in:
+/// from the next `>` to the next `<`.
+fn text_after<'a>(html: &'a str, marker: &str) -> &'a str {
+    let at = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not on the page"));
+    let rest = &html[at + marker.len()..];
+    let rest = &rest[rest.find('>').map_or(0, |i| i + 1)..];
+    &rest[..rest.find('<').unwrap_or(rest.len())]
+}
+
+/// The number shown after `marker`, equal to `expected` within the 4 decimals pages print.
+fn assert_shown(html: &str, marker: &str, expected: f64) {
+    let shown: f64 = text_after(html, marker)
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{marker:?}: {e}"));
+    assert!(
+        (shown - expected).abs() <= 5e-5,
+        "{marker:?}: page shows {shown}, store has {expected}"
+    );
+}
+
+/// Everything the project's stores hold that the pages must show.
+struct Expected {
+    run_id: String,
+    accuracy: f64,
+    data_version: String,
+    runs: usize,
+    versions: usize,
+    data_versions: Vec<Value>,
+    /// The evaluation's per-class rows, from the `eval/` artifact `taxon eval` wrote.
+    per_class: Vec<Value>,
+}
+
+/// The checks on each page, shared by the HTTP answers and the browser's DOM.
+fn check_page(path: &str, html: &str, e: &Expected) {
+    assert!(html.contains("<title>"), "{path}: no title");
+    match path {
+        "/" => {
+            assert_shown(html, "data-count=\"runs\"", e.runs as f64);
+            assert_shown(html, "data-count=\"versions\"", e.versions as f64);
+            assert_shown(html, "data-count=\"data\"", e.data_versions.len() as f64);
+        }
+        "/runs" => {
+            assert!(
+                html.contains(&format!("{} of {} runs", e.runs, e.runs)),
+                "{path}"
+            );
+            let row = &html[html.find(&format!("data-run=\"{}\"", e.run_id)).unwrap()..];
+            assert_shown(row, "data-metric=\"eval.test.accuracy\"", e.accuracy);
+        }
+        "/registry" => {
+            assert!(html.contains(&format!("{} versions", e.versions)), "{path}");
+            assert_eq!(
+                text_after(html, "data-alias=\"production\""),
+                "production → v1"
+            );
+            assert_shown(html, "data-metric=\"eval.test.accuracy\"", e.accuracy);
+        }
+        "/registry/default" => {
+            assert!(
+                html.contains("<td>production</td><td>-</td><td>v1</td><td>alice</td>"),
+                "{path}: alias history row"
+            );
+        }
+        "/data" => {
+            assert!(
+                html.contains(&format!("{} data versions", e.data_versions.len())),
+                "{path}"
+            );
+            for v in &e.data_versions {
+                let id = v["id"].as_str().unwrap();
+                let row = &html[html.find(&format!("id=\"v-{id}\"")).unwrap()..];
+                assert_shown(row, "data-rows", v["stats"]["rows"].as_f64().unwrap());
+                for (label, n) in v["stats"]["label_counts"].as_object().unwrap() {
+                    let shown = text_after(row, &format!("data-label=\"{label}\""));
+                    assert!(shown.starts_with(&format!("{label}: {n} (")), "{shown}");
+                }
+            }
+        }
+        run => {
+            assert!(run.starts_with("/runs/"), "{run}");
+            assert_shown(
+                html,
+                "<th scope=\"row\">eval.test.accuracy</th><td",
+                e.accuracy,
+            );
+            assert!(html.contains("<svg"), "{path}: no curve");
+            assert!(html.contains(&e.data_version), "{path}: no data version");
+            assert!(html.contains(">default v1</a>"), "{path}: no registry link");
+            for c in &e.per_class {
+                let label = c["label"].as_str().unwrap();
+                let at = html
+                    .find(&format!("<tr data-label=\"{label}\">"))
+                    .unwrap_or_else(|| panic!("{path}: no per-class row for {label}"));
+                let row = &html[at..at + html[at..].find("</tr>").unwrap()];
+                let cells: Vec<f64> = row
+                    .split("<td class=\"num\">")
+                    .skip(1)
+                    .map(|c| c[..c.find('<').unwrap()].parse().unwrap())
+                    .collect();
+                let want = ["precision", "recall", "f1", "support"].map(|k| c[k].as_f64().unwrap());
+                assert_eq!(cells.len(), 4, "{row}");
+                for (shown, want) in cells.iter().zip(want) {
+                    assert!((shown - want).abs() <= 5e-5, "{label}: {row} vs {c}");
+                }
+            }
+        }
+    }
+}
+
+/// The SGD run's page draws its loss, validation accuracy and learning rate, one point per
+/// epoch, and the last point's tooltip holds the value `taxon runs show` has.
+fn check_curves(ui: &Ui, dir: &Path, run_id: &str) {
+    let run = json(dir, &["runs", "show", run_id]);
+    let (status, html) = ui.get(&format!("/runs/{run_id}"));
+    assert_eq!(status, 200);
+    for key in ["train_loss", "validation_accuracy", "learning_rate"] {
+        let points: Vec<(u64, f64)> = run["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["key"] == key)
+            .map(|p| (p["step"].as_u64().unwrap(), p["value"].as_f64().unwrap()))
+            .collect();
+        assert_eq!(points.len(), 5, "{key}: {points:?}");
+        let at = html
+            .find(&format!("data-curve=\"{key}\""))
+            .unwrap_or_else(|| panic!("no {key} chart"));
+        let figure = &html[at..at + html[at..].find("</figure>").unwrap()];
+        assert_eq!(figure.matches("<circle").count(), 5, "{key}");
+        let (step, value) = *points.iter().max_by_key(|p| p.0).unwrap();
+        let title = format!("<title>step {step}: ");
+        let tip = &figure[figure.find(&title).unwrap() + title.len()..];
+        let shown: f64 = tip[..tip.find("</title>").unwrap()].parse().unwrap();
+        assert!(
+            (shown - value).abs() <= 1e-9 * value.abs().max(1.0),
+            "{key}: {shown} vs {value}"
+        );
+    }
+}
+
+/// Debian's `chromium`, if installed.
+fn chromium() -> Option<PathBuf> {
+    let out = StdCommand::new("sh")
+        .args(["-c", "command -v chromium"])
+        .output()
+        .ok()?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !path.is_empty()).then(|| PathBuf::from(path))
+}
+
+/// Where the browser's screenshots go: `ui-screenshots/` in the target folder.
+fn screenshot_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/cli-HASH -> target/
+    let target = exe.ancestors().nth(3).unwrap_or(Path::new("."));
+    let dir = target.join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn ui_refuses_a_non_loopback_address_without_insecure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = taxon(tmp.path())
+        .args(["ui", "--host", "0.0.0.0", "--port", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("0.0.0.0") && err.contains("--insecure"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ui_pages_show_the_stores_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_data(&dir.join("train.jsonl"), 200, 7, 50);
+    write_data(&dir.join("test.jsonl"), 60, 99, 7);
+    ok(dir, &["data", "init"]);
+    ok(dir, &["data", "add", "train.jsonl"]);
+    ok(dir, &["data", "add", "test.jsonl"]);
+    // fastText-style SGD for per-epoch curves, then the default SVM that is evaluated and
+    // registered.
+    let train = [
+        "train",
+        "--model-type",
+        "linear",
+        "--data",
+        "train.jsonl",
+        "--threads",
+        "1",
+    ];
+    let sgd = ["--solver", "sgd", "--epochs", "5", "--output", "model-sgd"];
+    ok(dir, &[&train[..], &sgd[..]].concat());
+    let sgd_run = json(dir, &["runs", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(dir, &[&train[..], &["--output", "model"][..]].concat());
+    ok(dir, &["eval", "model", "test.jsonl"]);
+    ok(dir, &["registry", "register", "latest"]);
+    ok(dir, &["registry", "alias", "set", "production", "latest"]);
+
+    let runs = json(dir, &["runs", "list"]);
+    let run_id = runs[0]["id"].as_str().unwrap().to_string();
+    let run = json(dir, &["runs", "show", &run_id]);
+    let accuracy = run["metrics"]["eval.test.accuracy"].as_f64().unwrap();
+    assert!(accuracy < 1.0, "the noisy test set should cost accuracy");
+    let versions = json(dir, &["registry", "list"]);
+    assert_eq!(versions[0]["run_id"], run_id.as_str());
+    let data_versions: Vec<Value> = std::fs::read_to_string(dir.join(".taxon/versions.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let eval_file = run["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"].as_str().unwrap().starts_with("eval/"))
+        .expect("an eval artifact")["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let eval: Value = serde_json::from_str(&std::fs::read_to_string(eval_file).unwrap()).unwrap();
+    let expected = Expected {
+        per_class: eval["per_class"].as_array().unwrap().clone(),
+        data_version: run["data_version"].as_str().unwrap().to_string(),
+        run_id: run_id.clone(),
+        accuracy,
+        runs: runs.as_array().unwrap().len(),
+        versions: versions.as_array().unwrap().len(),
+        data_versions,
+    };
+    assert_eq!(expected.runs, 2);
+
+    let mut ui = Ui::start(dir);
+    let pages = [
+        "/".to_string(),
+        "/runs".into(),
+        format!("/runs/{run_id}"),
+        "/registry".into(),
+        "/registry/default".into(),
+        "/data".into(),
+    ];
+    for path in &pages {
+        let (status, html) = ui.get(path);
+        assert_eq!(status, 200, "{path}: {html}");
+        check_page(path, &html, &expected);
+    }
+    // Filters and sort through the query string.
+    let (_, html) = ui.get("/runs?model_type=linear&sort=eval.test.accuracy&order=desc");
+    let first = text_after(&html, "<tbody><tr data-run=\"");
+    assert!(
+        html.contains(&format!("<tbody><tr data-run=\"{run_id}\"")),
+        "{first}"
+    );
+    let (_, html) = ui.get("/runs?model_type=bert");
+    assert!(html.contains("0 of 2 runs"));
+    for v in &expected.data_versions {
+        let id = v["id"].as_str().unwrap();
+        let n = if id == expected.data_version { 2 } else { 0 };
+        let (_, html) = ui.get(&format!("/runs?data_version={id}"));
+        assert!(
+            html.contains(&format!("{n} of 2 runs")),
+            "data version {id}"
+        );
+    }
+    check_curves(&ui, dir, &sgd_run);
+    for path in ["/runs/ffffffffffff", "/registry/nope", "/nowhere"] {
+        assert_eq!(ui.get(path).0, 404, "{path}");
+    }
+
+    match chromium() {
+        None => eprintln!("notice: chromium is not installed; skipping the headless browser check"),
+        Some(browser) => {
+            let shots = screenshot_dir();
+            for (i, path) in pages.iter().enumerate() {
+                let out = StdCommand::new(&browser)
+                    .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+                    .args(["--enable-logging=stderr", "--v=0"])
+                    .arg(ui.url(path))
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "chromium {path}");
+                // The pages run no script, so any console message is an error: a refused or
+                // failed load.
+                let log = String::from_utf8_lossy(&out.stderr);
+                let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+                assert!(console.is_empty(), "{path}: console messages {console:#?}");
+                check_page(path, &String::from_utf8_lossy(&out.stdout), &expected);
+                let _ = StdCommand::new(&browser)
+                    .args(["--headless", "--no-sandbox", "--disable-gpu"])
+                    .arg(format!(
+                        "--screenshot={}",
+                        shots.join(format!("{i}.png")).display()
+                    ))
+                    .arg("--window-size=1280,900")
+                    .arg(ui.url(path))
+                    .output();
+            }
+        }
+    }
+
+    let kill = StdCommand::new("kill")
+        .args(["-TERM", &ui.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = ui.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "taxon ui did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "taxon ui exited with {status}");
+}

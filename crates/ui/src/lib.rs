@@ -1,0 +1,137 @@
+//! taxon's read-only web UI: server-rendered HTML with inline SVG charts over the project's
+//! stores (runs from taxon-track, versions and aliases from taxon-registry, data versions from
+//! taxon-version). No JavaScript and nothing fetched from elsewhere: every page is one
+//! self-contained document, and every value read from a store is HTML-escaped ([`html::Esc`]).
+//!
+//! ```text
+//! GET /                 overview: counts, links, latest runs
+//! GET /runs             runs table (?model_type, status, data_version, sort=start|METRIC,
+//!                       order, page)
+//! GET /runs/{id}        params, final metrics, per-epoch curves, stages, artifacts, lineage
+//! GET /registry         models, versions, metrics, aliases
+//! GET /registry/{name}  versions and the alias history
+//! GET /data             data versions with row counts and label distribution
+//! ```
+//!
+//! The stores are synchronous: each request reads them on a blocking thread.
+
+pub mod data;
+pub mod error;
+pub mod evaluation;
+pub mod html;
+pub mod overview;
+pub mod registry;
+pub mod runs;
+pub mod stores;
+pub mod svg;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, Response};
+use axum::routing::get;
+
+pub use error::UiError;
+
+/// What every handler reads: the project folder whose stores are shown.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub project: PathBuf,
+}
+
+/// The UI's routes; unknown paths get the 404 page.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(overview_h))
+        .route("/runs", get(runs_h))
+        .route("/runs/{id}", get(run_h))
+        .route("/registry", get(registry_h))
+        .route("/registry/{name}", get(model_h))
+        .route("/data", get(data_h))
+        .fallback(|| async { UiError::not_found("page") })
+        .layer(axum::middleware::map_response(lock_down))
+        .with_state(state)
+}
+
+/// What every answer tells the browser: load nothing from anywhere (styles are inline, charts
+/// are inline SVG), run no script, and do not guess content types. A value that escaped
+/// escaping still could not run.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; \
+                   form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+async fn lock_down(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+/// Serves [`app`] on `listener` until `shutdown` completes, letting open requests finish.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Renders on a blocking thread (the stores are synchronous).
+async fn render(
+    f: impl FnOnce() -> Result<String, UiError> + Send + 'static,
+) -> Result<Html<String>, UiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| UiError::Store {
+            store: "the page renderer",
+            message: e.to_string(),
+        })?
+        .map(Html)
+}
+
+async fn overview_h(State(s): State<AppState>) -> Result<Html<String>, UiError> {
+    render(move || overview::page_html(&s.project)).await
+}
+
+async fn runs_h(
+    State(s): State<AppState>,
+    Query(q): Query<runs::RunsQuery>,
+) -> Result<Html<String>, UiError> {
+    render(move || runs::list_page(&s.project, &q)).await
+}
+
+async fn run_h(State(s): State<AppState>, Path(id): Path<String>) -> Result<Html<String>, UiError> {
+    render(move || runs::run_page(&s.project, &id)).await
+}
+
+async fn registry_h(State(s): State<AppState>) -> Result<Html<String>, UiError> {
+    render(move || registry::list_page(&s.project)).await
+}
+
+async fn model_h(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Html<String>, UiError> {
+    render(move || registry::model_page(&s.project, &name)).await
+}
+
+async fn data_h(State(s): State<AppState>) -> Result<Html<String>, UiError> {
+    render(move || data::list_page(&s.project)).await
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+//! Inline SVG line charts of a run's per-epoch metrics: one series, axes with the min and max
+//! of each, a point per step with its value as a tooltip. No script, no external file.
+
+use std::fmt::Write as _;
+
+use crate::html::Esc;
+
+const W: f64 = 360.0;
+const H: f64 = 200.0;
+/// Left, right, top and bottom margins of the plot area.
+const ML: f64 = 56.0;
+const MR: f64 = 12.0;
+const MT: f64 = 24.0;
+const MB: f64 = 30.0;
+
+/// A compact number for an axis label.
+fn tick(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
+        format!("{v:.2e}")
+    } else {
+        let s = format!("{v:.4}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s.is_empty() || s == "-" {
+            "0".into()
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// The span `[lo, hi]` of `values`, widened when all are equal so the line sits mid-height.
+fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if !lo.is_finite() {
+        return None;
+    }
+    if hi > lo {
+        Some((lo, hi))
+    } else {
+        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+        Some((lo - pad, hi + pad))
+    }
+}
+
+/// An SVG line chart titled `title` of the `(step, value)` points (non-finite ones are
+/// dropped), in step order. With no point left it says so instead of drawing.
+pub fn line_chart(title: &str, points: &[(f64, f64)]) -> String {
+    let mut pts: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
+         viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{t}\">\
+         <title>{t}</title><text x=\"{}\" y=\"16\" text-anchor=\"middle\" \
+         font-size=\"13\" font-weight=\"bold\">{t}</text>",
+        W / 2.0,
+        t = Esc(title),
+    );
+    let (Some((x0, x1)), Some((y0, y1))) =
+        (span(pts.iter().map(|p| p.0)), span(pts.iter().map(|p| p.1)))
+    else {
+        svg.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#777\">no points</text></svg>",
+            W / 2.0,
+            H / 2.0
+        ));
+        return svg;
+    };
+    let px = |x: f64| ML + (x - x0) / (x1 - x0) * (W - ML - MR);
+    let py = |y: f64| H - MB - (y - y0) / (y1 - y0) * (H - MT - MB);
+    // Axes and their extreme labels.
+    let _ = write!(
+        svg,
+        "<g stroke=\"#888\" stroke-width=\"1\"><line x1=\"{ML}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\"/>\
+         <line x1=\"{ML}\" y1=\"{MT}\" x2=\"{ML}\" y2=\"{b}\"/></g>\
+         <g font-size=\"11\" fill=\"#444\">\
+         <text x=\"{lx}\" y=\"{b}\" text-anchor=\"end\">{ylo}</text>\
+         <text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{yhi}</text>\
+         <text x=\"{ML}\" y=\"{bx}\" text-anchor=\"start\">{xlo}</text>\
+         <text x=\"{r}\" y=\"{bx}\" text-anchor=\"end\">{xhi}</text></g>",
+        b = H - MB,
+        r = W - MR,
+        lx = ML - 4.0,
+        ty = MT + 8.0,
+        bx = H - MB + 16.0,
+        ylo = tick(y0),
+        yhi = tick(y1),
+        xlo = tick(x0),
+        xhi = tick(x1),
+    );
+    let line: Vec<String> = pts
+        .iter()
+        .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+        .collect();
+    let _ = write!(
+        svg,
+        "<polyline fill=\"none\" stroke=\"#2a6fdb\" stroke-width=\"2\" points=\"{}\"/>",
+        line.join(" ")
+    );
+    for &(x, y) in &pts {
+        let _ = write!(
+            svg,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#2a6fdb\"><title>step {}: {}</title></circle>",
+            px(x),
+            py(y),
+            tick(x),
+            y
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn polyline(svg: &str) -> Vec<(f64, f64)> {
+        let start = svg.find("points=\"").unwrap() + 8;
+        let end = start + svg[start..].find('"').unwrap();
+        svg[start..end]
+            .split(' ')
+            .map(|p| {
+                let (x, y) = p.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn points_fill_the_plot_area_in_step_order() {
+        let svg = line_chart("loss", &[(2.0, 0.5), (1.0, 1.0), (3.0, 0.25)]);
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        let p = polyline(&svg);
+        assert_eq!(p.len(), 3);
+        // Step 1 at the left edge and highest loss at the top; step 3 at the right, lowest.
+        assert_eq!(p[0], (ML, MT));
+        assert_eq!(p[2], (W - MR, H - MB));
+        assert!(p[1].0 > p[0].0 && p[1].0 < p[2].0);
+        assert_eq!(svg.matches("<circle").count(), 3);
+        assert!(svg.contains("<title>step 2: 0.5</title>"));
+        assert!(svg.contains(">0.25</text>") && svg.contains(">1</text>"));
+    }
+
+    #[test]
+    fn a_constant_or_single_point_series_draws_mid_height() {
+        let p = polyline(&line_chart("lr", &[(1.0, 0.01)]));
+        assert_eq!(p.len(), 1);
+        assert!((p[0].1 - (MT + (H - MT - MB) / 2.0)).abs() < 0.1);
+        let p = polyline(&line_chart("zero", &[(1.0, 0.0), (2.0, 0.0)]));
+        assert!(
+            p.iter()
+                .all(|&(_, y)| (y - (MT + (H - MT - MB) / 2.0)).abs() < 0.1)
+        );
+    }
+
+    #[test]
+    fn non_finite_values_are_dropped_and_an_empty_series_says_so() {
+        let p = polyline(&line_chart("x", &[(1.0, f64::NAN), (2.0, 1.0), (3.0, 2.0)]));
+        assert_eq!(p.len(), 2);
+        let svg = line_chart("x", &[(1.0, f64::INFINITY)]);
+        assert!(svg.contains("no points") && !svg.contains("polyline"));
+    }
+
+    #[test]
+    fn the_title_is_escaped() {
+        let svg = line_chart("<a&b>", &[(1.0, 1.0)]);
+        assert!(svg.contains("<title>&lt;a&amp;b&gt;</title>"));
+        assert!(svg.contains("aria-label=\"&lt;a&amp;b&gt;\""));
+        assert!(!svg.contains("<a&b>"));
+    }
+
+    #[test]
+    fn ticks_are_short() {
+        assert_eq!(tick(0.5), "0.5");
+        assert_eq!(tick(3.0), "3");
+        assert_eq!(tick(0.0), "0");
+        assert_eq!(tick(0.00001), "1.00e-5");
+    }
+}

@@ -1,0 +1,184 @@
+//! The router through `oneshot`: every page answers on an empty project and on a run store
+//! holding hostile text, which comes out escaped; unknown ids get the 404 page.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use taxon_track::{MetricPoint, NewRun, RunEnd, RunStore, StageRecord};
+use tower::ServiceExt;
+
+use crate::{AppState, app};
+
+async fn get(project: &std::path::Path, uri: &str) -> (StatusCode, String) {
+    let res = app(AppState {
+        project: project.to_path_buf(),
+    })
+    .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+    .await
+    .unwrap();
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'"), "{uri}: {csp}");
+    assert!(!csp.contains("script-src"), "{uri}: scripts allowed");
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+const HOSTILE: &str = "<script>alert('x')</script>";
+
+/// A run store at `dir/.taxon/runs.db` with one finished run whose name and params are hostile.
+fn store_with_hostile_run(dir: &std::path::Path) -> String {
+    let mut store = RunStore::open(&dir.join(".taxon/runs.db")).unwrap();
+    let id = store
+        .create_run(&NewRun {
+            name: HOSTILE.into(),
+            kind: "train".into(),
+            model_type: Some("linear".into()),
+            params: BTreeMap::from([("note".to_string(), HOSTILE.to_string())]),
+            ..Default::default()
+        })
+        .unwrap();
+    let t = chrono::Utc::now();
+    let points: Vec<MetricPoint> = (1..=3)
+        .flat_map(|step| {
+            [
+                MetricPoint {
+                    key: "loss".into(),
+                    step,
+                    value: 1.0 / step as f64,
+                    timestamp: t,
+                },
+                MetricPoint {
+                    key: "val_accuracy".into(),
+                    step,
+                    value: 0.5 + 0.1 * step as f64,
+                    timestamp: t,
+                },
+            ]
+        })
+        .collect();
+    store.log_metrics(&id, &points).unwrap();
+    store
+        .finish(
+            &id,
+            &RunEnd {
+                metrics: BTreeMap::from([("accuracy".to_string(), 0.875)]),
+                stages: vec![StageRecord {
+                    name: "fit".into(),
+                    seconds: 1.5,
+                    peak_rss_bytes: 3 << 20,
+                }],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn every_page_answers_on_an_empty_project_without_creating_stores() {
+    let tmp = tempfile::tempdir().unwrap();
+    for uri in [
+        "/",
+        "/runs",
+        "/registry",
+        "/data",
+        "/runs?sort=accuracy&page=9",
+    ] {
+        let (status, body) = get(tmp.path(), uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        assert!(
+            body.starts_with("<!DOCTYPE html>") && body.contains("<title>"),
+            "{uri}"
+        );
+    }
+    assert!(
+        !tmp.path().join(".taxon").exists(),
+        "browsing created a store"
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_and_paths_get_the_404_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    store_with_hostile_run(tmp.path());
+    for uri in [
+        "/runs/ffffffff",
+        "/registry/nope",
+        "/nowhere",
+        "/runs/%3Cb%3E",
+    ] {
+        let (status, body) = get(tmp.path(), uri).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+        assert!(body.contains("<title>Not found · taxon</title>"), "{uri}");
+        assert!(!body.contains("<b>"), "{uri}: unescaped id");
+    }
+}
+
+#[tokio::test]
+async fn store_values_are_escaped_and_curves_drawn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = store_with_hostile_run(tmp.path());
+    let escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;";
+
+    let (status, list) = get(tmp.path(), "/runs?model_type=linear&sort=accuracy").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(list.contains(escaped) && !list.contains("<script>"));
+    assert!(list.contains(&format!("href=\"/runs/{id}\"")));
+    assert!(list.contains("data-metric=\"accuracy\">0.8750</td>"));
+    let (_, none) = get(tmp.path(), "/runs?model_type=bert").await;
+    assert!(none.contains("0 of 1 runs") && !none.contains(&id));
+
+    let (status, run) = get(tmp.path(), &format!("/runs/{}", &id[..8])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(run.contains(escaped) && !run.contains("<script>"));
+    assert_eq!(run.matches("<svg").count(), 2, "one chart per history key");
+    assert!(run.contains("data-curve=\"loss\"") && run.contains("data-curve=\"val_accuracy\""));
+    assert!(run.contains("<td>0.8750</td>"));
+    assert!(run.contains("3.0 MiB"));
+
+    let (_, overview) = get(tmp.path(), "/").await;
+    assert!(overview.contains("data-count=\"runs\">1</td>"));
+    assert!(overview.contains(escaped) && !overview.contains("<script>"));
+}
+
+#[tokio::test]
+async fn runs_come_fifty_to_a_page_with_links_that_keep_the_view() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = RunStore::open(&tmp.path().join(".taxon/runs.db")).unwrap();
+    for i in 0..60 {
+        let id = store
+            .create_run(&NewRun {
+                name: format!("run {i}"),
+                kind: "train".into(),
+                model_type: Some("linear".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let end = RunEnd {
+            metrics: BTreeMap::from([("accuracy".to_string(), i as f64 / 100.0)]),
+            ..Default::default()
+        };
+        store.finish(&id, &end).unwrap();
+    }
+    let rows = |html: &str| html.matches("<tr data-run=").count();
+
+    let (_, first) = get(tmp.path(), "/runs?sort=accuracy&status=finished").await;
+    assert_eq!(rows(&first), crate::runs::PAGE_SIZE);
+    assert!(first.contains("60 of 60 runs; page 1 of 2"));
+    assert!(first.contains("href=\"/runs?status=finished&amp;sort=accuracy&amp;page=2\""));
+    assert!(!first.contains("rel=\"prev\""));
+    // Best first: the top row holds accuracy 0.59.
+    let top = first.find("data-metric=\"accuracy\">").unwrap();
+    assert!(first[top..].starts_with("data-metric=\"accuracy\">0.5900<"));
+
+    let (_, second) = get(tmp.path(), "/runs?sort=accuracy&status=finished&page=2").await;
+    assert_eq!(rows(&second), 10);
+    assert!(second.contains("page 2 of 2") && second.contains("rel=\"prev\""));
+    assert!(!second.contains("rel=\"next\""));
+    // A page past the end shows the last one.
+    let (_, past) = get(tmp.path(), "/runs?page=99").await;
+    assert!(past.contains("page 2 of 2"));
+}
