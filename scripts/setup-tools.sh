@@ -51,6 +51,14 @@ if ! command -v amtool >/dev/null 2>&1 || ! command -v prometheus-alertmanager >
     || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends prometheus-alertmanager >/dev/null; }
 fi
 
+# Chromium for the UI's headless browser test (crates/cli/tests/cli/ui.rs): Debian's package.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup-tools: installing chromium with apt"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y --no-install-recommends chromium >/dev/null \
+    || { $SUDO apt-get update >/dev/null && $SUDO apt-get install -y --no-install-recommends chromium >/dev/null; }
+fi
+
 VENV="${TAXON_VENV:-$HOME/.cache/taxon/venv}"
 PY="${TAXON_PYTHON:-python3}"
 

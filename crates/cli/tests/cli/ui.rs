@@ -399,6 +399,9 @@ fn ui_pages_show_the_stores_numbers() {
     }
 
     match chromium() {
+        None if std::env::var("TAXON_REQUIRE_TOOLS").as_deref() == Ok("1") => {
+            panic!("chromium not found (TAXON_REQUIRE_TOOLS=1): scripts/setup-tools.sh installs it")
+        }
         None => eprintln!("notice: chromium is not installed; skipping the headless browser check"),
         Some(browser) => {
             let shots = screenshot_dir();
