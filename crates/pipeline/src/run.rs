@@ -41,6 +41,9 @@ pub struct RunOptions {
     /// Why this run happens, given to the commands as `TAXON_PIPELINE_CAUSE` (the standard
     /// pipeline stores it with the registry version); default `taxon pipeline run`.
     pub cause: Option<String>,
+    /// The caller already holds the repository's [`RunLock`] (a retraining takes it before it
+    /// touches the data, so no other run can slip in between).
+    pub lock_held: bool,
 }
 
 /// What happened to one stage.
@@ -145,7 +148,7 @@ pub fn run(
     let repo = Repo::discover(&p.dir)?;
     let dag = Dag::build(p)?;
     let selected = select(p, &dag, opts)?;
-    let _lock = if opts.dry_run {
+    let _lock = if opts.dry_run || opts.lock_held {
         None
     } else {
         Some(RunLock::acquire(&repo)?)

@@ -78,7 +78,7 @@ table{border-collapse:collapse;margin:.5em 0 1.2em}\
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}\
 th{background:#f2f4f7}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 form{margin:.5em 0 1em}form label{margin-right:.4em}form select,form input{margin-right:1em}\
-.charts{display:flex;flex-wrap:wrap;gap:1em}.muted{color:#777}\
+.charts{display:flex;flex-wrap:wrap;gap:1em}.muted{color:#777}tr.diff th,tr.diff td{background:#fff3bf}\
 .scroll{overflow-x:auto}.scroll td{white-space:nowrap}\
 a:focus,select:focus,input:focus,button:focus{outline:2px solid #36c}";
 

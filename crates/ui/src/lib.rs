@@ -8,6 +8,7 @@
 //! GET /runs             runs table (?model_type, status, data_version, sort=start|METRIC,
 //!                       order, page)
 //! GET /runs/{id}        params, final metrics, per-epoch curves, stages, artifacts, lineage
+//! GET /compare?run=A&run=B  runs side by side: curves overlaid, metrics and params, differences marked
 //! GET /registry         models, versions, metrics, aliases
 //! GET /registry/{name}  versions and the alias history
 //! GET /data             data versions with row counts and label distribution
@@ -29,7 +30,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, Response};
 use axum::routing::get;
@@ -48,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(overview_h))
         .route("/runs", get(runs_h))
         .route("/runs/{id}", get(run_h))
+        .route("/compare", get(compare_h))
         .route("/registry", get(registry_h))
         .route("/registry/{name}", get(model_h))
         .route("/data", get(data_h))
@@ -116,6 +118,14 @@ async fn runs_h(
 
 async fn run_h(State(s): State<AppState>, Path(id): Path<String>) -> Result<Html<String>, UiError> {
     render(move || runs::run_page(&s.project, &id)).await
+}
+
+async fn compare_h(
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> Result<Html<String>, UiError> {
+    let ids = runs::compare_ids(q.as_deref());
+    render(move || runs::compare_page(&s.project, &ids)).await
 }
 
 async fn registry_h(State(s): State<AppState>) -> Result<Html<String>, UiError> {

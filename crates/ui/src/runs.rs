@@ -1,6 +1,7 @@
 //! `/runs`: the recorded runs as a table, filtered by model type and status, sorted by start
-//! time or a final metric, 50 to a page; `/runs/{id}`: one run (params, final metrics, curves,
-//! stages, artifacts, lineage).
+//! time or a final metric, 50 to a page, with checkboxes to compare; `/runs/{id}`: one run
+//! (params, final metrics, curves, stages, artifacts, lineage); `/compare?run=A&run=B`: runs
+//! side by side (curves overlaid, metrics and params with the differing rows marked).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -213,7 +214,8 @@ pub fn list_page(project: &Path, q: &RunsQuery) -> Result<String, UiError> {
         selected.len()
     );
     body.push_str(
-        "<div class=\"scroll\"><table id=\"runs\"><thead><tr><th scope=\"col\">Run</th><th scope=\"col\">Name</th>\
+        "<form method=\"get\" action=\"/compare\" id=\"compare-form\">\
+         <div class=\"scroll\"><table id=\"runs\"><thead><tr><th scope=\"col\">Compare</th><th scope=\"col\">Run</th><th scope=\"col\">Name</th>\
          <th scope=\"col\">Kind</th><th scope=\"col\">Status</th><th scope=\"col\">Model type</th>\
          <th scope=\"col\">Data version</th><th scope=\"col\">Started (UTC)</th>\
          <th scope=\"col\">Duration (s)</th>",
@@ -225,7 +227,8 @@ pub fn list_page(project: &Path, q: &RunsQuery) -> Result<String, UiError> {
     for r in rows {
         let _ = write!(
             body,
-            "<tr data-run=\"{id}\"><td><a href=\"/runs/{id}\">{short}</a></td><td>{}</td><td>{}</td>\
+            "<tr data-run=\"{id}\"><td><input type=\"checkbox\" name=\"run\" value=\"{id}\" \
+             aria-label=\"compare run {short}\"></td><td><a href=\"/runs/{id}\">{short}</a></td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>",
             Esc(&r.name),
             Esc(&r.kind),
@@ -247,7 +250,9 @@ pub fn list_page(project: &Path, q: &RunsQuery) -> Result<String, UiError> {
         }
         body.push_str("</tr>");
     }
-    body.push_str("</tbody></table></div>");
+    body.push_str(
+        "</tbody></table></div><button type=\"submit\">Compare the selected runs</button></form>",
+    );
     if pages > 1 {
         body.push_str("<nav aria-label=\"pages\">");
         if page_no > 1 {
@@ -320,6 +325,185 @@ pub fn curves(record: &RunRecord) -> BTreeMap<&str, Vec<(f64, f64)>> {
             .push((p.step as f64, p.value));
     }
     series
+}
+
+/// At most this many runs on one compare page.
+pub const COMPARE_MAX: usize = 6;
+
+/// The run ids of a `/compare` query (`run=A&run=B`, repeated): ids are hex, so anything
+/// else is dropped rather than decoded.
+pub fn compare_ids(raw_query: Option<&str>) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for pair in raw_query.unwrap_or("").split('&') {
+        if let Some(("run", v)) = pair.split_once('=') {
+            if !v.is_empty()
+                && v.chars().all(|c| c.is_ascii_alphanumeric())
+                && !ids.iter().any(|i| i == v)
+            {
+                ids.push(v.to_string());
+            }
+        }
+    }
+    ids
+}
+
+/// A row of a side-by-side table: its cells, and whether they differ (marked for the eye
+/// with a class and for screen readers with text).
+fn compare_row(body: &mut String, label: &str, cells: &[String]) {
+    let differs = cells.windows(2).any(|w| w[0] != w[1]);
+    let _ = write!(
+        body,
+        "<tr{}><th scope=\"row\">{}{}</th>",
+        if differs { " class=\"diff\"" } else { "" },
+        Esc(label),
+        if differs {
+            " <span class=\"muted\">(differs)</span>"
+        } else {
+            ""
+        }
+    );
+    for c in cells {
+        let _ = write!(body, "<td>{}</td>", Esc(c));
+    }
+    body.push_str("</tr>");
+}
+
+/// The `/compare` page: the runs `ids` (full ids or unique prefixes) side by side.
+pub fn compare_page(project: &Path, ids: &[String]) -> Result<String, UiError> {
+    if ids.len() < 2 {
+        let body = "<p>Select two or more runs on the <a href=\"/runs\">runs page</a> to compare them.</p>";
+        return Ok(page("Compare runs", Nav::Runs, body));
+    }
+    let Some(store) = stores::runs(project)? else {
+        return Err(UiError::not_found(format!("run {}", ids[0])));
+    };
+    let mut runs: Vec<RunRecord> = Vec::new();
+    for id in ids.iter().take(COMPARE_MAX) {
+        match store.get(id) {
+            Ok(r) => runs.push(r),
+            Err(TrackError::UnknownRun { .. } | TrackError::AmbiguousRun { .. }) => {
+                return Err(UiError::not_found(format!("run {id}")));
+            }
+            Err(e) => return Err(UiError::store("the run store")(&e)),
+        }
+    }
+    let names: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{} {}", short(&r.summary.id), r.summary.name))
+        .collect();
+    let mut body = String::new();
+    if ids.len() > COMPARE_MAX {
+        let _ = write!(
+            body,
+            "<p class=\"muted\">Showing the first {COMPARE_MAX} of {} selected runs.</p>",
+            ids.len()
+        );
+    }
+    body.push_str(
+        "<div class=\"scroll\"><table id=\"compare\"><thead><tr><th scope=\"col\">Run</th>",
+    );
+    for r in &runs {
+        let _ = write!(
+            body,
+            "<th scope=\"col\"><a href=\"/runs/{id}\">{}</a></th>",
+            Esc(short(&r.summary.id)),
+            id = Esc(&url_encode(&r.summary.id)),
+        );
+    }
+    body.push_str("</tr></thead><tbody>");
+    let col = |f: &dyn Fn(&RunRecord) -> String| runs.iter().map(f).collect::<Vec<_>>();
+    compare_row(&mut body, "name", &col(&|r| r.summary.name.clone()));
+    compare_row(&mut body, "status", &col(&|r| r.summary.status.to_string()));
+    compare_row(
+        &mut body,
+        "model type",
+        &col(&|r| r.summary.model_type.clone().unwrap_or("-".into())),
+    );
+    compare_row(
+        &mut body,
+        "data version",
+        &col(&|r| {
+            r.summary
+                .data_version
+                .as_deref()
+                .map_or("-".into(), |v| short(v).to_string())
+        }),
+    );
+    compare_row(
+        &mut body,
+        "duration (s)",
+        &col(&|r| {
+            r.summary
+                .duration_seconds
+                .map_or("-".into(), |d| format!("{d:.2}"))
+        }),
+    );
+    body.push_str("</tbody></table></div>");
+
+    body.push_str("<h2>Curves</h2>");
+    let curves_of: Vec<BTreeMap<&str, Vec<(f64, f64)>>> = runs.iter().map(curves).collect();
+    let mut keys: Vec<&str> = curves_of.iter().flat_map(|c| c.keys().copied()).collect();
+    keys.sort_by_key(|k| (curve_rank(k), *k));
+    keys.dedup();
+    if keys.is_empty() {
+        body.push_str("<p class=\"muted\">No per-epoch metrics were recorded.</p>");
+    } else {
+        body.push_str("<div class=\"charts\">");
+        for key in keys {
+            let series: Vec<(String, Vec<(f64, f64)>)> = names
+                .iter()
+                .zip(&curves_of)
+                .filter_map(|(n, c)| c.get(key).map(|p| (n.clone(), p.clone())))
+                .collect();
+            let _ = write!(
+                body,
+                "<figure data-chart=\"{}\">{}</figure>",
+                Esc(key),
+                svg::overlay_chart(key, &series)
+            );
+        }
+        body.push_str("</div>");
+    }
+
+    let metric_table = |body: &mut String,
+                        id: &str,
+                        title: &str,
+                        keys: Vec<String>,
+                        get: &dyn Fn(&RunRecord, &str) -> String| {
+        let _ = write!(
+            body,
+            "<h2>{title}</h2><div class=\"scroll\"><table id=\"{id}\"><thead><tr><th scope=\"col\">Key</th>"
+        );
+        for n in &names {
+            let _ = write!(body, "<th scope=\"col\">{}</th>", Esc(n));
+        }
+        body.push_str("</tr></thead><tbody>");
+        for k in keys {
+            let cells: Vec<String> = runs.iter().map(|r| get(r, &k)).collect();
+            compare_row(body, &k, &cells);
+        }
+        body.push_str("</tbody></table></div>");
+    };
+    let mut metric_keys: Vec<String> = runs
+        .iter()
+        .flat_map(|r| r.summary.metrics.keys().cloned())
+        .collect();
+    metric_keys.sort_by(|a, b| (metric_rank(a), a).cmp(&(metric_rank(b), b)));
+    metric_keys.dedup();
+    metric_table(
+        &mut body,
+        "metrics",
+        "Final metrics",
+        metric_keys,
+        &|r, k| r.summary.metrics.get(k).map_or("-".into(), |v| num(*v)),
+    );
+    let mut param_keys: Vec<String> = runs.iter().flat_map(|r| r.params.keys().cloned()).collect();
+    param_keys.sort();
+    param_keys.dedup();
+    metric_table(&mut body, "params", "Params", param_keys, &|r, k| {
+        r.params.get(k).cloned().unwrap_or_else(|| "-".into())
+    });
+    Ok(page("Compare runs", Nav::Runs, &body))
 }
 
 /// The `/runs/{id}` page (`id` may be a unique prefix).

@@ -1,5 +1,6 @@
-//! Inline SVG line charts of a run's per-epoch metrics: one series, axes with the min and max
-//! of each, a point per step with its value as a tooltip. No script, no external file.
+//! Inline SVG line charts of per-epoch metrics: one run's series, or several runs' overlaid
+//! with a legend (the compare page); axes with the min and max of each, a point per step with
+//! its value as a tooltip. No script, no external file.
 
 use std::fmt::Write as _;
 
@@ -116,6 +117,114 @@ pub fn line_chart(title: &str, points: &[(f64, f64)]) -> String {
     svg
 }
 
+/// Line colours of overlaid series, told apart without relying on colour alone: each series
+/// also has its own dash pattern, and the legend names it.
+const PALETTE: [(&str, &str); 6] = [
+    ("#2a6fdb", ""),
+    ("#d9480f", "6 3"),
+    ("#2b8a3e", "2 3"),
+    ("#862e9c", "8 3 2 3"),
+    ("#e67700", "4 4"),
+    ("#495057", "1 2"),
+];
+
+/// One chart titled `title` with every `(name, points)` series overlaid (non-finite points
+/// dropped), a shared scale, and a legend under the plot naming each series.
+pub fn overlay_chart(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    let series: Vec<(&str, Vec<(f64, f64)>)> = series
+        .iter()
+        .map(|(name, pts)| {
+            let mut pts: Vec<(f64, f64)> = pts
+                .iter()
+                .copied()
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (name.as_str(), pts)
+        })
+        .collect();
+    let legend_h = 16.0 * series.len() as f64;
+    let total_h = H + legend_h;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{total_h}\" \
+         viewBox=\"0 0 {W} {total_h}\" role=\"img\" aria-label=\"{t}\">\
+         <title>{t}</title><text x=\"{}\" y=\"16\" text-anchor=\"middle\" \
+         font-size=\"13\" font-weight=\"bold\">{t}</text>",
+        W / 2.0,
+        t = Esc(title),
+    );
+    let all = || series.iter().flat_map(|(_, p)| p.iter());
+    let (Some((x0, x1)), Some((y0, y1))) = (span(all().map(|p| p.0)), span(all().map(|p| p.1)))
+    else {
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#777\">no points</text></svg>",
+            W / 2.0,
+            H / 2.0
+        );
+        return svg;
+    };
+    let px = |x: f64| ML + (x - x0) / (x1 - x0) * (W - ML - MR);
+    let py = |y: f64| H - MB - (y - y0) / (y1 - y0) * (H - MT - MB);
+    let _ = write!(
+        svg,
+        "<g stroke=\"#888\" stroke-width=\"1\"><line x1=\"{ML}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\"/>\
+         <line x1=\"{ML}\" y1=\"{MT}\" x2=\"{ML}\" y2=\"{b}\"/></g>\
+         <g font-size=\"11\" fill=\"#444\">\
+         <text x=\"{lx}\" y=\"{b}\" text-anchor=\"end\">{ylo}</text>\
+         <text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{yhi}</text>\
+         <text x=\"{ML}\" y=\"{bx}\" text-anchor=\"start\">{xlo}</text>\
+         <text x=\"{r}\" y=\"{bx}\" text-anchor=\"end\">{xhi}</text></g>",
+        b = H - MB,
+        r = W - MR,
+        lx = ML - 4.0,
+        ty = MT + 8.0,
+        bx = H - MB + 16.0,
+        ylo = tick(y0),
+        yhi = tick(y1),
+        xlo = tick(x0),
+        xhi = tick(x1),
+    );
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let (colour, dash) = PALETTE[i % PALETTE.len()];
+        let line: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        let _ = write!(
+            svg,
+            "<polyline data-series=\"{n}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" \
+             stroke-dasharray=\"{dash}\" points=\"{}\"><title>{n}</title></polyline>",
+            line.join(" "),
+            n = Esc(name),
+        );
+        for &(x, y) in pts {
+            let _ = write!(
+                svg,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"2.5\" fill=\"{colour}\"><title>{}: step {}: {}</title></circle>",
+                px(x),
+                py(y),
+                Esc(name),
+                tick(x),
+                y
+            );
+        }
+        let ly = H + 12.0 + 16.0 * i as f64;
+        let _ = write!(
+            svg,
+            "<line x1=\"{ML}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" stroke=\"{colour}\" stroke-width=\"2\" \
+             stroke-dasharray=\"{dash}\"/><text x=\"{tx}\" y=\"{ty}\" font-size=\"11\" fill=\"#222\">{}</text>",
+            Esc(name),
+            y = ly - 4.0,
+            x2 = ML + 28.0,
+            tx = ML + 34.0,
+            ty = ly,
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +282,29 @@ mod tests {
         assert!(svg.contains("<title>&lt;a&amp;b&gt;</title>"));
         assert!(svg.contains("aria-label=\"&lt;a&amp;b&gt;\""));
         assert!(!svg.contains("<a&b>"));
+    }
+
+    #[test]
+    fn overlaid_series_share_one_scale_and_each_has_a_legend_entry() {
+        let svg = overlay_chart(
+            "loss",
+            &[
+                ("run <a>".to_string(), vec![(1.0, 1.0), (2.0, 0.5)]),
+                ("run b".to_string(), vec![(1.0, 0.8), (2.0, 0.25)]),
+            ],
+        );
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert_eq!(svg.matches("<circle").count(), 4);
+        // One scale: the highest value of either run at the top, the lowest at the bottom.
+        assert!(svg.contains(&format!("points=\"{ML:.1},{MT:.1} ")), "{svg}");
+        assert!(
+            svg.contains(&format!("{:.1},{:.1}\"", W - MR, H - MB)),
+            "{svg}"
+        );
+        assert!(svg.contains(">run &lt;a&gt;</text>") && svg.contains(">run b</text>"));
+        assert!(!svg.contains("run <a>"));
+        let empty = overlay_chart("x", &[("a".to_string(), vec![(1.0, f64::NAN)])]);
+        assert!(empty.contains("no points"));
     }
 
     #[test]

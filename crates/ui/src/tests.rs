@@ -182,3 +182,27 @@ async fn runs_come_fifty_to_a_page_with_links_that_keep_the_view() {
     let (_, past) = get(tmp.path(), "/runs?page=99").await;
     assert!(past.contains("page 2 of 2"));
 }
+
+#[tokio::test]
+async fn compare_overlays_the_runs_curves_and_marks_the_params_that_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = store_with_hostile_run(dir.path());
+    let b = store_with_hostile_run(dir.path());
+    let (status, html) = get(dir.path(), &format!("/compare?run={a}&run={b}&run=%3Cx%3E")).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    // One overlaid chart per per-epoch key, one line per run.
+    assert!(html.contains("data-chart=\"loss\"") && html.contains("data-chart=\"val_accuracy\""));
+    assert_eq!(html.matches("<polyline").count(), 4, "2 keys x 2 runs");
+    // The same params and metrics: no row marked as differing; the hostile values escaped.
+    assert!(
+        !html.contains("class=\"diff\""),
+        "identical runs differ nowhere"
+    );
+    assert!(!html.contains(HOSTILE));
+    assert!(html.contains("0.875"));
+    let (status, html) = get(dir.path(), &format!("/compare?run={a}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Select two or more runs"));
+    let (status, _) = get(dir.path(), &format!("/compare?run={a}&run=ffffffff")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

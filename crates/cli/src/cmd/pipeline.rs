@@ -154,6 +154,7 @@ fn run_stages(args: RunArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         downstream: args.downstream,
         stdout_to_stderr: ctx.json,
         cause: args.cause,
+        lock_held: false,
     };
     let started = std::time::Instant::now();
     let reports = taxon_pipeline::run(&p, &opts, &mut |e| match e {

@@ -217,6 +217,9 @@ pub fn run(args: RetrainArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     }
     let log = args.log.clone().expect("clap requires --log");
     let _lock = RetrainLock::acquire(&repo)?;
+    // The pipeline's own lock too, before any data changes: a `taxon pipeline run` in progress
+    // refuses this retraining up front instead of after fresh rows were added.
+    let _run_lock = taxon_pipeline::run::RunLock::acquire(&repo)?;
     let started = Utc::now();
     let cooldown = args
         .cooldown_minutes
@@ -456,6 +459,7 @@ fn steps(
         &RunOptions {
             stdout_to_stderr: true,
             cause: Some(format!("retrain {}: {}", record.id, record.cause)),
+            lock_held: true,
             ..RunOptions::default()
         },
         &mut |e| {

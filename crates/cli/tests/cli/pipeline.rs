@@ -239,6 +239,34 @@ fn a_killed_run_leaves_no_record_of_its_stage_and_releases_the_lock() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A retraining is refused up front too, before it touches any data.
+    std::fs::write(
+        d.join("train.jsonl"),
+        "{\"text\": \"a\", \"label\": \"x\"}\n",
+    )
+    .unwrap();
+    let out = taxon(d)
+        .args([
+            "pipeline",
+            "retrain",
+            "--log",
+            "log",
+            "--into",
+            "train.jsonl",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another `taxon pipeline` run"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("train.jsonl")).unwrap(),
+        "{\"text\": \"a\", \"label\": \"x\"}\n"
+    );
+    assert!(!d.join(".taxon/retrains.jsonl").exists());
     // kill -9 the whole group: taxon and the stage's shell (a group of its own, so nothing
     // else is hit).
     let group = rustix::process::Pid::from_raw(child.id() as i32).expect("a pid");

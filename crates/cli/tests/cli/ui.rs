@@ -200,6 +200,25 @@ fn check_page(path: &str, html: &str, e: &Expected) {
                 }
             }
         }
+        compare if compare.starts_with("/compare") => {
+            // The two runs side by side: their curves overlaid, the solver row marked as
+            // differing, the evaluated run's accuracy in the metrics table.
+            assert!(html.contains("data-series="), "{path}: no overlaid curve");
+            assert!(html.contains("class=\"diff\""), "{path}: no differing row");
+            assert!(
+                html.contains("(differs)"),
+                "{path}: the difference is not said in text"
+            );
+            // Runs in the order asked: the SGD run (never evaluated) first, then the evaluated one.
+            let row = &html[html
+                .find("<th scope=\"row\">eval.test.accuracy")
+                .unwrap_or_else(|| panic!("{path}: no accuracy row"))..];
+            assert!(
+                row.contains("<td>-</td>"),
+                "{path}: the SGD run has no test accuracy"
+            );
+            assert_shown(row, "</td><td>", e.accuracy);
+        }
         run => {
             assert!(run.starts_with("/runs/"), "{run}");
             assert_shown(
@@ -369,6 +388,7 @@ fn ui_pages_show_the_stores_numbers() {
         "/registry".into(),
         "/registry/default".into(),
         "/data".into(),
+        format!("/compare?run={sgd_run}&run={run_id}"),
     ];
     for path in &pages {
         let (status, html) = ui.get(path);
