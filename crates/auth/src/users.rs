@@ -394,30 +394,10 @@ pub(crate) fn check_credentials(
 mod tests {
     use super::*;
 
-    /// Each test below runs on a SQLite file (`NAME::sqlite`) and on a real PostgreSQL
-    /// database (`NAME::postgres`; skipped with a notice when no test server is set).
-    macro_rules! on_both_backends {
-        ($($name:ident),* $(,)?) => {$(
-            mod $name {
-                use super::*;
-
-                #[test]
-                fn sqlite() {
-                    let dir = tempfile::tempdir().unwrap();
-                    $name(&dir.path().join("sub/users.db"));
-                }
-
-                #[test]
-                fn postgres() {
-                    if let Some(pg) = taxon_db::testing::postgres(stringify!($name)) {
-                        $name(Path::new(&pg.url));
-                    }
-                }
-            }
-        )*};
-    }
-
-    on_both_backends!(
+    // Each test below runs on a SQLite file (`NAME::sqlite`) and on a real PostgreSQL
+    // database (`NAME::postgres`; skipped with a notice when no test server is set).
+    taxon_db::on_both_backends!(
+        "sub/users.db";
         add_verify_list_remove,
         hashes_are_argon2id_and_never_listed,
         refuses_duplicates_bad_names_short_passwords_and_no_scopes,

@@ -85,6 +85,36 @@ impl Drop for TestPostgres {
     }
 }
 
+/// Runs each named test function `fn NAME(at: &Path)` twice: as `NAME::sqlite` on a SQLite
+/// file `FILE` in a fresh temporary folder, and as `NAME::postgres` on a fresh database of
+/// the test server ([`postgres`]; skipped with a notice when none is set). The calling crate
+/// needs `tempfile` among its dev-dependencies.
+///
+/// ```ignore
+/// taxon_db::on_both_backends!("sub/users.db"; add_verify_list_remove, set_password_replaces_the_old_one);
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    ($file:literal; $($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn sqlite() {
+                let dir = tempfile::tempdir().unwrap();
+                $name(&dir.path().join($file));
+            }
+
+            #[test]
+            fn postgres() {
+                if let Some(pg) = $crate::testing::postgres(stringify!($name)) {
+                    $name(::std::path::Path::new(&pg.url));
+                }
+            }
+        }
+    )*};
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

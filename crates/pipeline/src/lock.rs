@@ -3,7 +3,7 @@
 //! values. Entries of stages that are not run are kept as they were; the file is replaced
 //! atomically, so a killed run leaves the previous lock or the new one, never half of one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_yaml_ng::{Mapping, Value};
 
@@ -84,10 +84,10 @@ impl LockFile {
 
     /// Writes the lock atomically (a temporary file in the same folder, then a rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let tmp: PathBuf = dir.join(format!(".{DVC_LOCK}.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, self.to_yaml()).at(&tmp)?;
-        std::fs::rename(&tmp, path).at(path)
+        Ok(taxon_version::dvcfile::write_atomic(
+            path,
+            self.to_yaml().as_bytes(),
+        )?)
     }
 }
 

@@ -714,30 +714,10 @@ mod tests {
         }
     }
 
-    /// Each test below runs on a SQLite file (`NAME::sqlite`) and on a real PostgreSQL
-    /// database (`NAME::postgres`; skipped with a notice when no test server is set).
-    macro_rules! on_both_backends {
-        ($($name:ident),* $(,)?) => {$(
-            mod $name {
-                use super::*;
-
-                #[test]
-                fn sqlite() {
-                    let dir = tempfile::tempdir().unwrap();
-                    $name(&dir.path().join(".taxon/runs.db"));
-                }
-
-                #[test]
-                fn postgres() {
-                    if let Some(pg) = taxon_db::testing::postgres(stringify!($name)) {
-                        $name(Path::new(&pg.url));
-                    }
-                }
-            }
-        )*};
-    }
-
-    on_both_backends!(
+    // Each test below runs on a SQLite file (`NAME::sqlite`) and on a real PostgreSQL
+    // database (`NAME::postgres`; skipped with a notice when no test server is set).
+    taxon_db::on_both_backends!(
+        ".taxon/runs.db";
         a_run_round_trips_through_the_store,
         a_failed_run_keeps_its_error,
         a_run_with_a_stale_heartbeat_shows_as_killed,

@@ -45,36 +45,31 @@ fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     }
 }
 
-/// An SVG line chart titled `title` of the `(step, value)` points (non-finite ones are
-/// dropped), in step order. With no point left it says so instead of drawing.
-pub fn line_chart(title: &str, points: &[(f64, f64)]) -> String {
-    let mut pts: Vec<(f64, f64)> = points
-        .iter()
-        .copied()
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .collect();
-    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" \
-         viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{t}\">\
+/// The opening of a chart `height` tall, with its title (also its accessible name).
+fn open(title: &str, height: f64) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{height}\" \
+         viewBox=\"0 0 {W} {height}\" role=\"img\" aria-label=\"{t}\">\
          <title>{t}</title><text x=\"{}\" y=\"16\" text-anchor=\"middle\" \
          font-size=\"13\" font-weight=\"bold\">{t}</text>",
         W / 2.0,
         t = Esc(title),
+    )
+}
+
+/// Closes a chart that has no point to draw, saying so.
+fn close_empty(mut svg: String) -> String {
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#777\">no points</text></svg>",
+        W / 2.0,
+        H / 2.0
     );
-    let (Some((x0, x1)), Some((y0, y1))) =
-        (span(pts.iter().map(|p| p.0)), span(pts.iter().map(|p| p.1)))
-    else {
-        svg.push_str(&format!(
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#777\">no points</text></svg>",
-            W / 2.0,
-            H / 2.0
-        ));
-        return svg;
-    };
-    let px = |x: f64| ML + (x - x0) / (x1 - x0) * (W - ML - MR);
-    let py = |y: f64| H - MB - (y - y0) / (y1 - y0) * (H - MT - MB);
-    // Axes and their extreme labels.
+    svg
+}
+
+/// The axes and their extreme labels for steps `x0..x1` and values `y0..y1`.
+fn axes(svg: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64)) {
     let _ = write!(
         svg,
         "<g stroke=\"#888\" stroke-width=\"1\"><line x1=\"{ML}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\"/>\
@@ -94,6 +89,26 @@ pub fn line_chart(title: &str, points: &[(f64, f64)]) -> String {
         xlo = tick(x0),
         xhi = tick(x1),
     );
+}
+
+/// An SVG line chart titled `title` of the `(step, value)` points (non-finite ones are
+/// dropped), in step order. With no point left it says so instead of drawing.
+pub fn line_chart(title: &str, points: &[(f64, f64)]) -> String {
+    let mut pts: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut svg = open(title, H);
+    let (Some((x0, x1)), Some((y0, y1))) =
+        (span(pts.iter().map(|p| p.0)), span(pts.iter().map(|p| p.1)))
+    else {
+        return close_empty(svg);
+    };
+    let px = |x: f64| ML + (x - x0) / (x1 - x0) * (W - ML - MR);
+    let py = |y: f64| H - MB - (y - y0) / (y1 - y0) * (H - MT - MB);
+    axes(&mut svg, (x0, x1), (y0, y1));
     let line: Vec<String> = pts
         .iter()
         .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
@@ -143,48 +158,15 @@ pub fn overlay_chart(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Strin
             (name.as_str(), pts)
         })
         .collect();
-    let legend_h = 16.0 * series.len() as f64;
-    let total_h = H + legend_h;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{total_h}\" \
-         viewBox=\"0 0 {W} {total_h}\" role=\"img\" aria-label=\"{t}\">\
-         <title>{t}</title><text x=\"{}\" y=\"16\" text-anchor=\"middle\" \
-         font-size=\"13\" font-weight=\"bold\">{t}</text>",
-        W / 2.0,
-        t = Esc(title),
-    );
+    let mut svg = open(title, H + 16.0 * series.len() as f64);
     let all = || series.iter().flat_map(|(_, p)| p.iter());
     let (Some((x0, x1)), Some((y0, y1))) = (span(all().map(|p| p.0)), span(all().map(|p| p.1)))
     else {
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#777\">no points</text></svg>",
-            W / 2.0,
-            H / 2.0
-        );
-        return svg;
+        return close_empty(svg);
     };
     let px = |x: f64| ML + (x - x0) / (x1 - x0) * (W - ML - MR);
     let py = |y: f64| H - MB - (y - y0) / (y1 - y0) * (H - MT - MB);
-    let _ = write!(
-        svg,
-        "<g stroke=\"#888\" stroke-width=\"1\"><line x1=\"{ML}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\"/>\
-         <line x1=\"{ML}\" y1=\"{MT}\" x2=\"{ML}\" y2=\"{b}\"/></g>\
-         <g font-size=\"11\" fill=\"#444\">\
-         <text x=\"{lx}\" y=\"{b}\" text-anchor=\"end\">{ylo}</text>\
-         <text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{yhi}</text>\
-         <text x=\"{ML}\" y=\"{bx}\" text-anchor=\"start\">{xlo}</text>\
-         <text x=\"{r}\" y=\"{bx}\" text-anchor=\"end\">{xhi}</text></g>",
-        b = H - MB,
-        r = W - MR,
-        lx = ML - 4.0,
-        ty = MT + 8.0,
-        bx = H - MB + 16.0,
-        ylo = tick(y0),
-        yhi = tick(y1),
-        xlo = tick(x0),
-        xhi = tick(x1),
-    );
+    axes(&mut svg, (x0, x1), (y0, y1));
     for (i, (name, pts)) in series.iter().enumerate() {
         let (colour, dash) = PALETTE[i % PALETTE.len()];
         let line: Vec<String> = pts

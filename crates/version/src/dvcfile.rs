@@ -142,8 +142,9 @@ impl DvcFile {
     }
 }
 
-/// Writes `bytes` to `path` through a temp file in the same folder and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` through a temp file in the same folder and a rename (the pipeline's
+/// `dvc.lock` too).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
