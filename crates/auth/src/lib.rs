@@ -29,6 +29,7 @@ mod limit;
 mod password;
 mod scope;
 mod secret;
+mod sign_in;
 mod terminal;
 mod token;
 mod users;
@@ -45,6 +46,7 @@ pub use password::{
 };
 pub use scope::{Scope, format_scopes, parse_scopes};
 pub use secret::{JwtSecret, MIN_SECRET_BYTES};
+pub use sign_in::SignInError;
 pub use terminal::prompt_password;
 pub use token::{Claims, IssuedToken, TokenError};
 pub use users::{

@@ -80,7 +80,8 @@ th{background:#f2f4f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 form{margin:.5em 0 1em}form label{margin-right:.4em}form select,form input{margin-right:1em}\
 .charts{display:flex;flex-wrap:wrap;gap:1em}.muted{color:#777}tr.diff th,tr.diff td{background:#fff3bf}\
 .scroll{overflow-x:auto}.scroll td{white-space:nowrap}\
-a:focus,select:focus,input:focus,button:focus{outline:2px solid #36c}";
+a:focus,select:focus,input:focus,button:focus{outline:2px solid #36c}\
+nav form.who{float:right;margin:0;color:#dde}";
 
 /// A whole page: `<title>` "TITLE · taxon", the nav bar with `active` marked, and `body`
 /// (markup, already escaped where it holds values). The empty inline icon keeps browsers from
@@ -99,6 +100,14 @@ pub fn page(title: &str, active: Nav, body: &str) -> String {
             ""
         };
         let _ = write!(nav, "<a href=\"{href}\"{current}>{label}</a>");
+    }
+    if let Some(user) = crate::session::rendering_for() {
+        let _ = write!(
+            nav,
+            "<form method=\"post\" action=\"/logout\" class=\"who\"><span>{}</span> \
+             <button type=\"submit\">Sign out</button></form>",
+            Esc(&user)
+        );
     }
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\

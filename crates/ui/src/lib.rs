@@ -12,6 +12,7 @@
 //! GET /registry         models, versions, metrics, aliases
 //! GET /registry/{name}  versions and the alias history
 //! GET /data             data versions with row counts and label distribution
+//! GET /login, POST /login, POST /logout   signing in, when auth is on ([`session`])
 //! ```
 //!
 //! The stores are synchronous: each request reads them on a blocking thread.
@@ -23,6 +24,7 @@ pub mod html;
 pub mod overview;
 pub mod registry;
 pub mod runs;
+pub mod session;
 pub mod stores;
 pub mod svg;
 
@@ -33,18 +35,44 @@ use axum::Router;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{Html, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 pub use error::UiError;
 
-/// What every handler reads: the project folder whose stores are shown.
+/// What every handler reads: the project folder whose stores are shown, and the
+/// authentication every page needs when it is on.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub project: PathBuf,
+    /// `Some`: every page needs a signed-in user ([`session`]).
+    pub auth: Option<taxon_auth::Auth>,
 }
 
-/// The UI's routes; unknown paths get the 404 page.
+impl AppState {
+    /// The UI over `project`, open to anyone who can reach it.
+    pub fn new(project: PathBuf) -> Self {
+        Self {
+            project,
+            auth: None,
+        }
+    }
+
+    /// The same with a login required.
+    pub fn with_auth(mut self, auth: taxon_auth::Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+}
+
+/// The UI's routes; unknown paths get the 404 page. With auth on, everything but the login
+/// routes needs a session.
 pub fn app(state: AppState) -> Router {
+    let login = Router::new()
+        .route("/login", get(session::login_form).post(session::login))
+        .route("/logout", post(session::logout))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            taxon_auth::TOKEN_BODY_LIMIT,
+        ));
     Router::new()
         .route("/", get(overview_h))
         .route("/runs", get(runs_h))
@@ -54,6 +82,11 @@ pub fn app(state: AppState) -> Router {
         .route("/registry/{name}", get(model_h))
         .route("/data", get(data_h))
         .fallback(|| async { UiError::not_found("page") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            session::require,
+        ))
+        .merge(login)
         .layer(axum::middleware::map_response(lock_down))
         .with_state(state)
 }
@@ -87,16 +120,21 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // With the peer address, logins are rate limited per client as `POST /token` is.
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
-/// Renders on a blocking thread (the stores are synchronous).
+/// Renders on a blocking thread (the stores are synchronous), for the signed-in user.
 async fn render(
     f: impl FnOnce() -> Result<String, UiError> + Send + 'static,
 ) -> Result<Html<String>, UiError> {
-    tokio::task::spawn_blocking(f)
+    let viewer = session::current_viewer();
+    tokio::task::spawn_blocking(move || session::render_as(viewer, f))
         .await
         .map_err(|e| UiError::Store {
             store: "the page renderer",

@@ -12,12 +12,10 @@ use tower::ServiceExt;
 use crate::{AppState, app};
 
 async fn get(project: &std::path::Path, uri: &str) -> (StatusCode, String) {
-    let res = app(AppState {
-        project: project.to_path_buf(),
-    })
-    .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-    .await
-    .unwrap();
+    let res = app(AppState::new(project.to_path_buf()))
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let csp = res.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.starts_with("default-src 'none'"), "{uri}: {csp}");
     assert!(!csp.contains("script-src"), "{uri}: scripts allowed");
@@ -205,4 +203,153 @@ async fn compare_overlays_the_runs_curves_and_marks_the_params_that_differ() {
     assert!(html.contains("Select two or more runs"));
     let (status, _) = get(dir.path(), &format!("/compare?run={a}&run=ffffffff")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Sends `req` to the UI of `project` with `auth`; the status, the headers and the body.
+async fn send(
+    project: &std::path::Path,
+    auth: &taxon_auth::Auth,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let res = app(AppState::new(project.to_path_buf()).with_auth(auth.clone()))
+        .oneshot(req)
+        .await
+        .unwrap();
+    let (status, headers) = (res.status(), res.headers().clone());
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn login_request(form: &str) -> Request<Body> {
+    Request::post("/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn with_auth_on_pages_need_a_login_that_a_removed_user_loses() {
+    use taxon_auth::{Auth, AuthConfig, Scope, UserStore};
+    let tmp = tempfile::tempdir().unwrap();
+    store_with_hostile_run(tmp.path());
+    let users_db = tmp.path().join("users.db");
+    let users = UserStore::open(&users_db).unwrap();
+    users
+        .add("alice", "alice-password-1", &[Scope::Predict])
+        .unwrap();
+    let auth = Auth::new(
+        AuthConfig::new("0123456789abcdef0123456789abcdef").unwrap(),
+        UserStore::open(&users_db).unwrap(),
+    )
+    .unwrap();
+    let get = |uri: &str, cookie: Option<&str>| {
+        let mut r = Request::get(uri);
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+
+    // No session: every page sends the browser to the form, which comes back to it.
+    for uri in ["/", "/runs?sort=accuracy", "/registry", "/data", "/nowhere"] {
+        let (status, headers, _) = send(tmp.path(), &auth, get(uri, None)).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{uri}");
+        let to = headers["location"].to_str().unwrap();
+        assert!(to.starts_with("/login?next=%2F"), "{uri}: {to}");
+    }
+    let (status, _, form) = send(tmp.path(), &auth, get("/login?next=%2Fruns", None)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(form.contains("<label for=\"password\">") && form.contains("value=\"/runs\""));
+
+    // A wrong password: refused on the form, no cookie.
+    let (status, headers, page) = send(
+        tmp.path(),
+        &auth,
+        login_request("username=alice&password=wrong-password&next=%2Fruns"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(page.contains("invalid username or password"));
+    assert!(!headers.contains_key("set-cookie"));
+
+    // The right one: a strict, script-proof cookie and back to /runs; an off-site `next` is
+    // not followed.
+    let (status, headers, _) = send(
+        tmp.path(),
+        &auth,
+        login_request("username=alice&password=alice-password-1&next=%2Fruns"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/runs");
+    let set = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age=1800")
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let (_, headers, _) = send(
+        tmp.path(),
+        &auth,
+        login_request("username=alice&password=alice-password-1&next=%2F%2Fevil.example"),
+    )
+    .await;
+    assert_eq!(headers["location"], "/");
+
+    let (status, _, runs) = send(tmp.path(), &auth, get("/runs", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(runs.contains("1 of 1 runs"));
+    assert!(runs.contains("<span>alice</span> <button type=\"submit\">Sign out</button>"));
+
+    // A forged cookie is refused.
+    let (status, headers, _) = send(
+        tmp.path(),
+        &auth,
+        get("/runs", Some("taxon_ui_session=x.y.z")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .contains("why=your%20session%20is%20not%20valid")
+    );
+
+    // Removing the user ends the session at the next revocation refresh.
+    users.remove("alice").unwrap();
+    tokio::task::spawn_blocking({
+        let auth = auth.clone();
+        move || auth.refresh_revocations().unwrap()
+    })
+    .await
+    .unwrap();
+    let (status, headers, _) = send(tmp.path(), &auth, get("/runs", Some(&cookie))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(headers["location"].to_str().unwrap().contains("revoked"));
+
+    // Signing out expires the cookie.
+    let (status, headers, _) = send(
+        tmp.path(),
+        &auth,
+        Request::post("/logout").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(
+        headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+}
+
+#[tokio::test]
+async fn without_auth_the_login_page_leads_to_the_overview() {
+    let tmp = tempfile::tempdir().unwrap();
+    let res = app(AppState::new(tmp.path().to_path_buf()))
+        .oneshot(Request::get("/login").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/");
 }

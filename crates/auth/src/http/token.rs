@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::json;
 
-use crate::auth::{Auth, Login};
-use crate::failure::AuthFailure;
+use crate::auth::Auth;
 use crate::limit::Limited;
 use crate::scope::{Scope, parse_scopes};
+use crate::sign_in::SignInError;
 
 /// An error answer of the token endpoint.
 #[derive(Debug)]
@@ -39,18 +39,11 @@ impl OAuthError {
     }
 
     fn slow_down(limit: Limited) -> Self {
-        let secs = limit.retry_after_secs();
-        let who = match limit {
-            Limited::User(_) => "for this user from this address",
-            Limited::Backoff(_) => "for this user",
-            Limited::Client(_) => "from this address",
-            Limited::Saturated => "on this server",
-        };
         Self {
             status: StatusCode::TOO_MANY_REQUESTS,
             code: "slow_down",
-            description: format!("too many login attempts {who}; retry in {secs} s"),
-            retry_after: Some(secs),
+            description: SignInError::Limited(limit).to_string(),
+            retry_after: Some(limit.retry_after_secs()),
         }
     }
 
@@ -181,11 +174,7 @@ async fn grant(
     // Without the peer address (a server not serving with connect info) only the per-user
     // limit applies.
     if let Some(ip) = client {
-        auth.limits().check_client(ip).map_err(|l| {
-            tracing::warn!(client = %ip, "login rate limit reached for a client");
-            auth.limited(l);
-            OAuthError::slow_down(l)
-        })?;
+        auth.check_client(ip).map_err(OAuthError::slow_down)?;
     }
     let Form(fields) = form.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -199,81 +188,30 @@ async fn grant(
             OAuthError::bad("invalid_request", describe(r))
         }
     })?;
-    let request = PasswordGrant::parse(fields)?;
-    auth.limits()
-        .check_user(&request.username, client)
-        .map_err(|l| {
-            tracing::warn!(client = ?client, limit = l.label(), "login rate limit reached for a user name");
-            auth.limited(l);
-            OAuthError::slow_down(l)
-        })?;
-
     let PasswordGrant {
         username,
         password,
         scope,
-    } = request;
-    let checker = auth.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let outcome = checker.login(&username, &password);
-        if let Err(e) = checker.refresh_revocations() {
-            tracing::warn!(error = %e, "could not re-read revoked users");
-        }
-        (username, outcome)
+    } = PasswordGrant::parse(fields)?;
+    let signed = tokio::task::spawn_blocking(move || {
+        auth.sign_in(&username, &password, scope.as_deref(), client)
     })
     .await;
-    let (username, outcome) = match outcome {
-        Ok(done) => done,
+    match signed {
+        Ok(Ok(issued)) => Ok(no_store(
+            (StatusCode::OK, axum::Json(issued)).into_response(),
+        )),
+        Ok(Err(e)) => Err(match e {
+            SignInError::Limited(l) => OAuthError::slow_down(l),
+            SignInError::BadCredentials => OAuthError::bad("invalid_grant", e.to_string()),
+            SignInError::MissingScope(_) => OAuthError::bad("invalid_scope", e.to_string()),
+            SignInError::Internal(_) => OAuthError::server_error(),
+        }),
         Err(e) => {
             tracing::error!(error = %e, "the password check did not finish");
-            return Err(OAuthError::server_error());
+            Err(OAuthError::server_error())
         }
-    };
-    let user = match outcome {
-        Ok(Login::Granted(user)) => user,
-        Ok(Login::Refused { known_user }) => {
-            auth.limits().failed(&username, client);
-            // The name is logged only when it is an account's: a mistyped name may be a
-            // password typed in the wrong field.
-            if known_user {
-                tracing::warn!(user = %username, client = ?client, "login failed: wrong password");
-                auth.failed(AuthFailure::BadPassword);
-            } else {
-                tracing::warn!(client = ?client, "login failed: unknown user");
-                auth.failed(AuthFailure::UnknownUser);
-            }
-            return Err(OAuthError::bad(
-                "invalid_grant",
-                "invalid username or password",
-            ));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "login could not be checked");
-            return Err(OAuthError::server_error());
-        }
-    };
-
-    let scopes = match scope {
-        None => user.scopes.clone(),
-        Some(requested) => {
-            if let Some(missing) = requested.iter().find(|s| !user.scopes.contains(s)) {
-                auth.failed(AuthFailure::MissingScope);
-                return Err(OAuthError::bad(
-                    "invalid_scope",
-                    format!("scope `{missing}` is not granted to this user"),
-                ));
-            }
-            requested
-        }
-    };
-    let issued = auth.issue(&user.name, &scopes).map_err(|e| {
-        tracing::error!(error = %e, "could not sign a token");
-        OAuthError::server_error()
-    })?;
-    tracing::info!(user = %user.name, scope = %issued.scope, client = ?client, "issued a token");
-    Ok(no_store(
-        (StatusCode::OK, axum::Json(issued)).into_response(),
-    ))
+    }
 }
 
 /// Largest `/token` form, in bytes (a user name, a password and scopes fit many times over).

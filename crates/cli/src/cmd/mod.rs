@@ -1,6 +1,7 @@
 //! One variant per stage; each stage's subcommands live in their own module.
 
 pub mod alerts;
+pub mod auth_args;
 pub mod data;
 pub mod eval;
 pub mod model;

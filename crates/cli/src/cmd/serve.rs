@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use taxon_auth::{Auth, AuthConfig, Scope, UserStore};
+use taxon_auth::{Auth, Scope};
 use taxon_serve::monitor::MonitorConfig;
 use taxon_serve::{AliasSource, AppState, DirSource, ModelSource, ServeConfig};
 
+use crate::cmd::auth_args::AuthArgs;
 use crate::ctx::{Ctx, Outcome};
 
 /// Log line format.
@@ -164,30 +165,8 @@ pub struct ServeArgs {
     /// Allow listening on a non-loopback address although no authentication is configured.
     #[arg(long, env = "TAXON_SERVE_INSECURE")]
     pub insecure: bool,
-    /// Turn authentication on: the HMAC secret that signs bearer tokens (at least 32 bytes).
-    /// Clients get tokens from POST /token (OAuth2 password flow) as users of `taxon users`.
-    #[arg(
-        long,
-        env = "TAXON_JWT_SECRET",
-        hide_env_values = true,
-        value_name = "SECRET"
-    )]
-    pub jwt_secret: Option<String>,
-    /// Token signature algorithm: HS256, HS384 or HS512.
-    #[arg(long, env = "TAXON_JWT_ALGORITHM", default_value = "HS256")]
-    pub jwt_algorithm: String,
-    /// Lifetime of issued tokens, in seconds.
-    #[arg(
-        long,
-        env = "TAXON_TOKEN_TTL",
-        value_name = "SECONDS",
-        default_value_t = 1800
-    )]
-    pub token_ttl: u64,
-    /// The users database (see `taxon users`): a SQLite file, or a `postgres://` URL that
-    /// several servers share.
-    #[arg(long, env = "TAXON_USERS_DB", value_name = "PATH", default_value = taxon_auth::DEFAULT_USERS_DB)]
-    pub users_db: PathBuf,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// Append every prediction (time, request id, model and version, label, scores, model
     /// latency, token count) and every feedback to rotated JSONL files in this folder.
     /// Writing never blocks a request: records that find the writer's queue full are dropped
@@ -379,18 +358,6 @@ impl ServeArgs {
             (None, None) => bail!("give --model DIR (a trained model folder) or --alias ALIAS"),
         }
     }
-
-    /// Authentication, when a signing secret is configured.
-    fn auth(&self) -> anyhow::Result<Option<Auth>> {
-        let Some(secret) = &self.jwt_secret else {
-            return Ok(None);
-        };
-        let mut config = AuthConfig::new(secret).context("--jwt-secret / TAXON_JWT_SECRET")?;
-        config.algorithm = taxon_auth::parse_algorithm(&self.jwt_algorithm)?;
-        config.token_ttl = Duration::from_secs(self.token_ttl);
-        let users = UserStore::open(&self.users_db)?;
-        Ok(Some(Auth::new(config, users)?))
-    }
 }
 
 /// A non-negative, finite number of seconds.
@@ -402,7 +369,7 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
 pub fn run(args: ServeArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     let dispatch = log_dispatch(args.log_format);
     let _log = tracing::dispatcher::set_default(&dispatch);
-    let auth = args.auth()?;
+    let auth = args.auth.auth()?;
     taxon_auth::check_bind(&args.host, auth.is_some(), args.insecure)?;
     let config = args.config()?;
     let alerts = args
@@ -515,7 +482,7 @@ async fn serve(
                 "auth: on ({:?} bearer tokens for {} s from POST /token; users in {})",
                 auth.config().algorithm,
                 auth.config().token_ttl.as_secs(),
-                taxon_db::redact_url(&args.users_db.display().to_string())
+                taxon_db::redact_url(&args.auth.users_db.display().to_string())
             ));
             state.metrics().auth_on();
             let counted = state.clone();
