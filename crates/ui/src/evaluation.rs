@@ -1,18 +1,20 @@
 //! The evaluations of a run on its page: each `eval/*.json` artifact (written by `taxon eval`)
-//! read back as taxon-eval's [`Metrics`] and shown as a per-class table and a confusion matrix.
-//! A file that is gone or unreadable is named, not fatal.
+//! read back as taxon-eval's [`Evaluation`] and drawn by the same code as `taxon eval --report`
+//! ([`taxon_eval::report::html::sections`]: headline numbers, confusion matrix, calibration
+//! with its reliability diagram, per-class table). A file that is gone or unreadable is named,
+//! not fatal.
 
 use std::fmt::Write as _;
 
-use taxon_eval::Metrics;
+use taxon_eval::report::Evaluation;
 use taxon_track::Artifact;
 
-use crate::html::{Esc, num};
+use crate::html::Esc;
 
 /// Evaluation files larger than this are not read (a confusion matrix of a few thousand labels).
 const MAX_BYTES: u64 = 16 << 20;
 
-fn read(a: &Artifact) -> Result<Metrics, String> {
+fn read(a: &Artifact) -> Result<Evaluation, String> {
     let len = std::fs::metadata(&a.path).map_err(|e| e.to_string())?.len();
     if len > MAX_BYTES {
         return Err(format!("{len} bytes, more than this page reads"));
@@ -21,47 +23,18 @@ fn read(a: &Artifact) -> Result<Metrics, String> {
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
 
-/// One evaluation: headline numbers, per-class precision/recall/F1, the confusion matrix.
-pub fn render(name: &str, m: &Metrics) -> String {
-    let mut s = format!(
-        "<section data-eval=\"{n}\"><h3>{n}</h3><p>{} examples, accuracy {}, macro-F1 {}</p>\
-         <table class=\"per-class\"><thead><tr><th scope=\"col\">Label</th>\
-         <th scope=\"col\">Precision</th><th scope=\"col\">Recall</th><th scope=\"col\">F1</th>\
-         <th scope=\"col\">Support</th></tr></thead><tbody>",
-        m.examples,
-        num(m.accuracy),
-        num(m.macro_f1),
+/// One evaluation under its name (the data file's stem); section ids start with
+/// `eval-NAME-`. The run page draws the training curves itself, so they are left out here.
+pub fn render(name: &str, e: &Evaluation) -> String {
+    let id: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!(
+        "<section data-eval=\"{n}\"><h3>{n}</h3>{}</section>",
+        taxon_eval::report::html::sections(e, &format!("eval-{id}-"), false),
         n = Esc(name),
-    );
-    for c in &m.per_class {
-        let _ = write!(
-            s,
-            "<tr data-label=\"{l}\"><th scope=\"row\">{l}</th><td class=\"num\">{}</td>\
-             <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-            num(c.precision),
-            num(c.recall),
-            num(c.f1),
-            c.support,
-            l = Esc(&c.label),
-        );
-    }
-    s.push_str(
-        "</tbody></table><table class=\"confusion\"><caption>Confusion matrix \
-         (rows: true label, columns: predicted)</caption><thead><tr><td></td>",
-    );
-    for l in &m.labels {
-        let _ = write!(s, "<th scope=\"col\">{}</th>", Esc(l));
-    }
-    s.push_str("</tr></thead><tbody>");
-    for (l, row) in m.labels.iter().zip(&m.confusion_matrix) {
-        let _ = write!(s, "<tr><th scope=\"row\">{}</th>", Esc(l));
-        for n in row {
-            let _ = write!(s, "<td class=\"num\">{n}</td>");
-        }
-        s.push_str("</tr>");
-    }
-    s.push_str("</tbody></table></section>");
-    s
+    )
 }
 
 /// The evaluation section of a run page (empty when the run has no evaluation).
@@ -77,7 +50,7 @@ pub fn section(artifacts: &[Artifact]) -> String {
     for a in evals {
         let name = a.name.trim_start_matches("eval/").trim_end_matches(".json");
         match read(a) {
-            Ok(m) => s.push_str(&render(name, &m)),
+            Ok(e) => s.push_str(&render(name, &e)),
             Err(e) => {
                 let _ = write!(
                     s,
@@ -96,24 +69,41 @@ pub fn section(artifacts: &[Artifact]) -> String {
 mod tests {
     use super::*;
 
-    fn metrics() -> Metrics {
-        let labels = vec!["<a>".to_string(), "b".to_string()];
-        Metrics::compute(&labels, &[0, 0, 1, 1], &[0, 1, 1, 1])
+    fn evaluation() -> Evaluation {
+        // What `taxon eval` records: 4 examples, labels "<a>" and "b".
+        serde_json::from_value(serde_json::json!({
+            "model": "m", "model_type": "linear", "data": "test.jsonl",
+            "examples": 4, "accuracy": 0.75, "macro_f1": 0.7333333333333334,
+            "labels": ["<a>", "b"],
+            "per_class": [
+                {"label": "<a>", "precision": 1.0, "recall": 0.5, "f1": 0.6666666666666666, "support": 2},
+                {"label": "b", "precision": 0.6666666666666666, "recall": 1.0, "f1": 0.8, "support": 2}
+            ],
+            "confusion_matrix": [[1, 1], [0, 2]],
+            "unknown_label_examples": 0, "predict_seconds": 0.01, "docs_per_sec": 400.0,
+            "threads": 1, "ece": 0.125, "mce": 0.25, "nll": 0.5,
+            "reliability": [
+                {"lower": 0.5, "upper": 0.75, "confidence": 0.6, "accuracy": 0.5, "count": 2},
+                {"lower": 0.75, "upper": 1.0, "confidence": 0.9, "accuracy": 1.0, "count": 2}
+            ]
+        }))
+        .unwrap()
     }
 
     #[test]
-    fn per_class_and_confusion_tables_show_the_metrics() {
-        let html = render("test", &metrics());
-        assert!(html.contains("4 examples, accuracy 0.7500"));
-        // b: precision 2/3, recall 1, support 2.
+    fn the_evaluation_is_drawn_as_eval_report_draws_it() {
+        let html = render("test", &evaluation());
+        // b: precision 2/3, recall 1, F1 0.8, support 2.
         assert!(html.contains(
-            "<tr data-label=\"b\"><th scope=\"row\">b</th><td class=\"num\">0.6667</td>\
-             <td class=\"num\">1</td><td class=\"num\">0.8000</td><td class=\"num\">2</td></tr>"
-        ));
-        // Row "<a>": one right, one predicted b.
-        assert!(html.contains(
-            "<tr><th scope=\"row\">&lt;a&gt;</th><td class=\"num\">1</td><td class=\"num\">1</td></tr>"
-        ));
+            "<tr data-label=\"b\"><th scope=\"row\" class=\"label\">b</th><td class=\"num\">0.6667</td>\
+             <td class=\"num\">1.0000</td><td class=\"num\">0.8000</td><td class=\"num\">2</td></tr>"
+        ), "{html}");
+        // Confusion heatmap and reliability diagram, no training section (the page has its own
+        // curves); ids made unique per evaluation.
+        assert_eq!(html.matches("<svg").count(), 2, "{html}");
+        assert!(html.contains("id=\"eval-test-calibration\"") && html.contains("ECE 0.1250"));
+        assert!(!html.contains("eval-test-training"));
+        assert!(html.contains("data-ece=\"0.125\""));
         assert!(!html.contains("<a>"));
     }
 

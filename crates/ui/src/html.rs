@@ -112,9 +112,12 @@ pub fn page(title: &str, active: Nav, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <link rel=\"icon\" href=\"data:,\"><title>{} · taxon</title><style>{CSS}</style></head>\
+         <link rel=\"icon\" href=\"data:,\"><title>{} · taxon</title><style>{CSS}{}</style></head>\
          <body><nav aria-label=\"main\">{nav}</nav><main><h1>{}</h1>\n{body}</main></body></html>\n",
         Esc(title),
+        // The evaluation sections shared with `taxon eval --report` bring their own (scoped)
+        // look.
+        taxon_eval::report::html::SECTION_STYLE,
         Esc(title),
     )
 }

@@ -12,6 +12,8 @@
 //! GET /registry         models, versions, metrics, aliases
 //! GET /registry/{name}  versions and the alias history
 //! GET /data             data versions with row counts and label distribution
+//! GET /data/diff?a=ID&b=ID  content diff of two data versions: rows added, removed,
+//!                       relabelled, label shift, examples
 //! GET /login, POST /login, POST /logout   signing in, when auth is on ([`session`])
 //! ```
 //!
@@ -81,6 +83,7 @@ pub fn app(state: AppState) -> Router {
         .route("/registry", get(registry_h))
         .route("/registry/{name}", get(model_h))
         .route("/data", get(data_h))
+        .route("/data/diff", get(data_diff_h))
         .fallback(|| async { UiError::not_found("page") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -179,6 +182,13 @@ async fn model_h(
 
 async fn data_h(State(s): State<AppState>) -> Result<Html<String>, UiError> {
     render(move || data::list_page(&s.project)).await
+}
+
+async fn data_diff_h(
+    State(s): State<AppState>,
+    Query(q): Query<data::DiffQuery>,
+) -> Result<Html<String>, UiError> {
+    render(move || data::diff_page(&s.project, &q)).await
 }
 
 #[cfg(test)]

@@ -207,6 +207,83 @@ pub fn overlay_chart(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Strin
     svg
 }
 
+/// Horizontal bars, two per row: each `(label, old, new)` share in `[0, 1]` as an old bar (blue,
+/// solid) above a new bar (orange, hatched by a lighter fill and named in the legend, so colour
+/// is not the only cue), with the percentage at the end of each bar.
+pub fn paired_bars(title: &str, rows: &[(String, f64, f64)]) -> String {
+    const ROW: f64 = 26.0;
+    const LABEL_W: f64 = 110.0;
+    let width = W * 1.5;
+    let height = MT + 18.0 + ROW * rows.len().max(1) as f64 + 8.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"{t}\">\
+         <title>{t}</title><text x=\"{}\" y=\"16\" text-anchor=\"middle\" \
+         font-size=\"13\" font-weight=\"bold\">{t}</text>\
+         <g font-size=\"11\"><rect x=\"{LABEL_W}\" y=\"{ly}\" width=\"10\" height=\"8\" fill=\"#2a6fdb\"/>\
+         <text x=\"{}\" y=\"{ty}\">old</text>\
+         <rect x=\"{}\" y=\"{ly}\" width=\"10\" height=\"8\" fill=\"#f59f00\" stroke=\"#d9480f\"/>\
+         <text x=\"{}\" y=\"{ty}\">new</text></g>",
+        width / 2.0,
+        LABEL_W + 14.0,
+        LABEL_W + 50.0,
+        LABEL_W + 64.0,
+        t = Esc(title),
+        ly = MT - 4.0,
+        ty = MT + 4.0,
+    );
+    if rows.is_empty() {
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#777\">no labels</text></svg>",
+            width / 2.0,
+            MT + 30.0
+        );
+        return svg;
+    }
+    let max = rows
+        .iter()
+        .flat_map(|r| [r.1, r.2])
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let span = width - LABEL_W - 60.0;
+    for (i, (label, old, new)) in rows.iter().enumerate() {
+        let y = MT + 18.0 + ROW * i as f64;
+        let shown: String = label.chars().take(16).collect();
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\">{}<title>{}</title></text>",
+            LABEL_W - 6.0,
+            y + 14.0,
+            Esc(&shown),
+            Esc(label)
+        );
+        for (j, (v, fill, stroke)) in [(old, "#2a6fdb", "none"), (new, "#f59f00", "#d9480f")]
+            .into_iter()
+            .enumerate()
+        {
+            let v = if v.is_finite() { *v } else { 0.0 };
+            let w = v / max * span;
+            let by = y + 2.0 + 11.0 * j as f64;
+            let _ = write!(
+                svg,
+                "<rect x=\"{LABEL_W}\" y=\"{by}\" width=\"{w:.1}\" height=\"9\" fill=\"{fill}\" stroke=\"{stroke}\">\
+                 <title>{} {}: {:.1}%</title></rect>\
+                 <text x=\"{:.1}\" y=\"{}\" font-size=\"10\" fill=\"#444\">{:.1}%</text>",
+                Esc(label),
+                if j == 0 { "old" } else { "new" },
+                v * 100.0,
+                LABEL_W + w + 4.0,
+                by + 8.0,
+                v * 100.0
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,13 +73,20 @@ struct Ui {
 
 impl Ui {
     fn start(dir: &Path) -> Ui {
+        Ui::start_with(dir, &[])
+    }
+
+    /// `taxon ui --port 0 EXTRA...` in `dir`.
+    fn start_with(dir: &Path, extra: &[&str]) -> Ui {
         let mut child = StdCommand::cargo_bin("taxon")
             .unwrap()
             .current_dir(dir)
             .env_remove("TAXON_RUNS_DB")
             .env_remove("TAXON_REGISTRY_DB")
             .env_remove("TAXON_REGISTRY_ARTIFACTS")
+            .env_remove("TAXON_JWT_SECRET")
             .args(["ui", "--port", "0"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -101,6 +108,27 @@ impl Ui {
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The raw answer (head and body) to `METHOD path` with `headers` (each `Name: value`)
+    /// and `body`.
+    fn request(&self, method: &str, path: &str, headers: &[&str], body: &str) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+             Content-Length: {}\r\n",
+            body.len()
+        );
+        for h in headers {
+            head.push_str(h);
+            head.push_str("\r\n");
+        }
+        write!(s, "{head}\r\n{body}").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
     }
 
     /// Status and body of `GET path`.
@@ -152,6 +180,8 @@ struct Expected {
     data_versions: Vec<Value>,
     /// The evaluation's per-class rows, from the `eval/` artifact `taxon eval` wrote.
     per_class: Vec<Value>,
+    /// The evaluation's expected calibration error.
+    ece: f64,
 }
 
 /// The checks on each page, shared by the HTTP answers and the browser's DOM.
@@ -229,6 +259,13 @@ fn check_page(path: &str, html: &str, e: &Expected) {
             assert!(html.contains("<svg"), "{path}: no curve");
             assert!(html.contains(&e.data_version), "{path}: no data version");
             assert!(html.contains(">default v1</a>"), "{path}: no registry link");
+            // The evaluation as `taxon eval --report` draws it: the reliability diagram of the
+            // recorded calibration.
+            assert!(
+                html.contains(&format!("data-ece=\"{}\"", e.ece))
+                    && html.contains("id=\"eval-test-calibration\""),
+                "{path}: no calibration of the evaluation"
+            );
             for c in &e.per_class {
                 let label = c["label"].as_str().unwrap();
                 let at = html
@@ -371,6 +408,7 @@ fn ui_pages_show_the_stores_numbers() {
     let eval: Value = serde_json::from_str(&std::fs::read_to_string(eval_file).unwrap()).unwrap();
     let expected = Expected {
         per_class: eval["per_class"].as_array().unwrap().clone(),
+        ece: eval["ece"].as_f64().unwrap(),
         data_version: run["data_version"].as_str().unwrap().to_string(),
         run_id: run_id.clone(),
         accuracy,
@@ -469,4 +507,109 @@ fn ui_pages_show_the_stores_numbers() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "taxon ui exited with {status}");
+}
+
+/// The value of header `name` (lower case) in a raw answer.
+fn header<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    raw.split("\r\n\r\n").next().unwrap().lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn with_a_secret_the_ui_asks_for_a_login_of_taxon_users() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let users = dir.join("users.db");
+    let users_arg = users.to_str().unwrap();
+    taxon(dir)
+        .args([
+            "users",
+            "add",
+            "carol",
+            "--scope",
+            "predict",
+            "--users-db",
+            users_arg,
+        ])
+        .env("TAXON_PASSWORD", "carol-secret-9")
+        .assert()
+        .success();
+    let ui = Ui::start_with(
+        dir,
+        &[
+            "--jwt-secret",
+            "0123456789abcdef0123456789abcdef-ui",
+            "--users-db",
+            users_arg,
+        ],
+    );
+    // No session: sent to the form.
+    let raw = ui.request("GET", "/runs?page=2", &[], "");
+    assert!(raw.starts_with("HTTP/1.1 303"), "{raw}");
+    assert_eq!(
+        header(&raw, "location"),
+        Some("/login?next=%2Fruns%3Fpage%3D2")
+    );
+    let (status, form) = ui.get("/login?next=%2Fruns");
+    assert_eq!(status, 200);
+    assert!(form.contains("<label for=\"username\">User name</label>"));
+
+    let post = |form: &str| {
+        ui.request(
+            "POST",
+            "/login",
+            &["Content-Type: application/x-www-form-urlencoded"],
+            form,
+        )
+    };
+    let raw = post("username=carol&password=nope-nope-1&next=%2Fruns");
+    assert!(raw.starts_with("HTTP/1.1 401"), "{raw}");
+    assert!(raw.contains("invalid username or password"));
+    let raw = post("username=carol&password=carol-secret-9&next=%2Fruns");
+    assert!(raw.starts_with("HTTP/1.1 303"), "{raw}");
+    assert_eq!(header(&raw, "location"), Some("/runs"));
+    let cookie = header(&raw, "set-cookie").unwrap();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let cookie = format!("Cookie: {}", cookie.split(';').next().unwrap());
+    let raw = ui.request("GET", "/runs", &[&cookie], "");
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains("<span>carol</span>"));
+
+    // The same account's token from `taxon serve` would carry the same claims: removing the
+    // user ends the session (the revocation list is re-read at the next login attempt).
+    taxon(dir)
+        .args(["users", "remove", "carol", "--users-db", users_arg])
+        .assert()
+        .success();
+    let _ = post("username=nobody&password=whatever-1");
+    let raw = ui.request("GET", "/runs", &[&cookie], "");
+    assert!(raw.starts_with("HTTP/1.1 303"), "{raw}");
+    assert!(
+        header(&raw, "location").unwrap().contains("revoked"),
+        "{raw}"
+    );
+
+    if let Some(browser) = chromium() {
+        // The login page in a real browser: no console message, and its screenshot.
+        let out = StdCommand::new(&browser)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+            .args(["--enable-logging=stderr", "--v=0"])
+            .arg(ui.url("/runs"))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(!log.contains(":CONSOLE"), "{log}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("id=\"login\""));
+        let _ = StdCommand::new(&browser)
+            .args(["--headless", "--no-sandbox", "--disable-gpu"])
+            .arg(format!(
+                "--screenshot={}",
+                screenshot_dir().join("login.png").display()
+            ))
+            .arg("--window-size=1280,600")
+            .arg(ui.url("/login"))
+            .output();
+    }
 }
