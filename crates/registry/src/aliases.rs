@@ -172,23 +172,42 @@ impl Registry {
                  ORDER BY seq",
                 params![name, alias],
             )
-            .and_then(|rows| {
-                rows.iter()
-                    .map(|r| {
-                        Ok(AliasChange {
-                            name: name.to_string(),
-                            alias: r.get(0)?,
-                            from_version: r.get::<Option<i64>>(1)?.map(|v| v as u64),
-                            to_version: r.get::<Option<i64>>(2)?.map(|v| v as u64),
-                            actor: r.get(3)?,
-                            at: from_us(r.get(4)?),
-                            forced: r.get(5)?,
-                            reason: r.get(6)?,
-                        })
-                    })
-                    .collect()
-            })
+            .and_then(|rows| rows.iter().map(|r| change_of(name, r)).collect())
             .map_err(self.db_err())
+    }
+
+    /// One page of model `name`'s alias changes, newest first: `limit` changes after skipping
+    /// the `offset` newest, and how many there are in all (for a UI that pages through a
+    /// long history without reading it whole).
+    pub fn history_page(
+        &self,
+        name: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<AliasChange>, u64), RegistryError> {
+        self.require_model(name)?;
+        let total: i64 = self
+            .db
+            .query_one(
+                "SELECT COUNT(*) FROM alias_history WHERE name = ?1",
+                params![name],
+            )
+            .and_then(|r| r.get(0))
+            .map_err(self.db_err())?;
+        let page = self
+            .db
+            .query(
+                "SELECT alias, from_version, to_version, actor, at_us, forced, reason
+                 FROM alias_history WHERE name = ?1 ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
+                params![
+                    name,
+                    i64::try_from(limit).unwrap_or(i64::MAX),
+                    i64::try_from(offset).unwrap_or(i64::MAX)
+                ],
+            )
+            .and_then(|rows| rows.iter().map(|r| change_of(name, r)).collect())
+            .map_err(self.db_err())?;
+        Ok((page, total.max(0) as u64))
     }
 
     /// The version `alias` of model `name` pointed at at time `at` (`None`: it was not set
@@ -213,6 +232,20 @@ impl Registry {
             .map_err(self.db_err())?;
         Ok(v.flatten().map(|v| v as u64))
     }
+}
+
+/// An `alias_history` row (alias, from, to, actor, at_us, forced, reason) of model `name`.
+fn change_of(name: &str, r: &taxon_db::Row) -> Result<AliasChange, DbError> {
+    Ok(AliasChange {
+        name: name.to_string(),
+        alias: r.get(0)?,
+        from_version: r.get::<Option<i64>>(1)?.map(|v| v as u64),
+        to_version: r.get::<Option<i64>>(2)?.map(|v| v as u64),
+        actor: r.get(3)?,
+        at: from_us(r.get(4)?),
+        forced: r.get(5)?,
+        reason: r.get(6)?,
+    })
 }
 
 fn insert_history(tx: &Db, c: &AliasChange) -> Result<u64, DbError> {

@@ -130,7 +130,9 @@ pub struct DiffQuery {
 
 /// The one record whose id is `id` or starts with it.
 fn find<'a>(records: &'a [VersionRecord], id: &str) -> Result<&'a VersionRecord, UiError> {
-    let mut hits = records.iter().filter(|r| !id.is_empty() && r.id.as_str().starts_with(id));
+    let mut hits = records
+        .iter()
+        .filter(|r| !id.is_empty() && r.id.as_str().starts_with(id));
     match (hits.next(), hits.next()) {
         (Some(r), None) => Ok(r),
         (Some(r), Some(o)) if r.id == o.id => Ok(r),
@@ -165,7 +167,11 @@ pub fn diff_page(project: &Path, q: &DiffQuery) -> Result<String, UiError> {
     let (a, b) = (find(&records, &q.a)?, find(&records, &q.b)?);
     let repo = taxon_version::Repo::discover(project)
         .map_err(|e| UiError::store("the data versions")(&e))?;
-    let title = format!("Data diff {} → {}", short(a.id.as_str()), short(b.id.as_str()));
+    let title = format!(
+        "Data diff {} → {}",
+        short(a.id.as_str()),
+        short(b.id.as_str())
+    );
     let mut body = diff_form(&records, a.id.as_str(), b.id.as_str());
     let _ = write!(
         body,
@@ -269,12 +275,20 @@ pub fn render_diff(d: &ContentDiff) -> String {
     s.push_str(&examples(
         "Added",
         "examples-added",
-        d.examples.added.iter().map(|r| (r.text.clone(), label(&r.label))).collect(),
+        d.examples
+            .added
+            .iter()
+            .map(|r| (r.text.clone(), label(&r.label)))
+            .collect(),
     ));
     s.push_str(&examples(
         "Removed",
         "examples-removed",
-        d.examples.removed.iter().map(|r| (r.text.clone(), label(&r.label))).collect(),
+        d.examples
+            .removed
+            .iter()
+            .map(|r| (r.text.clone(), label(&r.label)))
+            .collect(),
     ));
     s.push_str(&examples(
         "Relabelled",
@@ -282,7 +296,12 @@ pub fn render_diff(d: &ContentDiff) -> String {
         d.examples
             .relabelled
             .iter()
-            .map(|r| (r.text.clone(), format!("{} → {}", label(&r.label_a), label(&r.label_b))))
+            .map(|r| {
+                (
+                    r.text.clone(),
+                    format!("{} → {}", label(&r.label_a), label(&r.label_b)),
+                )
+            })
             .collect(),
     ));
     s

@@ -10,7 +10,8 @@
 //! GET /runs/{id}        params, final metrics, per-epoch curves, stages, artifacts, lineage
 //! GET /compare?run=A&run=B  runs side by side: curves overlaid, metrics and params, differences marked
 //! GET /registry         models, versions, metrics, aliases
-//! GET /registry/{name}  versions and the alias history
+//! GET /registry/{name}  versions and the alias history (?page=N, 100 to a page, newest
+//!                       first; ?alias=A&at=TIME: what A pointed at then)
 //! GET /data             data versions with row counts and label distribution
 //! GET /data/diff?a=ID&b=ID  content diff of two data versions: rows added, removed,
 //!                       relabelled, label shift, examples
@@ -176,8 +177,9 @@ async fn registry_h(State(s): State<AppState>) -> Result<Html<String>, UiError> 
 async fn model_h(
     State(s): State<AppState>,
     Path(name): Path<String>,
+    Query(q): Query<registry::ModelQuery>,
 ) -> Result<Html<String>, UiError> {
-    render(move || registry::model_page(&s.project, &name)).await
+    render(move || registry::model_page(&s.project, &name, &q)).await
 }
 
 async fn data_h(State(s): State<AppState>) -> Result<Html<String>, UiError> {

@@ -46,7 +46,7 @@ fn versions_table(versions: &[ModelVersion], aliases: &BTreeMap<String, u64>) ->
             .collect();
         let _ = write!(
             s,
-            "<tr data-version=\"{ver}\"><th scope=\"row\">v{ver}</th><td>{}</td><td>{}</td>\
+            "<tr id=\"v{ver}\" data-version=\"{ver}\"><th scope=\"row\">v{ver}</th><td>{}</td><td>{}</td>\
              <td><a href=\"/runs/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td>",
             on.join(" "),
             Esc(&v.model_type),
@@ -131,8 +131,98 @@ fn ver(v: Option<u64>) -> String {
     v.map_or("-".into(), |v| format!("v{v}"))
 }
 
+/// Alias changes per page of `/registry/{name}`.
+pub const HISTORY_PAGE: u64 = 100;
+
+/// The query of `/registry/{name}`: the history page, and a "what did ALIAS point at on AT"
+/// question.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ModelQuery {
+    pub page: Option<u64>,
+    #[serde(default)]
+    pub alias: String,
+    /// A UTC time, `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM` (what a `datetime-local` input sends) or
+    /// RFC 3339.
+    #[serde(default)]
+    pub at: String,
+}
+
+/// `at` as a UTC time: RFC 3339, or a date and time without zone (taken as UTC), or a date
+/// (its end: what served on that day, by its last change).
+fn parse_at(at: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone as _, Utc};
+    let at = at.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(at) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for f in [
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(at, f) {
+            return Some(Utc.from_utc_datetime(&t));
+        }
+    }
+    NaiveDate::parse_from_str(at, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(23, 59, 59))
+        .map(|t| Utc.from_utc_datetime(&t))
+}
+
+/// The answer to "what did `q.alias` point at on `q.at`", or the form's hint.
+fn alias_at_answer(
+    reg: &Registry,
+    name: &str,
+    aliases: &BTreeMap<String, u64>,
+    q: &ModelQuery,
+) -> String {
+    let mut names: Vec<&String> = aliases.keys().collect();
+    if !q.alias.is_empty() && !aliases.contains_key(&q.alias) {
+        names.push(&q.alias);
+    }
+    let mut options = String::new();
+    for a in names {
+        let sel = if *a == q.alias { " selected" } else { "" };
+        let _ = write!(options, "<option value=\"{0}\"{sel}>{0}</option>", Esc(a));
+    }
+    let mut s = format!(
+        "<form method=\"get\" id=\"alias-at\"><label for=\"alias\">Alias</label>\
+         <select id=\"alias\" name=\"alias\">{options}</select>\
+         <label for=\"at\">at (UTC)</label><input id=\"at\" name=\"at\" type=\"datetime-local\" value=\"{}\">\
+         <button type=\"submit\">What served then?</button></form>",
+        // The input takes only `YYYY-MM-DDTHH:MM`: the asked time in that form, or nothing.
+        parse_at(&q.at).map_or(String::new(), |t| t.format("%Y-%m-%dT%H:%M").to_string())
+    );
+    if q.alias.is_empty() || q.at.is_empty() {
+        return s;
+    }
+    let answer = match parse_at(&q.at) {
+        None => format!(
+            "{} is not a time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)",
+            Esc(&q.at)
+        ),
+        Some(t) => match reg.alias_at(name, &q.alias, t) {
+            Ok(Some(v)) => format!(
+                "On {} UTC, <b>{}</b> pointed at <a href=\"#v{v}\" data-alias-at=\"{v}\">v{v}</a>.",
+                time(t),
+                Esc(&q.alias)
+            ),
+            Ok(None) => format!(
+                "On {} UTC, <b>{}</b> was not set <span data-alias-at=\"none\"></span>.",
+                time(t),
+                Esc(&q.alias)
+            ),
+            Err(e) => Esc(&e.to_string()).to_string(),
+        },
+    };
+    let _ = write!(s, "<p id=\"alias-at-answer\" role=\"status\">{answer}</p>");
+    s
+}
+
 /// The `/registry/{name}` page.
-pub fn model_page(project: &Path, name: &str) -> Result<String, UiError> {
+pub fn model_page(project: &Path, name: &str, q: &ModelQuery) -> Result<String, UiError> {
     let missing = || UiError::not_found(format!("model {name}"));
     let reg = stores::registry(project)?.ok_or_else(missing)?;
     if !reg.models().map_err(reg_err)?.iter().any(|m| m == name) {
@@ -140,17 +230,27 @@ pub fn model_page(project: &Path, name: &str) -> Result<String, UiError> {
     }
     let versions = reg.list(Some(name)).map_err(reg_err)?;
     let aliases = reg.aliases(name).map_err(reg_err)?;
-    let history = reg.history(name, None).map_err(reg_err)?;
+    let (_, total) = reg.history_page(name, 0, 0).map_err(reg_err)?;
+    let pages = total.div_ceil(HISTORY_PAGE).max(1);
+    let page_no = q.page.unwrap_or(1).clamp(1, pages);
+    let (history, _) = reg
+        .history_page(name, (page_no - 1) * HISTORY_PAGE, HISTORY_PAGE)
+        .map_err(reg_err)?;
     let mut body = String::new();
     let _ = write!(
         body,
-        "<p>{} versions; aliases: {}</p><h2>Versions</h2>{}",
+        "<p>{} versions; aliases: {}</p><h2>Versions</h2>{}<h2>Alias history</h2>{}",
         versions.len(),
         alias_list(&aliases),
-        versions_table(&versions, &aliases)
+        versions_table(&versions, &aliases),
+        alias_at_answer(&reg, name, &aliases, q),
+    );
+    let _ = write!(
+        body,
+        "<p id=\"history-count\">{total} alias changes, newest first; page {page_no} of {pages}</p>"
     );
     body.push_str(
-        "<h2>Alias history</h2><table id=\"alias-history\"><thead><tr><th scope=\"col\">When (UTC)</th>\
+        "<table id=\"alias-history\"><thead><tr><th scope=\"col\">When (UTC)</th>\
          <th scope=\"col\">Alias</th><th scope=\"col\">From</th><th scope=\"col\">To</th>\
          <th scope=\"col\">By</th><th scope=\"col\">Forced</th><th scope=\"col\">Reason</th></tr></thead><tbody>",
     );
@@ -171,5 +271,21 @@ pub fn model_page(project: &Path, name: &str) -> Result<String, UiError> {
         body.push_str("<tr><td colspan=\"7\" class=\"muted\">no alias was ever set</td></tr>");
     }
     body.push_str("</tbody></table>");
+    let link = |n: u64, rel: &str, text: &str| {
+        format!(
+            "<a rel=\"{rel}\" href=\"/registry/{}?page={n}\">{text}</a> ",
+            Esc(&url_encode(name))
+        )
+    };
+    if pages > 1 {
+        body.push_str("<nav aria-label=\"alias history pages\">");
+        if page_no > 1 {
+            body.push_str(&link(page_no - 1, "prev", "← newer"));
+        }
+        if page_no < pages {
+            body.push_str(&link(page_no + 1, "next", "older →"));
+        }
+        body.push_str("</nav>");
+    }
     Ok(page(&format!("Model {name}"), Nav::Registry, &body))
 }

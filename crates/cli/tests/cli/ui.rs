@@ -182,6 +182,8 @@ struct Expected {
     per_class: Vec<Value>,
     /// The evaluation's expected calibration error.
     ece: f64,
+    /// `taxon --json data diff` of train.jsonl's two versions.
+    diff: Value,
 }
 
 /// The checks on each page, shared by the HTTP answers and the browser's DOM.
@@ -209,6 +211,13 @@ fn check_page(path: &str, html: &str, e: &Expected) {
             );
             assert_shown(html, "data-metric=\"eval.test.accuracy\"", e.accuracy);
         }
+        at if at.starts_with("/registry/default?alias=production&at=2") => {
+            // After the alias was set: v1; long before: not set.
+            assert_eq!(text_after(html, "data-alias-at=\"1\""), "v1", "{path}");
+        }
+        at if at.starts_with("/registry/default?alias=production&at=1999") => {
+            assert!(html.contains("data-alias-at=\"none\""), "{path}");
+        }
         "/registry/default" => {
             assert!(
                 html.contains("<td>production</td><td>-</td><td>v1</td><td>alice</td>"),
@@ -229,6 +238,27 @@ fn check_page(path: &str, html: &str, e: &Expected) {
                     assert!(shown.starts_with(&format!("{label}: {n} (")), "{shown}");
                 }
             }
+        }
+        diff if diff.starts_with("/data/diff") => {
+            for k in ["added", "removed", "relabelled", "unchanged"] {
+                assert_shown(
+                    html,
+                    &format!("data-diff=\"{k}\""),
+                    e.diff[k].as_f64().unwrap(),
+                );
+            }
+            for (label, l) in e.diff["label_shift"].as_object().unwrap() {
+                let at = html
+                    .find(&format!("<tr data-label=\"{label}\">"))
+                    .unwrap_or_else(|| panic!("{path}: no label shift row for {label}"));
+                let row = &html[at..];
+                let old = text_after(row, "<td class=\"num\"");
+                assert_eq!(old, l["count_a"].to_string(), "{label}");
+            }
+            assert!(
+                html.contains("Label shares, old and new"),
+                "{path}: no chart"
+            );
         }
         compare if compare.starts_with("/compare") => {
             // The two runs side by side: their curves overlaid, the solver row marked as
@@ -383,6 +413,18 @@ fn ui_pages_show_the_stores_numbers() {
     ok(dir, &["eval", "model", "test.jsonl"]);
     ok(dir, &["registry", "register", "latest"]);
     ok(dir, &["registry", "alias", "set", "production", "latest"]);
+    // A second version of train.jsonl: its first row relabelled, 20 rows added.
+    let before = std::fs::read_to_string(dir.join("train.jsonl")).unwrap();
+    let (first, rest) = before.split_once('\n').unwrap();
+    let flipped = if first.contains("\"sport\"") {
+        first.replace("\"sport\"", "\"tech\"")
+    } else {
+        first.replace("\"tech\"", "\"sport\"")
+    };
+    write_data(&dir.join("more.jsonl"), 20, 5, 50);
+    let more = std::fs::read_to_string(dir.join("more.jsonl")).unwrap();
+    std::fs::write(dir.join("train.jsonl"), format!("{flipped}\n{rest}{more}")).unwrap();
+    ok(dir, &["data", "add", "train.jsonl"]);
 
     let runs = json(dir, &["runs", "list"]);
     let run_id = runs[0]["id"].as_str().unwrap().to_string();
@@ -406,7 +448,26 @@ fn ui_pages_show_the_stores_numbers() {
         .unwrap()
         .to_string();
     let eval: Value = serde_json::from_str(&std::fs::read_to_string(eval_file).unwrap()).unwrap();
+    let train_versions: Vec<&str> = data_versions
+        .iter()
+        .filter(|v| v["path"] == "train.jsonl")
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(train_versions.len(), 2);
+    let diff = json(
+        dir,
+        &[
+            "data",
+            "diff",
+            "train.jsonl",
+            train_versions[0],
+            train_versions[1],
+        ],
+    );
+    assert_eq!(diff["relabelled"], 1, "{diff}");
+    let diff_page = format!("/data/diff?a={}&b={}", train_versions[0], train_versions[1]);
     let expected = Expected {
+        diff,
         per_class: eval["per_class"].as_array().unwrap().clone(),
         ece: eval["ece"].as_f64().unwrap(),
         data_version: run["data_version"].as_str().unwrap().to_string(),
@@ -425,8 +486,14 @@ fn ui_pages_show_the_stores_numbers() {
         format!("/runs/{run_id}"),
         "/registry".into(),
         "/registry/default".into(),
+        format!(
+            "/registry/default?alias=production&at={}",
+            (chrono::Utc::now() + chrono::Duration::days(1)).format("%Y-%m-%dT%H%%3A%M")
+        ),
+        "/registry/default?alias=production&at=1999-01-01".into(),
         "/data".into(),
         format!("/compare?run={sgd_run}&run={run_id}"),
+        diff_page.clone(),
     ];
     for path in &pages {
         let (status, html) = ui.get(path);
