@@ -7,6 +7,7 @@
 #
 # usage: bench/ui.sh
 #   env: RUNS=10000 ALIAS_CHANGES=100000 ROUNDS=7 WORK=/tmp/taxon-bench-ui
+#        REUSE=1: keep the project a previous run filled in WORK (filling takes minutes)
 #        TAXON_BIN, FILL_BIN (prebuilt binaries instead of release builds), CARGO_TARGET_DIR
 set -euo pipefail
 shopt -s inherit_errexit
@@ -24,11 +25,15 @@ fi
 TAXON=${TAXON_BIN:-$CARGO_TARGET_DIR/release/taxon}
 FILL=${FILL_BIN:-$CARGO_TARGET_DIR/release/examples/ui_fill}
 
+export TAXON_USER=bench
+unset TAXON_RUNS_DB TAXON_REGISTRY_DB TAXON_REGISTRY_ARTIFACTS MLFLOW_TRACKING_URI TAXON_JWT_SECRET
+if [[ ${REUSE:-} == 1 && -f $WORK/.filled ]]; then
+    echo "== reusing the project in $WORK" >&2
+    cd "$WORK"
+else
 rm -rf "$WORK"
 mkdir -p "$WORK"
 cd "$WORK"
-export TAXON_USER=bench
-unset TAXON_RUNS_DB TAXON_REGISTRY_DB TAXON_REGISTRY_ARTIFACTS MLFLOW_TRACKING_URI TAXON_JWT_SECRET
 python3 - <<'PY'
 import json, random
 random.seed(1)
@@ -45,6 +50,8 @@ echo "== filling: $RUNS runs, $ALIAS_CHANGES alias changes" >&2
 "$TAXON" -q train --model-type linear --data train.jsonl --output model --threads 1 >/dev/null
 "$TAXON" -q registry register latest >/dev/null
 "$TAXON" -q registry alias set production latest >/dev/null
+touch .filled
+fi
 
 "$TAXON" ui --port 0 --project . 2> ui.log &
 UI_PID=$!
@@ -87,6 +94,6 @@ for p in "${PAGES[@]}"; do
     printf '%s\n' "${times[@]}" | python3 -c '
 import statistics, sys, os
 t = [float(x) * 1000 for x in sys.stdin.read().split()]
-p = sys.argv[1].replace("|", "\\|")
-print(f"| `{p}` | {statistics.median(t):.1f} | {max(t):.1f} | {os.path.getsize(\"page.html\") / 1024:.0f} |")' "$p"
+kib = os.path.getsize(sys.argv[2]) / 1024
+print(f"| `{sys.argv[1]}` | {statistics.median(t):.1f} | {max(t):.1f} | {kib:.0f} |")' "$p" page.html
 done

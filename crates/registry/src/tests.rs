@@ -444,11 +444,17 @@ fn every_alias_change_is_recorded_and_alias_at_answers_for_any_time(mut p: Proje
     // Pages of the history, newest first, with the total.
     let (page, total) = reg.history_page("default", 0, 2).unwrap();
     assert_eq!(total, 4);
-    let page: Vec<_> = page.iter().map(|c| (c.alias.as_str(), c.to_version)).collect();
+    let page: Vec<_> = page
+        .iter()
+        .map(|c| (c.alias.as_str(), c.to_version))
+        .collect();
     assert_eq!(page, [("production", None), ("production", Some(2))]);
     let (page, _) = reg.history_page("default", 3, 2).unwrap();
     assert_eq!(page.len(), 1);
-    assert_eq!((page[0].actor.as_str(), page[0].to_version), ("alice", Some(1)));
+    assert_eq!(
+        (page[0].actor.as_str(), page[0].to_version),
+        ("alice", Some(1))
+    );
     assert!(reg.history_page("default", 9, 2).unwrap().0.is_empty());
     assert_eq!(
         reg.aliases("default").unwrap(),

@@ -548,18 +548,33 @@ pub fn run_page(project: &Path, id: &str) -> Result<String, UiError> {
     if series.is_empty() {
         body.push_str("<p class=\"muted\">No per-epoch metrics were recorded.</p>");
     } else {
-        body.push_str("<div class=\"charts\">");
         let mut series: Vec<_> = series.iter().collect();
         series.sort_by_key(|(k, _)| (curve_rank(k), **k));
-        for (key, points) in series {
-            let _ = write!(
-                body,
-                "<figure data-curve=\"{}\">{}</figure>",
-                Esc(key),
-                svg::line_chart(key, points)
-            );
+        // A key with one point (a one-pass solver's only "epoch") is a value, not a curve.
+        let (curves, single): (Vec<_>, Vec<_>) =
+            series.into_iter().partition(|(_, points)| points.len() > 1);
+        if !curves.is_empty() {
+            body.push_str("<div class=\"charts\">");
+            for (key, points) in curves {
+                let _ = write!(
+                    body,
+                    "<figure data-curve=\"{}\">{}</figure>",
+                    Esc(key),
+                    svg::line_chart(key, points)
+                );
+            }
+            body.push_str("</div>");
         }
-        body.push_str("</div>");
+        if !single.is_empty() {
+            body.push_str("<p class=\"muted\">Recorded at one step only (no curve to draw):</p>");
+            body.push_str(&kv_table(
+                "single-step",
+                ("Metric", "Value"),
+                single
+                    .iter()
+                    .map(|(k, p)| (k.to_string(), p.first().map_or("-".into(), |p| num(p.1)))),
+            ));
+        }
     }
 
     body.push_str("<h2>Final metrics</h2>");

@@ -19,7 +19,14 @@ fn tick(v: f64) -> String {
     if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
         format!("{v:.2e}")
     } else {
-        let s = format!("{v:.4}");
+        // At most 6 significant digits, so the label fits the left margin.
+        let decimals = match v.abs() {
+            a if a >= 1000.0 => 1,
+            a if a >= 100.0 => 2,
+            a if a >= 10.0 => 3,
+            _ => 4,
+        };
+        let s = format!("{v:.decimals$}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
         if s.is_empty() || s == "-" {
             "0".into()

@@ -186,9 +186,42 @@ struct Expected {
     diff: Value,
 }
 
+/// Basic accessibility: every form control a user fills (not hidden inputs, not buttons) has a
+/// name, from a `<label for>` or `aria-label`; every chart is an image with a name; the page
+/// has a language and one main landmark.
+fn assert_accessible(path: &str, html: &str) {
+    assert!(html.contains("<html lang=\"en\""), "{path}: no lang");
+    assert_eq!(html.matches("<main").count(), 1, "{path}: main landmark");
+    for tag in ["<input", "<select"] {
+        for (at, _) in html.match_indices(tag) {
+            let el = &html[at..at + html[at..].find('>').unwrap()];
+            if el.contains("type=\"hidden\"") || el.contains("aria-label=") {
+                continue;
+            }
+            let id = el
+                .split("id=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_else(|| panic!("{path}: unlabelled control {el}"));
+            assert!(
+                html.contains(&format!("<label for=\"{id}\"")),
+                "{path}: no label for {el}"
+            );
+        }
+    }
+    for (at, _) in html.match_indices("<svg") {
+        let el = &html[at..at + html[at..].find('>').unwrap()];
+        assert!(
+            el.contains("role=\"img\"") && el.contains("aria-label=\""),
+            "{path}: chart without a name: {el}"
+        );
+    }
+}
+
 /// The checks on each page, shared by the HTTP answers and the browser's DOM.
 fn check_page(path: &str, html: &str, e: &Expected) {
     assert!(html.contains("<title>"), "{path}: no title");
+    assert_accessible(path, html);
     match path {
         "/" => {
             assert_shown(html, "data-count=\"runs\"", e.runs as f64);
@@ -495,6 +528,20 @@ fn ui_pages_show_the_stores_numbers() {
         format!("/compare?run={sgd_run}&run={run_id}"),
         diff_page.clone(),
     ];
+    // The screenshot of each page, in order (docs/ui/ keeps copies for the README).
+    let shot_names = [
+        "overview",
+        "runs",
+        "run",
+        "registry",
+        "registry-model",
+        "alias-at",
+        "alias-at-unset",
+        "data",
+        "compare",
+        "data-diff",
+    ];
+    assert_eq!(shot_names.len(), pages.len());
     for path in &pages {
         let (status, html) = ui.get(path);
         assert_eq!(status, 200, "{path}: {html}");
@@ -548,9 +595,9 @@ fn ui_pages_show_the_stores_numbers() {
                     .args(["--headless", "--no-sandbox", "--disable-gpu"])
                     .arg(format!(
                         "--screenshot={}",
-                        shots.join(format!("{i}.png")).display()
+                        shots.join(format!("{}.png", shot_names[i])).display()
                     ))
-                    .arg("--window-size=1280,900")
+                    .arg("--window-size=1280,1800")
                     .arg(ui.url(path))
                     .output();
             }
@@ -622,6 +669,7 @@ fn with_a_secret_the_ui_asks_for_a_login_of_taxon_users() {
     let (status, form) = ui.get("/login?next=%2Fruns");
     assert_eq!(status, 200);
     assert!(form.contains("<label for=\"username\">User name</label>"));
+    assert_accessible("/login", &form);
 
     let post = |form: &str| {
         ui.request(
