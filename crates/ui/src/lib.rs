@@ -12,6 +12,9 @@
 //! GET /registry         models, versions, metrics, aliases
 //! GET /registry/{name}  versions and the alias history
 //! GET /data             data versions with row counts and label distribution
+//! GET /monitor?window=SECONDS  the served model over time, from its prediction log and the
+//!                       alert history: predictions by label, latency, live accuracy, drift
+//!                       per feature against the reference, alerts fired and resolved
 //! ```
 //!
 //! The stores are synchronous: each request reads them on a blocking thread.
@@ -20,6 +23,7 @@ pub mod data;
 pub mod error;
 pub mod evaluation;
 pub mod html;
+pub mod monitor;
 pub mod overview;
 pub mod registry;
 pub mod runs;
@@ -41,6 +45,8 @@ pub use error::UiError;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub project: PathBuf,
+    /// What `/monitor` reads: the prediction log, the reference model, the alert history.
+    pub monitor: monitor::Sources,
 }
 
 /// The UI's routes; unknown paths get the 404 page.
@@ -53,6 +59,7 @@ pub fn app(state: AppState) -> Router {
         .route("/registry", get(registry_h))
         .route("/registry/{name}", get(model_h))
         .route("/data", get(data_h))
+        .route("/monitor", get(monitor_h))
         .fallback(|| async { UiError::not_found("page") })
         .layer(axum::middleware::map_response(lock_down))
         .with_state(state)
@@ -141,6 +148,13 @@ async fn model_h(
 
 async fn data_h(State(s): State<AppState>) -> Result<Html<String>, UiError> {
     render(move || data::list_page(&s.project)).await
+}
+
+async fn monitor_h(
+    State(s): State<AppState>,
+    Query(q): Query<monitor::MonitorQuery>,
+) -> Result<Html<String>, UiError> {
+    render(move || monitor::page_html(&s.project, &s.monitor, &q)).await
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::{AppState, app};
 async fn get(project: &std::path::Path, uri: &str) -> (StatusCode, String) {
     let res = app(AppState {
         project: project.to_path_buf(),
+        monitor: Default::default(),
     })
     .oneshot(Request::get(uri).body(Body::empty()).unwrap())
     .await
