@@ -372,7 +372,7 @@ pub fn read_files(files: &[PathBuf], f: &mut dyn FnMut(LogRecord)) -> Result<u64
             path: path.clone(),
             source,
         };
-        let mut r = BufReader::new(File::open(&path).map_err(io)?);
+        let mut r = BufReader::new(File::open(path).map_err(io)?);
         let mut buf = Vec::new();
         let mut line_no = 0;
         loop {

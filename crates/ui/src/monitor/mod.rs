@@ -52,7 +52,7 @@ pub struct MonitorQuery {
 
 /// The reference profile and where it came from, or why there is none.
 enum Reference {
-    Found { profile: Profile, from: String },
+    Found { profile: Box<Profile>, from: String },
     Missing(String),
 }
 
@@ -60,7 +60,10 @@ enum Reference {
 /// newest prediction names.
 fn reference(project: &Path, sources: &Sources, read: &LogRead) -> Reference {
     let load = |dir: &Path, from: String| match Profile::read_from_model(dir) {
-        Ok(profile) => Reference::Found { profile, from },
+        Ok(profile) => Reference::Found {
+            profile: Box::new(profile),
+            from,
+        },
         Err(e) => Reference::Missing(format!("reading the reference profile: {e}")),
     };
     if let Some(dir) = &sources.model {
