@@ -37,8 +37,14 @@ fn clock(t: f64, with_date: bool) -> String {
 }
 
 /// A chart titled `title` of `series` over time, sharing one scale with `threshold` (drawn
-/// dashed, named in the legend). Non-finite points are dropped; with none left it says so.
-pub fn time_chart(title: &str, series: &[Series], threshold: Option<&[(f64, f64)]>) -> String {
+/// dashed, named in the legend), over `x_range` (unix seconds; else the points' own), so the
+/// charts of one page line up. Non-finite points are dropped; with none left it says so.
+pub fn time_chart(
+    title: &str,
+    series: &[Series],
+    threshold: Option<&[(f64, f64)]>,
+    x_range: Option<(f64, f64)>,
+) -> String {
     let series: Vec<Series> = series
         .iter()
         .map(|s| {
@@ -79,9 +85,11 @@ pub fn time_chart(title: &str, series: &[Series], threshold: Option<&[(f64, f64)
     if series.iter().all(|s| s.points.is_empty()) {
         return close_empty(svg);
     }
-    let x_range = xs().fold(None, |acc: Option<(f64, f64)>, x| match acc {
-        None => Some((x, x)),
-        Some((lo, hi)) => Some((lo.min(x), hi.max(x))),
+    let x_range = x_range.or_else(|| {
+        xs().fold(None, |acc: Option<(f64, f64)>, x| match acc {
+            None => Some((x, x)),
+            Some((lo, hi)) => Some((lo.min(x), hi.max(x))),
+        })
     });
     let (Some((x0, x1)), Some((y0, y1))) = (x_range, span(ys())) else {
         return close_empty(svg);
@@ -198,7 +206,12 @@ mod tests {
             (60.0, 0.3, true),
             (120.0, f64::NAN, false),
         ];
-        let svg = time_chart("drift <tokens>", &[s], Some(&[(0.0, 0.05), (60.0, 0.05)]));
+        let svg = time_chart(
+            "drift <tokens>",
+            &[s],
+            Some(&[(0.0, 0.05), (60.0, 0.05)]),
+            None,
+        );
         assert_eq!(svg.matches("<circle").count(), 1);
         assert_eq!(svg.matches("data-alarm").count(), 1);
         assert_eq!(svg.matches("data-threshold").count(), 1);
@@ -211,7 +224,7 @@ mod tests {
 
     #[test]
     fn no_points_says_so() {
-        let svg = time_chart("x", &[Series::new("a")], Some(&[(0.0, 1.0)]));
+        let svg = time_chart("x", &[Series::new("a")], Some(&[(0.0, 1.0)]), None);
         assert!(svg.contains("no points") && !svg.contains("polyline"));
     }
 }

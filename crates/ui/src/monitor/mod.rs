@@ -227,6 +227,11 @@ fn log_sections(
     Ok(())
 }
 
+/// The span of the windows' starts, shared by the page's charts.
+fn x_range(windows: &[Window]) -> Option<(f64, f64)> {
+    Some((windows.first()?.start, windows.last()?.start))
+}
+
 /// `2026-12-07 21:38:32` from unix seconds.
 fn clock(t: f64) -> String {
     chrono::DateTime::from_timestamp(t.floor() as i64, 0).map_or_else(|| num(t), crate::html::time)
@@ -319,8 +324,18 @@ fn predictions_section(body: &mut String, read: &LogRead, windows: &[Window]) {
         body,
         "<div class=\"charts\"><figure data-chart=\"predictions-by-label\">{}</figure>\
          <figure data-chart=\"latency\">{}</figure></div></section>",
-        time_chart("Predictions by label per window", &by_label, None),
-        time_chart("Model latency per window (ms)", &latency, None),
+        time_chart(
+            "Predictions by label per window",
+            &by_label,
+            None,
+            x_range(windows)
+        ),
+        time_chart(
+            "Model latency per window (ms)",
+            &latency,
+            None,
+            x_range(windows)
+        ),
     );
 }
 
@@ -351,7 +366,7 @@ fn accuracy_section(body: &mut String, read: &LogRead, windows: &[Window]) {
     let _ = write!(
         body,
         "<div class=\"charts\"><figure data-chart=\"accuracy\">{}</figure></div></section>",
-        time_chart("Live accuracy per window", &series, None)
+        time_chart("Live accuracy per window", &series, None, x_range(windows))
     );
 }
 
@@ -427,7 +442,7 @@ fn drift_section(
             body,
             "<figure data-drift=\"{}\">{}</figure>",
             Esc(name),
-            time_chart(&title, &[series], Some(&threshold))
+            time_chart(&title, &[series], Some(&threshold), x_range(windows))
         );
     }
     body.push_str(
