@@ -45,8 +45,19 @@ pub use error::UiError;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub project: PathBuf,
-    /// What `/monitor` reads: the prediction log, the reference model, the alert history.
+    /// What `/monitor` reads: the prediction log, the reference model, the alert history
+    /// ([`AppState::with_monitor`]).
     pub monitor: monitor::Sources,
+}
+
+impl AppState {
+    /// The UI over `project`, with no monitoring source configured.
+    pub fn new(project: PathBuf) -> Self {
+        Self {
+            project,
+            monitor: monitor::Sources::default(),
+        }
+    }
 }
 
 /// The UI's routes; unknown paths get the 404 page.

@@ -12,13 +12,10 @@ use tower::ServiceExt;
 use crate::{AppState, app};
 
 async fn get(project: &std::path::Path, uri: &str) -> (StatusCode, String) {
-    let res = app(AppState {
-        project: project.to_path_buf(),
-        monitor: Default::default(),
-    })
-    .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-    .await
-    .unwrap();
+    let res = app(AppState::new(project.to_path_buf()))
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let csp = res.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.starts_with("default-src 'none'"), "{uri}: {csp}");
     assert!(!csp.contains("script-src"), "{uri}: scripts allowed");

@@ -72,13 +72,10 @@ pub fn run(args: UiArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{line}").and_then(|()| out.flush())?;
         }
-        taxon_ui::run(
-            listener,
-            taxon_ui::AppState { project, monitor },
-            taxon_serve::shutdown_signal(),
-        )
-        .await
-        .context("serving the UI")
+        let state = taxon_ui::AppState::new(project).with_monitor(monitor);
+        taxon_ui::run(listener, state, taxon_serve::shutdown_signal())
+            .await
+            .context("serving the UI")
     })?;
     ctx.info("stopped");
     Ok(Outcome::Ok)

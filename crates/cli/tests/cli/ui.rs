@@ -76,7 +76,7 @@ impl Ui {
         Ui::start_with(dir, &[])
     }
 
-    /// `taxon ui --port 0 EXTRA`.
+    /// `taxon ui --port 0 EXTRA...` in `dir`.
     fn start_with(dir: &Path, extra: &[&str]) -> Ui {
         let mut child = StdCommand::cargo_bin("taxon")
             .unwrap()

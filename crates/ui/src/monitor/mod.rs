@@ -42,6 +42,14 @@ pub struct Sources {
     pub thresholds: Option<PathBuf>,
 }
 
+impl crate::AppState {
+    /// The same with `/monitor` reading `sources`.
+    pub fn with_monitor(mut self, sources: Sources) -> Self {
+        self.monitor = sources;
+        self
+    }
+}
+
 /// The query parameters of `/monitor`.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct MonitorQuery {

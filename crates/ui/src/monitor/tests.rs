@@ -27,13 +27,10 @@ const T0: f64 = 1_700_000_040.0;
 const LABELS: [&str; 2] = ["sport", "tech"];
 
 async fn get(project: &Path, monitor: Sources, uri: &str) -> String {
-    let res = app(AppState {
-        project: project.to_path_buf(),
-        monitor,
-    })
-    .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-    .await
-    .unwrap();
+    let res = app(AppState::new(project.to_path_buf()).with_monitor(monitor))
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK, "{uri}");
     let body = res.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(body.to_vec()).unwrap()
