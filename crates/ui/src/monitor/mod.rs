@@ -188,7 +188,7 @@ fn log_sections(
         }),
         Reference::Missing(_) => None,
     };
-    let windows = window::windows(&read, width, baseline);
+    let (windows, permutations) = window::windows(&read, width, baseline);
 
     let _ = write!(
         body,
@@ -230,7 +230,7 @@ fn log_sections(
     body.push_str("</section>");
     predictions_section(body, &read, &windows);
     accuracy_section(body, &read, &windows);
-    drift_section(body, &read, &windows, &reference, &thresholds);
+    drift_section(body, &read, &windows, &reference, &thresholds, permutations);
     windows_table(body, &windows, width);
     Ok(())
 }
@@ -384,6 +384,7 @@ fn drift_section(
     windows: &[Window],
     reference: &Reference,
     thresholds: &Thresholds,
+    permutations: usize,
 ) {
     body.push_str("<section id=\"drift\"><h2>Drift</h2>");
     let profile = match reference {
@@ -456,8 +457,18 @@ fn drift_section(
     body.push_str(
         "</div><p class=\"muted\">Numeric features: normalized Wasserstein distance, drifting \
          above the threshold (the larger of the configured one and the window's chance level). \
-         Predicted labels: chi-square p-value, drifting below it. Marked squares drifted.</p></section>",
+         Predicted labels: chi-square p-value, drifting below it. Marked squares drifted.</p>",
     );
+    if permutations < thresholds.permutations {
+        let _ = write!(
+            body,
+            "<p class=\"muted\" data-permutations=\"{permutations}\">The windows' chance levels \
+             are estimated from {permutations} permutations each (the whole log's from {}), to \
+             keep the page's work bounded.</p>",
+            thresholds.permutations
+        );
+    }
+    body.push_str("</section>");
 }
 
 fn whole_log_table(body: &mut String, report: &DriftReport) {

@@ -18,6 +18,13 @@ use taxon_monitor::{MonitorError, Observation, Profile};
 pub const MAX_LOG_BYTES: u64 = 64 << 20;
 /// Windows drawn at most; a narrower window asked for is widened.
 pub const MAX_WINDOWS: usize = 120;
+/// Pooled values times permutations that the windows' chance levels may cost together (about
+/// a second): past it, each window's chance level is estimated from fewer permutations.
+const PERMUTATION_BUDGET: f64 = 1e8;
+/// The fewest permutations a window's chance level is estimated from (unless configured off).
+const MIN_PERMUTATIONS: usize = 20;
+/// Values `drift::chance_level` pools at most.
+const MAX_POOLED: f64 = 50_000.0;
 /// Windows the default width aims at.
 const DEFAULT_WINDOWS: f64 = 24.0;
 /// Window widths offered and rounded up to, in seconds.
@@ -217,11 +224,25 @@ pub fn profile_of<'a>(
     (p, skipped)
 }
 
+/// The permutations of each window's chance level: the configured number, fewer when the
+/// windows together would cost more than [`PERMUTATION_BUDGET`] (at least [`MIN_PERMUTATIONS`]).
+pub fn window_permutations(configured: usize, reference: &Profile, window_rows: &[u64]) -> usize {
+    let features = reference.numeric.len() as f64;
+    let pooled: f64 = window_rows
+        .iter()
+        .filter(|&&n| n > 0)
+        .map(|&n| (reference.rows as f64 + n as f64).min(MAX_POOLED))
+        .sum();
+    let affordable = PERMUTATION_BUDGET / (pooled * features).max(1.0);
+    configured.min((affordable as usize).max(MIN_PERMUTATIONS))
+}
+
 /// `read` in windows of `width` seconds aligned to multiples of it, oldest first (empty ones
-/// included, so gaps show); with `baseline`, each window's drift.
-pub fn windows(read: &LogRead, width: u64, baseline: Option<Baseline<'_>>) -> Vec<Window> {
+/// included, so gaps show); with `baseline`, each window's drift, its chance levels from the
+/// permutations [`window_permutations`] affords (the second value).
+pub fn windows(read: &LogRead, width: u64, baseline: Option<Baseline<'_>>) -> (Vec<Window>, usize) {
     let Some((lo, hi)) = read.span() else {
-        return Vec::new();
+        return (Vec::new(), 0);
     };
     let w = width.max(1) as f64;
     let start = (lo / w).floor() * w;
@@ -247,20 +268,28 @@ pub fn windows(read: &LogRead, width: u64, baseline: Option<Baseline<'_>>) -> Ve
         win.feedback += 1;
         win.correct += u64::from(f.correct);
     }
+    let thresholds = baseline.map(|b| {
+        let rows: Vec<u64> = members.iter().map(|m| m.len() as u64).collect();
+        Thresholds {
+            permutations: window_permutations(b.thresholds.permutations, b.profile, &rows),
+            ..b.thresholds.clone()
+        }
+    });
+    let permutations = thresholds.as_ref().map_or(0, |t| t.permutations);
     for (win, preds) in out.iter_mut().zip(members) {
         let mut lat = std::mem::take(&mut win.latencies);
         lat.retain(|v| v.is_finite());
         lat.sort_by(f64::total_cmp);
         win.latency_p50 = percentile(&lat, 0.50);
         win.latency_p95 = percentile(&lat, 0.95);
-        if let Some(b) = baseline {
+        if let (Some(b), Some(t)) = (baseline, &thresholds) {
             let (current, _) = profile_of(b.profile, preds.into_iter(), "window");
             if current.rows > 0 {
-                win.drift = taxon_monitor::drift::compare(b.profile, &current, b.thresholds).ok();
+                win.drift = taxon_monitor::drift::compare(b.profile, &current, t).ok();
             }
         }
     }
-    out
+    (out, permutations)
 }
 
 #[cfg(test)]
@@ -275,6 +304,28 @@ mod tests {
         let (w, widened) = width(86_400.0, Some(1));
         assert!(widened && 86_400.0 / w as f64 <= MAX_WINDOWS as f64, "{w}");
         assert_eq!(width(0.0, None), (1, false));
+    }
+
+    #[test]
+    fn many_windows_over_a_large_reference_get_fewer_permutations() {
+        let labels = vec!["a".to_string(), "b".to_string()];
+        let mut reference = Profile::new("linear", &labels, "test");
+        reference.rows = 200;
+        // Small: the configured 200.
+        assert_eq!(window_permutations(200, &reference, &[100; 10]), 200);
+        // 24 windows against 20 000 reference rows: as many as the budget affords.
+        reference.rows = 20_000;
+        let n = window_permutations(200, &reference, &[100; 24]);
+        assert!((MIN_PERMUTATIONS + 1..200).contains(&n), "{n}");
+        let pooled = 24.0 * 20_100.0 * reference.numeric.len() as f64;
+        assert!(n as f64 * pooled <= PERMUTATION_BUDGET, "{n}");
+        // 120 windows: never below the floor; off stays off; no window, nothing to cut.
+        assert_eq!(
+            window_permutations(200, &reference, &[100; 120]),
+            MIN_PERMUTATIONS
+        );
+        assert_eq!(window_permutations(0, &reference, &[100; 120]), 0);
+        assert_eq!(window_permutations(200, &reference, &[]), 200);
     }
 
     #[test]
