@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# `taxon ui` on a long history: a project with RUNS train runs and ALIAS_CHANGES rows of alias
-# history (crates/ui/examples/ui_fill.rs fills them; then a real model is trained, registered
-# and promoted), served by the release `taxon ui`; each page fetched ROUNDS times with curl
+# `taxon ui` on a long history: a project with RUNS train runs, ALIAS_CHANGES rows of alias
+# history and a prediction log of PREDICTIONS predictions over a day (crates/ui/examples/
+# ui_fill.rs fills them; then a real model is trained, registered and promoted, and its
+# reference profile is what /monitor measures the log's drift against), served by the release
+# `taxon ui`; each page fetched ROUNDS times with curl
 # over HTTP on 127.0.0.1. Prints the median and the slowest wall time per page, and the page
 # size. The goal: every page under 200 ms with 10,000 runs and 100,000 alias changes.
 #
 # usage: bench/ui.sh
-#   env: RUNS=10000 ALIAS_CHANGES=100000 ROUNDS=7 WORK=/tmp/taxon-bench-ui
+#   env: RUNS=10000 ALIAS_CHANGES=100000 PREDICTIONS=50000 ROUNDS=7 WORK=/tmp/taxon-bench-ui
 #        REUSE=1: keep the project a previous run filled in WORK (filling takes minutes)
 #        TAXON_BIN, FILL_BIN (prebuilt binaries instead of release builds), CARGO_TARGET_DIR
 set -euo pipefail
@@ -15,6 +17,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 RUNS=${RUNS:-10000}
 ALIAS_CHANGES=${ALIAS_CHANGES:-100000}
+PREDICTIONS=${PREDICTIONS:-50000}
 ROUNDS=${ROUNDS:-7}
 WORK=${WORK:-/tmp/taxon-bench-ui}
 if [[ -z ${TAXON_BIN:-} || -z ${FILL_BIN:-} ]]; then
@@ -30,6 +33,7 @@ unset TAXON_RUNS_DB TAXON_REGISTRY_DB TAXON_REGISTRY_ARTIFACTS MLFLOW_TRACKING_U
 if [[ ${REUSE:-} == 1 && -f $WORK/.filled ]]; then
     echo "== reusing the project in $WORK" >&2
     cd "$WORK"
+    [[ -d log ]] || "$FILL" . 0 0 "$PREDICTIONS"
 else
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -46,14 +50,14 @@ PY
 "$TAXON" -q data init >/dev/null
 "$TAXON" -q data add train.jsonl >/dev/null
 echo "== filling: $RUNS runs, $ALIAS_CHANGES alias changes" >&2
-"$FILL" . "$RUNS" "$ALIAS_CHANGES"
+"$FILL" . "$RUNS" "$ALIAS_CHANGES" "$PREDICTIONS"
 "$TAXON" -q train --model-type linear --data train.jsonl --output model --threads 1 >/dev/null
 "$TAXON" -q registry register latest >/dev/null
 "$TAXON" -q registry alias set production latest >/dev/null
 touch .filled
 fi
 
-"$TAXON" ui --port 0 --project . 2> ui.log &
+"$TAXON" ui --port 0 --project . --prediction-log log --model model 2> ui.log &
 UI_PID=$!
 trap 'kill $UI_PID 2>/dev/null; wait $UI_PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -79,8 +83,10 @@ PAGES=(
     "/registry/default?alias=production&at=2026-01-01"
     "/data"
     "/data/diff?a=$DATA&b=$DATA"
+    "/monitor"
+    "/monitor?window=600"
 )
-printf '\n%s runs, %s alias changes; %s rounds; CPU: %s (%s)\n\n' "$RUNS" "$ALIAS_CHANGES" "$ROUNDS" \
+printf '\n%s runs, %s alias changes, %s logged predictions; %s rounds; CPU: %s (%s)\n\n' "$RUNS" "$ALIAS_CHANGES" "$PREDICTIONS" "$ROUNDS" \
     "$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)" \
     "$(grep -o -w -E 'avx512_vnni|avx512f|avx2' /proc/cpuinfo | sort -u | tr '\n' ' ' | sed 's/ $//')"
 printf '| page | median ms | slowest ms | KiB |\n|---|---:|---:|---:|\n'

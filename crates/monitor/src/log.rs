@@ -360,13 +360,19 @@ pub fn read_dir(dir: &Path, f: &mut dyn FnMut(LogRecord)) -> Result<u64, Monitor
             message: "no prediction log files (predictions-*.jsonl) in this folder".into(),
         });
     }
+    read_files(&files, f)
+}
+
+/// Calls `f` with every complete record of `files` (some of [`log_files`], in that order),
+/// as [`read_dir`] does: for a reader that bounds its work to the newest files.
+pub fn read_files(files: &[PathBuf], f: &mut dyn FnMut(LogRecord)) -> Result<u64, MonitorError> {
     let mut n = 0;
     for path in files {
         let io = |source| MonitorError::Io {
             path: path.clone(),
             source,
         };
-        let mut r = BufReader::new(File::open(&path).map_err(io)?);
+        let mut r = BufReader::new(File::open(path).map_err(io)?);
         let mut buf = Vec::new();
         let mut line_no = 0;
         loop {

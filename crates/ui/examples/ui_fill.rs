@@ -6,7 +6,12 @@
 //! nothing the pages do). The bench then trains, registers and promotes a real model
 //! `default`, whose changes come last in the history, as they would.
 //!
-//! usage: ui_fill PROJECT RUNS ALIAS_CHANGES
+//! With PREDICTIONS, it also writes a prediction log to PROJECT/log through taxon-monitor's
+//! own `LogWriter`: that many predictions of model `default` v1 over the last 24 hours (labels
+//! `sport` and `tech`, their confidence falling in the second half, as a drifting input
+//! would), and a feedback label for every tenth.
+//!
+//! usage: ui_fill PROJECT RUNS ALIAS_CHANGES [PREDICTIONS]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,11 +21,14 @@ use taxon_track::{MetricPoint, NewRun, RunEnd, RunStore};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, project, runs, changes] = args.as_slice() else {
-        return Err("usage: ui_fill PROJECT RUNS ALIAS_CHANGES".into());
+    let (project, runs, changes, predictions) = match args.as_slice() {
+        [_, p, r, c] => (p, r, c, "0"),
+        [_, p, r, c, n] => (p, r, c, n.as_str()),
+        _ => return Err("usage: ui_fill PROJECT RUNS ALIAS_CHANGES [PREDICTIONS]".into()),
     };
     let project = PathBuf::from(project);
     let (runs, changes): (usize, usize) = (runs.parse()?, changes.parse()?);
+    let predictions: usize = predictions.parse()?;
 
     let t = Instant::now();
     let mut store = RunStore::open_default(&project)?;
@@ -98,5 +106,61 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{changes} alias changes in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    if predictions > 0 {
+        write_log(&project.join("log"), predictions)?;
+    }
+    Ok(())
+}
+
+/// `n` predictions (and a feedback label for every tenth) over the last 24 hours.
+fn write_log(dir: &std::path::Path, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+    use taxon_monitor::log::{FeedbackRecord, LogOptions, LogRecord, LogWriter, PredictionRecord};
+    let t = Instant::now();
+    let mut w = LogWriter::start(LogOptions::new(dir.to_path_buf()))?;
+    let end = chrono::Utc::now().timestamp() as f64;
+    let start = end - 86_400.0;
+    let mut send = |r: LogRecord| {
+        // The writer's queue is bounded: wait for it rather than drop.
+        while !w.log(r.clone()) {
+            w.flush();
+        }
+    };
+    for i in 0..n {
+        let time = start + 86_400.0 * i as f64 / n as f64;
+        let label = ["sport", "tech"][i % 2];
+        let late = i >= n / 2;
+        let top: f32 = if late { 0.55 + (i % 7) as f32 * 0.03 } else { 0.8 + (i % 5) as f32 * 0.04 };
+        let scores = ["sport", "tech"]
+            .iter()
+            .map(|l| (l.to_string(), if *l == label { top } else { 1.0 - top }))
+            .collect();
+        let id = format!("r{i}");
+        send(LogRecord::Prediction(PredictionRecord {
+            time,
+            request_id: id.clone(),
+            model: "default".into(),
+            version: "v1".into(),
+            label: label.into(),
+            scores,
+            latency_ms: 0.2 + (i % 11) as f64 * 0.05,
+            tokens: 8 + i % 30,
+            unknown_share: Some(if late { 0.3 } else { 0.02 }),
+            text: None,
+            text_fernet: None,
+        }));
+        if i % 10 == 0 {
+            let truth = if late && i % 30 == 0 { ["tech", "sport"][i % 2] } else { label };
+            send(LogRecord::Feedback(FeedbackRecord {
+                time: time + 1.0,
+                request_id: id,
+                model: "default".into(),
+                version: "v1".into(),
+                predicted: label.into(),
+                label: truth.into(),
+            }));
+        }
+    }
+    w.close();
+    eprintln!("{n} predictions logged in {:.1} s", t.elapsed().as_secs_f64());
     Ok(())
 }

@@ -67,6 +67,7 @@ pub enum Nav {
     Runs,
     Registry,
     Data,
+    Monitor,
     None,
 }
 
@@ -93,6 +94,7 @@ pub fn page(title: &str, active: Nav, body: &str) -> String {
         (Nav::Runs, "/runs", "Runs"),
         (Nav::Registry, "/registry", "Registry"),
         (Nav::Data, "/data", "Data"),
+        (Nav::Monitor, "/monitor", "Monitoring"),
     ] {
         let current = if section == active {
             " aria-current=\"page\""

@@ -16,6 +16,9 @@
 //! GET /data/diff?a=ID&b=ID  content diff of two data versions: rows added, removed,
 //!                       relabelled, label shift, examples
 //! GET /login, POST /login, POST /logout   signing in, when auth is on ([`session`])
+//! GET /monitor?window=SECONDS  the served model over time, from its prediction log and the
+//!                       alert history: predictions by label, latency, live accuracy, drift
+//!                       per feature against the reference, alerts fired and resolved
 //! ```
 //!
 //! The stores are synchronous: each request reads them on a blocking thread.
@@ -24,6 +27,7 @@ pub mod data;
 pub mod error;
 pub mod evaluation;
 pub mod html;
+pub mod monitor;
 pub mod overview;
 pub mod registry;
 pub mod runs;
@@ -49,14 +53,18 @@ pub struct AppState {
     pub project: PathBuf,
     /// `Some`: every page needs a signed-in user ([`session`]).
     pub auth: Option<taxon_auth::Auth>,
+    /// What `/monitor` reads: the prediction log, the reference model, the alert history
+    /// ([`AppState::with_monitor`]).
+    pub monitor: monitor::Sources,
 }
 
 impl AppState {
-    /// The UI over `project`, open to anyone who can reach it.
+    /// The UI over `project`, open to anyone who can reach it, with no monitoring source.
     pub fn new(project: PathBuf) -> Self {
         Self {
             project,
             auth: None,
+            monitor: monitor::Sources::default(),
         }
     }
 
@@ -85,6 +93,7 @@ pub fn app(state: AppState) -> Router {
         .route("/registry/{name}", get(model_h))
         .route("/data", get(data_h))
         .route("/data/diff", get(data_diff_h))
+        .route("/monitor", get(monitor_h))
         .fallback(|| async { UiError::not_found("page") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -191,6 +200,13 @@ async fn data_diff_h(
     Query(q): Query<data::DiffQuery>,
 ) -> Result<Html<String>, UiError> {
     render(move || data::diff_page(&s.project, &q)).await
+}
+
+async fn monitor_h(
+    State(s): State<AppState>,
+    Query(q): Query<monitor::MonitorQuery>,
+) -> Result<Html<String>, UiError> {
+    render(move || monitor::page_html(&s.project, &s.monitor, &q)).await
 }
 
 #[cfg(test)]

@@ -6,16 +6,16 @@ use std::fmt::Write as _;
 
 use crate::html::Esc;
 
-const W: f64 = 360.0;
-const H: f64 = 200.0;
+pub(crate) const W: f64 = 360.0;
+pub(crate) const H: f64 = 200.0;
 /// Left, right, top and bottom margins of the plot area.
-const ML: f64 = 56.0;
-const MR: f64 = 12.0;
-const MT: f64 = 24.0;
-const MB: f64 = 30.0;
+pub(crate) const ML: f64 = 56.0;
+pub(crate) const MR: f64 = 12.0;
+pub(crate) const MT: f64 = 24.0;
+pub(crate) const MB: f64 = 30.0;
 
 /// A compact number for an axis label.
-fn tick(v: f64) -> String {
+pub(crate) fn tick(v: f64) -> String {
     if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e5) {
         format!("{v:.2e}")
     } else {
@@ -37,7 +37,7 @@ fn tick(v: f64) -> String {
 }
 
 /// The span `[lo, hi]` of `values`, widened when all are equal so the line sits mid-height.
-fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+pub(crate) fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
     });
@@ -53,7 +53,7 @@ fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 }
 
 /// The opening of a chart `height` tall, with its title (also its accessible name).
-fn open(title: &str, height: f64) -> String {
+pub(crate) fn open(title: &str, height: f64) -> String {
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{height}\" \
          viewBox=\"0 0 {W} {height}\" role=\"img\" aria-label=\"{t}\">\
@@ -65,7 +65,7 @@ fn open(title: &str, height: f64) -> String {
 }
 
 /// Closes a chart that has no point to draw, saying so.
-fn close_empty(mut svg: String) -> String {
+pub(crate) fn close_empty(mut svg: String) -> String {
     let _ = write!(
         svg,
         "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#777\">no points</text></svg>",
@@ -141,7 +141,7 @@ pub fn line_chart(title: &str, points: &[(f64, f64)]) -> String {
 
 /// Line colours of overlaid series, told apart without relying on colour alone: each series
 /// also has its own dash pattern, and the legend names it.
-const PALETTE: [(&str, &str); 6] = [
+pub(crate) const PALETTE: [(&str, &str); 6] = [
     ("#2a6fdb", ""),
     ("#d9480f", "6 3"),
     ("#2b8a3e", "2 3"),

@@ -3,6 +3,10 @@
 //! port, also with `--port 0`) and, with `--json`, `{"event":"listening","url":...}` on stdout.
 //! With `--jwt-secret` (the same flags as `taxon serve`) every page needs a login as a user of
 //! `taxon users`; without it a non-loopback address needs `--insecure`.
+//! `/monitor` reads the prediction log `taxon serve --prediction-log DIR` writes
+//! (`--prediction-log DIR`), the model it is compared with (`--model DIR`, else the registry
+//! version the log names) and the alert history (`--alerts-db`, default `.taxon/alerts.db` in
+//! the project).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -29,6 +33,21 @@ pub struct UiArgs {
     pub insecure: bool,
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// The prediction log folder of a server (`taxon serve --prediction-log DIR`), shown on
+    /// /monitor over time: predictions by label, latency, live accuracy and drift.
+    #[arg(long, env = "TAXON_UI_PREDICTION_LOG", value_name = "DIR")]
+    pub prediction_log: Option<PathBuf>,
+    /// The model folder whose reference profile the log's drift is measured against; without
+    /// it, the registry version the log's newest prediction names (served with `--alias`).
+    #[arg(long, env = "TAXON_UI_MODEL", value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Drift thresholds (YAML, as `taxon monitor drift --thresholds`); defaults otherwise.
+    #[arg(long, env = "TAXON_UI_THRESHOLDS", value_name = "FILE")]
+    pub thresholds: Option<PathBuf>,
+    /// The alert history shown on /monitor (`settings.db` of `taxon serve --alerts`); default
+    /// `.taxon/alerts.db` in the project.
+    #[arg(long, env = "TAXON_ALERTS_DB", value_name = "PATH")]
+    pub alerts_db: Option<PathBuf>,
 }
 
 pub fn run(args: UiArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
@@ -39,6 +58,7 @@ pub fn run(args: UiArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     if !project.is_dir() {
         anyhow::bail!("--project {}: not a folder", project.display());
     }
+    let monitor = monitor_sources(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("taxon-ui")
@@ -58,7 +78,7 @@ pub fn run(args: UiArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
             let mut out = std::io::stdout().lock();
             writeln!(out, "{line}").and_then(|()| out.flush())?;
         }
-        let mut state = taxon_ui::AppState::new(project);
+        let mut state = taxon_ui::AppState::new(project).with_monitor(monitor);
         match auth {
             Some(auth) => {
                 eprintln!(
@@ -79,4 +99,28 @@ pub fn run(args: UiArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
     })?;
     ctx.info("stopped");
     Ok(Outcome::Ok)
+}
+
+/// The `/monitor` sources, made absolute. A missing model folder or a bad thresholds file is
+/// refused now; a log or alert history not there yet is said on the page (a server writes
+/// them once it runs).
+fn monitor_sources(args: &UiArgs) -> anyhow::Result<taxon_ui::monitor::Sources> {
+    let abs = |p: &Option<PathBuf>| -> anyhow::Result<Option<PathBuf>> {
+        p.as_ref()
+            .map(|p| std::path::absolute(p).with_context(|| format!("resolving {}", p.display())))
+            .transpose()
+    };
+    let sources = taxon_ui::monitor::Sources {
+        prediction_log: abs(&args.prediction_log)?,
+        model: abs(&args.model)?,
+        alerts_db: abs(&args.alerts_db)?,
+        thresholds: abs(&args.thresholds)?,
+    };
+    if let Some(d) = sources.model.as_ref().filter(|d| !d.is_dir()) {
+        anyhow::bail!("--model {}: not a folder", d.display());
+    }
+    if let Some(t) = &sources.thresholds {
+        taxon_monitor::drift::Thresholds::load(t)?;
+    }
+    Ok(sources)
 }

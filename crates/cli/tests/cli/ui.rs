@@ -728,3 +728,237 @@ fn with_a_secret_the_ui_asks_for_a_login_of_taxon_users() {
             .output();
     }
 }
+
+/// The number in `metrics` (an OpenMetrics exposition) of the sample named exactly `sample`.
+fn metric(metrics: &str, sample: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {sample} in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `/monitor` over a real server's prediction log and alert history: `taxon serve --alias
+/// production --prediction-log log --alerts alerts.yaml` answers predictions, gets feedback
+/// (two wrong ones fire the live-accuracy rule, right ones resolve it), then `taxon ui
+/// --prediction-log log` shows the same totals as the requests sent and the server's counters,
+/// the whole-log drift `taxon monitor drift --json` reports against the registered version the
+/// log names, and the alert `taxon alerts list --json` lists; a headless browser loads the page
+/// without console errors and takes `monitor.png`.
+#[test]
+fn ui_monitor_page_shows_a_served_models_log_and_alerts() {
+    use crate::serve::{Server, eventually};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_data(&dir.join("train.jsonl"), 200, 7, 50);
+    ok(dir, &["data", "init"]);
+    ok(dir, &["data", "add", "train.jsonl"]);
+    let train = ["train", "--model-type", "linear", "--data", "train.jsonl"];
+    ok(
+        dir,
+        &[&train[..], &["--threads", "1", "--output", "model"][..]].concat(),
+    );
+    ok(dir, &["registry", "register", "latest"]);
+    ok(dir, &["registry", "alias", "set", "production", "latest"]);
+    // A webhook nobody listens on: the notices are retried, and the history says so.
+    let hook = crate::common::tools::free_port();
+    std::fs::write(
+        dir.join("alerts.yaml"),
+        format!(
+            "channels:\n  hook: {{type: webhook, url: 'http://127.0.0.1:{hook}/hook'}}\nrules:\n  - name: accuracy-drop\n    condition: accuracy_below\n    threshold: 0.5\n    severity: warning\n    channels: [hook]\nsettings:\n  evaluate_every: 200ms\n  retry_initial: 100ms\n  retry: 500ms\n"
+        ),
+    )
+    .unwrap();
+    let mut server = Server::start_with(
+        dir,
+        &[],
+        &[
+            "--alias",
+            "production",
+            "--prediction-log",
+            "log",
+            "--alerts",
+            "alerts.yaml",
+            "--feedback-window",
+            "2",
+            "--cache-size",
+            "0",
+        ],
+        &[
+            ("TAXON_USER", "alice"),
+            ("TAXON_REGISTRY_DB", ""),
+            ("TAXON_REGISTRY_ARTIFACTS", ""),
+        ],
+    );
+    let alerts = || json(dir, &["alerts", "list"]);
+    let mut labels: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut predict = |text: &str| -> (String, String) {
+        let a = server.request(
+            "POST",
+            "/v1/predict",
+            Some(&serde_json::json!({ "text": text }).to_string()),
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+        let v = a.json();
+        let label = v["label"].as_str().unwrap().to_string();
+        *labels.entry(label.clone()).or_insert(0) += 1;
+        (v["request_id"].as_str().unwrap().to_string(), label)
+    };
+    let sport = "goal match team score win league";
+    let tech = "phone chip software data cloud server";
+    let mut sent = Vec::new();
+    // Two answers the feedback calls wrong: live accuracy 0 over the window of 2 fires.
+    for i in 0..2 {
+        sent.push((predict(&format!("{sport} {i}")), false));
+    }
+    let mut told = Vec::new();
+    for ((id, label), right) in &sent {
+        let truth = match (right, label.as_str()) {
+            (true, l) => l.to_string(),
+            (false, "sport") => "tech".to_string(),
+            (false, _) => "sport".to_string(),
+        };
+        told.push((id.clone(), truth));
+    }
+    for (id, truth) in &told {
+        feedback(&server, id, truth);
+    }
+    eventually("the alert fires", || {
+        alerts().as_array().unwrap().len() == 1
+    });
+    // Four answers confirmed right resolve it; four more get no feedback. Spread over a few
+    // seconds, so the page (and its screenshot) has several windows.
+    for i in 0..8 {
+        std::thread::sleep(Duration::from_millis(400));
+        let text = if i % 2 == 0 { sport } else { tech };
+        let (id, label) = predict(&format!("{text} {i}"));
+        if i < 4 {
+            feedback(&server, &id, &label);
+        }
+    }
+    eventually("the alert resolves", || {
+        alerts()[0]["resolved_at"].as_str().is_some()
+    });
+    let metrics = server.request("GET", "/metrics", None).body;
+    let correct = metric(&metrics, "taxon_feedback_total{result=\"correct\"}");
+    let incorrect = metric(&metrics, "taxon_feedback_total{result=\"incorrect\"}");
+    assert_eq!((correct, incorrect), (4.0, 2.0));
+    server.sigterm();
+    assert!(server.wait_exit().success());
+    let alert_rows = alerts();
+    let drift = {
+        let out = taxon(dir)
+            .args([
+                "--json",
+                "monitor",
+                "drift",
+                "--reference",
+                "model",
+                "--current",
+                "log",
+            ])
+            .output()
+            .unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{out:?}");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+
+    let ui = Ui::start_with(dir, &["--prediction-log", "log"]);
+    let check = |html: &str| {
+        assert_shown(html, "data-total=\"predictions\"", 10.0);
+        for (label, n) in &labels {
+            assert_shown(html, &format!("data-label-total=\"{label}\""), *n as f64);
+        }
+        assert_shown(html, "data-total=\"feedback\"", correct + incorrect);
+        assert_shown(html, "data-total=\"correct\"", correct);
+        assert_shown(
+            html,
+            "data-total=\"accuracy\"",
+            correct / (correct + incorrect),
+        );
+        // Drift against the registered version the log names, as `taxon monitor drift` has it.
+        assert!(
+            html.contains("registry default v1"),
+            "reference not resolved"
+        );
+        for f in drift["features"].as_array().unwrap() {
+            let name = f["name"].as_str().unwrap();
+            let at = html
+                .find(&format!("<tr data-feature=\"{name}\">"))
+                .unwrap_or_else(|| panic!("no drift row for {name}"));
+            assert_shown(&html[at..], "data-value=\"\"", f["value"].as_f64().unwrap());
+            assert!(
+                html.contains(&format!("<figure data-drift=\"{name}\">")),
+                "{name}"
+            );
+        }
+        // The alert, resolved, with the webhook's retries.
+        assert_shown(
+            html,
+            "data-total=\"alerts\"",
+            alert_rows.as_array().unwrap().len() as f64,
+        );
+        assert_shown(html, "data-total=\"firing\"", 0.0);
+        let id = alert_rows[0]["id"].as_i64().unwrap();
+        let row = &html[html.find(&format!("data-alert=\"{id}\"")).unwrap()..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(
+            row.contains("accuracy-drop") && row.contains("warning"),
+            "{row}"
+        );
+        let resolved = alert_rows[0]["resolved_at"].as_str().unwrap();
+        assert!(row.contains(resolved), "{row}");
+        assert!(row.contains("firing → hook:"), "{row}");
+    };
+    let (status, html) = ui.get("/monitor");
+    assert_eq!(status, 200, "{html}");
+    check(&html);
+    assert_accessible("/monitor", &html);
+    let (status, html) = ui.get("/monitor?window=1");
+    assert_eq!(status, 200);
+    assert!(html.contains("value=\"1\""), "the window asked for");
+
+    match chromium() {
+        None if std::env::var("TAXON_REQUIRE_TOOLS").as_deref() == Ok("1") => {
+            panic!("chromium not found (TAXON_REQUIRE_TOOLS=1): scripts/setup-tools.sh installs it")
+        }
+        None => eprintln!("notice: chromium is not installed; skipping the headless browser check"),
+        Some(browser) => {
+            let out = StdCommand::new(&browser)
+                .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+                .args(["--enable-logging=stderr", "--v=0"])
+                .arg(ui.url("/monitor"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "chromium /monitor");
+            let log = String::from_utf8_lossy(&out.stderr);
+            let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+            assert!(
+                console.is_empty(),
+                "/monitor: console messages {console:#?}"
+            );
+            check(&String::from_utf8_lossy(&out.stdout));
+            let _ = StdCommand::new(&browser)
+                .args(["--headless", "--no-sandbox", "--disable-gpu"])
+                .arg(format!(
+                    "--screenshot={}",
+                    screenshot_dir().join("monitor.png").display()
+                ))
+                .arg("--window-size=1280,2000")
+                .arg(ui.url("/monitor"))
+                .output();
+        }
+    }
+}
+
+/// `POST /v1/feedback` of `label` for request `id`.
+fn feedback(server: &crate::serve::Server, id: &str, label: &str) {
+    let a = server.request(
+        "POST",
+        "/v1/feedback",
+        Some(&serde_json::json!({"request_id": id, "label": label}).to_string()),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+}
