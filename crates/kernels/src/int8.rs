@@ -418,8 +418,8 @@ pub struct QuantizedRows {
 impl QuantizedRows {
     /// Quantizes the row-major `(n, in)` matrix `x` for this process's implementation
     /// ([`Isa::current`]): per row, `s = (max - min) / top` over a range that holds 0,
-    /// `z = round(-min / s)`, `u = clamp(round(x / s) + z, 0, top)` (rounding to nearest even),
-    /// with `top` the implementation's [`Isa::activation_range`] (255, or 127 on AVX2).
+    /// `z = round(-min / s)`, `u = clamp(round(x / s) + z, 0, top)` (rounding to nearest
+    /// even), with `top` the implementation's [`Isa::activation_range`] (255, or 127 on AVX2).
     /// Non-finite inputs do not panic (they quantize to an end of the range or to `z`).
     pub fn quantize(x: &[f32], n: usize, inp: usize) -> Result<Self, Int8Error> {
         Self::quantize_on(Isa::current(), x, n, inp)

@@ -5,8 +5,12 @@
 //!   oneDNN's `vpmaddubsw` (`u8 x i8`, adjacent pairs added into i16) + `vpmaddwd` with ones
 //!   (pairs of those into i32), the `vpdpbusd` of VNNI in two instructions, on the packed
 //!   weights as they are. With codes of at most 127 a pair sum is at most `2 * 127 * 128 =
-//!   32_512` in magnitude, so `vpmaddubsw` never saturates and the kernel is exact: 32
-//!   products per multiply pair, no widening of the weights.
+//!   32_512` in magnitude, so `vpmaddubsw` never saturates and the kernel is exact. Two
+//!   multiplies per 32 products, as many as `vpmaddwd` on i16 (the port limit on Zen 4 and
+//!   Intel's cores alike), but no widening of the weights and half the adds: 10-25% faster on
+//!   MiniLM's shapes (one thread, Zen 4 at AVX2), close to the multiply ports' limit. Fewer
+//!   multiplies would take adding two `vpmaddubsw` results in i16 before one `vpmaddwd`, which
+//!   only 6-bit codes keep from overflowing.
 //! - 8-bit rows (quantized for another path, e.g. by a test): exact with `vpmaddwd` on i16
 //!   (`u - z` in [-255, 255], the weights widened as they are loaded), one multiply per 16
 //!   products and one more add; `vpmaddubsw` could saturate there (`255 * (|w0| + |w1|) >
@@ -14,22 +18,24 @@
 //!   per block of 16 outputs and pair of inputs, 32 bytes `[w(o, 2p), w(o, 2p + 1)]` for o =
 //!   0..16, so one 16-byte load widens to the 8 outputs x 2 inputs of a register.
 //!
-//! Both keep tiles of up to [`MR`] rows x 16 outputs in 12 ymm accumulators.
+//! The 7-bit kernel keeps tiles of up to [`MR7`] rows x 8 outputs in registers, the 8-bit one
+//! tiles of up to [`MR`] rows x 16 outputs.
 #![allow(unsafe_code)]
 // Off x86-64 only the portable fallbacks below are compiled.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
 use super::{ActivationRange, BLOCK_IN, BLOCK_OUT, GROUP, PackedWeights, QuantizedRows, Sink};
 
-/// Rows per register tile: 2 x `MR` accumulators, two weight registers, a broadcast and a
-/// product (and the ones of the 7-bit kernel) in 16 ymm registers.
+/// Rows per register tile of the 8-bit kernel: 2 x `MR` accumulators, two weight registers, a
+/// broadcast and a product in 16 ymm registers.
 pub(super) const MR: usize = 6;
 /// Rows per register tile of the 7-bit kernel (of 8 outputs: `MR7` accumulators, a weight
 /// register, a broadcast, a product and the ones). Measured on MiniLM's shapes (one thread,
 /// Zen 4 at AVX2) against 12 x 8, 10 x 8, 6 x 16, 5 x 16 and 4 x 16: the fastest with 6 x 16
 /// (which spills an accumulator), 10-20% ahead of 12 x 8.
 const MR7: usize = 8;
-/// Rows per chunk (whose i16 activations stay in L2 while every block passes over them).
+/// Rows per chunk (whose activations, codes or i16, stay in L2 while every block passes over
+/// them).
 const MC: usize = 48;
 /// Bytes of one pair step of a block: 16 outputs x 2 inputs.
 const STEP: usize = 2 * BLOCK_OUT;
@@ -174,8 +180,9 @@ mod imp {
                     _mm256_loadu_ps(c.as_ptr().add(8)),
                 )
             };
-            // Values in [0, top] (top <= 255): the packs do not saturate. packus_epi32 interleaves the
-            // 128-bit lanes (a0-3 b0-3 | a4-7 b4-7); the permute restores a0-7 b0-7.
+            // Values in [0, top] (top <= 255): the packs do not saturate. packus_epi32
+            // interleaves the 128-bit lanes (a0-3 b0-3 | a4-7 b4-7); the permute restores a0-7
+            // b0-7.
             let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(
                 quant(a, vinv, vzp, vtop),
                 quant(b, vinv, vzp, vtop),
