@@ -164,7 +164,7 @@ fn extreme_weights_and_activations_stay_exact_on_every_isa() {
 /// i16), codes of 0 and 127 around a zero point in the middle, on every implementation.
 #[test]
 fn extreme_seven_bit_rows_stay_exact_on_every_isa() {
-    let (n, inp, out) = (7, 1031, 41);
+    let (n, inp, out) = (11, 1031, 41);
     // Row 0: all 1 (every code 127, zero point 0); the others mix the ends -1 and 1 (codes 0
     // and 127, zero point 64) with zeros (code 64).
     let x: Vec<f32> = (0..n * inp)
