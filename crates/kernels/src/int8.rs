@@ -9,19 +9,24 @@
 //! - activations: each row is quantized on the fly to `u8` with its own scale and zero point
 //!   (`x ~ s_x (u - z)`, the range always holding 0), so `vpdpbusd`'s `u8 x i8` products apply
 //!   directly and the zero point is taken out once per output with the weights' row sums:
-//!   `sum_k (u_k - z) w_k = sum_k u_k w_k - z sum_k w_k`;
+//!   `sum_k (u_k - z) w_k = sum_k u_k w_k - z sum_k w_k`. The codes span [0, 255]
+//!   ([`ActivationRange::Full`]) except on the AVX2 path, which quantizes to [0, 127]
+//!   ([`ActivationRange::Reduced`], PyTorch's `reduce_range`) so that its `vpmaddubsw` pairs
+//!   cannot saturate;
 //! - accumulation in i32, dequantization `acc * (s_x * s_w[o]) + b[o]`.
 //!
-//! Three implementations compute exactly the same i32 accumulators and, with the same float
-//! operations in the same order, the same outputs bit for bit (the tests check every one this
-//! CPU runs against a plain reference), so a model gives the same answers on every CPU:
+//! Three implementations compute exactly the same i32 accumulators from the same quantized rows
+//! and, with the same float operations in the same order, the same outputs bit for bit (the
+//! tests check every one this CPU runs against a plain reference):
 //!
 //! - `int8/vnni.rs`: AVX-512 VNNI, one `vpdpbusd` per four products of 16 outputs;
-//! - `int8/avx2.rs`: AVX2, `vpmaddubsw` + `vpmaddwd` as fbgemm and oneDNN do on CPUs without
-//!   VNNI, kept exact (no i16 saturation) by splitting off the few weight pairs that could
-//!   saturate;
+//! - `int8/avx2.rs`: AVX2, `vpmaddubsw` + `vpmaddwd` as fbgemm does on CPUs without VNNI, on
+//!   7-bit rows (an exact `vpmaddwd`-on-i16 kernel takes 8-bit rows quantized for another path);
 //! - `int8/portable.rs`: any CPU, the integer products through the f32 gemm, exact because
 //!   every partial sum stays below 2^24.
+//!
+//! So the VNNI and portable paths give the same answers bit for bit; the AVX2 path, whose
+//! activations carry one bit less, gives answers within that rounding of theirs.
 //!
 //! [`Isa::current`] follows the process's [`crate::dispatch::level`] (`TAXON_KERNELS`). The
 //! SIMD paths split rows over the rayon pool the caller runs in; the portable one lets the
@@ -313,22 +318,49 @@ impl PackedWeights {
     }
 }
 
-/// The scale and zero point of a row whose values lie in `[lo, hi]` (`lo <= 0 <= hi`).
+/// The codes activations are quantized to: `[0, max]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ActivationRange {
+    /// `[0, 255]`: 8 bits, the VNNI and portable paths.
+    Full,
+    /// `[0, 127]`: 7 bits, the AVX2 path, whose `vpmaddubsw` sums two `u8 x i8` products into
+    /// a saturating i16: `2 * 127 * 128 = 32_512` fits, `2 * 255 * 128` does not.
+    Reduced,
+}
+
+impl ActivationRange {
+    /// The largest code.
+    pub fn max(self) -> u8 {
+        match self {
+            Self::Full => 255,
+            Self::Reduced => 127,
+        }
+    }
+
+    /// The largest code as f32.
+    #[inline(always)]
+    fn top(self) -> f32 {
+        f32::from(self.max())
+    }
+}
+
+/// The scale and zero point of a row whose values lie in `[lo, hi]` (`lo <= 0 <= hi`), for
+/// codes in `[0, top]`.
 #[inline(always)]
-fn scale_and_zero(lo: f32, hi: f32) -> (f32, f32) {
+fn scale_and_zero(lo: f32, hi: f32, top: f32) -> (f32, f32) {
     let range = hi - lo;
     if range > 0.0 && range.is_finite() {
-        let sc = range / 255.0;
-        (sc, (-lo / sc).round_ties_even().clamp(0.0, 255.0))
+        let sc = range / top;
+        (sc, (-lo / sc).round_ties_even().clamp(0.0, top))
     } else {
         (1.0, 0.0)
     }
 }
 
-/// One activation as u8: `clamp(round_ties_even(v * inv) + zp, 0, 255)`.
+/// One activation as u8: `clamp(round_ties_even(v * inv) + zp, 0, top)`.
 #[inline(always)]
-fn quantize_value(v: f32, inv: f32, zp: f32) -> u8 {
-    (round_ties_even(v * inv) + zp).clamp(0.0, 255.0) as u8
+fn quantize_value(v: f32, inv: f32, zp: f32, top: f32) -> u8 {
+    (round_ties_even(v * inv) + zp).clamp(0.0, top) as u8
 }
 
 /// `x.round_ties_even()` without a libm call where the target has no rounding instruction
@@ -347,24 +379,26 @@ fn round_ties_even(x: f32) -> f32 {
     }
 }
 
-/// Quantizes one row into `dst` (at least as long), returning its scale and zero point
-/// (the SIMD modules have AVX-512 and AVX2 copies that give the same bytes).
+/// Quantizes one row into `dst` (at least as long) to codes in `[0, range.max()]`, returning
+/// its scale and zero point (the SIMD modules have AVX-512 and AVX2 copies that give the same
+/// bytes).
 #[inline(always)]
-fn quantize_row_with(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+fn quantize_row_with(row: &[f32], dst: &mut [u8], range: ActivationRange) -> (f32, i32) {
     let (lo, hi) = row
         .iter()
         .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let (sc, zp) = scale_and_zero(lo, hi);
+    let top = range.top();
+    let (sc, zp) = scale_and_zero(lo, hi, top);
     let inv = 1.0 / sc;
     for (d, &v) in dst.iter_mut().zip(row) {
-        *d = quantize_value(v, inv, zp);
+        *d = quantize_value(v, inv, zp, top);
     }
     (sc, zp as i32)
 }
 
 /// [`quantize_row_with`] compiled for any x86-64 (or other) CPU.
-fn quantize_row_portable(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
-    quantize_row_with(row, dst)
+fn quantize_row_portable(row: &[f32], dst: &mut [u8], range: ActivationRange) -> (f32, i32) {
+    quantize_row_with(row, dst, range)
 }
 
 /// Rows of activations quantized to u8 with a per-row scale and zero point, each row padded
@@ -372,6 +406,8 @@ fn quantize_row_portable(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantizedRows {
     rows: usize,
+    /// The codes' range (which kernel of the AVX2 path they take).
+    range: ActivationRange,
     /// Bytes per row (`in` rounded up to 4).
     stride: usize,
     data: Vec<u8>,
@@ -380,16 +416,32 @@ pub struct QuantizedRows {
 }
 
 impl QuantizedRows {
-    /// Quantizes the row-major `(n, in)` matrix `x`: per row, `s = (max - min) / 255` over a
-    /// range that holds 0, `z = round(-min / s)`, `u = clamp(round(x / s) + z, 0, 255)` (rounding to nearest even).
+    /// Quantizes the row-major `(n, in)` matrix `x` for this process's implementation
+    /// ([`Isa::current`]): per row, `s = (max - min) / top` over a range that holds 0,
+    /// `z = round(-min / s)`, `u = clamp(round(x / s) + z, 0, top)` (rounding to nearest
+    /// even), with `top` the implementation's [`Isa::activation_range`] (255, or 127 on AVX2).
     /// Non-finite inputs do not panic (they quantize to an end of the range or to `z`).
     pub fn quantize(x: &[f32], n: usize, inp: usize) -> Result<Self, Int8Error> {
         Self::quantize_on(Isa::current(), x, n, inp)
     }
 
-    /// [`QuantizedRows::quantize`] with the vector instructions of `isa` (the same bytes on
-    /// every implementation; one this CPU lacks runs the portable code).
+    /// [`QuantizedRows::quantize`] for `isa` (one this CPU lacks runs the portable
+    /// implementation, with its range).
     pub fn quantize_on(isa: Isa, x: &[f32], n: usize, inp: usize) -> Result<Self, Int8Error> {
+        let isa = isa.usable();
+        Self::quantize_in(isa, isa.activation_range(), x, n, inp)
+    }
+
+    /// [`QuantizedRows::quantize`] to codes of `range`, with the vector instructions of `isa`
+    /// (the same bytes on every implementation; one this CPU lacks runs the portable code).
+    /// Every implementation multiplies rows of either range exactly.
+    pub fn quantize_in(
+        isa: Isa,
+        range: ActivationRange,
+        x: &[f32],
+        n: usize,
+        inp: usize,
+    ) -> Result<Self, Int8Error> {
         if inp == 0 || inp > MAX_INPUTS {
             return Err(Int8Error::Dimension {
                 what: "in",
@@ -405,9 +457,9 @@ impl QuantizedRows {
         let isa = isa.usable();
         let one = |((row, dst), (s, z)): Row<'_>| {
             (*s, *z) = match isa {
-                Isa::Avx512Vnni => vnni::quantize_row(row, dst),
-                Isa::Avx2 => avx2::quantize_row(row, dst),
-                Isa::Portable => quantize_row_portable(row, dst),
+                Isa::Avx512Vnni => vnni::quantize_row(row, dst, range),
+                Isa::Avx2 => avx2::quantize_row(row, dst, range),
+                Isa::Portable => quantize_row_portable(row, dst, range),
             };
         };
         if n * inp >= 1 << 16 && rayon::current_num_threads() > 1 {
@@ -423,6 +475,7 @@ impl QuantizedRows {
         }
         Ok(Self {
             rows: n,
+            range,
             stride,
             data,
             scale,
@@ -433,6 +486,11 @@ impl QuantizedRows {
     /// Rows.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The range of the codes.
+    pub fn range(&self) -> ActivationRange {
+        self.range
     }
 
     /// The u8 values of row `r` (padded to a multiple of 4 with zeros).
@@ -456,7 +514,8 @@ impl QuantizedRows {
 pub enum Isa {
     /// Any CPU: the exact integer products through the f32 gemm (of [`Level::Portable`]).
     Portable,
-    /// AVX2 (`vpmaddubsw` + `vpmaddwd`): Intel Haswell and later, AMD Zen 1 and later.
+    /// AVX2 (`vpmaddubsw` + `vpmaddwd` on 7-bit activations): Intel Haswell and later, AMD
+    /// Zen 1 and later.
     Avx2,
     /// AVX-512 with VNNI (`vpdpbusd`): Intel Cascade Lake and later, AMD Zen 4 and later.
     Avx512Vnni,
@@ -500,6 +559,15 @@ impl Isa {
     /// Every implementation this CPU runs, slowest first (what tests and benches loop over).
     pub fn available_all() -> Vec<Self> {
         Self::ALL.into_iter().filter(|i| i.available()).collect()
+    }
+
+    /// The codes this implementation quantizes activations to: 7 bits on AVX2 (its
+    /// `vpmaddubsw` would saturate on 8), 8 bits elsewhere.
+    pub fn activation_range(self) -> ActivationRange {
+        match self {
+            Self::Avx2 => ActivationRange::Reduced,
+            Self::Portable | Self::Avx512Vnni => ActivationRange::Full,
+        }
     }
 
     /// `self` when this CPU runs it, else the portable implementation.
@@ -550,8 +618,8 @@ pub fn matmul(
     matmul_on(Isa::current(), x, n, w, bias, y)
 }
 
-/// [`matmul`] on a chosen implementation; one that this CPU lacks falls back to the portable
-/// one (check [`Isa::available`] first to know which ran).
+/// [`matmul`] on a chosen implementation, with its activation range; one that this CPU lacks
+/// falls back to the portable one (check [`Isa::available`] first to know which ran).
 pub fn matmul_on(
     isa: Isa,
     x: &[f32],

@@ -1,34 +1,41 @@
-//! The AVX2 implementation of the int8 matmul, for CPUs without VNNI: the activations minus
-//! their zero points as i16 (`u - z` in [-255, 255]), the weights widened to i16 as they are
-//! loaded (`vpmovsxbw`), `vpmaddwd` multiplying two inputs of 8 outputs and adding the pair
-//! into i32, `vpaddd` accumulating. Tiles of up to [`MR`] rows x 16 outputs keep their
-//! accumulators in registers.
+//! The AVX2 implementation of the int8 matmul, for CPUs without VNNI. Two kernels, chosen by
+//! the range of the quantized rows:
 //!
-//! Why not fbgemm's and oneDNN's `vpmaddubsw` (`u8 x i8` pairs added into i16) + `vpmaddwd`:
-//! its i16 pair sums saturate once `255 * (|w0| + |w1|) > 32_767`, which fbgemm avoids by
-//! quantizing activations to 7 bits and oneDNN by weights of 7 bits, both costing accuracy and
-//! giving results that differ per CPU; keeping 8 bits instead by splitting off the pairs that
-//! could saturate costs a second pass over most weight groups, since in MiniLM's layers (max
-//! |w| about 3.4 standard deviations) 4-5% of weight pairs and 56% of 16 x 4 groups could.
-//! `vpmaddwd` on i16 never saturates here (`|pair| <= 2 * 255 * 128`), so this kernel is exact
-//! with no special case, its results equal the VNNI kernel's and the portable path's bit for
-//! bit (the same integers through the same epilogue), and it issues as many multiplies per
-//! product as the `vpmaddubsw` pair (one `vpmaddwd` per 16 products against two per 32) with
-//! one more add.
+//! - 7-bit rows ([`ActivationRange::Reduced`], what this path quantizes to): fbgemm's and
+//!   oneDNN's `vpmaddubsw` (`u8 x i8`, adjacent pairs added into i16) + `vpmaddwd` with ones
+//!   (pairs of those into i32), the `vpdpbusd` of VNNI in two instructions, on the packed
+//!   weights as they are. With codes of at most 127 a pair sum is at most `2 * 127 * 128 =
+//!   32_512` in magnitude, so `vpmaddubsw` never saturates and the kernel is exact. Two
+//!   multiplies per 32 products, as many as `vpmaddwd` on i16 (the port limit on Zen 4 and
+//!   Intel's cores alike), but no widening of the weights and half the adds: 10-25% faster on
+//!   MiniLM's shapes (one thread, Zen 4 at AVX2), close to the multiply ports' limit. Fewer
+//!   multiplies would take adding two `vpmaddubsw` results in i16 before one `vpmaddwd`, which
+//!   only 6-bit codes keep from overflowing.
+//! - 8-bit rows (quantized for another path, e.g. by a test): exact with `vpmaddwd` on i16
+//!   (`u - z` in [-255, 255], the weights widened as they are loaded), one multiply per 16
+//!   products and one more add; `vpmaddubsw` could saturate there (`255 * (|w0| + |w1|) >
+//!   32_767`). Its weights take their own layout, built on first use ([`Weights::build`]):
+//!   per block of 16 outputs and pair of inputs, 32 bytes `[w(o, 2p), w(o, 2p + 1)]` for o =
+//!   0..16, so one 16-byte load widens to the 8 outputs x 2 inputs of a register.
 //!
-//! The weights take their own layout, built on first use ([`Weights::build`], one more byte
-//! per weight): per block of 16 outputs and pair of inputs, 32 bytes `[w(o, 2p), w(o, 2p + 1)]`
-//! for o = 0..16, so one 16-byte load widens to the 8 outputs x 2 inputs of a register.
+//! The 7-bit kernel keeps tiles of up to [`MR7`] rows x 8 outputs in registers, the 8-bit one
+//! tiles of up to [`MR`] rows x 16 outputs.
 #![allow(unsafe_code)]
 // Off x86-64 only the portable fallbacks below are compiled.
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
-use super::{BLOCK_IN, BLOCK_OUT, GROUP, PackedWeights, QuantizedRows, Sink};
+use super::{ActivationRange, BLOCK_IN, BLOCK_OUT, GROUP, PackedWeights, QuantizedRows, Sink};
 
-/// Rows per register tile: 2 x `MR` accumulators, two weight registers, a broadcast and a
-/// product in 16 ymm registers.
+/// Rows per register tile of the 8-bit kernel: 2 x `MR` accumulators, two weight registers, a
+/// broadcast and a product in 16 ymm registers.
 pub(super) const MR: usize = 6;
-/// Rows per chunk (whose i16 activations stay in L2 while every block passes over them).
+/// Rows per register tile of the 7-bit kernel (of 8 outputs: `MR7` accumulators, a weight
+/// register, a broadcast, a product and the ones). Measured on MiniLM's shapes (one thread,
+/// Zen 4 at AVX2) against 12 x 8, 10 x 8, 6 x 16, 5 x 16 and 4 x 16: the fastest with 6 x 16
+/// (which spills an accumulator), 10-20% ahead of 12 x 8.
+const MR7: usize = 8;
+/// Rows per chunk (whose activations, codes or i16, stay in L2 while every block passes over
+/// them).
 const MC: usize = 48;
 /// Bytes of one pair step of a block: 16 outputs x 2 inputs.
 const STEP: usize = 2 * BLOCK_OUT;
@@ -66,8 +73,8 @@ pub(super) fn available() -> bool {
 
 /// Quantizes one row of activations (see `quantize_row_with`), vectorized for AVX2 when the CPU
 /// has it; the same bytes as the portable code.
-pub(super) fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
-    imp::quantize_row(row, dst)
+pub(super) fn quantize_row(row: &[f32], dst: &mut [u8], range: ActivationRange) -> (f32, i32) {
+    imp::quantize_row(row, dst, range)
 }
 
 /// Rows of the sink's length, starting at global row `r0`.
@@ -77,14 +84,14 @@ pub(super) fn rows(xq: &QuantizedRows, r0: usize, w: &PackedWeights, sink: Sink<
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    use super::{PackedWeights, QuantizedRows, Sink};
+    use super::{ActivationRange, PackedWeights, QuantizedRows, Sink};
 
     pub(super) fn available() -> bool {
         false
     }
 
-    pub(super) fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
-        super::super::quantize_row_portable(row, dst)
+    pub(super) fn quantize_row(row: &[f32], dst: &mut [u8], range: ActivationRange) -> (f32, i32) {
+        super::super::quantize_row_portable(row, dst, range)
     }
 
     pub(super) fn rows(xq: &QuantizedRows, r0: usize, w: &PackedWeights, sink: Sink<'_>) {
@@ -97,26 +104,29 @@ mod imp {
     use std::arch::x86_64::*;
 
     use super::super::{portable, quantize_row_portable, quantize_value, sink_rows};
-    use super::{BLOCK_OUT, MC, MR, PackedWeights, QuantizedRows, STEP, Sink};
+    use super::{
+        ActivationRange, BLOCK_IN, BLOCK_OUT, GROUP, MC, MR, MR7, PackedWeights, QuantizedRows,
+        STEP, Sink,
+    };
 
     pub(super) fn available() -> bool {
         is_x86_feature_detected!("avx2")
     }
 
-    pub(super) fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+    pub(super) fn quantize_row(row: &[f32], dst: &mut [u8], range: ActivationRange) -> (f32, i32) {
         if !available() {
-            return quantize_row_portable(row, dst);
+            return quantize_row_portable(row, dst, range);
         }
         // SAFETY: the CPU has AVX2 (checked just above; AVX2 implies the AVX that the float
         // instructions need), the feature `quantize_row_avx2` is compiled for.
-        unsafe { quantize_row_avx2(row, dst) }
+        unsafe { quantize_row_avx2(row, dst, range) }
     }
 
     /// `quantize_row_with` in AVX2 intrinsics: the same operations (exact min / max, multiply
-    /// by the inverse scale, round to nearest even, add the zero point, clamp to [0, 255]) 8
+    /// by the inverse scale, round to nearest even, add the zero point, clamp to [0, top]) 8
     /// lanes at a time, so the same bytes; the tail goes through the scalar code.
     #[target_feature(enable = "avx2")]
-    fn quantize_row_avx2(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+    fn quantize_row_avx2(row: &[f32], dst: &mut [u8], range: ActivationRange) -> (f32, i32) {
         let n = row.len().min(dst.len());
         let (row, dst) = (&row[..n], &mut dst[..n]);
         let body = n - n % 16;
@@ -141,20 +151,21 @@ mod imp {
         let (lo, hi) = row[body..]
             .iter()
             .fold(init, |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        let (sc, zp) = super::super::scale_and_zero(lo, hi);
+        let top = range.top();
+        let (sc, zp) = super::super::scale_and_zero(lo, hi, top);
         let inv = 1.0 / sc;
-        let (vinv, vzp) = (_mm256_set1_ps(inv), _mm256_set1_ps(zp));
-        /// One vector of 8 values as i32 in [0, 255].
+        let (vinv, vzp, vtop) = (_mm256_set1_ps(inv), _mm256_set1_ps(zp), _mm256_set1_ps(top));
+        /// One vector of 8 values as i32 in [0, top].
         #[target_feature(enable = "avx2")]
         #[inline]
-        fn quant(v: __m256, vinv: __m256, vzp: __m256) -> __m256i {
+        fn quant(v: __m256, vinv: __m256, vzp: __m256, vtop: __m256) -> __m256i {
             let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
                 _mm256_mul_ps(v, vinv),
             );
             // max first, then min: a NaN lane becomes 0, as `clamp` and `as u8` make it.
             let q = _mm256_min_ps(
                 _mm256_max_ps(_mm256_add_ps(r, vzp), _mm256_setzero_ps()),
-                _mm256_set1_ps(255.0),
+                vtop,
             );
             _mm256_cvtps_epi32(q)
         }
@@ -169,11 +180,12 @@ mod imp {
                     _mm256_loadu_ps(c.as_ptr().add(8)),
                 )
             };
-            // Values in [0, 255]: the packs do not saturate. packus_epi32 interleaves the
-            // 128-bit lanes (a0-3 b0-3 | a4-7 b4-7); the permute restores a0-7 b0-7.
+            // Values in [0, top] (top <= 255): the packs do not saturate. packus_epi32
+            // interleaves the 128-bit lanes (a0-3 b0-3 | a4-7 b4-7); the permute restores a0-7
+            // b0-7.
             let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(
-                quant(a, vinv, vzp),
-                quant(b, vinv, vzp),
+                quant(a, vinv, vzp, vtop),
+                quant(b, vinv, vzp, vtop),
             ));
             let bytes = _mm_packus_epi16(
                 _mm256_castsi256_si128(words),
@@ -183,7 +195,7 @@ mod imp {
             unsafe { _mm_storeu_si128(d.as_mut_ptr().cast(), bytes) };
         }
         for (d, &v) in dst[body..].iter_mut().zip(&row[body..]) {
-            *d = quantize_value(v, inv, zp);
+            *d = quantize_value(v, inv, zp, top);
         }
         (sc, zp as i32)
     }
@@ -192,13 +204,123 @@ mod imp {
         if !available() {
             return portable::rows(xq, r0, w, sink, 1);
         }
-        // SAFETY: the CPU has AVX2 (checked just above), the feature `rows_avx2` is compiled
-        // for.
-        unsafe { rows_avx2(xq, r0, w, sink) }
+        match xq.range {
+            // SAFETY: the CPU has AVX2 (checked just above), the feature `rows_u7` is compiled
+            // for; the rows' codes are at most 127 (`QuantizedRows` clamps them to its range).
+            ActivationRange::Reduced => unsafe { rows_u7(xq, r0, w, sink) },
+            // SAFETY: the CPU has AVX2 (checked just above), the feature `rows_exact` is
+            // compiled for.
+            ActivationRange::Full => unsafe { rows_exact(xq, r0, w, sink) },
+        }
     }
 
+    /// The 7-bit kernel: `vpmaddubsw` + `vpmaddwd` on the packed weights and the rows' codes
+    /// as they are, the zero points taken out in the epilogue. The caller guarantees codes of
+    /// at most 127 (else the i16 pair sums could saturate).
     #[target_feature(enable = "avx2")]
-    fn rows_avx2(xq: &QuantizedRows, r0: usize, w: &PackedWeights, mut sink: Sink<'_>) {
+    fn rows_u7(xq: &QuantizedRows, r0: usize, w: &PackedWeights, mut sink: Sink<'_>) {
+        let rows = sink_rows(&sink, w.out);
+        let end = (r0 + rows).min(xq.rows);
+        // Row chunks (their codes stay in L2), blocks of 16 outputs (the block's weights, at
+        // most 24 KiB for 1536 inputs, stay in L1 across the chunk's tiles), halves of 8
+        // outputs, row tiles.
+        let mut c0 = r0;
+        while c0 < end {
+            let c1 = (c0 + MC).min(end);
+            for b in 0..w.blocks() {
+                let e = Epilogue::new(w, bias_of(&sink), b, true);
+                for half in 0..2 {
+                    if 8 * half >= e.width {
+                        break;
+                    }
+                    let t = Tile7 {
+                        wb: w.block(b),
+                        half,
+                        r0,
+                        out: w.out,
+                    };
+                    let mut r = c0;
+                    while r < c1 {
+                        let mr = (c1 - r).min(MR7);
+                        match mr {
+                            8 => tile_u7::<8>(xq, r, &t, &e, &mut sink),
+                            7 => tile_u7::<7>(xq, r, &t, &e, &mut sink),
+                            6 => tile_u7::<6>(xq, r, &t, &e, &mut sink),
+                            5 => tile_u7::<5>(xq, r, &t, &e, &mut sink),
+                            4 => tile_u7::<4>(xq, r, &t, &e, &mut sink),
+                            3 => tile_u7::<3>(xq, r, &t, &e, &mut sink),
+                            2 => tile_u7::<2>(xq, r, &t, &e, &mut sink),
+                            _ => tile_u7::<1>(xq, r, &t, &e, &mut sink),
+                        }
+                        r += mr;
+                    }
+                }
+            }
+            c0 = c1;
+        }
+    }
+
+    /// What the register tiles of one half block of the 7-bit kernel share: the block's packed
+    /// weights (`k4` groups of 64 bytes), which half of 8 outputs (`half`, 0 or 1: the first or
+    /// last 32 bytes of each group), the sink's first row `r0` and row length `out`.
+    struct Tile7<'a> {
+        wb: &'a [i8],
+        half: usize,
+        r0: usize,
+        out: usize,
+    }
+
+    /// Rows `r..r + R` times the 8 outputs of one half block over every input (7-bit codes),
+    /// then the epilogue into the sink.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn tile_u7<const R: usize>(
+        xq: &QuantizedRows,
+        r: usize,
+        t: &Tile7<'_>,
+        e: &Epilogue,
+        sink: &mut Sink<'_>,
+    ) {
+        let k4 = t.wb.len() / GROUP;
+        // Slices of exactly what the loops read (the caller keeps r + R <= rows).
+        let mut xs: [&[u8]; R] = [&[]; R];
+        for (i, x) in xs.iter_mut().enumerate() {
+            *x = &xq.row(r + i)[..k4 * BLOCK_IN];
+        }
+        let ones = _mm256_set1_epi16(1);
+        // Read and written by value only, so they stay in registers (see the VNNI kernel).
+        let mut acc = [_mm256_setzero_si256(); R];
+        for g in 0..k4 {
+            // SAFETY: `t.wb` holds k4 * 64 bytes, g < k4 and half <= 1, so the 32 bytes at
+            // g * 64 + 32 * half are in bounds; the load is unaligned.
+            let wv =
+                unsafe { _mm256_loadu_si256(t.wb.as_ptr().add(g * GROUP + 32 * t.half).cast()) };
+            for i in 0..R {
+                // SAFETY: `xs[i]` holds 4 k4 bytes and g < k4, so the 4 at 4g are in bounds;
+                // read unaligned as one i32.
+                let four = unsafe {
+                    xs[i]
+                        .as_ptr()
+                        .add(g * BLOCK_IN)
+                        .cast::<i32>()
+                        .read_unaligned()
+                };
+                // Codes <= 127 and |w| <= 128: each i16 pair sum fits, no saturation.
+                let pairs = _mm256_maddubs_epi16(_mm256_set1_epi32(four), wv);
+                acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(pairs, ones));
+            }
+        }
+        let sums = e.sums[t.half];
+        for (i, &a) in acc.iter().enumerate() {
+            let z = _mm256_set1_epi32(xq.zero[r + i]);
+            let corrected = _mm256_sub_epi32(a, _mm256_mullo_epi32(z, sums));
+            store_half(xq, e, r + i, t.r0, t.out, t.half, corrected, sink);
+        }
+    }
+
+    /// The exact 8-bit kernel (`vpmaddwd` on i16 activations minus their zero points).
+    #[target_feature(enable = "avx2")]
+    fn rows_exact(xq: &QuantizedRows, r0: usize, w: &PackedWeights, mut sink: Sink<'_>) {
         let rows = sink_rows(&sink, w.out);
         let end = (r0 + rows).min(xq.rows);
         let pairs = &w.avx2().pairs;
@@ -220,7 +342,7 @@ mod imp {
             }
             for b in 0..w.blocks() {
                 let wb = &pairs[b * span..(b + 1) * span];
-                let e = Epilogue::new(w, bias_of(&sink), b);
+                let e = Epilogue::new(w, bias_of(&sink), b, false);
                 let mut r = c0;
                 while r < c1 {
                     let mr = (c1 - r).min(MR);
@@ -234,12 +356,12 @@ mod imp {
                         out: w.out,
                     };
                     match mr {
-                        6 => tile::<6>(xq, &t, &e, &mut sink),
-                        5 => tile::<5>(xq, &t, &e, &mut sink),
-                        4 => tile::<4>(xq, &t, &e, &mut sink),
-                        3 => tile::<3>(xq, &t, &e, &mut sink),
-                        2 => tile::<2>(xq, &t, &e, &mut sink),
-                        _ => tile::<1>(xq, &t, &e, &mut sink),
+                        6 => tile_exact::<6>(xq, &t, &e, &mut sink),
+                        5 => tile_exact::<5>(xq, &t, &e, &mut sink),
+                        4 => tile_exact::<4>(xq, &t, &e, &mut sink),
+                        3 => tile_exact::<3>(xq, &t, &e, &mut sink),
+                        2 => tile_exact::<2>(xq, &t, &e, &mut sink),
+                        _ => tile_exact::<1>(xq, &t, &e, &mut sink),
                     }
                     r += mr;
                 }
@@ -269,28 +391,34 @@ mod imp {
     }
 
     /// What the epilogue of one block needs, loaded once per block: its first output, its
-    /// valid outputs (up to 16), and per half of 8 its scales and biases (0 past the end and
-    /// without a bias, as the portable code adds 0).
+    /// valid outputs (up to 16), and per half of 8 its scales, biases (0 past the end and
+    /// without a bias, as the portable code adds 0) and weight sums (for the 7-bit kernel's
+    /// zero-point correction; zero when not needed).
     struct Epilogue {
         o0: usize,
         width: usize,
         scales: [__m256; 2],
         bias: [__m256; 2],
+        sums: [__m256i; 2],
     }
 
     impl Epilogue {
         #[target_feature(enable = "avx2")]
-        fn new(w: &PackedWeights, bias: Option<&[f32]>, b: usize) -> Self {
+        fn new(w: &PackedWeights, bias: Option<&[f32]>, b: usize, with_sums: bool) -> Self {
             let o0 = b * BLOCK_OUT;
             let width = (w.out - o0).min(BLOCK_OUT);
             let mut bv = [0f32; BLOCK_OUT];
             if let Some(bias) = bias {
                 bv[..width].copy_from_slice(&bias[o0..o0 + width]);
             }
+            let mut sv = [0i32; BLOCK_OUT];
+            if with_sums {
+                sv.copy_from_slice(&w.sums[o0..o0 + BLOCK_OUT]);
+            }
             let sw = &w.scales[o0..o0 + BLOCK_OUT];
-            // SAFETY: `sw` (the scales are padded to whole blocks) and `bv` hold 16 f32; the
-            // loads are unaligned.
-            let (scales, bias) = unsafe {
+            // SAFETY: `sw` (the scales are padded to whole blocks) and `bv` hold 16 f32, `sv`
+            // 16 i32; the loads are unaligned.
+            let (scales, bias, sums) = unsafe {
                 (
                     [
                         _mm256_loadu_ps(sw.as_ptr()),
@@ -300,6 +428,10 @@ mod imp {
                         _mm256_loadu_ps(bv.as_ptr()),
                         _mm256_loadu_ps(bv.as_ptr().add(8)),
                     ],
+                    [
+                        _mm256_loadu_si256(sv.as_ptr().cast()),
+                        _mm256_loadu_si256(sv.as_ptr().add(8).cast()),
+                    ],
                 )
             };
             Self {
@@ -307,6 +439,7 @@ mod imp {
                 width,
                 scales,
                 bias,
+                sums,
             }
         }
     }
@@ -315,7 +448,12 @@ mod imp {
     /// epilogue into the sink.
     #[target_feature(enable = "avx2")]
     #[inline]
-    fn tile<const R: usize>(xq: &QuantizedRows, t: &Tile<'_>, e: &Epilogue, sink: &mut Sink<'_>) {
+    fn tile_exact<const R: usize>(
+        xq: &QuantizedRows,
+        t: &Tile<'_>,
+        e: &Epilogue,
+        sink: &mut Sink<'_>,
+    ) {
         let k2 = t.k2;
         // Slices of exactly what the loops read (the caller keeps R rows of activations).
         let mut xs: [&[i16]; R] = [&[]; R];
@@ -344,46 +482,75 @@ mod imp {
                 acc[i][1] = _mm256_add_epi32(acc[i][1], _mm256_madd_epi16(xv, w1));
             }
         }
-        // The shared epilogue (`dequantize` of the accumulator, which already holds
-        // `acc - z * sum` since the activations came in minus their zero points), 8 lanes at a
-        // time: the same operations in the same order (no fused multiply-add).
+        // The accumulators already hold `acc - z * sum` (the activations came in minus their
+        // zero points).
         for (i, a) in acc.iter().enumerate() {
-            let r = t.r + i;
-            match sink {
-                Sink::Int(dst) => {
-                    let mut lanes = [0i32; BLOCK_OUT];
-                    // SAFETY: `lanes` holds 16 i32; the stores are unaligned.
-                    unsafe {
-                        _mm256_storeu_si256(lanes.as_mut_ptr().cast(), a[0]);
-                        _mm256_storeu_si256(lanes.as_mut_ptr().add(8).cast(), a[1]);
-                    }
-                    let row = (r - t.r0) * t.out + e.o0;
-                    dst[row..row + e.width].copy_from_slice(&lanes[..e.width]);
+            store(xq, e, t.r + i, t.r0, t.out, *a, sink);
+        }
+    }
+
+    /// The shared epilogue (`dequantize` of the zero-point-corrected accumulators `a` of row
+    /// `r`, 8 lanes at a time: the same operations in the same order, no fused multiply-add)
+    /// into the sink, whose first row is `r0` and rows `out` long.
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn store(
+        xq: &QuantizedRows,
+        e: &Epilogue,
+        r: usize,
+        r0: usize,
+        out: usize,
+        a: [__m256i; 2],
+        sink: &mut Sink<'_>,
+    ) {
+        store_half(xq, e, r, r0, out, 0, a[0], sink);
+        store_half(xq, e, r, r0, out, 1, a[1], sink);
+    }
+
+    /// [`store`] of half `h` of the block (its outputs `8h..8h + 8`, those that exist).
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn store_half(
+        xq: &QuantizedRows,
+        e: &Epilogue,
+        r: usize,
+        r0: usize,
+        out: usize,
+        h: usize,
+        a: __m256i,
+        sink: &mut Sink<'_>,
+    ) {
+        let width = e.width.saturating_sub(8 * h).min(8);
+        if width == 0 {
+            return;
+        }
+        let at = (r - r0) * out + e.o0 + 8 * h;
+        match sink {
+            Sink::Int(dst) => {
+                let dst = &mut dst[at..at + width];
+                if width == 8 {
+                    // SAFETY: `dst` holds 8 i32; the store is unaligned.
+                    unsafe { _mm256_storeu_si256(dst.as_mut_ptr().cast(), a) };
+                } else {
+                    let mut lanes = [0i32; 8];
+                    // SAFETY: `lanes` holds 8 i32; the store is unaligned.
+                    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), a) };
+                    dst.copy_from_slice(&lanes[..width]);
                 }
-                Sink::Float { y, .. } => {
-                    let sx = _mm256_set1_ps(xq.scale[r]);
-                    let v = |h: usize| {
-                        let s = _mm256_mul_ps(sx, e.scales[h]);
-                        _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[h]), s), e.bias[h])
-                    };
-                    let (v0, v1) = (v(0), v(1));
-                    let row = (r - t.r0) * t.out + e.o0;
-                    let dst = &mut y[row..row + e.width];
-                    if e.width == BLOCK_OUT {
-                        // SAFETY: `dst` holds 16 f32; the stores are unaligned.
-                        unsafe {
-                            _mm256_storeu_ps(dst.as_mut_ptr(), v0);
-                            _mm256_storeu_ps(dst.as_mut_ptr().add(8), v1);
-                        }
-                    } else {
-                        let mut lanes = [0f32; BLOCK_OUT];
-                        // SAFETY: `lanes` holds 16 f32; the stores are unaligned.
-                        unsafe {
-                            _mm256_storeu_ps(lanes.as_mut_ptr(), v0);
-                            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), v1);
-                        }
-                        dst.copy_from_slice(&lanes[..e.width]);
-                    }
+            }
+            Sink::Float { y, .. } => {
+                let s = _mm256_mul_ps(_mm256_set1_ps(xq.scale[r]), e.scales[h]);
+                let v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a), s), e.bias[h]);
+                let dst = &mut y[at..at + width];
+                if width == 8 {
+                    // SAFETY: `dst` holds 8 f32; the store is unaligned.
+                    unsafe { _mm256_storeu_ps(dst.as_mut_ptr(), v) };
+                } else {
+                    let mut lanes = [0f32; 8];
+                    // SAFETY: `lanes` holds 8 f32; the store is unaligned.
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+                    dst.copy_from_slice(&lanes[..width]);
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Every int8 implementation this CPU runs against a plain reference (bit for bit: the integer
 //! accumulators, then the one float epilogue), on shapes with tails and on weights and
-//! activations at the ends of their ranges.
+//! activations at the ends of their ranges, with activations of both ranges (8 bits, and the 7
+//! of the AVX2 path).
 
 use super::*;
 
@@ -65,6 +66,8 @@ const SHAPES: [(usize, usize, usize); 9] = [
     (14, 1801, 70),
 ];
 
+const RANGES: [ActivationRange; 2] = [ActivationRange::Full, ActivationRange::Reduced];
+
 #[test]
 fn integer_results_match_the_reference_on_every_isa() {
     for (i, &(n, inp, out)) in SHAPES.iter().enumerate() {
@@ -72,11 +75,13 @@ fn integer_results_match_the_reference_on_every_isa() {
         let w = values(out * inp, i as u64 + 100);
         let (q, s) = quantize_weights(&w, out, inp).unwrap();
         let packed = PackedWeights::from_int8(&q, &s, out, inp).unwrap();
-        let xq = QuantizedRows::quantize(&x, n, inp).unwrap();
-        let want = reference_i32(&xq, &q, out, inp);
-        for isa in Isa::available_all() {
-            let got = matmul_i32(isa, &xq, &packed).unwrap();
-            assert_eq!(got, want, "{isa} n={n} in={inp} out={out}");
+        for range in RANGES {
+            let xq = QuantizedRows::quantize_in(Isa::Portable, range, &x, n, inp).unwrap();
+            let want = reference_i32(&xq, &q, out, inp);
+            for isa in Isa::available_all() {
+                let got = matmul_i32(isa, &xq, &packed).unwrap();
+                assert_eq!(got, want, "{isa} {range:?} n={n} in={inp} out={out}");
+            }
         }
     }
 }
@@ -87,10 +92,12 @@ fn float_output_equals_the_reference_bit_for_bit_on_every_isa() {
         let x = values(n * inp, i as u64 + 7);
         let w = PackedWeights::quantize(&values(out * inp, i as u64 + 9), out, inp).unwrap();
         let bias = values(out, 3);
-        let xq = QuantizedRows::quantize_on(Isa::Portable, &x, n, inp).unwrap();
-        for b in [None, Some(bias.as_slice())] {
-            let want = reference_f32(&xq, &w, b);
-            for isa in Isa::available_all() {
+        for isa in Isa::available_all() {
+            // The rows as `isa` quantizes them (7 bits on AVX2), through the reference.
+            let xq = QuantizedRows::quantize_on(isa, &x, n, inp).unwrap();
+            assert_eq!(xq.range(), isa.activation_range());
+            for b in [None, Some(bias.as_slice())] {
+                let want = reference_f32(&xq, &w, b);
                 let mut y = vec![1f32; n * out];
                 matmul_on(isa, &x, n, &w, b, &mut y).unwrap();
                 assert!(same_bits(&y, &want), "{isa} n={n} in={inp} out={out}");
@@ -143,12 +150,76 @@ fn extreme_weights_and_activations_stay_exact_on_every_isa() {
     // 255 * 127 * 1030 for the first row and output: past 2^24, so the gemm needed chunks.
     assert_eq!(want[0], 255 * 127 * 1030);
     let bias = values(out, 5);
-    let want_f = reference_f32(&xq, &w, Some(&bias));
     for isa in Isa::available_all() {
         assert_eq!(matmul_i32(isa, &xq, &w).unwrap(), want, "{isa}");
+        let xq = QuantizedRows::quantize_on(isa, &x, n, inp).unwrap();
         let mut y = vec![0f32; n * out];
         matmul_on(isa, &x, n, &w, Some(&bias), &mut y).unwrap();
-        assert!(same_bits(&y, &want_f), "{isa}");
+        assert!(same_bits(&y, &reference_f32(&xq, &w, Some(&bias))), "{isa}");
+    }
+}
+
+/// 7-bit rows at the ends of their range: codes of 127 next to weights of 127 or -128 (the
+/// largest `vpmaddubsw` pair sums, `2 * 127 * -128 = -32_512` and `2 * 127 * 127`, just inside
+/// i16), codes of 0 and 127 around a zero point in the middle, on every implementation.
+#[test]
+fn extreme_seven_bit_rows_stay_exact_on_every_isa() {
+    let (n, inp, out) = (11, 1031, 41);
+    // Row 0: all 1 (every code 127, zero point 0); the others mix the ends -1 and 1 (codes 0
+    // and 127, zero point 64) with zeros (code 64).
+    let x: Vec<f32> = (0..n * inp)
+        .map(|i| {
+            if i < inp {
+                1.0
+            } else {
+                [1.0, -1.0, 1.0, 0.0, 1.0, -1.0, -1.0][(i * 7919) % 7]
+            }
+        })
+        .collect();
+    let q: Vec<i8> = (0..out * inp)
+        .map(|i| match (i / inp) % 4 {
+            0 => 127,
+            1 => -128,
+            2 => {
+                if i % 2 == 0 {
+                    127
+                } else {
+                    -128
+                }
+            }
+            _ => [127, 127, -128, -128, 64, 65, -64, -65][i % 8],
+        })
+        .collect();
+    let scales = values(out, 6)
+        .iter()
+        .map(|v| v.abs() + 0.01)
+        .collect::<Vec<_>>();
+    let w = PackedWeights::from_int8(&q, &scales, out, inp).unwrap();
+    let bias = values(out, 7);
+    for quantizer in Isa::available_all() {
+        let xq =
+            QuantizedRows::quantize_in(quantizer, ActivationRange::Reduced, &x, n, inp).unwrap();
+        assert_eq!((xq.zero(0), xq.row(0)[0]), (0, 127), "{quantizer}");
+        assert_eq!(xq.zero(1), 64, "{quantizer}");
+        assert!(
+            xq.row(1)[..inp]
+                .iter()
+                .all(|&u| u == 0 || u == 64 || u == 127)
+        );
+        let want = reference_i32(&xq, &q, out, inp);
+        assert_eq!(want[0], 127 * 127 * 1031);
+        assert_eq!(want[1], -127 * 128 * 1031);
+        for isa in Isa::available_all() {
+            assert_eq!(matmul_i32(isa, &xq, &w).unwrap(), want, "{isa}");
+        }
+    }
+    // The AVX2 path quantizes to 7 bits itself, through its kernel and the shared epilogue.
+    if Isa::Avx2.available() {
+        let xq = QuantizedRows::quantize_on(Isa::Avx2, &x, n, inp).unwrap();
+        assert_eq!(xq.range(), ActivationRange::Reduced);
+        let mut y = vec![0f32; n * out];
+        matmul_on(Isa::Avx2, &x, n, &w, Some(&bias), &mut y).unwrap();
+        assert!(same_bits(&y, &reference_f32(&xq, &w, Some(&bias))));
     }
 }
 
@@ -279,21 +350,46 @@ fn simd_row_quantization_equals_portable_on_every_isa() {
             row[2] = 0.125;
             row[3] = -0.375;
         }
-        let mut want = vec![0u8; len];
-        let pw = quantize_row_portable(&row, &mut want);
-        for isa in Isa::available_all() {
-            let xq = QuantizedRows::quantize_on(isa, &row, 1, len).unwrap();
-            assert_eq!(
-                ((xq.scale(0), xq.zero(0)), &xq.row(0)[..len]),
-                (pw, &want[..]),
-                "{isa} len {len}"
-            );
+        for range in RANGES {
+            let mut want = vec![0u8; len];
+            let pw = quantize_row_portable(&row, &mut want, range);
+            assert!(want.iter().all(|&u| u <= range.max()));
+            for isa in Isa::available_all() {
+                let xq = QuantizedRows::quantize_in(isa, range, &row, 1, len).unwrap();
+                assert_eq!(
+                    ((xq.scale(0), xq.zero(0)), &xq.row(0)[..len]),
+                    (pw, &want[..]),
+                    "{isa} {range:?} len {len}"
+                );
+            }
         }
     }
     for isa in Isa::available_all() {
         let xq = QuantizedRows::quantize_on(isa, &[0.0; 20], 1, 20).unwrap();
         assert_eq!((xq.scale(0), xq.zero(0)), (1.0, 0), "{isa}");
         assert!(xq.row(0).iter().all(|&u| u == 0), "{isa}");
+    }
+}
+
+#[test]
+fn each_implementation_quantizes_to_its_own_range() {
+    assert_eq!(Isa::Avx2.activation_range(), ActivationRange::Reduced);
+    assert_eq!(Isa::Avx512Vnni.activation_range(), ActivationRange::Full);
+    assert_eq!(Isa::Portable.activation_range(), ActivationRange::Full);
+    let x = values(3 * 50, 60);
+    for isa in Isa::ALL {
+        let xq = QuantizedRows::quantize_on(isa, &x, 3, 50).unwrap();
+        // One this CPU lacks runs the portable implementation, with its range.
+        let range = if isa.available() {
+            isa.activation_range()
+        } else {
+            ActivationRange::Full
+        };
+        assert_eq!(xq.range(), range, "{isa}");
+        // Every row spans its whole range (x holds values of both signs).
+        for r in 0..3 {
+            assert_eq!(xq.row(r).iter().max(), Some(&range.max()), "{isa} row {r}");
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 // workspace's `rust-version` still says 1.85.
 #![allow(clippy::incompatible_msrv)]
 
-use super::{PackedWeights, QuantizedRows, Sink};
+use super::{ActivationRange, PackedWeights, QuantizedRows, Sink};
 
 /// Whether this CPU runs the VNNI kernel.
 pub(super) fn available() -> bool {
@@ -15,8 +15,8 @@ pub(super) fn available() -> bool {
 
 /// Quantizes one row of activations (see `quantize_row_with`), vectorized for AVX-512 when
 /// the CPU has it.
-pub(super) fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
-    imp::quantize_row(row, dst)
+pub(super) fn quantize_row(row: &[f32], dst: &mut [u8], range: ActivationRange) -> (f32, i32) {
+    imp::quantize_row(row, dst, range)
 }
 
 /// Rows of the sink's length, starting at global row `r0`.
@@ -26,14 +26,14 @@ pub(super) fn rows(xq: &QuantizedRows, r0: usize, w: &PackedWeights, sink: Sink<
 
 #[cfg(not(target_arch = "x86_64"))]
 mod imp {
-    use super::{PackedWeights, QuantizedRows, Sink};
+    use super::{ActivationRange, PackedWeights, QuantizedRows, Sink};
 
     pub(super) fn available() -> bool {
         false
     }
 
-    pub(super) fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
-        super::super::quantize_row_portable(row, dst)
+    pub(super) fn quantize_row(row: &[f32], dst: &mut [u8], range: ActivationRange) -> (f32, i32) {
+        super::super::quantize_row_portable(row, dst, range)
     }
 
     pub(super) fn rows(xq: &QuantizedRows, r0: usize, w: &PackedWeights, sink: Sink<'_>) {
@@ -46,7 +46,7 @@ mod imp {
     use std::arch::x86_64::*;
 
     use super::super::{BLOCK_IN, BLOCK_OUT, GROUP, portable, quantize_row_portable, sink_rows};
-    use super::{PackedWeights, QuantizedRows, Sink};
+    use super::{ActivationRange, PackedWeights, QuantizedRows, Sink};
 
     /// Rows per register tile.
     const MR: usize = 6;
@@ -66,20 +66,20 @@ mod imp {
             && is_x86_feature_detected!("avx512vnni")
     }
 
-    pub(super) fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+    pub(super) fn quantize_row(row: &[f32], dst: &mut [u8], range: ActivationRange) -> (f32, i32) {
         if !is_x86_feature_detected!("avx512f") || !is_x86_feature_detected!("avx512bw") {
-            return quantize_row_portable(row, dst);
+            return quantize_row_portable(row, dst, range);
         }
         // SAFETY: the CPU has AVX-512F and AVX-512BW (checked just above), the features
         // `quantize_row_avx512` is compiled for.
-        unsafe { quantize_row_avx512(row, dst) }
+        unsafe { quantize_row_avx512(row, dst, range) }
     }
 
     /// `quantize_row_with` in AVX-512 intrinsics: the same operations (exact min / max,
     /// multiply by the inverse scale, round to nearest even, add the zero point, clamp to
-    /// [0, 255]) 16 lanes at a time, so the same bytes; the tail goes through the scalar code.
+    /// [0, top]) 16 lanes at a time, so the same bytes; the tail goes through the scalar code.
     #[target_feature(enable = "avx512f,avx512bw")]
-    fn quantize_row_avx512(row: &[f32], dst: &mut [u8]) -> (f32, i32) {
+    fn quantize_row_avx512(row: &[f32], dst: &mut [u8], range: ActivationRange) -> (f32, i32) {
         let n = row.len().min(dst.len());
         let (row, dst) = (&row[..n], &mut dst[..n]);
         let body = n - n % 16;
@@ -95,10 +95,11 @@ mod imp {
             (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi)),
             |(lo, hi), &v| (lo.min(v), hi.max(v)),
         );
-        let (sc, zp) = super::super::scale_and_zero(lo, hi);
+        let top = range.top();
+        let (sc, zp) = super::super::scale_and_zero(lo, hi, top);
         let inv = 1.0 / sc;
         let (vinv, vzp) = (_mm512_set1_ps(inv), _mm512_set1_ps(zp));
-        let (v0, v255) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
+        let (v0, vtop) = (_mm512_setzero_ps(), _mm512_set1_ps(top));
         for (c, d) in row[..body]
             .chunks_exact(16)
             .zip(dst[..body].chunks_exact_mut(16))
@@ -108,13 +109,13 @@ mod imp {
             let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
                 _mm512_mul_ps(v, vinv),
             );
-            let q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, vzp), v0), v255);
+            let q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, vzp), v0), vtop);
             let bytes = _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(q));
             // SAFETY: `d` holds 16 bytes; the store is unaligned.
             unsafe { _mm_storeu_si128(d.as_mut_ptr().cast(), bytes) };
         }
         for (d, &v) in dst[body..].iter_mut().zip(&row[body..]) {
-            *d = super::super::quantize_value(v, inv, zp);
+            *d = super::super::quantize_value(v, inv, zp, top);
         }
         (sc, zp as i32)
     }
