@@ -34,7 +34,16 @@ export TAXON_TEST_POSTGRES_URL
 # Every process the tests start inherits this id; afterwards none may be left running.
 export TAXON_TEST_RUN="test-$$-$(date +%s)"
 status=0
+# The UI browser test writes a screenshot of each page here; kept below as CI artifacts.
+shots="$CARGO_TARGET_DIR/ui-screenshots"
+rm -rf "$shots"
 cargo test --workspace --locked || status=$?
+if compgen -G "$shots/*.png" >/dev/null; then
+    rm -rf ci-artifacts/ui-screenshots
+    mkdir -p ci-artifacts/ui-screenshots
+    cp "$shots"/*.png ci-artifacts/ui-screenshots/
+    echo "== UI screenshots (CI artifacts): ci-artifacts/ui-screenshots/"
+fi
 echo "== schemathesis against a live server"
 scripts/schemathesis.sh || status=$?
 echo "== alerts end to end: taxon, Prometheus, Alertmanager, Slack and SMTP sinks"

@@ -119,7 +119,7 @@ fn write_log(dir: &std::path::Path, n: usize) -> Result<(), Box<dyn std::error::
     let mut w = LogWriter::start(LogOptions::new(dir.to_path_buf()))?;
     let end = chrono::Utc::now().timestamp() as f64;
     let start = end - 86_400.0;
-    let mut send = |r: LogRecord| {
+    let send = |r: LogRecord| {
         // The writer's queue is bounded: wait for it rather than drop.
         while !w.log(r.clone()) {
             w.flush();
@@ -129,7 +129,11 @@ fn write_log(dir: &std::path::Path, n: usize) -> Result<(), Box<dyn std::error::
         let time = start + 86_400.0 * i as f64 / n as f64;
         let label = ["sport", "tech"][i % 2];
         let late = i >= n / 2;
-        let top: f32 = if late { 0.55 + (i % 7) as f32 * 0.03 } else { 0.8 + (i % 5) as f32 * 0.04 };
+        let top: f32 = if late {
+            0.55 + (i % 7) as f32 * 0.03
+        } else {
+            0.8 + (i % 5) as f32 * 0.04
+        };
         let scores = ["sport", "tech"]
             .iter()
             .map(|l| (l.to_string(), if *l == label { top } else { 1.0 - top }))
@@ -149,7 +153,11 @@ fn write_log(dir: &std::path::Path, n: usize) -> Result<(), Box<dyn std::error::
             text_fernet: None,
         }));
         if i % 10 == 0 {
-            let truth = if late && i % 30 == 0 { ["tech", "sport"][i % 2] } else { label };
+            let truth = if late && i % 30 == 0 {
+                ["tech", "sport"][i % 2]
+            } else {
+                label
+            };
             send(LogRecord::Feedback(FeedbackRecord {
                 time: time + 1.0,
                 request_id: id,
@@ -161,6 +169,9 @@ fn write_log(dir: &std::path::Path, n: usize) -> Result<(), Box<dyn std::error::
         }
     }
     w.close();
-    eprintln!("{n} predictions logged in {:.1} s", t.elapsed().as_secs_f64());
+    eprintln!(
+        "{n} predictions logged in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

@@ -77,6 +77,11 @@ pub(crate) fn close_empty(mut svg: String) -> String {
 
 /// The axes and their extreme labels for steps `x0..x1` and values `y0..y1`.
 fn axes(svg: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64)) {
+    axes_labelled(svg, (&tick(x0), &tick(x1)), (y0, y1));
+}
+
+/// The axes with the x extremes labelled `xlo` and `xhi` (times, steps) and values `y0..y1`.
+pub(crate) fn axes_labelled(svg: &mut String, (xlo, xhi): (&str, &str), (y0, y1): (f64, f64)) {
     let _ = write!(
         svg,
         "<g stroke=\"#888\" stroke-width=\"1\"><line x1=\"{ML}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\"/>\
@@ -93,8 +98,8 @@ fn axes(svg: &mut String, (x0, x1): (f64, f64), (y0, y1): (f64, f64)) {
         bx = H - MB + 16.0,
         ylo = tick(y0),
         yhi = tick(y1),
-        xlo = tick(x0),
-        xhi = tick(x1),
+        xlo = Esc(xlo),
+        xhi = Esc(xhi),
     );
 }
 

@@ -597,7 +597,12 @@ fn ui_pages_show_the_stores_numbers() {
                         "--screenshot={}",
                         shots.join(format!("{}.png", shot_names[i])).display()
                     ))
-                    .arg("--window-size=1280,1800")
+                    // The run page is tall: its evaluation (calibration) comes last.
+                    .arg(if shot_names[i] == "run" {
+                        "--window-size=1280,2900"
+                    } else {
+                        "--window-size=1280,1800"
+                    })
                     .arg(ui.url(path))
                     .output();
             }

@@ -103,24 +103,13 @@ pub fn time_chart(
     let px = |x: f64| ML + (x - x0) / (x1 - x0) * (W - ML - MR);
     let py = |y: f64| H - MB - (y - y0) / (y1 - y0) * (H - MT - MB);
     let with_date = (x1 - x0) >= 86_400.0;
-    let _ = write!(
-        svg,
-        "<g stroke=\"#888\" stroke-width=\"1\"><line x1=\"{ML}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\"/>\
-         <line x1=\"{ML}\" y1=\"{MT}\" x2=\"{ML}\" y2=\"{b}\"/></g>\
-         <g font-size=\"11\" fill=\"#444\">\
-         <text x=\"{lx}\" y=\"{b}\" text-anchor=\"end\">{ylo}</text>\
-         <text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{yhi}</text>\
-         <text x=\"{ML}\" y=\"{bx}\" text-anchor=\"start\">{xlo}</text>\
-         <text x=\"{r}\" y=\"{bx}\" text-anchor=\"end\">{xhi} UTC</text></g>",
-        b = H - MB,
-        r = W - MR,
-        lx = ML - 4.0,
-        ty = MT + 8.0,
-        bx = H - MB + 16.0,
-        ylo = tick(y0),
-        yhi = tick(y1),
-        xlo = clock(x0, with_date),
-        xhi = clock(x1, with_date),
+    crate::svg::axes_labelled(
+        &mut svg,
+        (
+            &clock(x0, with_date),
+            &format!("{} UTC", clock(x1, with_date)),
+        ),
+        (y0, y1),
     );
     let mut entry = 0usize;
     let mut legend_entry = |svg: &mut String, name: &str, colour: &str, dash: &str| {
