@@ -18,7 +18,7 @@ use taxon_monitor::{MonitorError, Observation, Profile};
 pub const MAX_LOG_BYTES: u64 = 64 << 20;
 /// Windows drawn at most; a narrower window asked for is widened.
 pub const MAX_WINDOWS: usize = 120;
-/// Pooled values times permutations that the windows' chance levels may cost together (about
+/// Drawn values times permutations that the windows' chance levels may cost together (about
 /// a fifth of a second in a release build: `bench/ui.sh` measures the page): past it, each
 /// window's chance level is estimated from fewer permutations.
 const PERMUTATION_BUDGET: f64 = 2e7;
@@ -229,12 +229,13 @@ pub fn profile_of<'a>(
 /// windows together would cost more than [`PERMUTATION_BUDGET`] (at least [`MIN_PERMUTATIONS`]).
 pub fn window_permutations(configured: usize, reference: &Profile, window_rows: &[u64]) -> usize {
     let features = reference.numeric.len() as f64;
-    let pooled: f64 = window_rows
+    // A permutation draws the smaller of the two groups (`drift::chance_level`).
+    let drawn: f64 = window_rows
         .iter()
         .filter(|&&n| n > 0)
-        .map(|&n| (reference.rows as f64 + n as f64).min(MAX_POOLED))
+        .map(|&n| (reference.rows.min(n) as f64).min(MAX_POOLED))
         .sum();
-    let affordable = PERMUTATION_BUDGET / (pooled * features).max(1.0);
+    let affordable = PERMUTATION_BUDGET / (drawn * features).max(1.0);
     configured.min((affordable as usize).max(MIN_PERMUTATIONS))
 }
 
@@ -314,15 +315,16 @@ mod tests {
         reference.rows = 200;
         // Small: the configured 200.
         assert_eq!(window_permutations(200, &reference, &[100; 10]), 200);
-        // 24 windows against 2 000 reference rows: as many as the budget affords.
+        // 24 windows of 5 000 against 2 000 reference rows (each permutation draws 2 000): as
+        // many as the budget affords.
         reference.rows = 2_000;
-        let n = window_permutations(200, &reference, &[100; 24]);
+        let n = window_permutations(200, &reference, &[5_000; 24]);
         assert!((MIN_PERMUTATIONS + 1..200).contains(&n), "{n}");
-        let pooled = 24.0 * 2_100.0 * reference.numeric.len() as f64;
-        assert!(n as f64 * pooled <= PERMUTATION_BUDGET, "{n}");
+        let drawn = 24.0 * 2_000.0 * reference.numeric.len() as f64;
+        assert!(n as f64 * drawn <= PERMUTATION_BUDGET, "{n}");
         // 120 windows: never below the floor; off stays off; no window, nothing to cut.
         assert_eq!(
-            window_permutations(200, &reference, &[100; 120]),
+            window_permutations(200, &reference, &[5_000; 120]),
             MIN_PERMUTATIONS
         );
         assert_eq!(window_permutations(0, &reference, &[100; 120]), 0);
