@@ -164,7 +164,10 @@ code=$(timeout 15 "${PODMAN[@]}" wait "$NAME") || fail "the server did not exit 
 elapsed=$(python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$(date +%s.%N)")
 [ "$code" = 0 ] || fail "the server exited $code after SIGTERM"
 python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 10 else 1)" "$elapsed" || fail "exit took ${elapsed}s"
-"${PODMAN[@]}" logs "$NAME" 2>&1 | grep -q 'drained' || fail "no 'drained' in the server's log"
+# Read the log whole first: `podman logs | grep -q` under pipefail fails when grep stops
+# reading at its first match and podman gets SIGPIPE.
+"${PODMAN[@]}" logs "$NAME" > "$WORK/server.log" 2>&1
+grep -q 'drained' "$WORK/server.log" || fail "no 'drained' in the server's log"
 echo "   exit code 0, ${elapsed}s after SIGTERM, log says drained"
 echo "== a model baked in (as --build-arg MODEL=DIR does): served by the default CMD, no volume"
 cp -R "$WORK/model/." "$OUTDIR/opt/taxon/model/"
