@@ -203,20 +203,25 @@ pub fn overlay_chart(title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Strin
                 y
             );
         }
-        let ly = H + 12.0 + 16.0 * i as f64;
-        let _ = write!(
-            svg,
-            "<line x1=\"{ML}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" stroke=\"{colour}\" stroke-width=\"2\" \
-             stroke-dasharray=\"{dash}\"/><text x=\"{tx}\" y=\"{ty}\" font-size=\"11\" fill=\"#222\">{}</text>",
-            Esc(name),
-            y = ly - 4.0,
-            x2 = ML + 28.0,
-            tx = ML + 34.0,
-            ty = ly,
-        );
+        legend_entry(&mut svg, i, name, colour, dash);
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// Legend line `i` under the plot: a sample of the series' stroke and its name.
+pub(crate) fn legend_entry(svg: &mut String, i: usize, name: &str, colour: &str, dash: &str) {
+    let ly = H + 12.0 + 16.0 * i as f64;
+    let _ = write!(
+        svg,
+        "<line x1=\"{ML}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" stroke=\"{colour}\" stroke-width=\"2\" \
+         stroke-dasharray=\"{dash}\"/><text x=\"{tx}\" y=\"{ty}\" font-size=\"11\" fill=\"#222\">{}</text>",
+        Esc(name),
+        y = ly - 4.0,
+        x2 = ML + 28.0,
+        tx = ML + 34.0,
+        ty = ly,
+    );
 }
 
 /// Horizontal bars, two per row: each `(label, old, new)` share in `[0, 1]` as an old bar (blue,

@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod auth_args;
 pub mod data;
 pub mod eval;
+pub mod listen;
 pub mod model;
 pub mod monitor;
 pub mod pipeline;

@@ -6,7 +6,7 @@
 //! port, also with `--port 0`) on stderr, and with `--json` one line
 //! `{"event":"listening","url":...}` on stdout.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -526,18 +526,7 @@ async fn serve(
         }
         super::alerts::start_engine(alerts, &state)?;
     }
-    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
-        .await
-        .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
-    let url = format!("http://{addr}");
-    // Always printed: scripts started with --port 0 read the port from it.
-    eprintln!("listening on {url}");
-    if ctx.json {
-        let line = serde_json::json!({"event": "listening", "url": url});
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}").and_then(|()| out.flush())?;
-    }
+    let listener = super::listen::bind_and_announce(&args.host, args.port, ctx).await?;
     taxon_serve::run_router(listener, router, state, taxon_serve::shutdown_signal())
         .await
         .context("serving")?;

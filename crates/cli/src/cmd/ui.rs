@@ -8,7 +8,6 @@
 //! version the log names) and the alert history (`--alerts-db`, default `.taxon/alerts.db` in
 //! the project).
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -66,18 +65,7 @@ pub fn run(args: UiArgs, ctx: &Ctx) -> anyhow::Result<Outcome> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
-            .await
-            .with_context(|| format!("listening on {}:{}", args.host, args.port))?;
-        let addr = listener.local_addr().context("reading the bound address")?;
-        let url = format!("http://{addr}");
-        // Always printed: scripts started with --port 0 read the port from it.
-        eprintln!("listening on {url}");
-        if ctx.json {
-            let line = serde_json::json!({"event": "listening", "url": url});
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}").and_then(|()| out.flush())?;
-        }
+        let listener = super::listen::bind_and_announce(&args.host, args.port, ctx).await?;
         let mut state = taxon_ui::AppState::new(project).with_monitor(monitor);
         match auth {
             Some(auth) => {

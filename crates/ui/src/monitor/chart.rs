@@ -113,21 +113,10 @@ pub fn time_chart(
     );
     let mut entry = 0usize;
     let mut legend_entry = |svg: &mut String, name: &str, colour: &str, dash: &str| {
-        if legend == 0 {
-            return;
+        if legend > 0 {
+            crate::svg::legend_entry(svg, entry, name, colour, dash);
+            entry += 1;
         }
-        let ly = H + 12.0 + 16.0 * entry as f64;
-        entry += 1;
-        let _ = write!(
-            svg,
-            "<line x1=\"{ML}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" stroke=\"{colour}\" stroke-width=\"2\" \
-             stroke-dasharray=\"{dash}\"/><text x=\"{tx}\" y=\"{ty}\" font-size=\"11\" fill=\"#222\">{}</text>",
-            Esc(name),
-            y = ly - 4.0,
-            x2 = ML + 28.0,
-            tx = ML + 34.0,
-            ty = ly,
-        );
     };
     if !threshold.is_empty() {
         let line: Vec<String> = threshold
