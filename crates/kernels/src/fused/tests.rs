@@ -87,6 +87,52 @@ fn gelu_matches_the_reference_in_absolute_and_relative_terms() {
     }
 }
 
+/// The block copies of GELU and of softmax's exponential (`gelu_block`, `exp_block`, several
+/// vectors side by side) are the scalar formulas step by step: the same bits, whatever the
+/// row length (blocks and tails), with and without a bias row, at every level.
+#[test]
+fn block_gelu_and_softmax_give_the_scalar_formulas_bits() {
+    for cols in [1, 5, 31, 32, 33, 64, 95, 384, 1536] {
+        let rows = 3;
+        let x = rand(cols * rows, cols as u64, 9.0);
+        let bias = rand(cols, 7, 1.0);
+        for level in crate::dispatch::Level::supported_levels() {
+            let mut y = vec![0f32; x.len()];
+            super::x86::gelu(level, &x, &bias, &mut y);
+            for (i, (&got, &v)) in y.iter().zip(&x).enumerate() {
+                let want = gelu_scalar(v + bias[i % cols]);
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "gelu {cols} cols at {level}, {i}"
+                );
+            }
+            super::x86::gelu(level, &x, &[], &mut y);
+            for (&got, &v) in y.iter().zip(&x) {
+                assert_eq!(
+                    got.to_bits(),
+                    gelu_scalar(v).to_bits(),
+                    "gelu {cols} at {level}"
+                );
+            }
+            super::x86::softmax(level, &x, &[], cols, 0.7, &mut y);
+            for (row, yr) in x.chunks_exact(cols).zip(y.chunks_exact(cols)) {
+                let scaled: Vec<f32> = row.iter().map(|v| v * 0.7).collect();
+                let m = scaled.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let e: Vec<f32> = scaled.iter().map(|v| exp_approx(v - m)).collect();
+                let total: f32 = e.iter().sum();
+                for (&got, &ei) in yr.iter().zip(&e) {
+                    // The row sum's order differs (lane-wise partial sums), so compare values.
+                    assert!(
+                        (got - ei / total).abs() <= 1e-6,
+                        "softmax {cols} at {level}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn gelu_with_a_bias_row_is_gelu_of_the_sum() {
     let (cols, rows) = (7, 5000);
