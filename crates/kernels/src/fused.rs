@@ -91,6 +91,32 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// mantissa bits.
 const ROUND_MAGIC: f32 = 12_582_912.0;
 
+/// Cephes' minimax polynomial for `e^f` on [-ln2/2, ln2/2] (highest degree first; see
+/// [`exp_approx`]).
+const EXP_POLY: [f32; 6] = [
+    1.987_569_2e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
+
+/// Numerical Recipes' Chebyshev fit of `erfc(z) e^(z^2)` in `t = 1 / (1 + z/2)` (highest
+/// degree first; see `erfc_nonneg`).
+const ERFC_POLY: [f32; 10] = [
+    0.170_872_77,
+    -0.822_152_23,
+    1.488_515_9,
+    -1.135_204,
+    0.278_868_07,
+    -0.186_288_06,
+    0.096_784_18,
+    0.374_091_96,
+    1.000_023_7,
+    -1.265_512_2,
+];
+
 /// `e^x` to ~2 ulp for `x` in [-87, 88] (inputs outside are clamped: the result saturates at
 /// ~1.6e-38 and ~1.7e38), without branches: `2^n e^f` with `n = round(x / ln 2)`, `f` in
 /// [-ln2/2, ln2/2] and Cephes' minimax polynomial for `e^f`. NaN stays NaN. The polynomials
@@ -103,12 +129,10 @@ pub fn exp_approx(x: f32) -> f32 {
     let shifted = x * LOG2E + ROUND_MAGIC;
     let n = shifted - ROUND_MAGIC;
     let f = x - n * LN2_HI - n * LN2_LO;
-    let mut p = 1.987_569_2e-4f32;
-    p = p.mul_add(f, 1.398_199_9e-3);
-    p = p.mul_add(f, 8.333_452e-3);
-    p = p.mul_add(f, 4.166_579_6e-2);
-    p = p.mul_add(f, 1.666_666_5e-1);
-    p = p.mul_add(f, 0.5);
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = p.mul_add(f, *c);
+    }
     let e = (p * f).mul_add(f, f) + 1.0;
     // The integer n sits in the low mantissa bits of `shifted`; 2^n by building the exponent.
     let n_int = shifted.to_bits().wrapping_sub(ROUND_MAGIC.to_bits()) as i32;
@@ -122,16 +146,10 @@ pub fn exp_approx(x: f32) -> f32 {
 #[inline(always)]
 fn erfc_nonneg(z: f32) -> f32 {
     let t = 1.0 / 0.5f32.mul_add(z, 1.0);
-    let mut p = 0.170_872_77f32;
-    p = p.mul_add(t, -0.822_152_23);
-    p = p.mul_add(t, 1.488_515_9);
-    p = p.mul_add(t, -1.135_204);
-    p = p.mul_add(t, 0.278_868_07);
-    p = p.mul_add(t, -0.186_288_06);
-    p = p.mul_add(t, 0.096_784_18);
-    p = p.mul_add(t, 0.374_091_96);
-    p = p.mul_add(t, 1.000_023_7);
-    p = p.mul_add(t, -1.265_512_2);
+    let mut p = ERFC_POLY[0];
+    for c in &ERFC_POLY[1..] {
+        p = p.mul_add(t, *c);
+    }
     t * exp_approx((-z).mul_add(z, p))
 }
 
@@ -221,67 +239,58 @@ fn max(x: &[f32]) -> f32 {
 // Row kernels: plain loops over one block of rows, `#[inline(always)]` so that each copy in
 // `x86` is compiled with that copy's target features.
 
-/// The row kernels, generic code instantiated per instruction set by `x86`.
 /// Elements [`gelu_block`] takes at once: four AVX2 vectors, two AVX-512 ones.
 const GELU_BLOCK: usize = 32;
 
-/// [`gelu_scalar`] on a block, one step of the formula at a time across the whole block, so
-/// the vectorized copy runs the independent vectors of the block side by side: GELU's chain
-/// (a division, then two polynomials) is long, and one vector at a time leaves the core
-/// waiting on it. The same operations element by element as [`gelu_scalar`], so the same bits.
+/// `normal_cdf` on a block, one step of the formula at a time across the whole block, so the
+/// vectorized copy runs the independent vectors of the block side by side: the chain (a
+/// division, then two polynomials) is long, and one vector at a time leaves the core waiting
+/// on it. The same operations element by element as `normal_cdf`, so the same bits.
 #[inline(always)]
-fn gelu_block(x: &[f32; GELU_BLOCK]) -> [f32; GELU_BLOCK] {
-    const C: [f32; 10] = [
-        0.170_872_77,
-        -0.822_152_23,
-        1.488_515_9,
-        -1.135_204,
-        0.278_868_07,
-        -0.186_288_06,
-        0.096_784_18,
-        0.374_091_96,
-        1.000_023_7,
-        -1.265_512_2,
-    ];
-    let mut z = [0f32; GELU_BLOCK];
-    let mut t = [0f32; GELU_BLOCK];
-    let mut p = [C[0]; GELU_BLOCK];
-    for i in 0..GELU_BLOCK {
+fn normal_cdf_block<const N: usize>(x: &[f32; N]) -> [f32; N] {
+    let mut z = [0f32; N];
+    let mut t = [0f32; N];
+    let mut p = [ERFC_POLY[0]; N];
+    for i in 0..N {
         z[i] = x[i].abs() * FRAC_1_SQRT_2;
-    }
-    for i in 0..GELU_BLOCK {
         t[i] = 1.0 / 0.5f32.mul_add(z[i], 1.0);
     }
-    for c in &C[1..] {
-        for i in 0..GELU_BLOCK {
+    for c in &ERFC_POLY[1..] {
+        for i in 0..N {
             p[i] = p[i].mul_add(t[i], *c);
         }
     }
-    let mut e = [0f32; GELU_BLOCK];
-    for i in 0..GELU_BLOCK {
+    let mut e = [0f32; N];
+    for i in 0..N {
         e[i] = (-z[i]).mul_add(z[i], p[i]);
     }
     let e = exp_block(&e);
-    let mut y = [0f32; GELU_BLOCK];
-    for i in 0..GELU_BLOCK {
+    let mut cdf = [0f32; N];
+    for i in 0..N {
         let half = 0.5 * (t[i] * e[i]);
-        let cdf = if x[i] < 0.0 { half } else { 1.0 - half };
-        y[i] = x[i] * cdf;
+        cdf[i] = if x[i] < 0.0 { half } else { 1.0 - half };
     }
-    y
+    cdf
 }
 
-/// [`exp_approx`] on a block, step by step across it (see [`gelu_block`]); the same bits.
+/// [`gelu_scalar`] on a block (see [`normal_cdf_block`]); the same bits.
+#[inline(always)]
+fn gelu_block(x: &[f32; GELU_BLOCK]) -> [f32; GELU_BLOCK] {
+    let cdf = normal_cdf_block(x);
+    std::array::from_fn(|i| x[i] * cdf[i])
+}
+
+/// [`gelu_grad_scalar`] on a block (see [`normal_cdf_block`]); the same bits.
+#[inline(always)]
+fn gelu_grad_block(x: &[f32; GELU_BLOCK]) -> [f32; GELU_BLOCK] {
+    let cdf = normal_cdf_block(x);
+    let e = exp_block::<GELU_BLOCK>(&std::array::from_fn(|i| -0.5 * x[i] * x[i]));
+    std::array::from_fn(|i| cdf[i] + x[i] * INV_SQRT_2PI * e[i])
+}
+
+/// [`exp_approx`] on a block, step by step across it (see [`normal_cdf_block`]); the same bits.
 #[inline(always)]
 fn exp_block<const N: usize>(x: &[f32; N]) -> [f32; N] {
-    const P: [f32; 6] = [
-        1.987_569_2e-4,
-        1.398_199_9e-3,
-        8.333_452e-3,
-        4.166_579_6e-2,
-        1.666_666_5e-1,
-        0.5,
-    ];
     let mut shifted = [0f32; N];
     let mut f = [0f32; N];
     for i in 0..N {
@@ -290,8 +299,8 @@ fn exp_block<const N: usize>(x: &[f32; N]) -> [f32; N] {
         let n = shifted[i] - ROUND_MAGIC;
         f[i] = v - n * LN2_HI - n * LN2_LO;
     }
-    let mut p = [P[0]; N];
-    for c in &P[1..] {
+    let mut p = [EXP_POLY[0]; N];
+    for c in &EXP_POLY[1..] {
         for i in 0..N {
             p[i] = p[i].mul_add(f[i], *c);
         }
@@ -305,6 +314,7 @@ fn exp_block<const N: usize>(x: &[f32; N]) -> [f32; N] {
     y
 }
 
+/// The row kernels, generic code instantiated per instruction set by `x86`.
 pub(crate) mod rows {
     use super::*;
 
@@ -341,7 +351,7 @@ pub(crate) mod rows {
             y[start..end].copy_from_slice(&gelu_block(&v));
         }
         for i in body..n {
-            let v = x[i] + bias.map_or(0.0, |b| b[i]);
+            let v = bias.map_or(x[i], |b| x[i] + b[i]);
             y[i] = gelu_scalar(v);
         }
     }
@@ -349,9 +359,7 @@ pub(crate) mod rows {
     #[inline(always)]
     pub(crate) fn gelu_backward(x: &[f32], bias: &[f32], dy: &[f32], dx: &mut [f32]) {
         if bias.is_empty() {
-            for ((o, &v), &g) in dx.iter_mut().zip(x).zip(dy) {
-                *o = g * gelu_grad_scalar(v);
-            }
+            gelu_backward_row(x, None, dy, dx);
             return;
         }
         let cols = bias.len();
@@ -360,9 +368,32 @@ pub(crate) mod rows {
             .zip(x.chunks_exact(cols))
             .zip(dy.chunks_exact(cols))
         {
-            for (((o, &v), &g), &b) in dr.iter_mut().zip(xr).zip(gr).zip(bias) {
-                *o = g * gelu_grad_scalar(v + b);
+            gelu_backward_row(xr, Some(bias), gr, dr);
+        }
+    }
+
+    /// `dx = dy * gelu'(x (+ bias))` on one row, in blocks as [`gelu_row`].
+    #[inline(always)]
+    fn gelu_backward_row(x: &[f32], bias: Option<&[f32]>, dy: &[f32], dx: &mut [f32]) {
+        let n = x.len().min(dy.len()).min(dx.len());
+        let body = n / GELU_BLOCK * GELU_BLOCK;
+        let mut v = [0f32; GELU_BLOCK];
+        for start in (0..body).step_by(GELU_BLOCK) {
+            let end = start + GELU_BLOCK;
+            v.copy_from_slice(&x[start..end]);
+            if let Some(b) = bias {
+                for (a, &c) in v.iter_mut().zip(&b[start..end]) {
+                    *a += c;
+                }
             }
+            let grad = gelu_grad_block(&v);
+            for ((o, &g), &d) in dx[start..end].iter_mut().zip(&dy[start..end]).zip(&grad) {
+                *o = g * d;
+            }
+        }
+        for i in body..n {
+            let v = bias.map_or(x[i], |b| x[i] + b[i]);
+            dx[i] = dy[i] * gelu_grad_scalar(v);
         }
     }
 
