@@ -82,15 +82,9 @@ if [[ -n ${BASELINE_TAXON_BIN:-} && -n ${BASELINE_SPEED_BIN:-} ]]; then
 fi
 
 export CANDLE_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS
-# PyTorch's own switches for a level: ATen's vectorized ops, fbgemm (dynamic int8), oneDNN and
-# MKL (fp32 Linear).
-torch_caps() {
-    case $1 in
-        avx2) echo "ATEN_CPU_CAPABILITY=avx2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2" ;;
-        avx512) echo "ATEN_CPU_CAPABILITY=avx512" ;;
-        *) echo "" ;;
-    esac
-}
+# torch_caps: PyTorch's own switches for a level.
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 RAW=$WORK/rounds.jsonl
 : > "$RAW"
 for ((r = 1; r <= ROUNDS; r++)); do

@@ -1,4 +1,5 @@
-# Shared by the serving benches (bench/serve.sh, bench/serve_bert.sh); sourced, not run.
+# Shared by the serving and inference benches (bench/serve.sh, bench/serve_bert.sh,
+# bench/bert_infer.sh); sourced, not run.
 # Needs CARGO_TARGET_DIR exported by the caller.
 
 log() { echo "== $*" >&2; }
@@ -24,4 +25,15 @@ bench_binaries() {
     fi
     TAXON=${TAXON_BIN:-$CARGO_TARGET_DIR/release/taxon}
     LOADGEN=${LOADGEN_BIN:-$CARGO_TARGET_DIR/release/taxon-loadgen}
+}
+
+# PyTorch's own switches that cap it at a taxon kernel level (TAXON_KERNELS=LEVEL), as
+# VAR=VALUE words for env: ATen's vectorized ops, fbgemm (dynamic int8), oneDNN and MKL (fp32
+# Linear). Empty for `best` and `portable` (PyTorch has no x86-64 baseline switch).
+torch_caps() {
+    case $1 in
+        avx2) echo "ATEN_CPU_CAPABILITY=avx2 FBGEMM_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2" ;;
+        avx512) echo "ATEN_CPU_CAPABILITY=avx512" ;;
+        *) echo "" ;;
+    esac
 }

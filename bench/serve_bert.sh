@@ -19,7 +19,10 @@
 #        (default ~/.cache/taxon/bench-linear: data/bbc/test.jsonl), OUT (default
 #        ~/.cache/taxon/bench-serve-bert: one folder per run with every loadgen JSON report and
 #        summary.md), WORK=/tmp/taxon-bench-serve-bert (texts and server logs), CARGO_TARGET_DIR,
-#        TAXON_BIN / LOADGEN_BIN (prebuilt binaries instead of a release build).
+#        TAXON_BIN / LOADGEN_BIN (prebuilt binaries instead of a release build), LEVEL=avx512|avx2
+#        (both servers capped at a CPU family: taxon with TAXON_KERNELS=LEVEL, PyTorch through
+#        its own switches, bench/lib.sh torch_caps; so an AVX-512 machine stands in for an
+#        AVX2-only one; default: each side's best).
 #
 # Both servers are started pinned to SERVER_CPUS (taskset) with the same thread budget:
 #   taxon serve --threads THREADS --model-threads THREADS --cache-size 0 (HTTP threads and the
@@ -35,7 +38,7 @@
 set -euo pipefail
 REPRO=
 for v in MODEL DURATION WARMUP CONCURRENCIES TEXTS TEXTS_COUNT SERVER_CPUS LOADGEN_CPUS THREADS \
-    PY_ENDPOINT INT8 CHECK_TEXTS SERVE_ARGS; do
+    PY_ENDPOINT INT8 CHECK_TEXTS SERVE_ARGS LEVEL; do
     if [[ -n ${!v+set} ]]; then
         REPRO+="$v=$(printf '%q' "${!v}") "
     fi
@@ -56,6 +59,7 @@ PYTHON=${PYTHON:-$HOME/.cache/taxon/venv-torch/bin/python}
 BENCH_DIR=${BENCH_DIR:-$HOME/.cache/taxon/bench-linear}
 W=${WORK:-/tmp/taxon-bench-serve-bert}
 read -r -a EXTRA <<< "${SERVE_ARGS:-}"
+LEVEL=${LEVEL:-}
 
 die() {
     echo "bench/serve_bert.sh: $*" >&2
@@ -180,9 +184,21 @@ start() {
 # candle also keeps a process-wide helper pool (threads candle-bp-N), sized once from
 # CANDLE_NUM_THREADS, else RAYON_NUM_THREADS, else the CPU mask; it is left at its default
 # (CANDLE_NUM_THREADS=1 measured 5-10% fewer req/s at c=32 on one core).
-start taxon taskset -c "$SERVER_CPUS" "$TAXON" serve --model "$TAXON_MODEL" --host 127.0.0.1 --port 0 \
-    --threads "$THREADS" --model-threads "$THREADS" --cache-size 0 "${EXTRA[@]}"
-start python taskset -c "$SERVER_CPUS" "$PYTHON" "$ROOT/bench/bert_server.py" "$MODEL" \
+TAXON_ENV=(env)
+PY_ENV=(env)
+LEVEL_DESC="each side's best (no cap)"
+if [[ -n $LEVEL ]]; then
+    [[ $LEVEL == avx2 || $LEVEL == avx512 ]] || die "LEVEL=$LEVEL: use avx512 or avx2"
+    read -r -a caps <<< "$(torch_caps "$LEVEL")"
+    TAXON_ENV=(env "TAXON_KERNELS=$LEVEL")
+    PY_ENV=(env "${caps[@]}")
+    LEVEL_DESC="capped at \`$LEVEL\` (taxon \`TAXON_KERNELS=$LEVEL\`; PyTorch \`${caps[*]}\`)"
+fi
+start taxon "${TAXON_ENV[@]}" taskset -c "$SERVER_CPUS" "$TAXON" serve --model "$TAXON_MODEL" \
+    --host 127.0.0.1 --port 0 --threads "$THREADS" --model-threads "$THREADS" --cache-size 0 \
+    "${EXTRA[@]}"
+KERNELS=$(curl -s -m 5 "$URL_taxon/metrics" | sed -n '/^taxon_kernel_info{/{s/^taxon_kernel_info{\(.*\)} 1$/\1/p;q}' || true)
+start python "${PY_ENV[@]}" taskset -c "$SERVER_CPUS" "$PYTHON" "$ROOT/bench/bert_server.py" "$MODEL" \
     --host 127.0.0.1 --port 0 --threads "$THREADS" --endpoint "$PY_ENDPOINT" --quantize "$PY_QUANTIZE"
 
 # --- the same function on both sides -------------------------------------------------------------
@@ -274,7 +290,8 @@ PY
 SUMMARY=$(cat <<MD
 ### Serving MiniLM: \`taxon serve\` vs FastAPI + uvicorn + PyTorch (\`bench/serve_bert.sh\`)
 
-Machine: ${CPU:-unknown CPU}, $NCPU cores, $(uname -sr); $(date -u +%Y-%m-%d); $TAXON_DESC; $TORCH.
+Machine: ${CPU:-unknown CPU} ($(grep -m1 -o -w -E 'avx512_vnni|avx512f|avx2|fma' /proc/cpuinfo 2>/dev/null | sort -u | tr '\n' ' ' | sed 's/ $//')), $NCPU cores, $(uname -sr); $(date -u +%Y-%m-%d); $TAXON_DESC; $TORCH.
+Kernel level: $LEVEL_DESC; taxon's kernel paths: ${KERNELS:-unknown}.
 Model: \`$(basename "$MODEL")\` (all-MiniLM-L6-v2 fine-tuned on BBC by taxon: mean pooling,
 max_len 128, head-tail truncation), the same folder on both sides; precision: $PRECISION$(
 [[ $INT8 == 1 ]] && echo " (taxon: \`taxon model optimize --int8\`; python: quantize_dynamic on the Linear layers)"). Texts: $TEXTS from the BBC test
