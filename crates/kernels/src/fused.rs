@@ -372,7 +372,9 @@ pub(crate) mod rows {
         }
     }
 
-    /// `dx = dy * gelu'(x (+ bias))` on one row, in blocks as [`gelu_row`].
+    /// `dx = dy * gelu'(x (+ bias))` on one row, in blocks as [`gelu_row`]. (A shared helper
+    /// taking the block formula as a closure measured 40x slower: the closure is compiled
+    /// apart, without the copy's target features, so its `mul_add` became libm calls.)
     #[inline(always)]
     fn gelu_backward_row(x: &[f32], bias: Option<&[f32]>, dy: &[f32], dx: &mut [f32]) {
         let n = x.len().min(dy.len()).min(dx.len());
