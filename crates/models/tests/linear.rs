@@ -414,6 +414,41 @@ fn the_svm_solver_handles_two_labels_and_no_validation_data() {
 }
 
 #[test]
+fn a_configured_class_weight_trains_and_is_kept_in_the_params() {
+    // An imbalanced corpus: 100 sport texts, 10 of each other topic.
+    let (labels, rows) = synthetic(100, 16);
+    let mut seen = [0usize; 3];
+    let train: Vec<(String, usize)> = rows
+        .into_iter()
+        .filter(|(_, l)| {
+            seen[*l] += 1;
+            *l == 0 || seen[*l] <= 10
+        })
+        .collect();
+    let (_, test) = synthetic(30, 17);
+    for class_weight in [linear::ClassWeight::None, linear::ClassWeight::Balanced] {
+        let cfg = LinearConfig {
+            class_weight: Some(class_weight),
+            ..LinearConfig::default()
+        };
+        let model = svm_on(&cfg, &train, &[], &labels);
+        let acc = accuracy(model.as_ref(), &test);
+        assert!(acc >= 0.9, "{class_weight:?}: accuracy {acc}");
+        let dir = tempfile::tempdir().unwrap();
+        model.save(dir.path()).unwrap();
+        let json = serde_json::to_value(class_weight).unwrap();
+        assert_eq!(model.describe().params["class_weight"], json);
+        let loaded = taxon_models::load(dir.path()).unwrap();
+        assert_eq!(loaded.describe().params["class_weight"], json);
+    }
+    // Unset, it is chosen on the validation split; the params keep it unset.
+    let (_, validation) = synthetic(10, 18);
+    let model = svm_on(&LinearConfig::default(), &train, &validation, &labels);
+    assert!(model.describe().params["class_weight"].is_null());
+    assert!(accuracy(model.as_ref(), &test) >= 0.9);
+}
+
+#[test]
 fn min_df_drops_features_of_one_text() {
     let (labels, train) = synthetic(30, 15);
     let mut rows = train.clone();

@@ -6,12 +6,15 @@
 //!
 //! A run: (1) featurize with the training texts' rows; fit every label's SVM for each `c` of
 //! [`C_GRID`] (or the configured one) and keep the `c` whose validation macro-F1 (then accuracy) is
-//! best (among ties, the one nearest 1); fit the temperature that turns its decision values into
-//! calibrated probabilities (softmax of `temperature x score`, by least validation log loss); (2)
-//! featurize again with the rows of training and validation texts together and refit on all of them
-//! with that `c` and temperature, so the model sees every labelled text, as the peers do. The
-//! validation metrics reported are those of step 1's model, which never saw the validation texts.
-//! Without validation data `c` is 1 and the temperature is fitted on the training texts (and so is
+//! best (among ties, the one nearest 1); then, unless `class_weight` is configured, fit once more
+//! at that `c` with balanced class weights ([`ClassWeight::Balanced`]) and keep them when they
+//! raise validation macro-F1 without lowering accuracy; fit the temperature that turns the
+//! decision values into calibrated probabilities (softmax of `temperature x score`, by least
+//! validation log loss); (2) featurize again with the rows of training and validation texts
+//! together and refit on all of them with that `c`, weighting and temperature, so the model sees
+//! every labelled text, as the peers do. The validation metrics reported are those of step 1's
+//! model, which never saw the validation texts. Without validation data `c` is 1, the texts are
+//! unweighted (or as configured) and the temperature is fitted on the training texts (and so is
 //! overconfident). (3) For the monitor's reference profile, once the model is trained, refit
 //! [`FOLDS`] more times, each without one fold of the texts (loose tolerance, warm-started from
 //! step 2), so every labelled text is scored once by a model that never saw it, with the vocabulary
@@ -34,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use taxon_core::model::{ModelError, TextClassifier};
 
 use super::train::{Docs, Featurized, featurize};
-use super::{BIAS_KEY, LinearConfig, LinearModel, softmax};
+use super::{BIAS_KEY, ClassWeight, LinearConfig, LinearModel, softmax};
 use crate::rng::SplitMix64;
 use crate::training::{
     self, Checkpoint, EpochStats, HeldOut, TrainObserver, Trainable, Validation,
@@ -67,6 +70,9 @@ pub struct SvmState {
     /// The `c` of the model.
     pub c: f32,
     pub temperature: f32,
+    /// The class weighting of the model (checkpoints before it was chosen: unweighted).
+    #[serde(default)]
+    pub class_weight: ClassWeight,
 }
 
 /// A linear model trained as SVMs ([module docs](self)): one epoch does the whole fit.
@@ -96,6 +102,7 @@ struct Refit {
     featurized: Featurized,
     alphas: Vec<Vec<f64>>,
     c: f32,
+    class_weight: ClassWeight,
     temperature: f32,
 }
 
@@ -160,7 +167,22 @@ impl SvmTrainer {
             None if !has_validation => vec![DEFAULT_C],
             None => C_GRID.to_vec(),
         };
+        // Unset, the class weighting is first none (LinearSVC's), then balanced is tried at the
+        // chosen c (below).
+        let class_weight = self.config.class_weight.unwrap_or_default();
         let rows = first.keys.len();
+        let validation_score = |svms: &Svms| {
+            if has_validation {
+                let predicted: Vec<usize> = svms
+                    .scores(&first.val)
+                    .iter()
+                    .map(|s| training::scores::argmax(s))
+                    .collect();
+                macro_f1_accuracy(&predicted, &first.val.labels, k)
+            } else {
+                (0.0, 0.0)
+            }
+        };
         let mut best: Option<(f32, (f64, f64), Svms)> = None;
         // Each c starts from the previous one's dual solution (the grid ascends), which takes
         // far fewer passes than starting from zero; the search stops at the first c that scores
@@ -180,6 +202,7 @@ impl SvmTrainer {
                     rows,
                     labels: k,
                     c,
+                    class_weight,
                     tolerance,
                 },
                 warm.take(),
@@ -187,25 +210,38 @@ impl SvmTrainer {
                 self.seed,
             );
             warm = Some(svms.alphas.clone());
-            let score = if has_validation {
-                let predicted: Vec<usize> = svms
-                    .scores(&first.val)
-                    .iter()
-                    .map(|s| training::scores::argmax(s))
-                    .collect();
-                macro_f1_accuracy(&predicted, &first.val.labels, k)
-            } else {
-                (0.0, 0.0)
-            };
+            let score = validation_score(&svms);
             match &best {
                 Some((_, b, _)) if score < *b => break,
                 Some((best_c, b, _)) if !beats(c, score, *best_c, *b) => {}
                 _ => best = Some((c, score, svms)),
             }
         }
-        let Some((c, _, chosen)) = best else {
+        let Some((c, score, mut chosen)) = best else {
             return Err(ModelError::NoExamples);
         };
+        // Balanced class weights at that c, from its solution (any dual variables >= 0 are a
+        // feasible start): kept only when validation says they help.
+        let mut class_weight = class_weight;
+        if self.config.class_weight.is_none() && has_validation {
+            let problem = Problem {
+                rows,
+                labels: k,
+                c,
+                class_weight: ClassWeight::Balanced,
+                tolerance,
+            };
+            let balanced = Svms::fit(
+                &first.docs,
+                problem,
+                Some(chosen.alphas.clone()),
+                &self.pool,
+                self.seed,
+            );
+            if balanced_wins(validation_score(&balanced), score) {
+                (chosen, class_weight) = (balanced, ClassWeight::Balanced);
+            }
+        }
         let temperature = if has_validation {
             let scores = chosen.scores(&first.val);
             let temperature = fit_temperature(&scores, &first.val.labels);
@@ -217,7 +253,7 @@ impl SvmTrainer {
                 Some(training::scores::score(&probs, &first.val.labels, MIN_PROB));
             temperature
         } else {
-            self.held_out_temperature(&first.docs, rows, c)?
+            self.held_out_temperature(&first.docs, rows, (c, class_weight))?
         };
         // Step 2: refit on all labelled texts, warm-started from step 1's dual variables.
         let (featurized, svms) = match second {
@@ -232,6 +268,7 @@ impl SvmTrainer {
                     rows,
                     labels: k,
                     c,
+                    class_weight,
                     tolerance: TOLERANCE,
                 };
                 let svms = Svms::fit(&second.docs, problem, Some(warm), &self.pool, self.seed);
@@ -246,11 +283,16 @@ impl SvmTrainer {
             .sum::<f64>()
             / featurized.docs.len().max(1) as f64;
         self.model = Some(svms.to_model(&self.config, &self.labels, &featurized, temperature));
-        self.state = Some(SvmState { c, temperature });
+        self.state = Some(SvmState {
+            c,
+            temperature,
+            class_weight,
+        });
         self.refit = Some(Refit {
             featurized,
             alphas: svms.alphas,
             c,
+            class_weight,
             temperature,
         });
         Ok((train_loss, tokens))
@@ -261,7 +303,12 @@ impl SvmTrainer {
     /// Without validation data: the temperature fitted on every fifth training document's
     /// scores by SVMs fitted on the other four fifths (scores of documents a model was fitted
     /// on are overconfident). 1 when there are too few documents to hold any out.
-    fn held_out_temperature(&self, docs: &Docs, rows: usize, c: f32) -> Result<f32, ModelError> {
+    fn held_out_temperature(
+        &self,
+        docs: &Docs,
+        rows: usize,
+        (c, class_weight): (f32, ClassWeight),
+    ) -> Result<f32, ModelError> {
         if docs.len() < 2 * FOLDS {
             return Ok(1.0);
         }
@@ -272,6 +319,7 @@ impl SvmTrainer {
             rows,
             labels: k,
             c,
+            class_weight,
             tolerance: SEARCH_TOLERANCE,
         };
         let svms = Svms::fit(&fitted, problem, None, &self.pool, self.seed);
@@ -290,9 +338,10 @@ impl SvmTrainer {
             featurized,
             alphas,
             c,
+            class_weight,
             temperature,
         } = refit;
-        let (c, temperature) = (*c, *temperature);
+        let (c, class_weight, temperature) = (*c, *class_weight, *temperature);
         let docs = &featurized.docs;
         if docs.len() < 2 * FOLDS {
             return Vec::new();
@@ -302,6 +351,7 @@ impl SvmTrainer {
             rows,
             labels: self.labels.len(),
             c,
+            class_weight,
             tolerance: SEARCH_TOLERANCE,
         };
         // A document's rows are deduplicated: counting them counts documents.
@@ -498,6 +548,16 @@ fn beats(c: f32, score: (f64, f64), best_c: f32, best: (f64, f64)) -> bool {
     score > best || (score == best && distance(c) < distance(best_c))
 }
 
+/// Whether balanced class weights (validation macro-F1 and accuracy `balanced`) replace the
+/// unweighted fit at the same `c` (`unweighted`): only with a better macro-F1 and no lower
+/// accuracy. Weighting the rare labels up trades errors on the frequent ones for recall on the
+/// rare ones; that is a gain only where it does not cost accuracy, the first measure of the
+/// model (on the man pages of bench/linear.sh, balanced weights raise macro-F1 and lower
+/// accuracy; on the small imbalanced drug reviews they raise both).
+fn balanced_wins(balanced: (f64, f64), unweighted: (f64, f64)) -> bool {
+    balanced.0 > unweighted.0 && balanced.1 >= unweighted.1
+}
+
 /// Macro-F1 and accuracy of predictions against labels (`k` labels; a label neither predicted
 /// nor present counts as F1 1, so it does not pull the mean down).
 fn macro_f1_accuracy(predicted: &[usize], truth: &[u32], k: usize) -> (f64, f64) {
@@ -526,14 +586,48 @@ fn macro_f1_accuracy(predicted: &[usize], truth: &[u32], k: usize) -> (f64, f64)
     (f1, right as f64 / truth.len().max(1) as f64)
 }
 
-/// What the SVMs of one fit solve: `rows` features, `labels` labels, the `c` and the stopping
-/// tolerance.
+/// What the SVMs of one fit solve: `rows` features, `labels` labels, the `c`, the class
+/// weighting and the stopping tolerance.
 #[derive(Clone, Copy)]
 struct Problem {
     rows: usize,
     labels: usize,
     c: f32,
+    class_weight: ClassWeight,
     tolerance: f64,
+}
+
+/// The `c` of the positive and of the negative texts of each problem of a fit (one problem for
+/// two labels, whose positive label is 1; one per label otherwise), as LIBLINEAR weighs them:
+/// unweighted, `c` for every text; balanced, label `l`'s weight `n / (labels x n_l)` over the
+/// `n` texts multiplies `c` for the positive texts of label `l`'s problem (and, for two labels,
+/// label 0's for the negative ones), so a label with few texts is not drowned by the others.
+/// A label without texts keeps weight 1.
+fn class_costs(labels: &[u32], k: usize, c: f32, class_weight: ClassWeight) -> Vec<(f32, f32)> {
+    let weight: Vec<f32> = match class_weight {
+        ClassWeight::None => vec![1.0; k],
+        ClassWeight::Balanced => {
+            let mut counts = vec![0usize; k];
+            for &l in labels {
+                counts[l as usize] += 1;
+            }
+            counts
+                .iter()
+                .map(|&n_l| {
+                    if n_l == 0 {
+                        1.0
+                    } else {
+                        (labels.len() as f64 / (k * n_l) as f64) as f32
+                    }
+                })
+                .collect()
+        }
+    };
+    if k == 2 {
+        vec![(c * weight[1], c * weight[0])]
+    } else {
+        weight.iter().map(|&w| (c * w, c)).collect()
+    }
 }
 
 /// One problem's dual variables and weights.
@@ -561,9 +655,11 @@ impl Svms {
             rows,
             labels,
             c,
+            class_weight,
             tolerance,
         } = problem;
         let problems = if labels == 2 { 1 } else { labels };
+        let costs = class_costs(&docs.labels, labels, c, class_weight);
         let mut warm = warm.unwrap_or_default();
         warm.resize(problems, Vec::new());
         let positive = |p: usize| if labels == 2 { 1 } else { p as u32 };
@@ -581,7 +677,7 @@ impl Svms {
                         docs,
                         rows,
                         |i| docs.labels[i] == class,
-                        (c, tolerance),
+                        (costs[p], tolerance),
                         &mut alpha,
                         seed ^ p as u64,
                     );
@@ -709,21 +805,33 @@ fn dot(w: &[f32], rows: &[u32], weights: &[f32]) -> f64 {
 }
 
 /// Solves one problem by dual coordinate descent with shrinking (LIBLINEAR's L2-loss SVC
-/// dual) to the given `c` and stopping tolerance, where `is_positive(i)` says document `i`'s sign; `alpha` holds the dual variables to
-/// start from and ends with the solution. Returns the primal weights: `rows` features, then the
+/// dual) to the given `c` of the positive and of the negative documents and stopping
+/// tolerance, where `is_positive(i)` says document `i`'s sign; `alpha` holds the dual variables
+/// to start from and ends with the solution. Returns the primal weights: `rows` features, then the
 /// intercept (a feature of value 1 in every document, regularised as LIBLINEAR does).
 fn solve(
     docs: &Docs,
     rows: usize,
     is_positive: impl Fn(usize) -> bool,
-    (c, tolerance): (f32, f64),
+    ((c_positive, c_negative), tolerance): ((f32, f32), f64),
     alpha: &mut [f64],
     seed: u64,
 ) -> Vec<f32> {
     let n = docs.len();
-    let diag = 0.5 / f64::from(c);
     let y: Vec<f64> = (0..n)
         .map(|i| if is_positive(i) { 1.0 } else { -1.0 })
+        .collect();
+    // The squared hinge's dual adds alpha_i^2 / (4 c_i): the diagonal term 0.5 / c_i.
+    let (diag_positive, diag_negative) = (0.5 / f64::from(c_positive), 0.5 / f64::from(c_negative));
+    let diag: Vec<f64> = y
+        .iter()
+        .map(|&y| {
+            if y > 0.0 {
+                diag_positive
+            } else {
+                diag_negative
+            }
+        })
         .collect();
     // f32 weights: half the memory traffic of f64 over the sparse rows, with the same
     // predictions on our corpora; the dual variables and gradients stay f64.
@@ -732,7 +840,7 @@ fn solve(
     let mut qd = vec![0f64; n];
     for i in 0..n {
         let (r, x) = docs.doc(i);
-        qd[i] = diag + 1.0 + x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
+        qd[i] = diag[i] + 1.0 + x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>();
         if alpha[i] != 0.0 {
             let d = (alpha[i] * y[i]) as f32;
             for (&r, &v) in r.iter().zip(x) {
@@ -756,7 +864,7 @@ fn solve(
             for (&r, &v) in r.iter().zip(x) {
                 wx += w[r as usize] * v;
             }
-            let g = y[i] * f64::from(wx) - 1.0 + alpha[i] * diag;
+            let g = y[i] * f64::from(wx) - 1.0 + alpha[i] * diag[i];
             let mut pg = g;
             if alpha[i] == 0.0 {
                 if g > pg_max_old {
@@ -834,7 +942,7 @@ mod tests {
             &docs,
             40,
             |i| docs.labels[i] == 1,
-            (c, TOLERANCE),
+            ((c, c), TOLERANCE),
             &mut alpha,
             3,
         );
@@ -880,7 +988,7 @@ mod tests {
             &docs,
             30,
             |i| docs.labels[i] == 1,
-            (1.0, TOLERANCE),
+            ((1.0, 1.0), TOLERANCE),
             &mut cold,
             5,
         );
@@ -889,7 +997,7 @@ mod tests {
             &docs,
             30,
             |i| docs.labels[i] == 1,
-            (0.3, SEARCH_TOLERANCE),
+            ((0.3, 0.3), SEARCH_TOLERANCE),
             &mut warm,
             5,
         );
@@ -897,7 +1005,7 @@ mod tests {
             &docs,
             30,
             |i| docs.labels[i] == 1,
-            (1.0, TOLERANCE),
+            ((1.0, 1.0), TOLERANCE),
             &mut warm,
             5,
         );
@@ -939,6 +1047,127 @@ mod tests {
         assert!(beats(0.3, tie, 0.1, tie));
         assert!(beats(3.0, (0.995, 0.99), 1.0, tie));
         assert!(!beats(1.0, (0.98, 0.99), 0.3, tie));
+    }
+
+    #[test]
+    fn balanced_weights_must_gain_macro_f1_without_losing_accuracy() {
+        let unweighted = (0.40, 0.70);
+        assert!(balanced_wins((0.45, 0.70), unweighted));
+        assert!(balanced_wins((0.45, 0.72), unweighted));
+        // More macro-F1 for less accuracy, or a tie: unweighted stays.
+        assert!(!balanced_wins((0.60, 0.69), unweighted));
+        assert!(!balanced_wins((0.40, 0.75), unweighted));
+        assert!(!balanced_wins(unweighted, unweighted));
+    }
+
+    #[test]
+    fn balanced_costs_weigh_every_label_alike() {
+        // 6 texts of label 0, 3 of label 1, 1 of label 2: weights 10/18, 10/9, 10/3.
+        let labels = [0, 0, 0, 0, 0, 0, 1, 1, 1, 2];
+        let costs = class_costs(&labels, 3, 2.0, ClassWeight::Balanced);
+        let expected = [2.0 * 10.0 / 18.0, 2.0 * 10.0 / 9.0, 2.0 * 10.0 / 3.0];
+        for ((positive, negative), want) in costs.iter().zip(expected) {
+            assert!((positive - want).abs() < 1e-6, "{positive} vs {want}");
+            assert_eq!(*negative, 2.0);
+        }
+        // Each label's total weight is the same: n_l x weight_l = n / labels.
+        // Two labels: one problem, label 1 positive, both sides weighted.
+        let two = class_costs(&[0, 0, 0, 1], 2, 1.0, ClassWeight::Balanced);
+        assert_eq!(two.len(), 1);
+        assert!((two[0].0 - 2.0).abs() < 1e-6 && (two[0].1 - 4.0 / 6.0).abs() < 1e-6);
+        // Unweighted: c everywhere; a label without texts keeps weight 1.
+        assert_eq!(
+            class_costs(&labels, 3, 0.5, ClassWeight::None),
+            vec![(0.5, 0.5); 3]
+        );
+        let absent = class_costs(&[0, 0, 1, 1], 3, 1.0, ClassWeight::Balanced);
+        assert_eq!(absent[2], (1.0, 1.0));
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn a_weighted_solution_meets_the_optimality_conditions() {
+        // Positive and negative texts with their own c: each dual variable's diagonal term
+        // is 0.5 / its own c.
+        let docs = random_docs(300, 40, 4);
+        let (cp, cn) = (2.0f32, 0.25f32);
+        let mut alpha = vec![0.0; docs.len()];
+        let w = solve(
+            &docs,
+            40,
+            |i| docs.labels[i] == 1,
+            ((cp, cn), TOLERANCE),
+            &mut alpha,
+            3,
+        );
+        for i in 0..docs.len() {
+            let positive = docs.labels[i] == 1;
+            let (y, diag) = if positive {
+                (1.0, 0.5 / f64::from(cp))
+            } else {
+                (-1.0, 0.5 / f64::from(cn))
+            };
+            let (r, x) = docs.doc(i);
+            let g = y * dot(&w, r, x) - 1.0 + alpha[i] * diag;
+            if alpha[i] > 0.0 {
+                assert!(
+                    g.abs() < 2.0 * TOLERANCE,
+                    "doc {i}: alpha {} g {g}",
+                    alpha[i]
+                );
+            } else {
+                assert!(g > -2.0 * TOLERANCE, "doc {i}: g {g}");
+            }
+        }
+    }
+
+    #[test]
+    fn balanced_weights_let_a_rare_label_be_predicted() {
+        // 200 texts: label 1 is 5% of them, marked by feature 0 (which label 0's texts also
+        // carry, one in four) plus noise. Unweighted at a small c its SVM never fires over
+        // label 0's; balanced, it recalls more of its texts.
+        let mut rng = SplitMix64::new(7);
+        let mut docs = Docs::default();
+        docs.offsets.push(0);
+        for i in 0..200 {
+            let rare = i % 20 == 0;
+            let mut picked = vec![1 + rng.below(30) as u32, 1 + rng.below(30) as u32];
+            if rare || rng.below(4) == 0 {
+                picked.push(0);
+            }
+            picked.sort_unstable();
+            picked.dedup();
+            let norm = (picked.len() as f32).sqrt();
+            for &r in &picked {
+                docs.rows.push(r);
+                docs.weights.push(1.0 / norm);
+            }
+            docs.offsets.push(docs.rows.len());
+            docs.labels.push(u32::from(rare));
+            docs.tokens.push(picked.len() as u64);
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let recall = |class_weight| {
+            let problem = Problem {
+                rows: 31,
+                labels: 2,
+                c: 0.1,
+                class_weight,
+                tolerance: TOLERANCE,
+            };
+            let svms = Svms::fit(&docs, problem, None, &pool, 1);
+            svms.scores(&docs)
+                .iter()
+                .zip(&docs.labels)
+                .filter(|(s, y)| **y == 1 && s[1] > s[0])
+                .count()
+        };
+        let (plain, balanced) = (recall(ClassWeight::None), recall(ClassWeight::Balanced));
+        assert!(balanced > plain, "recall {plain} -> {balanced} of 10");
+        assert!(balanced >= 8, "{balanced} of 10");
     }
 
     #[test]
