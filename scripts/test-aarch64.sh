@@ -60,7 +60,9 @@ status=0
 # without dotprod. The tests loop over every level and implementation the CPU model has.
 for cpu in max cortex-a57; do
   echo "== aarch64 kernels under qemu-aarch64 -cpu $cpu"
-  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -cpu $cpu"
+  # The cross C library, also for the libraries the loader finds (a libc6:arm64 beside it, of
+  # another build, hangs in pthread_create under QEMU when the two are mixed).
+  export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib -cpu $cpu"
   if ! cargo_test -- --test-threads 2; then
     echo "test-aarch64: kernel tests failed under -cpu $cpu" >&2
     status=1
