@@ -484,6 +484,25 @@ fn the_implementation_never_exceeds_the_level_or_the_cpu() {
     assert_eq!(Isa::available_all()[0], Isa::Portable);
 }
 
+/// On aarch64, NEON always runs and `sdot` exactly where the CPU has it; with
+/// `TAXON_EXPECT_DOTPROD=1` or `0` (set by `scripts/test-aarch64.sh` per QEMU CPU model) the
+/// CPU must have it or not, so that the run is known to have tested that kernel.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch64_runs_neon_and_sdot_where_the_cpu_has_it() {
+    let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+    assert!(Isa::available_all().contains(&Isa::Neon));
+    assert_eq!(Isa::NeonDotprod.available(), dotprod);
+    assert_eq!(Level::NeonDotprod.supported(), dotprod);
+    let best = if dotprod { Isa::NeonDotprod } else { Isa::Neon };
+    assert_eq!(Isa::best(), best);
+    match std::env::var("TAXON_EXPECT_DOTPROD").as_deref() {
+        Ok("1") => assert!(dotprod, "this CPU model should have sdot"),
+        Ok("0") => assert!(!dotprod, "this CPU model should lack sdot"),
+        _ => {}
+    }
+}
+
 #[test]
 fn bad_shapes_and_values_are_errors_not_panics() {
     assert!(matches!(
