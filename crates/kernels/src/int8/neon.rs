@@ -445,15 +445,25 @@ mod imp {
         acc
     }
 
-    /// The 4 registers of group `g` of a packed block (4 outputs x 4 inputs each).
-    #[target_feature(enable = "neon")]
-    #[inline]
+    /// The 4 registers of group `g` of a packed block (4 outputs x 4 inputs each). Inlined
+    /// always (a `target_feature` function cannot be), which the disassembly showed it was not
+    /// as an `#[inline]` one: the registers went through memory on every call.
+    #[inline(always)]
     fn group(wb: &[i8], g: usize) -> [int8x16_t; 4] {
-        let mut wv = [vdupq_n_s8(0); 4];
-        for (j, v) in wv.iter_mut().enumerate() {
-            *v = weights16(wb, g * GROUP + j * 16);
+        let bytes: &[i8; GROUP] = wb[g * GROUP..(g + 1) * GROUP]
+            .try_into()
+            .expect("64 weights");
+        let p = bytes.as_ptr();
+        // SAFETY: `bytes` holds 64 bytes, the 4 loads of 16 read them; NEON is part of the
+        // aarch64 target's baseline and its loads need no alignment.
+        unsafe {
+            [
+                vld1q_s8(p),
+                vld1q_s8(p.add(16)),
+                vld1q_s8(p.add(32)),
+                vld1q_s8(p.add(48)),
+            ]
         }
-        wv
     }
 
     /// Rows `r..r + R` times one packed block of 16 outputs (`wb`: `k4` groups of 64 bytes):
