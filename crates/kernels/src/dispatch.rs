@@ -266,8 +266,8 @@ pub struct Paths {
     pub level: Level,
     /// The int8 matmul: `avx512-vnni`, `avx2`, `neon-dotprod`, `neon` or `portable`.
     pub int8: &'static str,
-    /// The fused float kernels (GELU, softmax, layer norm, ...): `avx512`, `avx2-fma`,
-    /// `neon` (aarch64, every level: the portable copy, which NEON runs) or `portable`.
+    /// The fused float kernels (GELU, softmax, layer norm, ...): `avx512`, `avx2-fma` or
+    /// `portable` (on aarch64 at every level).
     pub fused: &'static str,
     /// The f32 matrix product (the `gemm` crate's kernels): `avx512`, `avx2-fma`, `scalar`
     /// (x86-64 without AVX2 and FMA), `neon` (aarch64, every level) or `baseline` (the
@@ -387,12 +387,11 @@ mod tests {
                     assert_ne!(p.f32, "avx2-fma");
                     assert_ne!(p.f32, "avx512");
                 }
-                // NEON is aarch64's baseline: the portable copies of the fused kernels and
-                // gemm's f32 kernels are NEON code at every level; only the int8 matmul has
-                // an implementation without a NEON kernel of its own.
+                // gemm's f32 kernels are NEON code (aarch64's baseline) at every level, the
+                // fused kernels the portable copy.
                 #[cfg(target_arch = "aarch64")]
                 Level::Portable => {
-                    assert_eq!((p.int8, p.fused, p.f32), ("portable", "neon", "neon"));
+                    assert_eq!((p.int8, p.fused, p.f32), ("portable", "portable", "neon"));
                 }
                 #[cfg(target_arch = "x86_64")]
                 Level::Avx2 => {
@@ -405,11 +404,14 @@ mod tests {
                 }
                 #[cfg(target_arch = "aarch64")]
                 Level::Neon => {
-                    assert_eq!((p.int8, p.fused, p.f32), ("neon", "neon", "neon"));
+                    assert_eq!((p.int8, p.fused, p.f32), ("neon", "portable", "neon"));
                 }
                 #[cfg(target_arch = "aarch64")]
                 Level::NeonDotprod => {
-                    assert_eq!((p.int8, p.fused, p.f32), ("neon-dotprod", "neon", "neon"));
+                    assert_eq!(
+                        (p.int8, p.fused, p.f32),
+                        ("neon-dotprod", "portable", "neon")
+                    );
                 }
             }
             assert!(p.to_string().starts_with(&format!("int8={}", p.int8)));
