@@ -44,6 +44,8 @@ if compgen -G "$shots/*.png" >/dev/null; then
     cp "$shots"/*.png ci-artifacts/ui-screenshots/
     echo "== UI screenshots (CI artifacts): ci-artifacts/ui-screenshots/"
 fi
+echo "== aarch64 kernels: cross-compiled, run under qemu-aarch64 with and without sdot (scripts/test-aarch64.sh)"
+scripts/test-aarch64.sh || status=$?
 echo "== schemathesis against a live server"
 scripts/schemathesis.sh || status=$?
 echo "== alerts end to end: taxon, Prometheus, Alertmanager, Slack and SMTP sinks"

@@ -1,5 +1,6 @@
 //! Which instruction set the kernels run on: the best this CPU has, or the one named by
-//! `TAXON_KERNELS=avx512|avx2|portable` (read once per process), and [`paths`], the
+//! `TAXON_KERNELS` (read once per process: `avx512|avx2|portable` on x86-64,
+//! `neon-dotprod|neon|portable` on aarch64, `portable` elsewhere), and [`paths`], the
 //! implementation each kernel family ended up with (for logs and metrics).
 //!
 //! A [`Level`] is a ceiling: every kernel runs the fastest implementation it has at or below
@@ -10,6 +11,11 @@
 //! the f32 gemm alike). A level above what the CPU has is never run: [`Level::from_env`]
 //! answers an error, and [`level`] falls back to the best supported level with a warning on
 //! stderr that says so.
+//!
+//! The levels are those of the target's architecture (the enum's variants are compiled per
+//! architecture), so the order of [`Level`] is a ladder of one instruction-set family: on
+//! aarch64, NEON is part of the baseline and `neon-dotprod` adds the dot-product extension
+//! (`sdot`, Armv8.2's optional FEAT_DotProd, mandatory from Armv8.4).
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -17,16 +23,27 @@ use std::sync::OnceLock;
 /// The environment variable that forces a level.
 pub const ENV: &str = "TAXON_KERNELS";
 
-/// An instruction-set level of the kernels, lowest first.
+/// An instruction-set level of the kernels, lowest first (the levels of the target's
+/// architecture).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     /// Plain Rust compiled for the target's baseline (SSE2 on x86-64, NEON on aarch64).
     Portable,
     /// AVX2 and FMA (x86-64-v3: Intel Haswell and later, AMD Zen 1 and later).
+    #[cfg(target_arch = "x86_64")]
     Avx2,
     /// AVX-512 F and BW on top of AVX2 and FMA (the int8 matmul also wants VNNI for its
     /// fastest kernel: Intel Cascade Lake and later, AMD Zen 4 and later).
+    #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// aarch64's NEON (Advanced SIMD, in every aarch64 CPU): the int8 matmul's kernel of
+    /// widening multiplies (`smull`, `smlal2`, `sadalp`).
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    /// NEON with the dot-product extension (`sdot`: Arm Cortex-A55/A75 and later, Neoverse N1
+    /// and later, Apple M1 and later, AWS Graviton 2 and later).
+    #[cfg(target_arch = "aarch64")]
+    NeonDotprod,
 }
 
 /// A `TAXON_KERNELS` value that cannot be used on this machine.
@@ -48,8 +65,8 @@ impl fmt::Display for LevelError {
         match self {
             Self::Unknown(v) => write!(
                 f,
-                "{ENV}={v:?} is not a kernel level: use avx512, avx2 or portable (this CPU \
-                 runs {supported})"
+                "{ENV}={v:?} is not a kernel level: use {} (this CPU runs {supported})",
+                Level::choices()
             ),
             Self::Unsupported(l) => write!(
                 f,
@@ -64,15 +81,28 @@ impl fmt::Display for LevelError {
 impl std::error::Error for LevelError {}
 
 impl Level {
-    /// Every level, lowest first.
+    /// Every level of the target's architecture, lowest first.
+    #[cfg(target_arch = "x86_64")]
     pub const ALL: [Level; 3] = [Level::Portable, Level::Avx2, Level::Avx512];
+    /// Every level of the target's architecture, lowest first.
+    #[cfg(target_arch = "aarch64")]
+    pub const ALL: [Level; 3] = [Level::Portable, Level::Neon, Level::NeonDotprod];
+    /// Every level of the target's architecture, lowest first.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    pub const ALL: [Level; 1] = [Level::Portable];
 
     /// The name `TAXON_KERNELS` takes.
     pub fn name(self) -> &'static str {
         match self {
             Self::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
             Self::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
             Self::Avx512 => "avx512",
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon => "neon",
+            #[cfg(target_arch = "aarch64")]
+            Self::NeonDotprod => "neon-dotprod",
         }
     }
 
@@ -80,12 +110,29 @@ impl Level {
     pub fn features(self) -> &'static str {
         match self {
             Self::Portable => "nothing",
+            #[cfg(target_arch = "x86_64")]
             Self::Avx2 => "avx2 and fma",
+            #[cfg(target_arch = "x86_64")]
             Self::Avx512 => "avx512f, avx512bw, avx2 and fma",
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon => "asimd",
+            #[cfg(target_arch = "aarch64")]
+            Self::NeonDotprod => "asimd and asimddp",
         }
     }
 
-    /// The level named `s` (`avx512`, `avx2`, `portable`; case and surrounding space ignored).
+    /// The level names, highest first, as an error message lists them: `avx512, avx2 or
+    /// portable` on x86-64.
+    fn choices() -> String {
+        let names: Vec<&str> = Self::ALL.iter().rev().map(|l| l.name()).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.concat(),
+        }
+    }
+
+    /// The level named `s` (on x86-64 `avx512`, `avx2`, `portable`; on aarch64 `neon-dotprod`,
+    /// `neon`, `portable`; case and surrounding space ignored).
     pub fn parse(s: &str) -> Result<Self, LevelError> {
         let t = s.trim().to_ascii_lowercase();
         Self::ALL
@@ -109,8 +156,12 @@ impl Level {
                     && std::arch::is_x86_feature_detected!("avx512f")
                     && std::arch::is_x86_feature_detected!("avx512bw")
             }
-            #[cfg(not(target_arch = "x86_64"))]
-            Self::Avx2 | Self::Avx512 => false,
+            #[cfg(target_arch = "aarch64")]
+            Self::Neon => std::arch::is_aarch64_feature_detected!("neon"),
+            #[cfg(target_arch = "aarch64")]
+            Self::NeonDotprod => {
+                Self::Neon.supported() && std::arch::is_aarch64_feature_detected!("dotprod")
+            }
         }
     }
 
@@ -213,13 +264,14 @@ pub fn level() -> Level {
 pub struct Paths {
     /// The level (a ceiling for every family).
     pub level: Level,
-    /// The int8 matmul: `avx512-vnni`, `avx2` or `portable`.
+    /// The int8 matmul: `avx512-vnni`, `avx2`, `neon-dotprod`, `neon` or `portable`.
     pub int8: &'static str,
     /// The fused float kernels (GELU, softmax, layer norm, ...): `avx512`, `avx2-fma` or
-    /// `portable`.
+    /// `portable` (on aarch64 at every level).
     pub fused: &'static str,
     /// The f32 matrix product (the `gemm` crate's kernels): `avx512`, `avx2-fma`, `scalar`
-    /// (x86-64 without AVX2 and FMA) or `baseline` (the target's own SIMD, e.g. NEON).
+    /// (x86-64 without AVX2 and FMA), `neon` (aarch64, every level) or `baseline` (the
+    /// target's own, elsewhere).
     pub f32: &'static str,
     /// The `TAXON_KERNELS` value, when one was set.
     pub requested: Option<String>,
@@ -285,11 +337,21 @@ mod tests {
             msg.contains("TAXON_KERNELS=\"sse9\"") && msg.contains("portable"),
             "{msg}"
         );
+        #[cfg(target_arch = "x86_64")]
+        assert!(msg.contains("use avx512, avx2 or portable ("), "{msg}");
+        #[cfg(target_arch = "aarch64")]
+        assert!(
+            msg.contains("use neon-dotprod, neon or portable ("),
+            "{msg}"
+        );
     }
 
     #[test]
     fn levels_are_ordered_and_the_best_is_supported() {
-        assert!(Level::Portable < Level::Avx2 && Level::Avx2 < Level::Avx512);
+        for w in Level::ALL.windows(2) {
+            assert!(w[0] < w[1], "{} < {}", w[0], w[1]);
+        }
+        assert_eq!(Level::ALL[0], Level::Portable);
         assert!(Level::Portable.supported());
         assert!(Level::best().supported());
         let all = Level::supported_levels();
@@ -319,17 +381,37 @@ mod tests {
         for l in Level::supported_levels() {
             let p = paths_at(l);
             match l {
+                #[cfg(not(target_arch = "aarch64"))]
                 Level::Portable => {
                     assert_eq!((p.int8, p.fused), ("portable", "portable"));
                     assert_ne!(p.f32, "avx2-fma");
                     assert_ne!(p.f32, "avx512");
                 }
+                // gemm's f32 kernels are NEON code (aarch64's baseline) at every level, the
+                // fused kernels the portable copy.
+                #[cfg(target_arch = "aarch64")]
+                Level::Portable => {
+                    assert_eq!((p.int8, p.fused, p.f32), ("portable", "portable", "neon"));
+                }
+                #[cfg(target_arch = "x86_64")]
                 Level::Avx2 => {
                     assert_eq!((p.int8, p.fused, p.f32), ("avx2", "avx2-fma", "avx2-fma"));
                 }
+                #[cfg(target_arch = "x86_64")]
                 Level::Avx512 => {
                     assert!(p.int8 == "avx512-vnni" || p.int8 == "avx2", "{p}");
                     assert_eq!((p.fused, p.f32), ("avx512", "avx512"));
+                }
+                #[cfg(target_arch = "aarch64")]
+                Level::Neon => {
+                    assert_eq!((p.int8, p.fused, p.f32), ("neon", "portable", "neon"));
+                }
+                #[cfg(target_arch = "aarch64")]
+                Level::NeonDotprod => {
+                    assert_eq!(
+                        (p.int8, p.fused, p.f32),
+                        ("neon-dotprod", "portable", "neon")
+                    );
                 }
             }
             assert!(p.to_string().starts_with(&format!("int8={}", p.int8)));

@@ -1,5 +1,6 @@
 //! The int8 matmul of quantized linear layers: symmetric per-output-channel int8 weights times
-//! dynamically quantized activations, with i32 accumulation, on AVX-512 VNNI, AVX2 or any CPU.
+//! dynamically quantized activations, with i32 accumulation, on AVX-512 VNNI, AVX2, aarch64's
+//! NEON (with or without the dot-product extension) or any CPU.
 //!
 //! `y[N, out] = dequant(x_q[N, in] * W_q[out, in]^T) + bias`:
 //!
@@ -15,17 +16,21 @@
 //!   cannot saturate;
 //! - accumulation in i32, dequantization `acc * (s_x * s_w[o]) + b[o]`.
 //!
-//! Three implementations compute exactly the same i32 accumulators from the same quantized rows
+//! Every implementation computes exactly the same i32 accumulators from the same quantized rows
 //! and, with the same float operations in the same order, the same outputs bit for bit (the
 //! tests check every one this CPU runs against a plain reference):
 //!
 //! - `int8/vnni.rs`: AVX-512 VNNI, one `vpdpbusd` per four products of 16 outputs;
 //! - `int8/avx2.rs`: AVX2, `vpmaddubsw` + `vpmaddwd` as fbgemm does on CPUs without VNNI, on
 //!   7-bit rows (an exact `vpmaddwd`-on-i16 kernel takes 8-bit rows quantized for another path);
+//! - `int8/neon.rs`: aarch64, `sdot` on the packed weights as they are where the CPU has the
+//!   dot-product extension, else NEON's widening multiplies (`smull`, `smlal2`, `sadalp`), both
+//!   on 8-bit rows (the codes' top bit flipped to make them signed, the zero point corrected
+//!   with the weights' sums);
 //! - `int8/portable.rs`: any CPU, the integer products through the f32 gemm, exact because
 //!   every partial sum stays below 2^24.
 //!
-//! So the VNNI and portable paths give the same answers bit for bit; the AVX2 path, whose
+//! So the VNNI, NEON and portable paths give the same answers bit for bit; the AVX2 path, whose
 //! activations carry one bit less, gives answers within that rounding of theirs.
 //!
 //! [`Isa::current`] follows the process's [`crate::dispatch::level`] (`TAXON_KERNELS`). The
@@ -33,6 +38,7 @@
 //! gemm split its work over it.
 
 mod avx2;
+mod neon;
 mod portable;
 mod vnni;
 
@@ -178,12 +184,15 @@ pub struct PackedWeights {
     scales: Vec<f32>,
     /// The weights as the AVX2 kernel reads them, built on its first use.
     avx2: OnceLock<avx2::Weights>,
+    /// The weights as the NEON kernel (aarch64 without `sdot`) reads them, built on its first
+    /// use.
+    neon: OnceLock<neon::Weights>,
     /// The weights as row-major f32 for the portable path, built on its first use.
     portable: OnceLock<Vec<f32>>,
 }
 
 impl PartialEq for PackedWeights {
-    /// The same layer (the forms derived for the AVX2 and portable paths are left out).
+    /// The same layer (the forms derived for the AVX2, NEON and portable paths are left out).
     fn eq(&self, other: &Self) -> bool {
         (self.out, self.inp, self.k4) == (other.out, other.inp, other.k4)
             && self.data == other.data
@@ -232,6 +241,7 @@ impl PackedWeights {
             sums,
             scales: padded,
             avx2: OnceLock::new(),
+            neon: OnceLock::new(),
             portable: OnceLock::new(),
         })
     }
@@ -300,6 +310,10 @@ impl PackedWeights {
     }
 
     /// The packed groups of block `b`.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
     fn block(&self, b: usize) -> &[i8] {
         &self.data[b * self.k4 * GROUP..(b + 1) * self.k4 * GROUP]
     }
@@ -316,12 +330,19 @@ impl PackedWeights {
         self.avx2
             .get_or_init(|| avx2::Weights::build(&self.data, self.blocks(), self.k4))
     }
+
+    /// The NEON kernel's form of these weights (built once, on first use).
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    fn neon(&self) -> &neon::Weights {
+        self.neon
+            .get_or_init(|| neon::Weights::build(&self.int8(), self.out, self.inp))
+    }
 }
 
 /// The codes activations are quantized to: `[0, max]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ActivationRange {
-    /// `[0, 255]`: 8 bits, the VNNI and portable paths.
+    /// `[0, 255]`: 8 bits, the VNNI, NEON and portable paths.
     Full,
     /// `[0, 127]`: 7 bits, the AVX2 path, whose `vpmaddubsw` sums two `u8 x i8` products into
     /// a saturating i16: `2 * 127 * 128 = 32_512` fits, `2 * 255 * 128` does not.
@@ -459,6 +480,7 @@ impl QuantizedRows {
             (*s, *z) = match isa {
                 Isa::Avx512Vnni => vnni::quantize_row(row, dst, range),
                 Isa::Avx2 => avx2::quantize_row(row, dst, range),
+                Isa::Neon | Isa::NeonDotprod => neon::quantize_row(row, dst, range),
                 Isa::Portable => quantize_row_portable(row, dst, range),
             };
         };
@@ -519,21 +541,47 @@ pub enum Isa {
     Avx2,
     /// AVX-512 with VNNI (`vpdpbusd`): Intel Cascade Lake and later, AMD Zen 4 and later.
     Avx512Vnni,
+    /// aarch64's NEON (`smull`, `smlal2`, `sadalp` on 8-bit rows): every aarch64 CPU.
+    Neon,
+    /// aarch64's NEON with the dot-product extension (`sdot` on 8-bit rows).
+    NeonDotprod,
 }
 
 impl Isa {
-    /// Every implementation, slowest first.
-    pub const ALL: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni];
+    /// Every implementation, those of x86-64 slowest first, then those of aarch64.
+    pub const ALL: [Isa; 5] = [
+        Isa::Portable,
+        Isa::Avx2,
+        Isa::Avx512Vnni,
+        Isa::Neon,
+        Isa::NeonDotprod,
+    ];
 
     /// The fastest implementation at or below `level` that this CPU runs.
     pub fn at(level: Level) -> Self {
-        if level >= Level::Avx512 && Level::Avx512.supported() && Self::Avx512Vnni.available() {
-            Self::Avx512Vnni
-        } else if level >= Level::Avx2 && Level::Avx2.supported() && Self::Avx2.available() {
-            Self::Avx2
-        } else {
-            Self::Portable
+        #[cfg(target_arch = "x86_64")]
+        {
+            if level >= Level::Avx512 && Level::Avx512.supported() && Self::Avx512Vnni.available() {
+                return Self::Avx512Vnni;
+            }
+            if level >= Level::Avx2 && Level::Avx2.supported() && Self::Avx2.available() {
+                return Self::Avx2;
+            }
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if level >= Level::NeonDotprod
+                && Level::NeonDotprod.supported()
+                && Self::NeonDotprod.available()
+            {
+                return Self::NeonDotprod;
+            }
+            if level >= Level::Neon && Level::Neon.supported() && Self::Neon.available() {
+                return Self::Neon;
+            }
+        }
+        let _ = level;
+        Self::Portable
     }
 
     /// The implementation this process runs (at [`dispatch::level`], i.e. `TAXON_KERNELS`
@@ -553,6 +601,8 @@ impl Isa {
             Self::Portable => true,
             Self::Avx2 => avx2::available(),
             Self::Avx512Vnni => vnni::available(),
+            Self::Neon => neon::available(),
+            Self::NeonDotprod => neon::available_dotprod(),
         }
     }
 
@@ -566,7 +616,9 @@ impl Isa {
     pub fn activation_range(self) -> ActivationRange {
         match self {
             Self::Avx2 => ActivationRange::Reduced,
-            Self::Portable | Self::Avx512Vnni => ActivationRange::Full,
+            Self::Portable | Self::Avx512Vnni | Self::Neon | Self::NeonDotprod => {
+                ActivationRange::Full
+            }
         }
     }
 
@@ -579,12 +631,15 @@ impl Isa {
         }
     }
 
-    /// The name [`crate::dispatch::paths`] reports: `avx512-vnni`, `avx2` or `portable`.
+    /// The name [`crate::dispatch::paths`] reports: `avx512-vnni`, `avx2`, `neon-dotprod`,
+    /// `neon` or `portable`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Portable => "portable",
             Self::Avx2 => "avx2",
             Self::Avx512Vnni => "avx512-vnni",
+            Self::Neon => "neon",
+            Self::NeonDotprod => "neon-dotprod",
         }
     }
 }
@@ -669,6 +724,8 @@ fn run(isa: Isa, xq: &QuantizedRows, w: &PackedWeights, sink: Sink<'_>) {
     let task = |r0: usize, sink: Sink<'_>| match isa {
         Isa::Avx512Vnni => vnni::rows(xq, r0, w, sink),
         Isa::Avx2 => avx2::rows(xq, r0, w, sink),
+        Isa::Neon => neon::rows(xq, r0, w, sink),
+        Isa::NeonDotprod => neon::rows_dotprod(xq, r0, w, sink),
         Isa::Portable => portable::rows(xq, r0, w, sink, 1),
     };
     match sink {

@@ -153,11 +153,12 @@ impl Kernel {
     }
 }
 
-/// The f32 product's kernels at `level` on this CPU: `avx512`, `avx2-fma`, `scalar`, or
-/// `baseline` (gemm's own choice off x86-64).
+/// The f32 product's kernels at `level` on this CPU: `avx512`, `avx2-fma`, `scalar`, `neon`
+/// (gemm's own choice on aarch64, at every level) or `baseline` (gemm's own choice elsewhere).
 pub fn path_at(level: Level) -> &'static str {
     match Kernel::at(level) {
         Kernel::Own if cfg!(target_arch = "x86_64") => "avx512",
+        Kernel::Own if cfg!(target_arch = "aarch64") => "neon",
         Kernel::Own => "baseline",
         Kernel::Fma => "avx2-fma",
         Kernel::Scalar => "scalar",

@@ -1,7 +1,8 @@
 //! Every int8 implementation this CPU runs against a plain reference (bit for bit: the integer
 //! accumulators, then the one float epilogue), on shapes with tails and on weights and
 //! activations at the ends of their ranges, with activations of both ranges (8 bits, and the 7
-//! of the AVX2 path).
+//! of the AVX2 path). On aarch64 the NEON and `sdot` kernels are among them
+//! (`scripts/test-aarch64.sh` runs these tests under QEMU on CPU models with and without `sdot`).
 
 use super::*;
 
@@ -223,6 +224,56 @@ fn extreme_seven_bit_rows_stay_exact_on_every_isa() {
     }
 }
 
+/// The NEON kernel's pair sums at their ends: codes 0 and 255 (`u - 128` of -128 and 127)
+/// against weights of +-127, where `smull` + `smlal2` add two products of
+/// up to `128 * 127` into one i16 (`+-32_512`, just inside); and the same rows against weights
+/// that hold -128, which the kernel adds up one product at a time (`2 * 128 * 128` would wrap).
+#[test]
+fn extreme_pair_sums_of_the_neon_kernel_stay_exact_on_every_isa() {
+    let (n, inp, out) = (9, 1043, 23);
+    // Values -128 and 127 (a scale of exactly 1, a zero point of 128: codes 0 and 255). Row 0:
+    // both in runs; row 1: all -128 but the first; the others mixed with zeros.
+    let x: Vec<f32> = (0..n * inp)
+        .map(|i| match i / inp {
+            0 => [127.0, 127.0, -128.0, -128.0][(i / 8) % 4],
+            1 if i % inp == 0 => 127.0,
+            1 => -128.0,
+            _ => [127.0, -128.0, 0.0, -128.0, 127.0][(i * 7919) % 5],
+        })
+        .collect();
+    let xq = QuantizedRows::quantize_on(Isa::Portable, &x, n, inp).unwrap();
+    // Codes at both ends (`u - 128` of -128 and 127).
+    assert!(xq.row(0).contains(&0) && xq.row(0).contains(&255));
+    assert_eq!((xq.row(1)[0], xq.row(1)[inp - 1]), (255, 0));
+    let scales = values(out, 8)
+        .iter()
+        .map(|v| v.abs() + 0.01)
+        .collect::<Vec<_>>();
+    let bias = values(out, 9);
+    for low in [-127i8, -128] {
+        let q: Vec<i8> = (0..out * inp)
+            .map(|i| match (i / inp) % 3 {
+                0 => low,
+                1 => [127, 127, low, low][(i / 8) % 4],
+                _ => [127, low, 5, -3, low, low, 127, 0][(i * 31) % 8],
+            })
+            .collect();
+        let w = PackedWeights::from_int8(&q, &scales, out, inp).unwrap();
+        assert_eq!(w.neon().paired, low != i8::MIN);
+        let want = reference_i32(&xq, &q, out, inp);
+        for isa in Isa::available_all() {
+            assert_eq!(matmul_i32(isa, &xq, &w).unwrap(), want, "{isa} low {low}");
+            let xq = QuantizedRows::quantize_on(isa, &x, n, inp).unwrap();
+            let mut y = vec![0f32; n * out];
+            matmul_on(isa, &x, n, &w, Some(&bias), &mut y).unwrap();
+            assert!(
+                same_bits(&y, &reference_f32(&xq, &w, Some(&bias))),
+                "{isa} low {low}"
+            );
+        }
+    }
+}
+
 #[test]
 fn float_output_is_close_to_the_f32_product() {
     let (n, inp, out) = (9, 384, 40);
@@ -329,9 +380,10 @@ fn weight_quantization_is_symmetric_per_channel_and_round_trips() {
             .zip(&d)
             .all(|(a, b)| (a - b).abs() <= 0.5 * 2.0 / 127.0)
     );
-    // The forms built for the AVX2 and portable paths do not change what the layer is.
+    // The forms built for the AVX2, NEON and portable paths do not change what the layer is.
     let fresh = p.clone();
     p.avx2();
+    p.neon();
     p.portable();
     assert_eq!(p, fresh);
 }
@@ -376,6 +428,8 @@ fn each_implementation_quantizes_to_its_own_range() {
     assert_eq!(Isa::Avx2.activation_range(), ActivationRange::Reduced);
     assert_eq!(Isa::Avx512Vnni.activation_range(), ActivationRange::Full);
     assert_eq!(Isa::Portable.activation_range(), ActivationRange::Full);
+    assert_eq!(Isa::Neon.activation_range(), ActivationRange::Full);
+    assert_eq!(Isa::NeonDotprod.activation_range(), ActivationRange::Full);
     let x = values(3 * 50, 60);
     for isa in Isa::ALL {
         let xq = QuantizedRows::quantize_on(isa, &x, 3, 50).unwrap();
@@ -412,14 +466,41 @@ fn the_implementation_never_exceeds_the_level_or_the_cpu() {
         let isa = Isa::at(level);
         assert!(isa.available(), "{isa} at {level}");
         match isa {
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => assert_eq!(level, Level::Avx512),
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => assert!(level >= Level::Avx2),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDotprod => assert_eq!(level, Level::NeonDotprod),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => assert!(level >= Level::Neon),
             Isa::Portable => {}
+            #[allow(unreachable_patterns)]
+            other => panic!("{other} at {level}: an implementation of another architecture"),
         }
     }
     assert_eq!(Isa::best(), Isa::at(Level::best()));
     assert!(Isa::available_all().contains(&Isa::current()));
     assert_eq!(Isa::available_all()[0], Isa::Portable);
+}
+
+/// On aarch64, NEON always runs and `sdot` exactly where the CPU has it; with
+/// `TAXON_EXPECT_DOTPROD=1` or `0` (set by `scripts/test-aarch64.sh` per QEMU CPU model) the
+/// CPU must have it or not, so that the run is known to have tested that kernel.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch64_runs_neon_and_sdot_where_the_cpu_has_it() {
+    let dotprod = std::arch::is_aarch64_feature_detected!("dotprod");
+    assert!(Isa::available_all().contains(&Isa::Neon));
+    assert_eq!(Isa::NeonDotprod.available(), dotprod);
+    assert_eq!(Level::NeonDotprod.supported(), dotprod);
+    let best = if dotprod { Isa::NeonDotprod } else { Isa::Neon };
+    assert_eq!(Isa::best(), best);
+    match std::env::var("TAXON_EXPECT_DOTPROD").as_deref() {
+        Ok("1") => assert!(dotprod, "this CPU model should have sdot"),
+        Ok("0") => assert!(!dotprod, "this CPU model should lack sdot"),
+        _ => {}
+    }
 }
 
 #[test]
