@@ -5,8 +5,9 @@
 //! registers); otherwise, and elsewhere, the portable copy. The level is a ceiling: a copy runs
 //! only when the CPU has its features, whatever level is asked for. On aarch64 the portable
 //! copy runs at every level, compiled for the target's baseline (NEON and FMA, so `mul_add` is
-//! one `fmadd`), but not vectorized everywhere: the disassembly of a release build (Rust 1.96)
-//! shows GELU's loop as scalar `fmadd`s. NEON copies of these kernels are still to be written.
+//! one `fmadd`). GELU's blocks (`super::gelu_block`) vectorize there too (4-lane `fmla` and
+//! `fdiv` in the disassembly of a release build, Rust 1.96); the other kernels have no NEON
+//! copy of their own yet, so `paths()` reports `fused=portable`.
 //!
 //! The only `unsafe` here calls a `#[target_feature]` function, right after
 //! [`Level::supported`] has confirmed that this CPU has every feature it enables.
