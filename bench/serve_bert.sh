@@ -229,6 +229,19 @@ PY
     echo "$CHECK" >&2
 fi
 
+# Word pieces per text (the model's tokenizer.json, [CLS] and [SEP] included, no padding): the
+# model's work per request is proportional to it.
+PIECES=$("$PYTHON" - "$MODEL/tokenizer.json" "$W/texts.txt" <<'PY' 2>/dev/null || echo "?"
+import sys
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file(sys.argv[1])
+tok.no_padding()
+tok.no_truncation()
+texts = [l.rstrip("\n") for l in open(sys.argv[2], encoding="utf-8") if l.strip()]
+print(f"{sum(len(e.ids) for e in tok.encode_batch(texts)) / len(texts):.1f}")
+PY
+)
+
 # --- closed loops ---------------------------------------------------------------------------------
 metric_sum() {  # metric_sum URL NAME: a label-free sample of /metrics, or nothing
     local body
@@ -295,7 +308,7 @@ Kernel level: $LEVEL_DESC; taxon's kernel paths: ${KERNELS:-unknown}.
 Model: \`$(basename "$MODEL")\` (all-MiniLM-L6-v2 fine-tuned on BBC by taxon: mean pooling,
 max_len 128, head-tail truncation), the same folder on both sides; precision: $PRECISION$(
 [[ $INT8 == 1 ]] && echo " (taxon: \`taxon model optimize --int8\`; python: quantize_dynamic on the Linear layers)"). Texts: $TEXTS from the BBC test
-split ($(wc -l < "$W/texts.txt") distinct, $(awk '{w += NF} END {printf "%.0f", w / NR}' "$W/texts.txt") words on average).
+split ($(wc -l < "$W/texts.txt") distinct, $(awk '{w += NF} END {printf "%.0f", w / NR}' "$W/texts.txt") words and $PIECES word pieces on average, [CLS] and [SEP] included).
 Servers pinned to cores $SERVER_CPUS with $THREADS thread(s) each: \`taxon serve --threads $THREADS
 --model-threads $THREADS --cache-size 0${SERVE_ARGS:+ $SERVE_ARGS}\` (cache off so every request runs the model;
 default batching) and \`bert_server.py --threads $THREADS --endpoint $PY_ENDPOINT --quantize $PY_QUANTIZE\` (one uvicorn worker,
